@@ -1,0 +1,82 @@
+"""/k8s-config (read, validate, save) and /pod-preview (the exact Pod, before or after saving)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+import yaml
+from fastapi import APIRouter, Query, Response
+
+from slotpool.api.deps import Admin, ExpectedRevision, ServicesDep
+from slotpool.api.routes.pools import PoolId, etag
+from slotpool.api.schemas import ConfigSaved, config_view
+from slotpool.domain.config import PoolConfig
+from slotpool.services.pools import Preview
+
+router = APIRouter(prefix="/api/v1/agent-pools/{pool_id}", tags=["config"])
+SAVED = "K8s configuration updated successfully"
+Format = Annotated[Literal["yaml", "json"], Query(description="yaml (default) or json")]
+YAML_MEDIA = "application/yaml"
+
+
+@router.get("/k8s-config", response_model=dict[str, Any] | None)
+async def get_config(
+    pool_id: PoolId, services: ServicesDep, _: Admin, response: Response
+) -> dict[str, Any] | None:
+    pool = await services.pools.get(pool_id)
+    etag(response, pool)
+    return config_view(pool)
+
+
+@router.put("/k8s-config", response_model=ConfigSaved)
+async def put_config(
+    pool_id: PoolId,
+    config: PoolConfig,
+    services: ServicesDep,
+    actor: Admin,
+    revision: ExpectedRevision,
+    response: Response,
+) -> ConfigSaved:
+    """Validate and save. ``freeze_schedules`` replaces the pool's windows only when present."""
+    pool = await services.pools.save_config(pool_id, config, by=actor, expected_revision=revision)
+    etag(response, pool)
+    return ConfigSaved(
+        message=SAVED,
+        pool_id=pool.pool_id,
+        k8s_config=config_view(pool),
+        config_hash=services.pools.config_hash(pool),
+        revision=pool.revision,
+    )
+
+
+def render(preview: Preview, output: str) -> Response:
+    headers = {"X-Slotpool-Config-Hash": preview.config_hash}
+    if output == "json":
+        return Response(
+            content=json.dumps(preview.manifest, indent=2),
+            media_type="application/json",
+            headers=headers,
+        )
+    text = yaml.safe_dump(preview.manifest, sort_keys=False, default_flow_style=False)
+    return Response(content=text, media_type=YAML_MEDIA, headers=headers)
+
+
+_PREVIEW_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {YAML_MEDIA: {"schema": {"type": "string"}}, "application/json": {}}}
+}
+
+
+@router.get("/pod-preview", response_class=Response, responses=_PREVIEW_RESPONSES)
+async def preview_saved(
+    pool_id: PoolId, services: ServicesDep, _: Admin, format: Format = "yaml"
+) -> Response:
+    return render(await services.pools.preview(pool_id, None), format)
+
+
+@router.post("/pod-preview", response_class=Response, responses=_PREVIEW_RESPONSES)
+async def preview_candidate(
+    pool_id: PoolId, config: PoolConfig, services: ServicesDep, _: Admin, format: Format = "yaml"
+) -> Response:
+    """The Pod a candidate configuration would make; nothing is saved."""
+    return render(await services.pools.preview(pool_id, config), format)

@@ -1,0 +1,83 @@
+"""/api/v1/agent-pools: list, create, read, rename and describe, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response, status
+
+from slotpool.api.deps import Admin, ExpectedRevision, Services, ServicesDep
+from slotpool.api.schemas import PoolCreate, PoolList, PoolOut, PoolPatch
+from slotpool.domain.pools import POOL_ID_PATTERN, Pool
+
+router = APIRouter(prefix="/api/v1/agent-pools", tags=["pools"])
+PoolId = Annotated[str, Path(pattern=POOL_ID_PATTERN, description="pool- and 16 of [a-z0-9]")]
+
+
+def pool_out(services: Services, pool: Pool) -> PoolOut:
+    return PoolOut.of(
+        pool, config_hash=services.pools.config_hash(pool), freeze=services.freeze.state(pool)
+    )
+
+
+def etag(response: Response, pool: Pool) -> None:
+    response.headers["ETag"] = f'"{pool.revision}"'
+
+
+@router.get("", response_model=PoolList)
+async def list_pools(
+    services: ServicesDep,
+    _: Admin,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    name: Annotated[str | None, Query(max_length=63, description="Exact name")] = None,
+) -> PoolList:
+    pools, total = await services.pools.list(limit=limit, offset=offset, name=name)
+    return PoolList(
+        items=[pool_out(services, p) for p in pools], total=total, limit=limit, offset=offset
+    )
+
+
+@router.post("", response_model=PoolOut, status_code=status.HTTP_201_CREATED)
+async def create_pool(
+    body: PoolCreate, services: ServicesDep, actor: Admin, response: Response
+) -> PoolOut:
+    pool = await services.pools.create(
+        name=body.name,
+        description=body.description,
+        pool_type=body.pool_type,
+        config=body.k8s_config,
+        by=actor,
+    )
+    response.headers["Location"] = f"{router.prefix}/{pool.pool_id}"
+    etag(response, pool)
+    return pool_out(services, pool)
+
+
+@router.get("/{pool_id}", response_model=PoolOut)
+async def get_pool(pool_id: PoolId, services: ServicesDep, _: Admin, response: Response) -> PoolOut:
+    pool = await services.pools.get(pool_id)
+    etag(response, pool)
+    return pool_out(services, pool)
+
+
+@router.patch("/{pool_id}", response_model=PoolOut)
+async def patch_pool(
+    pool_id: PoolId,
+    body: PoolPatch,
+    services: ServicesDep,
+    actor: Admin,
+    revision: ExpectedRevision,
+    response: Response,
+) -> PoolOut:
+    pool = await services.pools.update(
+        pool_id, changes=body.changes(), by=actor, expected_revision=revision
+    )
+    etag(response, pool)
+    return pool_out(services, pool)
+
+
+@router.delete("/{pool_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_pool(pool_id: PoolId, services: ServicesDep, _: Admin) -> Response:
+    await services.pools.delete(pool_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,156 @@
+"""Request and response models: separate shapes for create, update and read."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from slotpool.domain.config import PoolConfig, PoolType, stored_form
+from slotpool.domain.freeze import FreezePolicy, FreezeSchedule, FreezeState
+from slotpool.domain.pools import POOL_NAME_PATTERN, POOL_NAME_RULE, Pool
+
+
+def _pool_name(**kwargs: Any) -> Any:
+    return Field(pattern=POOL_NAME_PATTERN, min_length=1, max_length=63, **kwargs)
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PoolCreate(_In):
+    name: str = _pool_name(description="Unique; " + POOL_NAME_RULE)
+    description: str = Field(default="", max_length=2000)
+    pool_type: PoolType = PoolType.k8s
+    k8s_config: PoolConfig | None = None
+
+
+class PoolPatch(_In):
+    name: str | None = _pool_name(default=None)
+    description: str | None = Field(default=None, max_length=2000)
+
+    def changes(self) -> dict[str, str]:
+        return {k: v for k, v in self.model_dump(exclude_unset=True).items() if v is not None}
+
+
+class UnfreezeIn(_In):
+    until: AwareDatetime | None = Field(
+        default=None, description="Lift the windows until then; default: the end of the freeze."
+    )
+    note: str = Field(default="", max_length=500)
+
+
+class WindowOut(BaseModel):
+    schedule_id: str | None
+    start: datetime
+    end: datetime
+    policy: FreezePolicy
+
+
+class FreezeStateOut(BaseModel):
+    active: bool
+    policy: FreezePolicy | None
+    until: datetime | None
+    lifted_until: datetime | None
+    windows: list[WindowOut]
+    reason: str
+
+    @classmethod
+    def of(cls, state: FreezeState) -> FreezeStateOut:
+        return cls(
+            active=state.active,
+            policy=state.policy,
+            until=state.until,
+            lifted_until=state.lifted_until,
+            windows=[
+                WindowOut(schedule_id=w.schedule_id, start=w.start, end=w.end, policy=w.policy)
+                for w in state.windows
+            ],
+            reason=state.reason(),
+        )
+
+
+class UnfreezeOut(BaseModel):
+    until: datetime
+    by: str
+    at: datetime
+    note: str
+
+
+def schedule_view(schedule: FreezeSchedule) -> dict[str, Any]:
+    return schedule.model_dump(mode="json", exclude_none=True)
+
+
+def config_view(pool: Pool) -> dict[str, Any] | None:
+    """The seed's ``k8s_config``: what was saved, with the pool's freeze windows inside it."""
+    if pool.config is None and not pool.freeze_schedules:
+        return None
+    view = {} if pool.config is None else stored_form(pool.config)
+    if pool.freeze_schedules:
+        view["freeze_schedules"] = [schedule_view(s) for s in pool.freeze_schedules]
+    return view
+
+
+class PoolOut(BaseModel):
+    pool_id: str
+    name: str
+    description: str
+    pool_type: PoolType
+    k8s_config: dict[str, Any] | None
+    config_hash: str | None
+    freeze: FreezeStateOut
+    one_time_unfreeze: UnfreezeOut | None
+    revision: int
+    created_by: str
+    created_at: datetime
+    updated_by: str
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, pool: Pool, *, config_hash: str | None, freeze: FreezeState) -> PoolOut:
+        unfreeze = pool.unfreeze
+        return cls(
+            pool_id=pool.pool_id,
+            name=pool.name,
+            description=pool.description,
+            pool_type=pool.pool_type,
+            k8s_config=config_view(pool),
+            config_hash=config_hash,
+            freeze=FreezeStateOut.of(freeze),
+            one_time_unfreeze=None
+            if unfreeze is None
+            else UnfreezeOut(
+                until=unfreeze.until, by=unfreeze.by, at=unfreeze.at, note=unfreeze.note
+            ),
+            revision=pool.revision,
+            created_by=pool.created_by,
+            created_at=pool.created_at,
+            updated_by=pool.updated_by,
+            updated_at=pool.updated_at,
+        )
+
+
+class PoolList(BaseModel):
+    items: list[PoolOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class ConfigSaved(BaseModel):
+    message: str
+    pool_id: str
+    k8s_config: dict[str, Any] | None
+    config_hash: str | None
+    revision: int
+
+
+class ScheduleList(BaseModel):
+    items: list[dict[str, Any]]
+    freeze: FreezeStateOut
+
+
+class Message(BaseModel):
+    message: str

@@ -1,0 +1,67 @@
+"""A small typed client of slotpool's REST API, used by the CLI (and handy in scripts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, body: Any) -> None:
+        self.status = status
+        self.body = body
+        message = body.get("error") if isinstance(body, dict) else str(body)
+        super().__init__(f"HTTP {status}: {message}")
+
+    @property
+    def details(self) -> list[dict[str, str]]:
+        details = self.body.get("details") if isinstance(self.body, dict) else None
+        return list(details or [])
+
+
+class Client:
+    def __init__(self, base_url: str, token: str | None, *, timeout: float = 30.0) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ApiError(0, {"error": f"cannot reach {self._http.base_url}: {exc}"}) from exc
+        if response.status_code >= 400:
+            try:
+                body: Any = response.json()
+            except ValueError:
+                body = {"error": response.text or response.reason_phrase}
+            raise ApiError(response.status_code, body)
+        return response
+
+    def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.request(method, path, **kwargs)
+        return None if response.status_code == 204 or not response.content else response.json()
+
+    def list_pools(self, *, name: str | None = None) -> list[dict[str, Any]]:
+        pools: list[dict[str, Any]] = []
+        while True:
+            params: dict[str, Any] = {"limit": 1000, "offset": len(pools)}
+            if name is not None:
+                params["name"] = name
+            page = self.json("GET", "/api/v1/agent-pools", params=params)
+            pools.extend(page["items"])
+            if len(pools) >= page["total"] or not page["items"]:
+                return pools
+
+    def find_pool(self, ref: str) -> dict[str, Any]:
+        """A pool by id or by name."""
+        if ref.startswith("pool-"):
+            found: dict[str, Any] = self.json("GET", f"/api/v1/agent-pools/{ref}")
+            return found
+        matches = self.list_pools(name=ref)
+        if not matches:
+            raise ApiError(404, {"error": f"no agent pool named {ref!r}"})
+        return matches[0]

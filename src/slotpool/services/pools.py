@@ -1,0 +1,159 @@
+"""Pools and their configuration: create, read, rename, delete, save a config, preview its Pod."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from slotpool.domain.config import PoolConfig, PoolType, check_config, stored_form
+from slotpool.domain.errors import ConfigInvalid
+from slotpool.domain.freeze import FreezeSchedule
+from slotpool.domain.pods import PodContext, build_pod_manifest, pod_config_hash
+from slotpool.domain.pools import Pool
+from slotpool.services.errors import Conflict, Invalid, NotFound, PreconditionFailed
+from slotpool.services.ids import new_pool_id, new_schedule_id
+from slotpool.settings import Settings
+from slotpool.store import repositories
+from slotpool.store.uow import Store, UnitOfWork
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class Preview:
+    manifest: dict[str, Any]
+    config_hash: str
+
+
+def invalid(exc: ConfigInvalid) -> Invalid:
+    return Invalid(f"{exc.summary}: nothing was saved", exc.issues)
+
+
+async def require_pool(uow: UnitOfWork, pool_id: str) -> Pool:
+    pool = await uow.pools.get(pool_id)
+    if pool is None:
+        raise NotFound(f"agent pool {pool_id} not found")
+    return pool
+
+
+def check_revision(pool: Pool, expected: int | None) -> None:
+    if expected is not None and expected != pool.revision:
+        raise PreconditionFailed(
+            f"agent pool {pool.pool_id} is at revision {pool.revision}, not {expected}: "
+            "it was changed meanwhile; read it again and retry"
+        )
+
+
+def with_schedule_ids(schedules: list[FreezeSchedule]) -> list[FreezeSchedule]:
+    return [s if s.id else s.model_copy(update={"id": new_schedule_id()}) for s in schedules]
+
+
+class PoolService:
+    def __init__(self, store: Store, settings: Settings, clock: Clock) -> None:
+        self._store = store
+        self._settings = settings
+        self._clock = clock
+
+    def pod_context(self, pool: Pool) -> PodContext:
+        return PodContext(
+            pool_id=pool.pool_id,
+            control_plane_url=self._settings.public_url,
+            default_namespace=self._settings.default_namespace,
+        )
+
+    def config_hash(self, pool: Pool) -> str | None:
+        return None if pool.config is None else pod_config_hash(pool.config, self.pod_context(pool))
+
+    async def list(self, *, limit: int, offset: int, name: str | None) -> tuple[list[Pool], int]:
+        async with self._store.unit_of_work() as uow:
+            return await uow.pools.list(limit=limit, offset=offset, name=name)
+
+    async def get(self, pool_id: str) -> Pool:
+        async with self._store.unit_of_work() as uow:
+            return await require_pool(uow, pool_id)
+
+    async def create(
+        self,
+        *,
+        name: str,
+        description: str,
+        pool_type: PoolType,
+        config: PoolConfig | None,
+        by: str,
+    ) -> Pool:
+        if config is not None:
+            config = self._checked(config, pool_type)
+        new = repositories.NewPool(
+            pool_id=new_pool_id(),
+            name=name,
+            description=description,
+            pool_type=pool_type,
+            k8s_config=None if config is None else stored_form(config),
+            by=by,
+            now=self._clock(),
+        )
+        async with self._store.unit_of_work() as uow:
+            try:
+                await uow.pools.add(new)
+            except repositories.Conflict as exc:
+                raise Conflict(str(exc)) from None
+            if config is not None and config.freeze_schedules:
+                await uow.pools.replace_schedules(
+                    new.pool_id, with_schedule_ids(config.freeze_schedules), now=new.now
+                )
+            return await require_pool(uow, new.pool_id)
+
+    async def update(
+        self, pool_id: str, *, changes: dict[str, str], by: str, expected_revision: int | None
+    ) -> Pool:
+        async with self._store.unit_of_work() as uow:
+            check_revision(await require_pool(uow, pool_id), expected_revision)
+            try:
+                updated = await uow.pools.update(pool_id, by=by, now=self._clock(), **changes)
+            except repositories.Conflict as exc:
+                raise Conflict(str(exc)) from None
+            assert updated is not None  # the row was read in this transaction
+            return updated
+
+    async def delete(self, pool_id: str) -> None:
+        async with self._store.unit_of_work() as uow:
+            if not await uow.pools.delete(pool_id):
+                raise NotFound(f"agent pool {pool_id} not found")
+
+    async def save_config(
+        self, pool_id: str, config: PoolConfig, *, by: str, expected_revision: int | None
+    ) -> Pool:
+        """Validate and store; windows are replaced only when the payload carries the key."""
+        now = self._clock()
+        async with self._store.unit_of_work() as uow:
+            pool = await require_pool(uow, pool_id)
+            check_revision(pool, expected_revision)
+            config = self._checked(config, pool.pool_type)
+            await uow.pools.update(pool_id, by=by, now=now, k8s_config=stored_form(config))
+            if config.freeze_schedules is not None:
+                await uow.pools.replace_schedules(
+                    pool_id, with_schedule_ids(config.freeze_schedules), now=now
+                )
+            return await require_pool(uow, pool_id)
+
+    async def preview(self, pool_id: str, candidate: PoolConfig | None) -> Preview:
+        pool = await self.get(pool_id)
+        if pool.pool_type is PoolType.static:
+            raise Conflict(f"{pool_id} is a static pool: its agents are started by hand, no Pods")
+        config = pool.config if candidate is None else self._checked(candidate, pool.pool_type)
+        if config is None:
+            raise Conflict(
+                f"agent pool {pool_id} has no configuration yet: PUT /k8s-config first, "
+                "or POST a candidate configuration to /pod-preview"
+            )
+        context = self.pod_context(pool)
+        return Preview(build_pod_manifest(config, context), pod_config_hash(config, context))
+
+    @staticmethod
+    def _checked(config: PoolConfig, pool_type: PoolType) -> PoolConfig:
+        try:
+            return check_config(config, pool_type=pool_type)
+        except ConfigInvalid as exc:
+            raise invalid(exc) from None

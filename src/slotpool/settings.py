@@ -1,0 +1,75 @@
+"""Typed settings, read once from the environment (prefix ``SLOTPOOL_``) and passed in.
+
+Nothing below the entry points reads the environment itself: the CLI and the app factory build one
+``Settings`` and hand it down, so tests can run several differently configured servers side by side.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from platformdirs import user_data_dir
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Environment(StrEnum):
+    development = "development"
+    production = "production"
+
+
+def default_data_dir() -> Path:
+    return Path(user_data_dir("slotpool", appauthor=False))
+
+
+def default_database_url() -> str:
+    return f"sqlite:///{default_data_dir() / 'slotpool.db'}"
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set. Each field is documented in the README's table."""
+
+    model_config = SettingsConfigDict(env_prefix="SLOTPOOL_", extra="ignore")
+
+    environment: Environment = Environment.development
+    database_url: str = Field(
+        default_factory=default_database_url,
+        description="sqlite:///path or postgresql://user:pass@host/db (psycopg 3 is used).",
+    )
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="Admin bearer token. If unset, one is generated on first start, printed once "
+        "and stored hashed.",
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:8080",
+        description="The control-plane URL agents use; injected into every Pod.",
+    )
+    default_namespace: str = Field(
+        default="slotpool-agents",
+        description="Namespace for a k8s pool's Pods when its config names none.",
+    )
+    default_timezone: str = Field(
+        default="UTC", description="IANA time zone of freeze windows that name none."
+    )
+    log_level: str = "info"
+    log_format: str = Field(default="console", pattern="^(console|json)$")
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _no_weak_secrets_in_production(self) -> Settings:
+        token = self.admin_token
+        weak = token is not None and len(token.get_secret_value()) < 24
+        if self.environment is Environment.production and weak:
+            raise ValueError("SLOTPOOL_ADMIN_TOKEN must be at least 24 characters in production")
+        return self

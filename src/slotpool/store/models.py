@@ -1,0 +1,117 @@
+"""Tables. Names follow the seed (``agent_pools``) so its verification queries still work.
+
+Timestamps are stored timezone-aware on PostgreSQL and as UTC on SQLite, and always come back
+aware; JSON is JSONB on PostgreSQL. Constraint names follow one convention on both databases.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on both databases."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass an aware one")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONDocument = JSON().with_variant(JSONB(), "postgresql")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class AgentPoolRow(Base):
+    __tablename__ = "agent_pools"
+    __table_args__ = (CheckConstraint("pool_type IN ('k8s', 'local', 'static')", name="pool_type"),)
+
+    pool_id: Mapped[str] = mapped_column(String(21), primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    pool_type: Mapped[str] = mapped_column(String(16))
+    k8s_config: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument, nullable=True)
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    one_time_unfreeze_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    one_time_unfreeze_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    one_time_unfreeze_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    one_time_unfreeze_note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_by: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    freeze_schedules: Mapped[list[FreezeScheduleRow]] = relationship(
+        back_populates="pool",
+        cascade="all, delete-orphan",
+        order_by="FreezeScheduleRow.position",
+        lazy="selectin",
+        passive_deletes=True,
+    )
+
+
+class FreezeScheduleRow(Base):
+    __tablename__ = "freeze_schedules"
+    __table_args__ = (CheckConstraint("from_time <> to_time", name="has_length"),)
+
+    id: Mapped[str] = mapped_column(String(15), primary_key=True)
+    pool_id: Mapped[str] = mapped_column(
+        ForeignKey("agent_pools.pool_id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    from_time: Mapped[str] = mapped_column(String(5))
+    to_time: Mapped[str] = mapped_column(String(5))
+    weekdays: Mapped[list[int]] = mapped_column(JSONDocument)
+    timezone: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    policy: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    pool: Mapped[AgentPoolRow] = relationship(back_populates="freeze_schedules")
+
+
+class AdminTokenRow(Base):
+    __tablename__ = "admin_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

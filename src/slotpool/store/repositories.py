@@ -1,0 +1,196 @@
+"""Repositories: every query slotpool makes. They flush, never commit: the caller's unit of work
+decides when a change becomes visible, so a request's changes land together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from slotpool.domain.config import PoolConfig, PoolType
+from slotpool.domain.freeze import FreezePolicy, FreezeSchedule
+from slotpool.domain.pools import OneTimeUnfreeze, Pool
+from slotpool.store.models import AdminTokenRow, AgentPoolRow, FreezeScheduleRow
+
+
+class Conflict(Exception):
+    """A uniqueness rule or a concurrent change refused the write."""
+
+
+def _schedule(row: FreezeScheduleRow) -> FreezeSchedule:
+    return FreezeSchedule(
+        id=row.id,
+        from_time=row.from_time,
+        to_time=row.to_time,
+        weekdays=list(row.weekdays),
+        timezone=row.timezone,
+        policy=FreezePolicy(row.policy),
+        note=row.note,
+    )
+
+
+def _pool(row: AgentPoolRow) -> Pool:
+    unfreeze = None
+    if row.one_time_unfreeze_until is not None and row.one_time_unfreeze_at is not None:
+        unfreeze = OneTimeUnfreeze(
+            until=row.one_time_unfreeze_until,
+            by=row.one_time_unfreeze_by or "",
+            at=row.one_time_unfreeze_at,
+            note=row.one_time_unfreeze_note or "",
+        )
+    return Pool(
+        pool_id=row.pool_id,
+        name=row.name,
+        description=row.description,
+        pool_type=PoolType(row.pool_type),
+        config=None if row.k8s_config is None else PoolConfig.model_validate(row.k8s_config),
+        freeze_schedules=tuple(_schedule(s) for s in row.freeze_schedules),
+        unfreeze=unfreeze,
+        revision=row.revision,
+        created_by=row.created_by,
+        created_at=row.created_at,
+        updated_by=row.updated_by,
+        updated_at=row.updated_at,
+    )
+
+
+@dataclass(frozen=True)
+class NewPool:
+    pool_id: str
+    name: str
+    description: str
+    pool_type: PoolType
+    k8s_config: dict[str, Any] | None
+    by: str
+    now: datetime
+
+
+class PoolRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def list(
+        self, *, limit: int, offset: int, name: str | None = None
+    ) -> tuple[list[Pool], int]:
+        query = select(AgentPoolRow)
+        count = select(func.count()).select_from(AgentPoolRow)
+        if name is not None:
+            query, count = (
+                query.where(AgentPoolRow.name == name),
+                count.where(AgentPoolRow.name == name),
+            )
+        rows = await self._session.scalars(
+            query.order_by(AgentPoolRow.name).limit(limit).offset(offset)
+        )
+        total = await self._session.scalar(count)
+        return [_pool(row) for row in rows], int(total or 0)
+
+    async def get(self, pool_id: str) -> Pool | None:
+        row = await self._row(pool_id)
+        return None if row is None else _pool(row)
+
+    async def get_by_name(self, name: str) -> Pool | None:
+        row = await self._session.scalar(select(AgentPoolRow).where(AgentPoolRow.name == name))
+        return None if row is None else _pool(row)
+
+    async def add(self, new: NewPool) -> Pool:
+        row = AgentPoolRow(
+            pool_id=new.pool_id,
+            name=new.name,
+            description=new.description,
+            pool_type=new.pool_type.value,
+            k8s_config=new.k8s_config,
+            revision=1,
+            created_by=new.by,
+            created_at=new.now,
+            updated_by=new.by,
+            updated_at=new.now,
+            freeze_schedules=[],
+        )
+        self._session.add(row)
+        await self._flush(f"a pool named {new.name!r} already exists")
+        return _pool(row)
+
+    async def update(self, pool_id: str, *, by: str, now: datetime, **fields: Any) -> Pool | None:
+        """Set columns (name, description, k8s_config, one_time_unfreeze_*) and bump revision."""
+        row = await self._row(pool_id)
+        if row is None:
+            return None
+        for key, value in fields.items():
+            setattr(row, key, value)
+        row.revision += 1
+        row.updated_by, row.updated_at = by, now
+        await self._flush(f"a pool named {fields.get('name')!r} already exists")
+        return _pool(row)
+
+    async def replace_schedules(
+        self, pool_id: str, schedules: Sequence[FreezeSchedule], *, now: datetime
+    ) -> None:
+        """Make the pool's windows exactly these, in this order; every schedule must have an id."""
+        row = await self._row(pool_id)
+        if row is None:
+            return
+        existing = {s.id: s for s in row.freeze_schedules}
+        row.freeze_schedules = [
+            self._schedule_row(s, position=i, now=now, existing=existing.get(s.id or ""))
+            for i, s in enumerate(schedules)
+        ]
+        await self._flush("a freeze schedule id is already used by another pool")
+
+    @staticmethod
+    def _schedule_row(
+        schedule: FreezeSchedule,
+        *,
+        position: int,
+        now: datetime,
+        existing: FreezeScheduleRow | None,
+    ) -> FreezeScheduleRow:
+        row = existing or FreezeScheduleRow(id=schedule.id, created_at=now)
+        row.position = position
+        row.from_time, row.to_time = schedule.from_time, schedule.to_time
+        row.weekdays = list(schedule.weekdays)
+        row.timezone = schedule.timezone
+        row.policy = schedule.policy.value
+        row.note = schedule.note
+        if existing is None or _schedule(existing) != schedule:
+            row.updated_at = now
+        return row
+
+    async def delete(self, pool_id: str) -> bool:
+        result = await self._session.execute(
+            delete(AgentPoolRow).where(AgentPoolRow.pool_id == pool_id)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def _row(self, pool_id: str) -> AgentPoolRow | None:
+        return await self._session.get(AgentPoolRow, pool_id, populate_existing=True)
+
+    async def _flush(self, conflict_message: str) -> None:
+        try:
+            await self._session.flush()
+        except IntegrityError as exc:
+            raise Conflict(conflict_message) from exc
+
+
+class AdminTokenRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def count(self) -> int:
+        return int(await self._session.scalar(select(func.count()).select_from(AdminTokenRow)) or 0)
+
+    async def add(self, *, name: str, token_hash: str, now: datetime) -> None:
+        self._session.add(AdminTokenRow(name=name, token_hash=token_hash, created_at=now))
+        await self._session.flush()
+
+    async def exists(self, token_hash: str) -> bool:
+        found = await self._session.scalar(
+            select(AdminTokenRow.id).where(AdminTokenRow.token_hash == token_hash)
+        )
+        return found is not None

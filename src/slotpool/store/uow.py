@@ -1,0 +1,42 @@
+"""The store's front door: one engine per process, one transaction per unit of work.
+
+Services open a unit of work, call repositories (which only flush) and leave it; it commits on a
+clean exit and rolls back on an exception, so a refused request leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from slotpool.store.db import backend, create_engine
+from slotpool.store.repositories import AdminTokenRepository, PoolRepository
+
+
+class UnitOfWork:
+    def __init__(self, session: AsyncSession) -> None:
+        self.pools = PoolRepository(session)
+        self.admin_tokens = AdminTokenRepository(session)
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.backend = backend(url)
+        self._engine = create_engine(url)
+        self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
+        async with self._sessions() as session, session.begin():
+            yield UnitOfWork(session)
+
+    async def ping(self) -> None:
+        async with self._engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    async def close(self) -> None:
+        await self._engine.dispose()

@@ -1,0 +1,63 @@
+"""An API under test: a migrated database of either kind, the real app, a clock the test moves."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from slotpool.api.app import create_app
+from slotpool.settings import Settings
+from slotpool.store.migrate import upgrade
+
+ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+
+
+@dataclass
+class Clock:
+    now: datetime = field(default_factory=lambda: datetime(2026, 11, 20, 12, 0, tzinfo=UTC))
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> None:
+        self.now += timedelta(**kwargs)
+
+
+@dataclass
+class Api:
+    client: httpx.AsyncClient
+    settings: Settings
+    clock: Clock
+    database_url: str
+
+
+def settings_for(database_url: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "database_url": database_url,
+        "admin_token": SecretStr(ADMIN_TOKEN),
+        "public_url": "http://slotpool.test:8080",
+        "default_namespace": "slotpool-agents",
+    }
+    values.update(overrides)
+    return Settings.model_validate(values)
+
+
+@pytest.fixture
+async def api(database_url: str) -> AsyncIterator[Api]:
+    upgrade(database_url)
+    settings = settings_for(database_url)
+    clock = Clock()
+    app = create_app(settings, clock=clock)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://slotpool.test",
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        ) as client:
+            yield Api(client=client, settings=settings, clock=clock, database_url=database_url)

@@ -1,0 +1,58 @@
+"""Shared pytest fixtures for the slotpool test suite.
+
+Databases:
+
+* ``pg_server`` (session): a throwaway PostgreSQL server (see ``tests/pg_server.py``). When the
+  server binaries are missing the tests using it are skipped, or fail when
+  ``SLOTPOOL_TEST_PG_REQUIRED=1`` (``scripts/test`` sets it, so CI never skips them silently).
+* ``database_url`` (function): a fresh, empty database URL, once per backend: ``sqlite`` and
+  ``postgresql`` (the latter marked ``postgres``; deselect it with ``-m "not postgres"``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.pg_server import PostgresServer, PostgresUnavailableError
+
+PG_REQUIRED_ENV = "SLOTPOOL_TEST_PG_REQUIRED"
+
+
+# -- databases ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    try:
+        # Not pytest's tmp_path_factory: its directory is private to the current user, and the
+        # server may have to run as the postgres user.
+        server = PostgresServer.start(Path(tempfile.gettempdir()))
+    except PostgresUnavailableError as exc:
+        if os.environ.get(PG_REQUIRED_ENV) == "1":
+            pytest.fail(f"PostgreSQL is required ({PG_REQUIRED_ENV}=1) but unavailable: {exc}")
+        pytest.skip(f"PostgreSQL unavailable: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+    ]
+)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A URL of a new, empty database; PostgreSQL databases are dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/slotpool.db"
+        return
+    server: PostgresServer = request.getfixturevalue("pg_server")
+    with server.temporary_database() as url:
+        yield url

@@ -206,6 +206,8 @@ GOOD = {"from_time": "09:00", "to_time": "17:00", "weekdays": [1]}
         ({"to_time": "12:60"}, ("to_time",), "HH:MM"),
         ({"to_time": "ab:cd"}, ("to_time",), "HH:MM"),
         ({"to_time": "12:00:00"}, ("to_time",), "HH:MM"),
+        ({"to_time": "12:00\n"}, ("to_time",), "HH:MM"),
+        ({"to_time": "\uff11\uff12:\uff10\uff10"}, ("to_time",), "HH:MM"),  # fullwidth digits
         ({"weekdays": []}, ("weekdays",), "at least one"),
         ({"weekdays": [0]}, ("weekdays",), "weekday 0"),
         ({"weekdays": [1, 8]}, ("weekdays",), "weekday 8"),

@@ -29,7 +29,7 @@ BOUNDARY_HORIZON = timedelta(days=8)
 # the default of a one-time unfreeze within what the service accepts (31 days).
 CHAIN_LIMIT = timedelta(days=14)
 
-_HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+_HHMM = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 _ONE_DAY = timedelta(days=1)
 # "localtime" resolves to the host's zone file: not an IANA name, and different on every host.
 _NOT_IANA = frozenset({"localtime"})
@@ -52,7 +52,7 @@ def load_zone(name: str) -> ZoneInfo:
 
 
 def _check_hhmm(value: str) -> str:
-    if not _HHMM.match(value):
+    if not _HHMM.fullmatch(value):
         raise ValueError(f"{value!r} is not a time HH:MM from 00:00 to 23:59 (two digits each)")
     return value
 

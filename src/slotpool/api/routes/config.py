@@ -62,8 +62,9 @@ def render(preview: Preview, output: str) -> Response:
     return Response(content=text, media_type=YAML_MEDIA, headers=headers)
 
 
+_POD = {"type": "object", "description": "A Kubernetes Pod manifest (apiVersion v1, kind Pod)."}
 _PREVIEW_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {YAML_MEDIA: {"schema": {"type": "string"}}, "application/json": {}}}
+    200: {"content": {YAML_MEDIA: {"schema": _POD}, "application/json": {"schema": _POD}}}
 }
 
 

@@ -29,7 +29,7 @@ async def list_pools(
     services: ServicesDep,
     _: Admin,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     name: Annotated[str | None, Query(max_length=63, description="Exact name")] = None,
 ) -> PoolList:
     pools, total = await services.pools.list(limit=limit, offset=offset, name=name)

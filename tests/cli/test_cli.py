@@ -1,0 +1,103 @@
+"""The CLI against a real server over HTTP: create, apply, export round trip, preview, errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from slotpool.cli import app
+from slotpool.store.migrate import current_revision, head_revision
+from tests.api.conftest import ADMIN_TOKEN, settings_for
+from tests.api.test_pools_api import SEED_RIGHT, SEED_WRONG
+from tests.live import live_server
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def server(database_url: str) -> Iterator[dict[str, str]]:
+    with live_server(settings_for(database_url)) as url:
+        yield {"SLOTPOOL_URL": url, "SLOTPOOL_ADMIN_TOKEN": ADMIN_TOKEN}
+
+
+def cli(env: dict[str, str], *args: str, code: int = 0) -> Any:
+    result = runner.invoke(app, list(args), env=env)
+    assert result.exit_code == code, (result.stdout, result.stderr)
+    return result
+
+
+def test_create_list_get(server: dict[str, str]) -> None:
+    cli(server, "pools", "create", "demo", "--type", "local", "--description", "try it")
+    listed = yaml.safe_load(cli(server, "pools", "list", "-o", "yaml").stdout)
+    assert [(p["name"], p["pool_type"]) for p in listed] == [("demo", "local")]
+    table = cli(server, "pools", "list").stdout
+    assert "demo" in table
+    assert "local" in table
+    got = yaml.safe_load(cli(server, "pools", "get", "demo", "-o", "json").stdout)
+    assert got["description"] == "try it"
+    assert cli(server, "pools", "get", got["pool_id"], "-o", "json").stdout.count("pool-") >= 1
+
+
+def test_apply_export_round_trip(server: dict[str, str], tmp_path: Path) -> None:
+    pools = tmp_path / "pools.yaml"
+    docs = [
+        {"name": "terraform", "pool_type": "k8s", "k8s_config": SEED_RIGHT},
+        {"name": "local", "pool_type": "local", "description": "on this host"},
+    ]
+    pools.write_text(yaml.safe_dump_all(docs))
+    first = cli(server, "pools", "apply", "-f", str(pools)).stdout
+    assert first.count("created") == 2
+    exported = tmp_path / "exported.yaml"
+    exported.write_text(cli(server, "pools", "export").stdout)
+    again = cli(server, "pools", "apply", "-f", str(exported)).stdout
+    assert again.count("unchanged") == 2, again
+    changed = [dict(d) for d in yaml.safe_load_all(exported.read_text())]
+    changed[1]["description"] = "moved"
+    exported.write_text(yaml.safe_dump_all(changed))
+    third = cli(server, "pools", "apply", "-f", str(exported)).stdout
+    assert "description updated" in third
+    assert third.count("unchanged") == 1
+
+
+def test_apply_refuses_the_seed_bug_and_says_where(server: dict[str, str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"name": "tf", "k8s_config": SEED_WRONG}))
+    result = cli(server, "pools", "apply", "-f", str(bad), code=1)
+    assert "resources.limits.cpu" in result.stderr
+    assert "resources.limits.memory" in result.stderr
+    assert yaml.safe_load(cli(server, "pools", "list", "-o", "yaml").stdout) == []
+
+
+def test_preview_saved_and_candidate(server: dict[str, str], tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(SEED_RIGHT))
+    cli(server, "pools", "create", "tf", "-f", str(config))
+    pod = yaml.safe_load(cli(server, "pools", "preview", "tf").stdout)
+    assert pod["kind"] == "Pod"
+    assert pod["spec"]["containers"][0]["resources"]["limits"]["cpu"] == "500m"
+    config.write_text(yaml.safe_dump({**SEED_RIGHT, "image": "hashicorp/terraform:1.9"}))
+    candidate = yaml.safe_load(cli(server, "pools", "preview", "tf", "-f", str(config)).stdout)
+    assert candidate["spec"]["containers"][0]["image"] == "hashicorp/terraform:1.9"
+    saved = yaml.safe_load(cli(server, "pools", "preview", "tf").stdout)
+    assert saved["spec"]["containers"][0]["image"] == "hashicorp/terraform:1.6"
+
+
+def test_errors_are_clear(server: dict[str, str]) -> None:
+    missing = cli(server, "pools", "get", "nope", code=1)
+    assert "no agent pool named 'nope'" in missing.stderr
+    unauthorized = cli({**server, "SLOTPOOL_ADMIN_TOKEN": "wrong"}, "pools", "list", code=1)
+    assert "invalid admin token" in unauthorized.stderr
+    offline = cli({**server, "SLOTPOOL_URL": "http://127.0.0.1:9"}, "pools", "list", code=1)
+    assert "cannot reach" in offline.stderr
+
+
+def test_migrate_command(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/fresh.db"
+    result = cli({"SLOTPOOL_DATABASE_URL": url}, "migrate")
+    assert head_revision() in result.stdout
+    assert current_revision(url) == head_revision()

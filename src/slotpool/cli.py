@@ -132,19 +132,22 @@ def client(url: str, token: str | None) -> Client:
 
 
 def _table(pools: list[dict[str, Any]]) -> Table:
-    table = Table("NAME", "ID", "TYPE", "IMAGE", "REPLICAS", "SLOTS", "FREEZE", "UPDATED")
+    # kubectl-like: no borders, identifiers never wrapped, the image column gives way first.
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("NAME", "TYPE", "ID", "REPLICAS", "SLOTS", "FREEZE"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("IMAGE", overflow="fold")
     for pool in pools:
         config = pool.get("k8s_config") or {}
         freeze = pool["freeze"]
         table.add_row(
             pool["name"],
-            pool["pool_id"],
             pool["pool_type"],
-            config.get("image", "-"),
+            pool["pool_id"],
             f"{config.get('min_replicas', 1)}..{config.get('max_replicas', 10)}",
             str(config.get("slots_per_pod", 4)),
             "frozen" if freeze["active"] else ("lifted" if freeze["lifted_until"] else "-"),
-            pool["updated_at"][:19].replace("T", " "),
+            config.get("image", "-"),
         )
     return table
 

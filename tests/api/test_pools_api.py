@@ -170,6 +170,14 @@ async def test_list_get_patch_delete(api: Api) -> None:
     assert (await api.client.delete(path)).status_code == 404
 
 
+async def test_patch_refuses_nulls_instead_of_dropping_them(api: Api) -> None:
+    pool = await create_pool(api, description="kept")
+    response = await api.client.patch(f"{POOLS}/{pool['pool_id']}", json={"description": None})
+    assert response.status_code == 422
+    assert response.json()["details"][0]["field"] == "description"
+    assert (await api.client.get(f"{POOLS}/{pool['pool_id']}")).json()["description"] == "kept"
+
+
 async def test_pool_type_cannot_be_patched(api: Api) -> None:
     pool = await create_pool(api)
     response = await api.client.patch(f"{POOLS}/{pool['pool_id']}", json={"pool_type": "local"})

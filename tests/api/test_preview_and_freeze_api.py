@@ -79,6 +79,10 @@ async def test_preview_without_a_config_or_for_a_static_pool(api: Api) -> None:
     response = await api.client.get(f"{POOLS}/{bare['pool_id']}/pod-preview")
     assert response.status_code == 409
     assert "no configuration yet" in response.json()["error"]
+    local = await create_pool(api, "local", pool_type="local")
+    assert local["config_hash"] is not None
+    pod = yaml.safe_load((await preview(api, local["pool_id"])).text)
+    assert pod["metadata"]["annotations"]["slotpool.io/slots"] == "4"
     static = await create_pool(api, "static", pool_type="static")
     response = await api.client.get(f"{POOLS}/{static['pool_id']}/pod-preview")
     assert response.status_code == 409
@@ -156,6 +160,7 @@ async def test_unfreeze_needs_an_active_window_or_a_time(api: Api) -> None:
     assert ahead.json()["lifted_until"].startswith("2026-11-21T03:00:00")
     past = await api.client.post(path, json={"until": "2026-11-19T03:00:00Z"})
     assert past.status_code == 422
+    assert past.json()["details"] == [{"field": "until", "message": "must be in the future"}]
     naive = await api.client.post(path, json={"until": "2026-11-21T03:00:00"})
     assert naive.status_code == 422
     assert naive.json()["details"][0]["field"] == "until"

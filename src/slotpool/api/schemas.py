@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from slotpool.domain.config import PoolConfig, PoolType, stored_form
 from slotpool.domain.freeze import FreezePolicy, FreezeSchedule, FreezeState
@@ -30,6 +30,14 @@ class PoolCreate(_In):
 class PoolPatch(_In):
     name: str | None = _pool_name(default=None)
     description: str | None = Field(default=None, max_length=2000)
+
+    @field_validator("name", "description", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        # Omit a field to keep it; an explicit null would otherwise be dropped without a word.
+        if value is None:
+            raise ValueError("cannot be null; omit the field to keep its value")
+        return value
 
     def changes(self) -> dict[str, str]:
         return {k: v for k, v in self.model_dump(exclude_unset=True).items() if v is not None}

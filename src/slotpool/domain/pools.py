@@ -47,3 +47,10 @@ class Pool:
     created_at: datetime
     updated_by: str
     updated_at: datetime
+
+    def effective_config(self) -> PoolConfig | None:
+        """The configuration Pods are built from: a local pool runs on defaults until it has one;
+        a k8s pool has none until an image is saved; a static pool has no Pods at all."""
+        if self.pool_type is PoolType.local:
+            return self.config or PoolConfig()
+        return None if self.pool_type is PoolType.static else self.config

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from slotpool.domain.freeze import FreezeSchedule, FreezeState, freeze_ends_at, freeze_state
+from slotpool.domain.errors import Issue
 from slotpool.domain.pools import Pool
 from slotpool.services.errors import Conflict, Invalid, NotFound
 from slotpool.services.ids import new_schedule_id
@@ -40,7 +41,8 @@ class FreezeService:
     ) -> FreezeSchedule:
         if schedule.id not in (None, schedule_id):
             raise Invalid(
-                f"the body's id {schedule.id} does not match the path's {schedule_id}",
+                "the body names another freeze schedule than the path",
+                [Issue("id", f"{schedule.id} does not match the path's {schedule_id}")],
             )
         return await self._write(
             pool_id, schedule.model_copy(update={"id": schedule_id}), by=by, replace=True
@@ -84,9 +86,12 @@ class FreezeService:
             pool = await require_pool(uow, pool_id)
             until = until or self._end_of_active_freeze(pool, now)
             if until <= now:
-                raise Invalid(f"until ({until.isoformat()}) must be in the future")
+                raise Invalid("nothing was saved", [Issue("until", "must be in the future")])
             if until - now > MAX_UNFREEZE:
-                raise Invalid(f"until may be at most {MAX_UNFREEZE.days} days ahead")
+                raise Invalid(
+                    "nothing was saved",
+                    [Issue("until", f"may be at most {MAX_UNFREEZE.days} days ahead")],
+                )
             fields = {
                 "one_time_unfreeze_until": until,
                 "one_time_unfreeze_by": by,

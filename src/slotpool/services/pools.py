@@ -64,7 +64,8 @@ class PoolService:
         )
 
     def config_hash(self, pool: Pool) -> str | None:
-        return None if pool.config is None else pod_config_hash(pool.config, self.pod_context(pool))
+        config = pool.effective_config()
+        return None if config is None else pod_config_hash(config, self.pod_context(pool))
 
     async def list(self, *, limit: int, offset: int, name: str | None) -> tuple[list[Pool], int]:
         async with self._store.unit_of_work() as uow:
@@ -142,7 +143,9 @@ class PoolService:
         pool = await self.get(pool_id)
         if pool.pool_type is PoolType.static:
             raise Conflict(f"{pool_id} is a static pool: its agents are started by hand, no Pods")
-        config = pool.config if candidate is None else self._checked(candidate, pool.pool_type)
+        config = pool.effective_config()
+        if candidate is not None:
+            config = self._checked(candidate, pool.pool_type)
         if config is None:
             raise Conflict(
                 f"agent pool {pool_id} has no configuration yet: PUT /k8s-config first, "

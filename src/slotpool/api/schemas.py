@@ -10,6 +10,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from slotpool.domain.config import PoolConfig, PoolType, stored_form
 from slotpool.domain.freeze import FreezePolicy, FreezeSchedule, FreezeState
 from slotpool.domain.pools import POOL_NAME_PATTERN, POOL_NAME_RULE, Pool
+from slotpool.domain.text import Text
 
 
 def _pool_name(**kwargs: Any) -> Any:
@@ -22,14 +23,14 @@ class _In(BaseModel):
 
 class PoolCreate(_In):
     name: str = _pool_name(description="Unique; " + POOL_NAME_RULE)
-    description: str = Field(default="", max_length=2000)
+    description: Text = Field(default="", max_length=2000)
     pool_type: PoolType = PoolType.k8s
     k8s_config: PoolConfig | None = None
 
 
 class PoolPatch(_In):
     name: str | None = _pool_name(default=None)
-    description: str | None = Field(default=None, max_length=2000)
+    description: Text | None = Field(default=None, max_length=2000)
 
     @field_validator("name", "description", mode="before")
     @classmethod
@@ -47,7 +48,7 @@ class UnfreezeIn(_In):
     until: AwareDatetime | None = Field(
         default=None, description="Lift the windows until then; default: the end of the freeze."
     )
-    note: str = Field(default="", max_length=500)
+    note: Text = Field(default="", max_length=500)
 
 
 class WindowOut(BaseModel):

@@ -30,6 +30,7 @@ from slotpool.domain import k8s_names
 from slotpool.domain.errors import ConfigInvalid, Issue, join_path
 from slotpool.domain.freeze import FreezeSchedule
 from slotpool.domain.quantity import QuantityError, parse_resource_quantity
+from slotpool.domain.text import Text
 
 
 class PoolType(StrEnum):
@@ -139,9 +140,9 @@ class PoolConfig(_Strict):
 
     image: Image | None = None
     image_pull_policy: PullPolicy = PullPolicy.IfNotPresent
-    command: list[StrictStr] | None = None
-    args: list[StrictStr] | None = None
-    env: dict[EnvName, StrictStr] = Field(default_factory=dict)
+    command: list[Text] | None = None
+    args: list[Text] | None = None
+    env: dict[EnvName, Text] = Field(default_factory=dict)
     resources: Resources | None = None
     min_replicas: StrictInt = Field(default=1, ge=0, le=1000)
     max_replicas: StrictInt = Field(default=10, ge=1, le=1000)
@@ -152,7 +153,7 @@ class PoolConfig(_Strict):
     node_selector: dict[LabelKey, LabelValue] = Field(default_factory=dict)
     tolerations: list[Toleration] = Field(default_factory=list)
     labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
-    annotations: dict[LabelKey, StrictStr] = Field(default_factory=dict)
+    annotations: dict[LabelKey, Text] = Field(default_factory=dict)
     scale_down_delay_seconds: StrictInt = Field(default=60, ge=0, le=86_400)
     min_idle_slots: StrictInt = Field(default=0, ge=0, le=64_000)
     pending_timeout_seconds: StrictInt = Field(default=300, ge=10, le=86_400)

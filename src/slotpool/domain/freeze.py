@@ -21,6 +21,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, field_validator
 
+from slotpool.domain.text import Text
+
 SCHEDULE_ID_PATTERN = r"^fs-[a-z0-9]{12}$"
 WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 # Longer than a week, so a controller always learns about the next weekly window.
@@ -73,7 +75,7 @@ class FreezeSchedule(BaseModel):
     weekdays: list[StrictInt]
     timezone: str | None = None
     policy: FreezePolicy = FreezePolicy.scale_to_zero
-    note: str = Field(default="", max_length=500)
+    note: Text = Field(default="", max_length=500)
 
     @field_validator("from_time")
     @classmethod

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from slotpool.domain.freeze import FreezeSchedule, FreezeState, freeze_ends_at, freeze_state
 from slotpool.domain.errors import Issue
+from slotpool.domain.freeze import FreezeSchedule, FreezeState, freeze_ends_at, freeze_state
 from slotpool.domain.pools import Pool
 from slotpool.services.errors import Conflict, Invalid, NotFound
 from slotpool.services.ids import new_schedule_id

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -46,8 +46,22 @@ def check_revision(pool: Pool, expected: int | None) -> None:
         )
 
 
-def with_schedule_ids(schedules: list[FreezeSchedule]) -> list[FreezeSchedule]:
-    return [s if s.id else s.model_copy(update={"id": new_schedule_id()}) for s in schedules]
+def with_schedule_ids(
+    schedules: list[FreezeSchedule], existing: Sequence[FreezeSchedule] = ()
+) -> list[FreezeSchedule]:
+    """Give windows sent without an id one. A window equal to a stored one keeps that one's id,
+    so re-sending the same configuration (as the seed's client does) leaves the ids alone."""
+    named = {s.id for s in schedules if s.id}
+    free = [s for s in existing if s.id not in named]
+    out = []
+    for schedule in schedules:
+        if not schedule.id:
+            same = next((s for s in free if s.model_copy(update={"id": None}) == schedule), None)
+            if same is not None:
+                free.remove(same)
+            schedule = schedule.model_copy(update={"id": same.id if same else new_schedule_id()})
+        out.append(schedule)
+    return out
 
 
 class PoolService:
@@ -134,9 +148,8 @@ class PoolService:
             config = self._checked(config, pool.pool_type)
             await uow.pools.update(pool_id, by=by, now=now, k8s_config=stored_form(config))
             if config.freeze_schedules is not None:
-                await uow.pools.replace_schedules(
-                    pool_id, with_schedule_ids(config.freeze_schedules), now=now
-                )
+                windows = with_schedule_ids(config.freeze_schedules, pool.freeze_schedules)
+                await uow.pools.replace_schedules(pool_id, windows, now=now)
             return await require_pool(uow, pool_id)
 
     async def preview(self, pool_id: str, candidate: PoolConfig | None) -> Preview:

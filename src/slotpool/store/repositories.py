@@ -74,6 +74,7 @@ class NewPool:
 class PoolRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
+        self._rows: dict[str, AgentPoolRow] = {}
 
     async def list(
         self, *, limit: int, offset: int, name: str | None = None
@@ -115,6 +116,7 @@ class PoolRepository:
         )
         self._session.add(row)
         await self._flush(f"a pool named {new.name!r} already exists")
+        self._rows[row.pool_id] = row
         return _pool(row)
 
     async def update(self, pool_id: str, *, by: str, now: datetime, **fields: Any) -> Pool | None:
@@ -163,13 +165,19 @@ class PoolRepository:
         return row
 
     async def delete(self, pool_id: str) -> bool:
+        self._rows.pop(pool_id, None)
         result = await self._session.execute(
             delete(AgentPoolRow).where(AgentPoolRow.pool_id == pool_id)
         )
         return bool(getattr(result, "rowcount", 0))
 
     async def _row(self, pool_id: str) -> AgentPoolRow | None:
-        return await self._session.get(AgentPoolRow, pool_id, populate_existing=True)
+        # The session's identity map holds rows weakly, and callers keep only the domain Pool,
+        # so without this reference every read in a unit of work would go back to the database.
+        row = self._rows.get(pool_id) or await self._session.get(AgentPoolRow, pool_id)
+        if row is not None:
+            self._rows[pool_id] = row
+        return row
 
     async def _flush(self, conflict_message: str) -> None:
         try:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, Response, status
 
 from slotpool.api.deps import Admin, ExpectedRevision, Services, ServicesDep
 from slotpool.api.schemas import PoolCreate, PoolList, PoolOut, PoolPatch
-from slotpool.domain.pools import POOL_ID_PATTERN, Pool
+from slotpool.domain.pools import POOL_ID_PATTERN, POOL_NAME_PATTERN, Pool
 
 router = APIRouter(prefix="/api/v1/agent-pools", tags=["pools"])
 PoolId = Annotated[str, Path(pattern=POOL_ID_PATTERN, description="pool- and 16 of [a-z0-9]")]
@@ -30,7 +30,9 @@ async def list_pools(
     _: Admin,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
-    name: Annotated[str | None, Query(max_length=63, description="Exact name")] = None,
+    name: Annotated[
+        str | None, Query(pattern=POOL_NAME_PATTERN, max_length=63, description="Exact name")
+    ] = None,
 ) -> PoolList:
     pools, total = await services.pools.list(limit=limit, offset=offset, name=name)
     return PoolList(

@@ -27,7 +27,9 @@ app = typer.Typer(
 pools_app = typer.Typer(help="Agent pools: list, inspect, create, apply, export, preview.")
 admin_app = typer.Typer(help="Administration that works on the database directly.")
 app.add_typer(pools_app, name="pools")
+tokens_app = typer.Typer(help="A pool's agent tokens: list, create (shown once), revoke.")
 app.add_typer(admin_app, name="admin-token")
+app.add_typer(tokens_app, name="tokens")
 out = Console()
 err = Console(stderr=True)
 
@@ -313,6 +315,85 @@ def pools_preview(
     except ApiError as exc:
         raise fail(exc) from None
     sys.stdout.write(response.text if response.text.endswith("\n") else response.text + "\n")
+
+
+def _token_table(tokens: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("NAME", "STATUS", "CREATED", "EXPIRES", "LAST USED"):
+        table.add_column(column, no_wrap=True)
+    for token in tokens:
+        table.add_row(
+            token["name"],
+            token["status"],
+            token["created_at"][:16].replace("T", " "),
+            (token["expires_at"] or "never")[:16].replace("T", " "),
+            (token["last_used_at"] or "-")[:16].replace("T", " "),
+        )
+    return table
+
+
+PoolArgument = Annotated[str, typer.Argument(help="Pool id or name.")]
+
+
+@tokens_app.command("list")
+def tokens_list(
+    pool: PoolArgument,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    output: OutputOption = Output.table,
+) -> None:
+    """List a pool's agent tokens (never their values)."""
+    api = client(url, token)
+    try:
+        pool_id = api.find_pool(pool)["pool_id"]
+        tokens = api.json("GET", f"/api/v1/agent-pools/{pool_id}/tokens")["items"]
+    except ApiError as exc:
+        raise fail(exc) from None
+    if output is Output.table:
+        out.print(_token_table(tokens))
+    else:
+        emit(tokens, output)
+
+
+@tokens_app.command("create")
+def tokens_create(
+    pool: PoolArgument,
+    name: Annotated[str, typer.Argument(help="Token name, unique in the pool.")],
+    expires_at: Annotated[
+        str | None, typer.Option(help="ISO 8601 time with a zone; default: never.")
+    ] = None,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+) -> None:
+    """Create an agent token and print its value (shown only this once)."""
+    api = client(url, token)
+    body: dict[str, Any] = {"name": name}
+    if expires_at is not None:
+        body["expires_at"] = expires_at
+    try:
+        pool_id = api.find_pool(pool)["pool_id"]
+        created = api.json("POST", f"/api/v1/agent-pools/{pool_id}/tokens", json=body)
+    except ApiError as exc:
+        raise fail(exc) from None
+    err.print(f"token {created['name']} of {pool_id} (shown only this once):")
+    out.print(created["token"], soft_wrap=True)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(
+    pool: PoolArgument,
+    name: Annotated[str, typer.Argument(help="Token name.")],
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+) -> None:
+    """Revoke an agent token: it stops working at once."""
+    api = client(url, token)
+    try:
+        pool_id = api.find_pool(pool)["pool_id"]
+        api.json("DELETE", f"/api/v1/agent-pools/{pool_id}/tokens/{name}")
+    except ApiError as exc:
+        raise fail(exc) from None
+    out.print(f"token {name} of {pool_id} revoked")
 
 
 def main() -> None:

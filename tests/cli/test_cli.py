@@ -101,3 +101,19 @@ def test_migrate_command(tmp_path: Path) -> None:
     result = cli({"SLOTPOOL_DATABASE_URL": url}, "migrate")
     assert head_revision() in result.stdout
     assert current_revision(url) == head_revision()
+
+
+def test_tokens(server: dict[str, str]) -> None:
+    cli(server, "pools", "create", "static", "--type", "static")
+    created = cli(server, "tokens", "create", "static", "laptop")
+    value = created.stdout.strip()
+    assert value.startswith("spt_")
+    assert "shown only this once" in created.stderr
+    listed = yaml.safe_load(cli(server, "tokens", "list", "static", "-o", "yaml").stdout)
+    assert [(t["name"], t["status"]) for t in listed] == [("laptop", "active")]
+    assert value not in cli(server, "tokens", "list", "static").stdout
+    cli(server, "tokens", "revoke", "static", "laptop")
+    listed = yaml.safe_load(cli(server, "tokens", "list", "static", "-o", "yaml").stdout)
+    assert listed[0]["status"] == "revoked"
+    missing = cli(server, "tokens", "revoke", "static", "nope", code=1)
+    assert "not found" in missing.stderr

@@ -13,10 +13,11 @@ from prometheus_client import make_asgi_app
 from slotpool import __version__
 from slotpool.api import errors
 from slotpool.api.deps import Services
-from slotpool.api.routes import config, freeze, health, pools
+from slotpool.api.routes import agent, config, freeze, health, pools, tokens
 from slotpool.services.auth import AdminAuth
 from slotpool.services.freeze import FreezeService
 from slotpool.services.pools import PoolService
+from slotpool.services.tokens import TokenService
 from slotpool.settings import Settings
 from slotpool.store.uow import Store
 
@@ -50,6 +51,7 @@ def create_app(
             auth=AdminAuth(store, settings, clock),
             pools=PoolService(store, settings, clock),
             freeze=FreezeService(store, settings, clock),
+            tokens=TokenService(store, clock),
         )
         token = await app.state.services.auth.ensure_token()
         if token is not None:
@@ -66,7 +68,7 @@ def create_app(
         lifespan=lifespan,
     )
     errors.install(app)
-    for module in (health, pools, config, freeze):
+    for module in (health, pools, config, freeze, tokens, agent):
         app.include_router(module.router)
     app.mount("/metrics", make_asgi_app())
     return app

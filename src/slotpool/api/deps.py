@@ -12,6 +12,7 @@ from slotpool.services.auth import AdminAuth
 from slotpool.services.errors import Invalid
 from slotpool.services.freeze import FreezeService
 from slotpool.services.pools import PoolService
+from slotpool.services.tokens import AgentIdentity, TokenService
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class Services:
     auth: AdminAuth
     pools: PoolService
     freeze: FreezeService
+    tokens: TokenService
 
 
 def services(request: Request) -> Services:
@@ -27,6 +29,9 @@ def services(request: Request) -> Services:
 
 
 _bearer = HTTPBearer(auto_error=False, description="The admin token.")
+_agent_bearer = HTTPBearer(
+    auto_error=False, scheme_name="AgentToken", description="A pool's agent token."
+)
 
 
 async def admin(
@@ -52,6 +57,16 @@ def expected_revision(
     return int(value)
 
 
+async def agent(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_agent_bearer)],
+) -> AgentIdentity:
+    """Authenticates an agent by its pool token (401); scope is checked per route (403)."""
+    token = credentials.credentials if credentials else None
+    return await services(request).tokens.authenticate(token)
+
+
 Admin = Annotated[str, Depends(admin)]
+Agent = Annotated[AgentIdentity, Depends(agent)]
 ServicesDep = Annotated[Services, Depends(services)]
 ExpectedRevision = Annotated[int | None, Depends(expected_revision)]

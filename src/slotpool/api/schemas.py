@@ -11,6 +11,7 @@ from slotpool.domain.config import PoolConfig, PoolType, stored_form
 from slotpool.domain.freeze import FreezePolicy, FreezeSchedule, FreezeState
 from slotpool.domain.pools import POOL_NAME_PATTERN, POOL_NAME_RULE, Pool
 from slotpool.domain.text import Text
+from slotpool.domain.tokens import TOKEN_NAME_PATTERN, TOKEN_NAME_RULE, PoolToken, TokenStatus
 
 
 def _pool_name(**kwargs: Any) -> Any:
@@ -163,3 +164,55 @@ class ScheduleList(BaseModel):
 
 class Message(BaseModel):
     message: str
+
+
+class TokenCreate(_In):
+    name: str = Field(
+        pattern=TOKEN_NAME_PATTERN, description="Unique in the pool; " + TOKEN_NAME_RULE
+    )
+    expires_at: AwareDatetime | None = Field(default=None, description="Default: never expires.")
+
+
+class TokenOut(BaseModel):
+    id: str
+    pool_id: str
+    name: str
+    status: TokenStatus
+    created_by: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+    @classmethod
+    def of(cls, token: PoolToken, *, now: datetime) -> TokenOut:
+        return cls(
+            id=token.id,
+            pool_id=token.pool_id,
+            name=token.name,
+            status=token.status(now),
+            created_by=token.created_by,
+            created_at=token.created_at,
+            expires_at=token.expires_at,
+            revoked_at=token.revoked_at,
+            last_used_at=token.last_used_at,
+        )
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="The token's value. Shown only in this answer; keep it.")
+
+
+class TokenList(BaseModel):
+    items: list[TokenOut]
+
+
+class AgentPoolView(BaseModel):
+    """What an agent learns about its own pool."""
+
+    pool_id: str
+    name: str
+    pool_type: PoolType
+    slots_per_pod: int
+    config_hash: str | None
+    token_name: str

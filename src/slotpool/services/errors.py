@@ -34,3 +34,7 @@ class PreconditionFailed(ServiceError):
 
 class Unauthorized(ServiceError):
     status = 401
+
+
+class Forbidden(ServiceError):
+    status = 403

@@ -17,3 +17,7 @@ def new_pool_id() -> str:
 
 def new_schedule_id() -> str:
     return "fs-" + _random(12)
+
+
+def new_token_id() -> str:
+    return "tok-" + _random(16)

@@ -70,6 +70,9 @@ class PoolService:
         self._settings = settings
         self._clock = clock
 
+    def now(self) -> datetime:
+        return self._clock()
+
     def pod_context(self, pool: Pool) -> PodContext:
         return PodContext(
             pool_id=pool.pool_id,

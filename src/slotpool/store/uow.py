@@ -13,13 +13,18 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from slotpool.store.db import backend, create_engine
-from slotpool.store.repositories import AdminTokenRepository, PoolRepository
+from slotpool.store.repositories import (
+    AdminTokenRepository,
+    PoolRepository,
+    PoolTokenRepository,
+)
 
 
 class UnitOfWork:
     def __init__(self, session: AsyncSession) -> None:
         self.pools = PoolRepository(session)
         self.admin_tokens = AdminTokenRepository(session)
+        self.pool_tokens = PoolTokenRepository(session)
 
 
 class Store:

@@ -1,0 +1,45 @@
+"""Agent tokens: one pool each, random, shown once, stored hashed, expiring, revocable.
+
+Whether a token may be used is a pure question of its record and ``now``; the store keeps only
+the SHA-256 of the value (the value is long and random, so a slow password hash adds nothing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+TOKEN_PREFIX = "spt_"
+TOKEN_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+TOKEN_NAME_RULE = "1 to 63 lowercase letters, digits and '-', starting and ending alphanumeric"
+
+
+class TokenStatus(StrEnum):
+    active = "active"
+    expired = "expired"
+    revoked = "revoked"
+
+
+def token_digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class PoolToken:
+    id: str
+    pool_id: str
+    name: str
+    created_by: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+    def status(self, now: datetime) -> TokenStatus:
+        if self.revoked_at is not None and self.revoked_at <= now:
+            return TokenStatus.revoked
+        if self.expires_at is not None and self.expires_at <= now:
+            return TokenStatus.expired
+        return TokenStatus.active

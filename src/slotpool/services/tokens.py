@@ -1,0 +1,114 @@
+"""Agent tokens of a pool: create (the value shown once), list, revoke, and authenticate agents.
+
+A token authenticates its bearer as an agent of exactly one pool; every agent-facing call checks
+that the pool it names is that pool (403 otherwise), so a token can never reach another pool.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from slotpool.domain.errors import Issue
+from slotpool.domain.tokens import (
+    TOKEN_PREFIX,
+    PoolToken,
+    TokenStatus,
+    token_digest,
+)
+from slotpool.services.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from slotpool.services.ids import new_token_id
+from slotpool.services.pools import Clock, require_pool
+from slotpool.store import repositories
+from slotpool.store.uow import Store
+
+# last_used_at is written at most this often per token; agents call every few seconds.
+TOUCH_INTERVAL = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class AgentIdentity:
+    pool_id: str
+    token_id: str
+    token_name: str
+
+
+class TokenService:
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def list(self, pool_id: str) -> list[PoolToken]:
+        async with self._store.unit_of_work() as uow:
+            await require_pool(uow, pool_id)
+            return await uow.pool_tokens.list(pool_id)
+
+    async def get(self, pool_id: str, name: str) -> PoolToken:
+        async with self._store.unit_of_work() as uow:
+            await require_pool(uow, pool_id)
+            return await self._require(uow.pool_tokens, pool_id, name)
+
+    async def create(
+        self, pool_id: str, *, name: str, expires_at: datetime | None, by: str
+    ) -> tuple[PoolToken, str]:
+        """Returns the token's record and its value, which is never available again."""
+        now = self._clock()
+        if expires_at is not None and expires_at <= now:
+            raise Invalid("nothing was saved", [Issue("expires_at", "must be in the future")])
+        value = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        token = PoolToken(
+            id=new_token_id(),
+            pool_id=pool_id,
+            name=name,
+            created_by=by,
+            created_at=now,
+            expires_at=expires_at,
+            revoked_at=None,
+            last_used_at=None,
+        )
+        async with self._store.unit_of_work() as uow:
+            await require_pool(uow, pool_id)
+            try:
+                await uow.pool_tokens.add(token, token_hash=token_digest(value))
+            except repositories.Conflict as exc:
+                raise Conflict(str(exc)) from None
+        return token, value
+
+    async def revoke(self, pool_id: str, name: str) -> PoolToken:
+        now = self._clock()
+        async with self._store.unit_of_work() as uow:
+            await require_pool(uow, pool_id)
+            token = await self._require(uow.pool_tokens, pool_id, name)
+            await uow.pool_tokens.revoke(token.id, now=now)
+            revoked = await uow.pool_tokens.by_name(pool_id, name)
+        assert revoked is not None
+        return revoked
+
+    async def authenticate(self, value: str | None) -> AgentIdentity:
+        if not value:
+            raise Unauthorized("missing bearer token: send 'Authorization: Bearer <pool token>'")
+        now = self._clock()
+        async with self._store.unit_of_work() as uow:
+            token = await uow.pool_tokens.by_hash(token_digest(value))
+            if token is None:
+                raise Unauthorized("invalid agent token")
+            status = token.status(now)
+            if status is not TokenStatus.active:
+                raise Unauthorized(f"agent token {token.name} of {token.pool_id} is {status}")
+            await uow.pool_tokens.touch(token.id, now=now, older_than=now - TOUCH_INTERVAL)
+        return AgentIdentity(pool_id=token.pool_id, token_id=token.id, token_name=token.name)
+
+    @staticmethod
+    def require_scope(identity: AgentIdentity, pool_id: str) -> None:
+        if identity.pool_id != pool_id:
+            raise Forbidden(f"this agent token belongs to {identity.pool_id}, not to {pool_id}")
+
+    @staticmethod
+    async def _require(
+        tokens: repositories.PoolTokenRepository, pool_id: str, name: str
+    ) -> PoolToken:
+        token = await tokens.by_name(pool_id, name)
+        if token is None:
+            raise NotFound(f"token {name} not found in {pool_id}")
+        return token

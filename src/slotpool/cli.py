@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -66,6 +67,13 @@ def emit(data: Any, output: Output) -> None:
         out.print_json(json.dumps(data))
     else:
         sys.stdout.write(yaml.safe_dump(data, sort_keys=False))
+
+
+def show(data: Any, output: Output, table: Callable[[Any], Table]) -> None:
+    if output is Output.table:
+        out.print(table(data))
+    else:
+        emit(data, output)
 
 
 @app.command()
@@ -163,10 +171,7 @@ def pools_list(
         pools = client(url, token).list_pools()
     except ApiError as exc:
         raise fail(exc) from None
-    if output is Output.table:
-        out.print(_table(pools))
-    else:
-        emit(pools, output)
+    show(pools, output, _table)
 
 
 @pools_app.command("get")
@@ -181,10 +186,7 @@ def pools_get(
         found = client(url, token).find_pool(pool)
     except ApiError as exc:
         raise fail(exc) from None
-    if output is Output.table:
-        out.print(_table([found]))
-    else:
-        emit(found, output)
+    show(found, output, lambda one: _table([one]))
 
 
 def _read_documents(path: Path) -> list[Any]:
@@ -212,10 +214,7 @@ def pools_create(
         created = client(url, token).json("POST", "/api/v1/agent-pools", json=body)
     except ApiError as exc:
         raise fail(exc) from None
-    if output is Output.table:
-        out.print(_table([created]))
-    else:
-        emit(created, output)
+    show(created, output, lambda one: _table([one]))
 
 
 def export_document(pool: dict[str, Any]) -> dict[str, Any]:
@@ -349,10 +348,7 @@ def tokens_list(
         tokens = api.json("GET", f"/api/v1/agent-pools/{pool_id}/tokens")["items"]
     except ApiError as exc:
         raise fail(exc) from None
-    if output is Output.table:
-        out.print(_token_table(tokens))
-    else:
-        emit(tokens, output)
+    show(tokens, output, _token_table)
 
 
 @tokens_app.command("create")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -186,17 +187,7 @@ class TokenOut(BaseModel):
 
     @classmethod
     def of(cls, token: PoolToken, *, now: datetime) -> TokenOut:
-        return cls(
-            id=token.id,
-            pool_id=token.pool_id,
-            name=token.name,
-            status=token.status(now),
-            created_by=token.created_by,
-            created_at=token.created_at,
-            expires_at=token.expires_at,
-            revoked_at=token.revoked_at,
-            last_used_at=token.last_used_at,
-        )
+        return cls.model_validate({**asdict(token), "status": token.status(now)})
 
 
 class TokenCreated(TokenOut):

@@ -54,6 +54,14 @@ class Settings(BaseSettings):
     default_timezone: str = Field(
         default="UTC", description="IANA time zone of freeze windows that name none."
     )
+    heartbeat_seconds: int = Field(default=5, ge=1, le=300, description="Agent heartbeat.")
+    agent_timeout_seconds: int = Field(
+        default=30,
+        ge=3,
+        le=3600,
+        description="An agent not heard from this long is gone: its tasks become lost.",
+    )
+    claim_wait_seconds: int = Field(default=25, ge=1, le=60, description="Claim long-poll.")
     log_level: str = "info"
     log_format: str = Field(default="console", pattern="^(console|json)$")
 

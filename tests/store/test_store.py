@@ -119,3 +119,19 @@ async def test_windows_keep_order_and_go_with_their_pool(store: Store) -> None:
     await store.close()
     assert pool is not None
     assert [w.id for w in pool.freeze_schedules] == ["fs-000000000003"]
+
+
+def test_the_migration_chain_matches_the_models(database_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from slotpool.store.models import Base
+
+    upgrade(database_url)
+    engine = create_engine(sync_url(database_url))
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            assert compare_metadata(context, Base.metadata) == []
+    finally:
+        engine.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -13,10 +14,15 @@ from prometheus_client import make_asgi_app
 from slotpool import __version__
 from slotpool.api import errors
 from slotpool.api.deps import Services
-from slotpool.api.routes import agent, config, freeze, health, pools, tokens
+from slotpool.api.routes import agent, config, freeze, health, pods, pools, tasks, tokens
+from slotpool.services.agents import AgentService
 from slotpool.services.auth import AdminAuth
+from slotpool.services.dispatch import Dispatcher
 from slotpool.services.freeze import FreezeService
+from slotpool.services.notify import Notifier
 from slotpool.services.pools import PoolService
+from slotpool.services.sweeper import Sweeper, stop
+from slotpool.services.tasks import TaskService
 from slotpool.services.tokens import TokenService
 from slotpool.settings import Settings
 from slotpool.store.uow import Store
@@ -37,6 +43,30 @@ def announce_admin_token(token: str) -> None:
     )
 
 
+def build_services(store: Store, settings: Settings, clock: Callable[[], datetime]) -> Services:
+    pools = PoolService(store, settings, clock)
+    tokens = TokenService(store, clock)
+    notifier = Notifier()
+    dispatcher = Dispatcher(store, pools, notifier, clock)
+    return Services(
+        auth=AdminAuth(store, settings, clock),
+        pools=pools,
+        freeze=FreezeService(store, settings, clock),
+        tokens=tokens,
+        tasks=TaskService(store, dispatcher, notifier, clock),
+        agents=AgentService(
+            store=store,
+            settings=settings,
+            pools=pools,
+            tokens=tokens,
+            dispatcher=dispatcher,
+            notifier=notifier,
+            clock=clock,
+        ),
+        settings=settings,
+    )
+
+
 def create_app(
     settings: Settings,
     *,
@@ -47,18 +77,22 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = Store(settings.database_url)
         app.state.store = store
-        app.state.services = Services(
-            auth=AdminAuth(store, settings, clock),
-            pools=PoolService(store, settings, clock),
-            freeze=FreezeService(store, settings, clock),
-            tokens=TokenService(store, clock),
+        app.state.services = services = build_services(store, settings, clock)
+        sweeper = Sweeper(
+            store=store,
+            settings=settings,
+            dispatcher=services.agents.dispatcher,
+            notifier=services.agents.notifier,
+            clock=clock,
         )
         token = await app.state.services.auth.ensure_token()
         if token is not None:
             on_admin_token(token)
+        sweeping = asyncio.get_running_loop().create_task(sweeper.run_forever())
         try:
             yield
         finally:
+            await stop(sweeping)
             await store.close()
 
     app = FastAPI(
@@ -68,7 +102,7 @@ def create_app(
         lifespan=lifespan,
     )
     errors.install(app)
-    for module in (health, pools, config, freeze, tokens, agent):
+    for module in (health, pools, config, freeze, tokens, pods, tasks, agent):
         app.include_router(module.router)
     app.mount("/metrics", make_asgi_app())
     return app

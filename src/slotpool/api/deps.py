@@ -8,11 +8,14 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from slotpool.services.agents import AgentService
 from slotpool.services.auth import AdminAuth
 from slotpool.services.errors import Invalid
 from slotpool.services.freeze import FreezeService
 from slotpool.services.pools import PoolService
+from slotpool.services.tasks import TaskService
 from slotpool.services.tokens import AgentIdentity, TokenService
+from slotpool.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,9 @@ class Services:
     pools: PoolService
     freeze: FreezeService
     tokens: TokenService
+    tasks: TaskService
+    agents: AgentService
+    settings: Settings
 
 
 def services(request: Request) -> Services:

@@ -21,3 +21,7 @@ def new_schedule_id() -> str:
 
 def new_token_id() -> str:
     return "tok-" + _random(16)
+
+
+def new_task_id() -> str:
+    return "task-" + _random(16)

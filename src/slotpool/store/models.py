@@ -11,10 +11,12 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     DateTime,
     Dialect,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -135,3 +137,84 @@ class PoolTokenRow(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class PodRow(Base):
+    """A "pod" of a pool: a Kubernetes Pod, a local agent process, or a static agent."""
+
+    __tablename__ = "k8s_pods"
+    __table_args__ = (UniqueConstraint("pool_id", "name", name="uq_k8s_pods_pool_id_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    pool_id: Mapped[str] = mapped_column(
+        ForeignKey("agent_pools.pool_id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(253))
+    state: Mapped[str] = mapped_column(String(16))
+    config_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    slots: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    agent_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    registered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SlotRow(Base):
+    """One slot of a pod. The dispatcher takes it with a conditional UPDATE (state = 'idle'),
+    so two dispatchers can never give the same slot twice."""
+
+    __tablename__ = "pod_slots"
+    __table_args__ = (CheckConstraint("state IN ('idle', 'busy', 'reserved')", name="state"),)
+
+    pod_id: Mapped[int] = mapped_column(
+        ForeignKey("k8s_pods.id", ondelete="CASCADE"), primary_key=True
+    )
+    slot_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    task_id: Mapped[str | None] = mapped_column(String(24), nullable=True, index=True)
+    since: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class TaskRow(Base):
+    __tablename__ = "tasks"
+    __table_args__ = (Index("ix_tasks_pool_status_created", "pool_id", "status", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    pool_id: Mapped[str] = mapped_column(ForeignKey("agent_pools.pool_id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(24))
+    env: Mapped[dict[str, str]] = mapped_column(JSONDocument)
+    labels: Mapped[dict[str, str]] = mapped_column(JSONDocument)
+    steps: Mapped[list[dict[str, Any]]] = mapped_column(JSONDocument)
+    results: Mapped[list[dict[str, Any]]] = mapped_column(JSONDocument)
+    current_step: Mapped[int] = mapped_column(Integer)
+    pod_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    pod_name: Mapped[str | None] = mapped_column(String(253), nullable=True)
+    slot_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    step_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    reserved_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class TaskLogRow(Base):
+    """Log chunks as the agent ships them; (task, step, seq) makes a resent chunk harmless."""
+
+    __tablename__ = "task_logs"
+    __table_args__ = (
+        UniqueConstraint("task_id", "step_index", "seq", name="uq_task_logs_task_step_seq"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    step_index: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(Integer)
+    data: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

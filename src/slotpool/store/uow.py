@@ -18,13 +18,16 @@ from slotpool.store.repositories import (
     PoolRepository,
     PoolTokenRepository,
 )
+from slotpool.store.work import PodRepository, TaskRepository
 
 
 class UnitOfWork:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, backend: str) -> None:
         self.pools = PoolRepository(session)
         self.admin_tokens = AdminTokenRepository(session)
         self.pool_tokens = PoolTokenRepository(session)
+        self.pods = PodRepository(session)
+        self.tasks = TaskRepository(session, backend)
 
 
 class Store:
@@ -37,7 +40,7 @@ class Store:
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
         async with self._sessions() as session, session.begin():
-            yield UnitOfWork(session)
+            yield UnitOfWork(session, self.backend)
 
     async def ping(self) -> None:
         async with self._engine.connect() as connection:

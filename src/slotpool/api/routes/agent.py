@@ -1,17 +1,31 @@
 """/api/v1/agent/...: what agents call, authenticated by their pool's token, never an admin's.
 
-Only the agent's view of its own pool is here so far; registration, heartbeats, claims, logs and
-results come with the agent.
+The protocol is described in docs/agent-protocol.md.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response, status
 
 from slotpool.api.deps import Agent, ServicesDep
 from slotpool.api.routes.pools import PoolId
-from slotpool.api.schemas import AgentPoolView
+from slotpool.api.schemas import (
+    AGENT_NAME_PATTERN,
+    AgentPoolView,
+    ClaimIn,
+    ClaimOut,
+    HeartbeatIn,
+    HeartbeatOut,
+    LogIn,
+    RegisterIn,
+    RegisterOut,
+    ResultIn,
+    ResultOut,
+)
 from slotpool.domain.config import PoolConfig
+from slotpool.services.agents import RunningStep
 
 router = APIRouter(prefix="/api/v1/agent", tags=["agent"])
 
@@ -29,3 +43,81 @@ async def my_pool(pool_id: PoolId, identity: Agent, services: ServicesDep) -> Ag
         config_hash=services.pools.config_hash(pool),
         token_name=identity.token_name,
     )
+
+
+AgentName = Annotated[str, Path(pattern=AGENT_NAME_PATTERN, max_length=253)]
+TaskId = Annotated[str, Path(pattern=r"^task-[a-z0-9]{16}$")]
+
+
+@router.post("/pools/{pool_id}/register", response_model=RegisterOut)
+async def register(
+    pool_id: PoolId, body: RegisterIn, identity: Agent, services: ServicesDep
+) -> RegisterOut:
+    pod = await services.agents.register(
+        identity,
+        pool_id,
+        name=body.name,
+        slots=body.slots,
+        version=body.version,
+        running=[RunningStep(r.task_id, r.step_index, r.slot) for r in body.running],
+    )
+    settings = services.settings
+    return RegisterOut(
+        name=pod.name,
+        heartbeat_seconds=settings.heartbeat_seconds,
+        claim_wait_seconds=settings.claim_wait_seconds,
+    )
+
+
+@router.post("/pools/{pool_id}/pods/{name}/heartbeat", response_model=HeartbeatOut)
+async def heartbeat(
+    pool_id: PoolId, name: AgentName, body: HeartbeatIn, identity: Agent, services: ServicesDep
+) -> HeartbeatOut:
+    cancel, drain = await services.agents.heartbeat(identity, pool_id, name, draining=body.draining)
+    return HeartbeatOut(cancel=cancel, release=[], drain=drain)
+
+
+@router.post("/pools/{pool_id}/pods/{name}/claim", response_model=ClaimOut)
+async def claim(
+    pool_id: PoolId, name: AgentName, body: ClaimIn, identity: Agent, services: ServicesDep
+) -> ClaimOut:
+    answer = await services.agents.claim(
+        identity,
+        pool_id,
+        name,
+        free_slots=body.free_slots,
+        reserved_slots=body.reserved_slots,
+        wait_seconds=body.wait_seconds,
+    )
+    return ClaimOut(assignments=answer.assignments, cancel=answer.cancel, release=answer.release)
+
+
+@router.post("/pools/{pool_id}/tasks/{task_id}/logs", status_code=status.HTTP_204_NO_CONTENT)
+async def append_log(
+    pool_id: PoolId, task_id: TaskId, body: LogIn, identity: Agent, services: ServicesDep
+) -> Response:
+    await services.agents.log(
+        identity, pool_id, task_id, step=body.step_index, seq=body.seq, data=body.data
+    )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/pools/{pool_id}/tasks/{task_id}/steps/{step_index}/result", response_model=ResultOut)
+async def step_result(
+    pool_id: PoolId,
+    task_id: TaskId,
+    step_index: Annotated[int, Path(ge=0, le=50)],
+    body: ResultIn,
+    identity: Agent,
+    services: ServicesDep,
+) -> ResultOut:
+    answer = await services.agents.result(
+        identity,
+        pool_id,
+        task_id,
+        step_index=step_index,
+        status=body.status,
+        exit_code=body.exit_code,
+        message=body.message,
+    )
+    return ResultOut(next=answer.next, reserve=answer.reserve, release=answer.release)

@@ -1,0 +1,342 @@
+"""The control plane's side of the agent protocol (docs/agent-protocol.md).
+
+An agent's claim is answered with the steps the dispatcher put in slots the agent reports free:
+delivery is therefore repeatable (a lost answer is simply answered again) and a slot the agent
+is busy with is never given anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from slotpool.domain.config import PoolConfig
+from slotpool.domain.errors import Issue
+from slotpool.domain.tasks import (
+    Next,
+    Pod,
+    SlotState,
+    StepStatus,
+    Task,
+    TaskStatus,
+    after_step,
+)
+from slotpool.services.dispatch import Dispatcher
+from slotpool.services.errors import Conflict, Invalid, NotFound
+from slotpool.services.notify import Notifier
+from slotpool.services.pools import Clock, PoolService, require_pool
+from slotpool.services.tasks import require_task
+from slotpool.services.tokens import AgentIdentity, TokenService
+from slotpool.settings import Settings
+from slotpool.store.uow import Store, UnitOfWork
+
+
+@dataclass(frozen=True)
+class RunningStep:
+    task_id: str
+    step_index: int
+    slot: int
+
+
+@dataclass
+class ClaimAnswer:
+    assignments: list[dict[str, Any]] = field(default_factory=list)
+    cancel: list[str] = field(default_factory=list)
+    release: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.assignments or self.cancel or self.release)
+
+
+@dataclass(frozen=True)
+class ResultAnswer:
+    next: dict[str, Any] | None
+    reserve: bool
+    release: bool
+
+
+def assignment(task: Task, *, new_workdir: bool) -> dict[str, Any]:
+    step = task.steps[task.current_step]
+    return {
+        "task_id": task.id,
+        "slot": task.slot_index,
+        "step_index": task.current_step,
+        "step": step.model_dump(mode="json", exclude_none=True, exclude={"requires_approval"}),
+        "env": dict(task.env),
+        "new_workdir": new_workdir,
+    }
+
+
+class AgentService:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        settings: Settings,
+        pools: PoolService,
+        tokens: TokenService,
+        dispatcher: Dispatcher,
+        notifier: Notifier,
+        clock: Clock,
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._pools = pools
+        self._tokens = tokens
+        self.dispatcher = self._dispatcher = dispatcher
+        self.notifier = self._notifier = notifier
+        self._clock = clock
+
+    async def pods(self, pool_id: str) -> list[Pod]:
+        async with self._store.unit_of_work() as uow:
+            return await uow.pods.of_pool(pool_id)
+
+    async def register(
+        self,
+        identity: AgentIdentity,
+        pool_id: str,
+        *,
+        name: str,
+        slots: int,
+        version: str,
+        running: list[RunningStep],
+    ) -> Pod:
+        self._tokens.require_scope(identity, pool_id)
+        now = self._clock()
+        async with self._store.unit_of_work() as uow:
+            pool = await require_pool(uow, pool_id)
+            known = await uow.pods.find(pool_id, name)
+            if known is not None and len(known.slots) != slots:
+                raise Conflict(
+                    f"agent {name} registered with {len(known.slots)} slots before, now {slots}: "
+                    "start it under a new name"
+                )
+            pod = await uow.pods.register(
+                pool_id=pool_id,
+                name=name,
+                slots=slots,
+                version=version,
+                config_hash=self._pools.config_hash(pool),
+                now=now,
+            )
+            await self._forget_what_it_no_longer_runs(uow, pod, running, now=now)
+        await self._dispatcher.dispatch(pool_id)
+        return pod
+
+    async def _forget_what_it_no_longer_runs(
+        self, uow: UnitOfWork, pod: Pod, running: list[RunningStep], *, now: datetime
+    ) -> None:
+        """After a reconnect the agent says what still runs; a step it was given and no longer
+        runs is lost (never silently run twice)."""
+        still = {(r.task_id, r.step_index) for r in running}
+        for task in await uow.tasks.on_pod(pod.id, [TaskStatus.running]):
+            if task.step_started_at is None or (task.id, task.current_step) in still:
+                continue
+            await self._lose(
+                uow,
+                task,
+                reason=f"agent {pod.name} re-registered without step {task.current_step}",
+                now=now,
+            )
+
+    async def heartbeat(
+        self, identity: AgentIdentity, pool_id: str, name: str, *, draining: bool
+    ) -> tuple[list[str], bool]:
+        self._tokens.require_scope(identity, pool_id)
+        now = self._clock()
+        async with self._store.unit_of_work() as uow:
+            pod = await self._pod(uow, pool_id, name)
+            await uow.pods.heartbeat(pod.id, now=now, draining=draining)
+            cancel = [
+                t.id
+                for t in await uow.tasks.on_pod(pod.id, [TaskStatus.running])
+                if t.cancel_requested
+            ]
+            return cancel, pod.state.value == "draining" or draining
+
+    async def claim(
+        self,
+        identity: AgentIdentity,
+        pool_id: str,
+        name: str,
+        *,
+        free_slots: list[int],
+        reserved_slots: list[int],
+        wait_seconds: float,
+    ) -> ClaimAnswer:
+        self._tokens.require_scope(identity, pool_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_seconds
+        while True:
+            pod_key = ("pod", await self._pod_id(pool_id, name))
+            self._notifier.arm(pod_key)
+            if free_slots:
+                await self._dispatcher.dispatch(pool_id)
+            answer = await self._answer(pool_id, name, free_slots, reserved_slots)
+            remaining = deadline - loop.time()
+            if answer or remaining <= 0:
+                return answer
+            await self._notifier.wait(pod_key, seconds=remaining)
+
+    async def _answer(
+        self, pool_id: str, name: str, free_slots: list[int], reserved_slots: list[int]
+    ) -> ClaimAnswer:
+        now = self._clock()
+        answer = ClaimAnswer()
+        async with self._store.unit_of_work() as uow:
+            pod = await self._pod(uow, pool_id, name)
+            await uow.pods.heartbeat(pod.id, now=now, draining=False)
+            slots = {s.index: s for s in pod.slots}
+            for index in sorted(set(free_slots) | set(reserved_slots)):
+                slot = slots.get(index)
+                if slot is None:
+                    raise Invalid("bad claim", [Issue("free_slots", f"no slot {index}")])
+                if slot.state is SlotState.busy and slot.task_id:
+                    task = await require_task(uow, slot.task_id)
+                    answer.assignments.append(
+                        assignment(task, new_workdir=index not in reserved_slots)
+                    )
+                    if task.step_started_at is None:
+                        await uow.tasks.update(task.id, step_started_at=now, updated_at=now)
+                elif index in reserved_slots and slot.state is SlotState.idle:
+                    last = await uow.tasks.last_on_slot(pod.id, index)
+                    if last is not None and last.final:
+                        answer.release.append(last.id)
+            answer.cancel = [
+                t.id
+                for t in await uow.tasks.on_pod(pod.id, [TaskStatus.running])
+                if t.cancel_requested
+            ]
+        return answer
+
+    async def log(
+        self, identity: AgentIdentity, pool_id: str, task_id: str, *, step: int, seq: int, data: str
+    ) -> None:
+        self._tokens.require_scope(identity, pool_id)
+        async with self._store.unit_of_work() as uow:
+            await self._task_of(uow, pool_id, task_id)
+            await uow.tasks.add_log(task_id, step=step, seq=seq, data=data, now=self._clock())
+        self._notifier.wake(("task", task_id))
+
+    async def result(
+        self,
+        identity: AgentIdentity,
+        pool_id: str,
+        task_id: str,
+        *,
+        step_index: int,
+        status: StepStatus,
+        exit_code: int | None,
+        message: str,
+    ) -> ResultAnswer:
+        self._tokens.require_scope(identity, pool_id)
+        now = self._clock()
+        async with self._store.unit_of_work() as uow:
+            task = await self._task_of(uow, pool_id, task_id)
+            if task.current_step != step_index or task.status is not TaskStatus.running:
+                # Reported before (a retry after a lost answer): answer from the task's state.
+                return self._answer_from_state(task, step_index)
+            result = {
+                "step_index": step_index,
+                "status": status.value,
+                "exit_code": exit_code,
+                "message": message,
+                "started_at": task.step_started_at.isoformat() if task.step_started_at else None,
+                "finished_at": now.isoformat(),
+            }
+            results: list[dict[str, Any]] = [*task.results, result]
+            move = after_step(
+                task.steps,
+                index=step_index,
+                outcome=status,
+                cancel_requested=task.cancel_requested,
+            )
+            answer = await self._apply(uow, task, move.next, move.status, results, now=now)
+        self._after(task, answer)
+        return answer
+
+    async def _apply(
+        self,
+        uow: UnitOfWork,
+        task: Task,
+        next_: Next,
+        status: TaskStatus,
+        results: list[dict[str, Any]],
+        *,
+        now: datetime,
+    ) -> ResultAnswer:
+        assert task.pod_id is not None
+        assert task.slot_index is not None
+        common: dict[str, Any] = {"results": results, "updated_at": now, "status": status.value}
+        if next_ is Next.continue_:
+            step = task.current_step + 1
+            await uow.tasks.update(task.id, current_step=step, step_started_at=now, **common)
+            following = await require_task(uow, task.id)
+            return ResultAnswer(
+                next=assignment(following, new_workdir=False), reserve=False, release=False
+            )
+        if next_ is Next.await_approval:
+            pool = await require_pool(uow, task.pool_id)
+            ttl = (pool.config or PoolConfig()).reservation_ttl_seconds
+            await uow.pods.set_slot(
+                task.pod_id, task.slot_index, state=SlotState.reserved, task_id=task.id, now=now
+            )
+            await uow.tasks.update(
+                task.id,
+                current_step=task.current_step + 1,
+                reserved_until=now + timedelta(seconds=ttl),
+                reason=f"waits for approval of step {task.current_step + 1}",
+                **common,
+            )
+            return ResultAnswer(next=None, reserve=True, release=False)
+        await uow.pods.set_slot(
+            task.pod_id, task.slot_index, state=SlotState.idle, task_id=None, now=now
+        )
+        reason = "cancelled on request" if status is TaskStatus.cancelled else ""
+        await uow.tasks.update(task.id, finished_at=now, reason=reason, **common)
+        return ResultAnswer(next=None, reserve=False, release=True)
+
+    def _after(self, task: Task, answer: ResultAnswer) -> None:
+        self._notifier.wake(("task", task.id))
+        if answer.release:
+            # A slot came free: queued work of the pool may go there now.
+            asyncio.get_running_loop().create_task(self._dispatcher.dispatch(task.pool_id))
+
+    @staticmethod
+    def _answer_from_state(task: Task, step_index: int) -> ResultAnswer:
+        if task.status is TaskStatus.running and task.current_step == step_index + 1:
+            return ResultAnswer(
+                next=assignment(task, new_workdir=False), reserve=False, release=False
+            )
+        if task.status is TaskStatus.awaiting_approval:
+            return ResultAnswer(next=None, reserve=True, release=False)
+        return ResultAnswer(next=None, reserve=False, release=task.final)
+
+    async def _lose(self, uow: UnitOfWork, task: Task, *, reason: str, now: datetime) -> None:
+        if task.pod_id is not None and task.slot_index is not None:
+            await uow.pods.set_slot(
+                task.pod_id, task.slot_index, state=SlotState.idle, task_id=None, now=now
+            )
+        await uow.tasks.update(
+            task.id, status=TaskStatus.lost.value, reason=reason, finished_at=now, updated_at=now
+        )
+        self._notifier.wake(("task", task.id))
+
+    async def _pod(self, uow: UnitOfWork, pool_id: str, name: str) -> Pod:
+        pod = await uow.pods.find(pool_id, name)
+        if pod is None:
+            raise NotFound(f"agent {name} is not registered in {pool_id}: register first")
+        return pod
+
+    async def _pod_id(self, pool_id: str, name: str) -> int:
+        async with self._store.unit_of_work() as uow:
+            return (await self._pod(uow, pool_id, name)).id
+
+    @staticmethod
+    async def _task_of(uow: UnitOfWork, pool_id: str, task_id: str) -> Task:
+        task = await require_task(uow, task_id)
+        if task.pool_id != pool_id:
+            raise NotFound(f"task {task_id} not found in {pool_id}")
+        return task

@@ -1,0 +1,88 @@
+"""The dispatcher: queued tasks into idle slots of ready pods, by the domain's placement rule.
+
+One pass per pool at a time in this process (a lock per pool); across processes the store's
+conditional UPDATEs decide, and a lost race rolls the batch back and tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import replace
+
+import structlog
+
+from slotpool.domain.tasks import PodCapacity, place
+from slotpool.services.notify import Notifier
+from slotpool.services.pools import Clock, PoolService
+from slotpool.store.uow import Store, UnitOfWork
+
+log = structlog.get_logger(__name__)
+BATCH = 100
+ATTEMPTS = 5
+
+
+class _LostRace(Exception):
+    """Another dispatcher took a slot or a task first."""
+
+
+def _use(capacities: list[PodCapacity], pod_id: int, slot: int) -> None:
+    for i, pod in enumerate(capacities):
+        if pod.pod_id == pod_id:
+            idle = tuple(s for s in pod.idle_slots if s != slot)
+            capacities[i] = replace(pod, idle_slots=idle, used_slots=pod.used_slots + 1)
+
+
+class Dispatcher:
+    def __init__(self, store: Store, pools: PoolService, notifier: Notifier, clock: Clock) -> None:
+        self._store = store
+        self._pools = pools
+        self._notifier = notifier
+        self._clock = clock
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    async def dispatch(self, pool_id: str) -> int:
+        """Assign what can be assigned now; returns how many tasks were started."""
+        started = 0
+        async with self._locks[pool_id]:
+            for _ in range(ATTEMPTS):
+                try:
+                    batch, more = await self._one_batch(pool_id)
+                except _LostRace:
+                    continue
+                started += len(batch)
+                for pod_id in set(batch):
+                    self._notifier.wake(("pod", pod_id))
+                if not more:
+                    break
+        return started
+
+    async def _one_batch(self, pool_id: str) -> tuple[list[int], bool]:
+        """Returns the pods that got a task, and whether work and room may both remain."""
+        now = self._clock()
+        async with self._store.unit_of_work() as uow:
+            queued = await uow.tasks.queued(pool_id, limit=BATCH)
+            if not queued:
+                return [], False
+            pods = {p.id: p for p in await uow.pods.of_pool(pool_id)}
+            capacities = [p.capacity() for p in pods.values()]
+            current = await self._current_hash(uow, pool_id)
+            given: list[int] = []
+            for task_id in queued:
+                spot = place(capacities, current_hash=current)
+                if spot is None:
+                    return given, False
+                pod_id, slot = spot
+                if not await uow.pods.take_slot(pod_id, slot, task_id=task_id, now=now):
+                    raise _LostRace
+                if not await uow.tasks.start(
+                    task_id, pod_id=pod_id, pod_name=pods[pod_id].name, slot=slot, now=now
+                ):
+                    raise _LostRace
+                _use(capacities, pod_id, slot)
+                given.append(pod_id)
+            return given, len(queued) == BATCH
+
+    async def _current_hash(self, uow: UnitOfWork, pool_id: str) -> str | None:
+        pool = await uow.pools.get(pool_id)
+        return None if pool is None else self._pools.config_hash(pool)

@@ -1,0 +1,107 @@
+"""Time-driven bookkeeping: reservations that expired, agents that went silent, queued work left
+behind. Runs every second in the server; each pass is a few set-based queries.
+
+Silence is only judged once the server has itself been up for the agent timeout: after a restart
+every agent looks silent until it reconnects, and none of its work may be declared lost for that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime, timedelta
+
+import structlog
+
+from slotpool.domain.tasks import PodState, SlotState, TaskStatus
+from slotpool.services.dispatch import Dispatcher
+from slotpool.services.notify import Notifier
+from slotpool.services.pools import Clock
+from slotpool.settings import Settings
+from slotpool.store.uow import Store
+
+log = structlog.get_logger(__name__)
+INTERVAL_SECONDS = 1.0
+
+
+class Sweeper:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        settings: Settings,
+        dispatcher: Dispatcher,
+        notifier: Notifier,
+        clock: Clock,
+    ) -> None:
+        self._store = store
+        self._timeout = timedelta(seconds=settings.agent_timeout_seconds)
+        self._dispatcher = dispatcher
+        self._notifier = notifier
+        self._clock = clock
+        self._started = clock()
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except Exception:  # a failed pass is logged and the next one tries again
+                log.exception("sweep failed")
+            await asyncio.sleep(INTERVAL_SECONDS)
+
+    async def sweep(self) -> None:
+        now = self._clock()
+        await self._expire_reservations(now)
+        if now - self._started >= self._timeout:
+            await self._lose_silent_agents(now)
+        async with self._store.unit_of_work() as uow:
+            pools = await uow.tasks.pools_with_queued()
+        for pool_id in pools:
+            await self._dispatcher.dispatch(pool_id)
+
+    async def _expire_reservations(self, now: datetime) -> None:
+        async with self._store.unit_of_work() as uow:
+            for task in await uow.tasks.reservations_expired(now=now):
+                if task.pod_id is not None and task.slot_index is not None:
+                    await uow.pods.set_slot(
+                        task.pod_id, task.slot_index, state=SlotState.idle, task_id=None, now=now
+                    )
+                await uow.tasks.update(
+                    task.id,
+                    expect=TaskStatus.awaiting_approval,
+                    status=TaskStatus.expired.value,
+                    reason="no approval before the reservation expired; the slot was freed",
+                    finished_at=now,
+                    updated_at=now,
+                )
+                self._wake(task.id, task.pod_id)
+
+    async def _lose_silent_agents(self, now: datetime) -> None:
+        async with self._store.unit_of_work() as uow:
+            for pod in await uow.pods.silent(heard_before=now - self._timeout):
+                heard = pod.last_heartbeat_at.isoformat() if pod.last_heartbeat_at else "never"
+                reason = f"agent {pod.name} stopped heartbeating (last heard {heard})"
+                await uow.pods.set_state(pod.id, PodState.failed, reason=reason, now=now)
+                await uow.pods.free_slots_of(pod.id, now=now)
+                statuses = [TaskStatus.running, TaskStatus.awaiting_approval]
+                for task in await uow.tasks.on_pod(pod.id, statuses):
+                    await uow.tasks.update(
+                        task.id,
+                        status=TaskStatus.lost.value,
+                        reason=reason,
+                        finished_at=now,
+                        updated_at=now,
+                    )
+                    self._wake(task.id, None)
+                log.warning("agent silent", pool_id=pod.pool_id, pod=pod.name, reason=reason)
+
+    def _wake(self, task_id: str, pod_id: int | None) -> None:
+        self._notifier.wake(("task", task_id))
+        if pod_id is not None:
+            self._notifier.wake(("pod", pod_id))
+
+
+async def stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

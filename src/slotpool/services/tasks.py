@@ -1,0 +1,162 @@
+"""Tasks as submitters see them: submit, list, read, logs, approve, cancel."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+from slotpool.domain.errors import Issue
+from slotpool.domain.tasks import FINAL, SlotState, Task, TaskStatus, TaskSubmit
+from slotpool.services.dispatch import Dispatcher
+from slotpool.services.errors import Conflict, Invalid, NotFound
+from slotpool.services.ids import new_task_id
+from slotpool.services.notify import Notifier
+from slotpool.services.pools import Clock
+from slotpool.store.models import TaskRow
+from slotpool.store.uow import Store, UnitOfWork
+
+LOG_PAGE = 1000
+
+
+async def require_task(uow: UnitOfWork, task_id: str) -> Task:
+    task = await uow.tasks.get(task_id)
+    if task is None:
+        raise NotFound(f"task {task_id} not found")
+    return task
+
+
+class TaskService:
+    def __init__(
+        self, store: Store, dispatcher: Dispatcher, notifier: Notifier, clock: Clock
+    ) -> None:
+        self._store = store
+        self._dispatcher = dispatcher
+        self._notifier = notifier
+        self._clock = clock
+
+    async def submit(self, body: TaskSubmit, *, by: str) -> Task:
+        steps = body.step_list()
+        now = self._clock()
+        gated = steps[0].requires_approval
+        async with self._store.unit_of_work() as uow:
+            if await uow.pools.get(body.pool_id) is None:
+                raise Invalid(
+                    "nothing was submitted", [Issue("pool_id", f"no agent pool {body.pool_id}")]
+                )
+            row = TaskRow(
+                id=new_task_id(),
+                pool_id=body.pool_id,
+                name=body.name or steps[0].name or "task",
+                status=(TaskStatus.awaiting_approval if gated else TaskStatus.queued).value,
+                env=dict(body.env),
+                labels=dict(body.labels),
+                steps=[s.model_dump(mode="json", exclude_none=True) for s in steps],
+                results=[],
+                current_step=0,
+                cancel_requested=False,
+                reason="the first step waits for approval" if gated else "",
+                created_by=by,
+                created_at=now,
+                updated_at=now,
+            )
+            task = await uow.tasks.add(row)
+        await self._dispatcher.dispatch(task.pool_id)
+        return await self.get(task.id)
+
+    async def get(self, task_id: str) -> Task:
+        async with self._store.unit_of_work() as uow:
+            return await require_task(uow, task_id)
+
+    async def page(
+        self, *, pool_id: str | None, status: TaskStatus | None, limit: int, offset: int
+    ) -> tuple[list[Task], int]:
+        async with self._store.unit_of_work() as uow:
+            return await uow.tasks.page(pool_id=pool_id, status=status, limit=limit, offset=offset)
+
+    async def logs(
+        self, task_id: str, *, after: int
+    ) -> tuple[Task, list[tuple[int, int, int, str]]]:
+        async with self._store.unit_of_work() as uow:
+            task = await require_task(uow, task_id)
+            return task, await uow.tasks.logs(task_id, after=after, limit=LOG_PAGE)
+
+    async def follow(self, task_id: str) -> AsyncIterator[str]:
+        """The log as it grows, until the task has ended and everything was read."""
+        after = 0
+        while True:
+            self._notifier.arm(("task", task_id))
+            task, chunks = await self.logs(task_id, after=after)
+            for chunk_id, _step, _seq, data in chunks:
+                after = chunk_id
+                yield data
+            if task.status in FINAL and len(chunks) < LOG_PAGE:
+                return
+            if not chunks:
+                await self._notifier.wait(("task", task_id), seconds=1.0)
+
+    async def approve(self, task_id: str, *, by: str) -> Task:
+        now = self._clock()
+        async with self._store.unit_of_work() as uow:
+            task = await require_task(uow, task_id)
+            if task.status is not TaskStatus.awaiting_approval:
+                raise Conflict(f"task {task_id} is {task.status}, not awaiting_approval")
+            results = [*task.results, {"approved_by": by, "approved_at": now.isoformat()}]
+            if task.pod_id is None or task.slot_index is None:
+                await uow.tasks.update(
+                    task_id,
+                    status=TaskStatus.queued.value,
+                    reason="",
+                    results=results,
+                    updated_at=now,
+                )
+            else:
+                await uow.pods.set_slot(
+                    task.pod_id, task.slot_index, state=SlotState.busy, task_id=task_id, now=now
+                )
+                await uow.tasks.update(
+                    task_id,
+                    expect=TaskStatus.awaiting_approval,
+                    status=TaskStatus.running.value,
+                    reason="",
+                    results=results,
+                    reserved_until=None,
+                    step_started_at=None,
+                    updated_at=now,
+                )
+        if task.pod_id is None:
+            await self._dispatcher.dispatch(task.pool_id)
+        else:
+            self._notifier.wake(("pod", task.pod_id))
+        return await self.get(task_id)
+
+    async def cancel(self, task_id: str, *, by: str) -> Task:
+        now = self._clock()
+        async with self._store.unit_of_work() as uow:
+            task = await require_task(uow, task_id)
+            if task.final:
+                raise Conflict(f"task {task_id} has already ended: {task.status}")
+            if task.status is TaskStatus.running:
+                # The agent stops the step (SIGTERM, then SIGKILL) and reports it cancelled.
+                await uow.tasks.update(task_id, cancel_requested=True, updated_at=now)
+            else:
+                await self._end_now(uow, task, reason=f"cancelled by {by}", now=now)
+        if task.pod_id is not None:
+            self._notifier.wake(("pod", task.pod_id))
+        self._notifier.wake(("task", task_id))
+        return await self.get(task_id)
+
+    @staticmethod
+    async def _end_now(uow: UnitOfWork, task: Task, *, reason: str, now: datetime) -> None:
+        if task.pod_id is not None and task.slot_index is not None:
+            await uow.pods.set_slot(
+                task.pod_id, task.slot_index, state=SlotState.idle, task_id=None, now=now
+            )
+        await uow.tasks.update(
+            task.id,
+            status=TaskStatus.cancelled.value,
+            reason=reason,
+            cancel_requested=True,
+            finished_at=now,
+            reserved_until=None,
+            updated_at=now,
+        )

@@ -1,0 +1,17 @@
+"""Statements whose spelling differs between SQLite and PostgreSQL, written once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
+
+
+def insert_ignoring_duplicates(table: Table, backend: str, values: dict[str, Any]) -> Insert:
+    """INSERT ... ON CONFLICT DO NOTHING: a resent log chunk must neither fail nor abort the
+    transaction (PostgreSQL aborts a transaction on a unique violation)."""
+    if backend == "postgresql":
+        return postgresql.insert(table).values(**values).on_conflict_do_nothing()
+    return sqlite.insert(table).values(**values).on_conflict_do_nothing()

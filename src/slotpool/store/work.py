@@ -1,0 +1,331 @@
+"""Pods, slots, tasks and their logs: the queries of the dispatcher and the agent protocol.
+
+Slots and queued tasks are taken with conditional UPDATEs (``WHERE state = 'idle'``,
+``WHERE status = 'queued'``) and the row count says who won, so no slot is given twice and no
+task is started twice, however many requests or processes race, on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import CursorResult, and_, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from slotpool.domain.tasks import (
+    Pod,
+    PodState,
+    Slot,
+    SlotState,
+    StepSpec,
+    Task,
+    TaskStatus,
+)
+from slotpool.store.dialect import insert_ignoring_duplicates
+from slotpool.store.models import PodRow, SlotRow, TaskLogRow, TaskRow
+
+
+def _rowcount(result: Any) -> int:
+    assert isinstance(result, CursorResult)
+    return int(result.rowcount)
+
+
+def _task(row: TaskRow) -> Task:
+    return Task(
+        id=row.id,
+        pool_id=row.pool_id,
+        name=row.name,
+        status=TaskStatus(row.status),
+        env=dict(row.env),
+        labels=dict(row.labels),
+        steps=tuple(StepSpec.model_validate(s) for s in row.steps),
+        results=tuple(row.results),
+        current_step=row.current_step,
+        pod_id=row.pod_id,
+        pod_name=row.pod_name,
+        slot_index=row.slot_index,
+        cancel_requested=row.cancel_requested,
+        reason=row.reason,
+        created_by=row.created_by,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        step_started_at=row.step_started_at,
+        finished_at=row.finished_at,
+        reserved_until=row.reserved_until,
+        updated_at=row.updated_at,
+    )
+
+
+def _pod(row: PodRow, slots: Sequence[SlotRow]) -> Pod:
+    return Pod(
+        id=row.id,
+        pool_id=row.pool_id,
+        name=row.name,
+        state=PodState(row.state),
+        config_hash=row.config_hash,
+        reason=row.reason,
+        agent_version=row.agent_version,
+        registered_at=row.registered_at,
+        last_heartbeat_at=row.last_heartbeat_at,
+        created_at=row.created_at,
+        slots=tuple(
+            Slot(index=s.slot_index, state=SlotState(s.state), task_id=s.task_id, since=s.since)
+            for s in sorted(slots, key=lambda s: s.slot_index)
+        ),
+    )
+
+
+class PodRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def register(
+        self,
+        *,
+        pool_id: str,
+        name: str,
+        slots: int,
+        version: str,
+        config_hash: str | None,
+        now: datetime,
+    ) -> Pod:
+        """Create the pod with idle slots, or mark a known one ready again (a reconnect)."""
+        row = await self._session.scalar(
+            select(PodRow).where(PodRow.pool_id == pool_id, PodRow.name == name)
+        )
+        if row is None:
+            row = PodRow(
+                pool_id=pool_id,
+                name=name,
+                slots=slots,
+                state=PodState.ready.value,
+                created_at=now,
+                updated_at=now,
+                reason="",
+            )
+            self._session.add(row)
+            await self._session.flush()
+            for index in range(slots):
+                self._session.add(
+                    SlotRow(pod_id=row.id, slot_index=index, state=SlotState.idle, since=now)
+                )
+        row.state, row.agent_version, row.config_hash = PodState.ready, version, config_hash
+        row.registered_at = row.last_heartbeat_at = row.updated_at = now
+        row.reason = ""
+        await self._session.flush()
+        pod = await self.get(row.id)
+        assert pod is not None
+        return pod
+
+    async def get(self, pod_id: int) -> Pod | None:
+        row = await self._session.get(PodRow, pod_id, populate_existing=True)
+        if row is None:
+            return None
+        slots = await self._session.scalars(
+            select(SlotRow)
+            .where(SlotRow.pod_id == pod_id)
+            .execution_options(populate_existing=True)
+        )
+        return _pod(row, list(slots))
+
+    async def find(self, pool_id: str, name: str) -> Pod | None:
+        pod_id = await self._session.scalar(
+            select(PodRow.id).where(PodRow.pool_id == pool_id, PodRow.name == name)
+        )
+        return None if pod_id is None else await self.get(pod_id)
+
+    async def of_pool(self, pool_id: str) -> list[Pod]:
+        rows = list(
+            await self._session.scalars(
+                select(PodRow).where(PodRow.pool_id == pool_id).order_by(PodRow.id)
+            )
+        )
+        slots = await self._session.scalars(
+            select(SlotRow).where(SlotRow.pod_id.in_([r.id for r in rows]))
+        )
+        by_pod: dict[int, list[SlotRow]] = {}
+        for slot in slots:
+            by_pod.setdefault(slot.pod_id, []).append(slot)
+        return [_pod(row, by_pod.get(row.id, [])) for row in rows]
+
+    async def heartbeat(self, pod_id: int, *, now: datetime, draining: bool) -> None:
+        values: dict[str, Any] = {"last_heartbeat_at": now, "updated_at": now}
+        if draining:
+            values["state"] = PodState.draining.value
+        await self._session.execute(
+            update(PodRow).where(PodRow.id == pod_id, PodRow.state != "failed").values(**values)
+        )
+
+    async def set_state(self, pod_id: int, state: PodState, *, reason: str, now: datetime) -> None:
+        await self._session.execute(
+            update(PodRow)
+            .where(PodRow.id == pod_id)
+            .values(state=state.value, reason=reason, updated_at=now)
+        )
+
+    async def silent(self, *, heard_before: datetime) -> list[Pod]:
+        """Pods whose agent has not been heard from since ``heard_before``."""
+        ids = await self._session.scalars(
+            select(PodRow.id).where(
+                PodRow.state.in_([PodState.ready.value, PodState.draining.value]),
+                PodRow.last_heartbeat_at < heard_before,
+            )
+        )
+        pods = [await self.get(pod_id) for pod_id in ids]
+        return [p for p in pods if p is not None]
+
+    async def take_slot(self, pod_id: int, index: int, *, task_id: str, now: datetime) -> bool:
+        result = await self._session.execute(
+            update(SlotRow)
+            .where(
+                SlotRow.pod_id == pod_id,
+                SlotRow.slot_index == index,
+                SlotRow.state == SlotState.idle.value,
+            )
+            .values(state=SlotState.busy.value, task_id=task_id, since=now)
+        )
+        return _rowcount(result) == 1
+
+    async def set_slot(
+        self, pod_id: int, index: int, *, state: SlotState, task_id: str | None, now: datetime
+    ) -> None:
+        await self._session.execute(
+            update(SlotRow)
+            .where(SlotRow.pod_id == pod_id, SlotRow.slot_index == index)
+            .values(state=state.value, task_id=task_id, since=now)
+        )
+
+    async def free_slots_of(self, pod_id: int, *, now: datetime) -> None:
+        await self._session.execute(
+            update(SlotRow)
+            .where(SlotRow.pod_id == pod_id)
+            .values(state=SlotState.idle.value, task_id=None, since=now)
+        )
+
+
+class TaskRepository:
+    def __init__(self, session: AsyncSession, backend: str) -> None:
+        self._session = session
+        self._backend = backend
+
+    async def add(self, row: TaskRow) -> Task:
+        self._session.add(row)
+        await self._session.flush()
+        return _task(row)
+
+    async def get(self, task_id: str) -> Task | None:
+        row = await self._session.get(TaskRow, task_id, populate_existing=True)
+        return None if row is None else _task(row)
+
+    async def page(
+        self, *, pool_id: str | None, status: TaskStatus | None, limit: int, offset: int
+    ) -> tuple[list[Task], int]:
+        conditions = []
+        if pool_id is not None:
+            conditions.append(TaskRow.pool_id == pool_id)
+        if status is not None:
+            conditions.append(TaskRow.status == status.value)
+        where = and_(True, *conditions)
+        rows = await self._session.scalars(
+            select(TaskRow)
+            .where(where)
+            .order_by(TaskRow.created_at.desc(), TaskRow.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        total = await self._session.scalar(select(func.count()).select_from(TaskRow).where(where))
+        return [_task(r) for r in rows], int(total or 0)
+
+    async def pools_with_queued(self) -> list[str]:
+        pools = await self._session.scalars(
+            select(TaskRow.pool_id).where(TaskRow.status == TaskStatus.queued.value).distinct()
+        )
+        return list(pools)
+
+    async def queued(self, pool_id: str, *, limit: int) -> list[str]:
+        ids = await self._session.scalars(
+            select(TaskRow.id)
+            .where(TaskRow.pool_id == pool_id, TaskRow.status == TaskStatus.queued.value)
+            .order_by(TaskRow.created_at, TaskRow.id)
+            .limit(limit)
+        )
+        return list(ids)
+
+    async def start(
+        self, task_id: str, *, pod_id: int, pod_name: str, slot: int, now: datetime
+    ) -> bool:
+        """queued -> running on (pod, slot); False if someone else started or cancelled it."""
+        result = await self._session.execute(
+            update(TaskRow)
+            .where(TaskRow.id == task_id, TaskRow.status == TaskStatus.queued.value)
+            .values(
+                status=TaskStatus.running.value,
+                pod_id=pod_id,
+                pod_name=pod_name,
+                slot_index=slot,
+                started_at=func.coalesce(TaskRow.started_at, now),
+                step_started_at=None,
+                updated_at=now,
+            )
+        )
+        return _rowcount(result) == 1
+
+    async def update(
+        self, task_id: str, *, expect: TaskStatus | None = None, **values: Any
+    ) -> bool:
+        statement = update(TaskRow).where(TaskRow.id == task_id)
+        if expect is not None:
+            statement = statement.where(TaskRow.status == expect.value)
+        result = await self._session.execute(statement.values(**values))
+        return _rowcount(result) == 1
+
+    async def on_pod(self, pod_id: int, statuses: Sequence[TaskStatus]) -> list[Task]:
+        rows = await self._session.scalars(
+            select(TaskRow).where(
+                TaskRow.pod_id == pod_id, TaskRow.status.in_([s.value for s in statuses])
+            )
+        )
+        return [_task(r) for r in rows]
+
+    async def last_on_slot(self, pod_id: int, slot: int) -> Task | None:
+        row = await self._session.scalar(
+            select(TaskRow)
+            .where(TaskRow.pod_id == pod_id, TaskRow.slot_index == slot)
+            .order_by(TaskRow.updated_at.desc())
+            .limit(1)
+        )
+        return None if row is None else _task(row)
+
+    async def reservations_expired(self, *, now: datetime) -> list[Task]:
+        rows = await self._session.scalars(
+            select(TaskRow).where(
+                TaskRow.status == TaskStatus.awaiting_approval.value,
+                TaskRow.reserved_until < now,
+            )
+        )
+        return [_task(r) for r in rows]
+
+    async def add_log(self, task_id: str, *, step: int, seq: int, data: str, now: datetime) -> None:
+        values = {
+            "task_id": task_id,
+            "step_index": step,
+            "seq": seq,
+            "data": data,
+            "created_at": now,
+        }
+        table = TaskLogRow.__table__
+        await self._session.execute(insert_ignoring_duplicates(table, self._backend, values))  # type: ignore[arg-type]
+
+    async def logs(
+        self, task_id: str, *, after: int, limit: int
+    ) -> list[tuple[int, int, int, str]]:
+        """(id, step, seq, data) after the chunk id ``after``, in the order they were written."""
+        rows = await self._session.execute(
+            select(TaskLogRow.id, TaskLogRow.step_index, TaskLogRow.seq, TaskLogRow.data)
+            .where(TaskLogRow.task_id == task_id, TaskLogRow.id > after)
+            .order_by(TaskLogRow.id)
+            .limit(limit)
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]

@@ -1,0 +1,293 @@
+"""Tasks and the agent protocol over HTTP on both databases; the test plays the agent."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api.conftest import Api
+from tests.api.test_pools_api import POOLS, create_pool
+
+TASKS = "/api/v1/tasks"
+
+
+@dataclass
+class FakeAgent:
+    """Speaks the protocol from a test: every call is a real HTTP request to the real app."""
+
+    http: httpx.AsyncClient
+    pool_id: str
+    name: str
+
+    @property
+    def base(self) -> str:
+        return f"/api/v1/agent/pools/{self.pool_id}"
+
+    async def register(self, slots: int, running: list[dict[str, Any]] | None = None) -> Any:
+        body = {"name": self.name, "slots": slots, "version": "test", "running": running or []}
+        response = await self.http.post(f"{self.base}/register", json=body)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    async def claim(self, free: list[int], reserved: list[int] = (), wait: float = 0) -> Any:  # type: ignore[assignment]
+        body = {"free_slots": free, "reserved_slots": list(reserved), "wait_seconds": wait}
+        response = await self.http.post(f"{self.base}/pods/{self.name}/claim", json=body)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    async def log(self, task_id: str, step: int, seq: int, data: str) -> None:
+        body = {"step_index": step, "seq": seq, "data": data}
+        response = await self.http.post(f"{self.base}/tasks/{task_id}/logs", json=body)
+        assert response.status_code == 204, response.text
+
+    async def result(self, task_id: str, step: int, status: str, code: int | None = 0) -> Any:
+        body = {"status": status, "exit_code": code}
+        path = f"{self.base}/tasks/{task_id}/steps/{step}/result"
+        response = await self.http.post(path, json=body)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    async def heartbeat(self, running: list[dict[str, Any]] | None = None) -> Any:
+        body = {"running": running or [], "draining": False}
+        response = await self.http.post(f"{self.base}/pods/{self.name}/heartbeat", json=body)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+async def pool_with_token(api: Api, name: str = "work") -> tuple[str, str]:
+    pool = await create_pool(api, name, pool_type="static")
+    token = await api.client.post(f"{POOLS}/{pool['pool_id']}/tokens", json={"name": "t"})
+    return pool["pool_id"], token.json()["token"]
+
+
+def agent_client(api: Api, token: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=api.client._transport,
+        base_url="http://slotpool.test",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+
+async def submit(api: Api, pool_id: str, **body: Any) -> dict[str, Any]:
+    response = await api.client.post(TASKS, json={"pool_id": pool_id, **body})
+    assert response.status_code == 201, response.text
+    task: dict[str, Any] = response.json()
+    return task
+
+
+async def task(api: Api, task_id: str) -> dict[str, Any]:
+    found: dict[str, Any] = (await api.client.get(f"{TASKS}/{task_id}")).json()
+    return found
+
+
+async def test_a_task_runs_in_a_slot_with_logs(api: Api) -> None:
+    pool_id, token = await pool_with_token(api)
+    async with agent_client(api, token) as http:
+        agent = FakeAgent(http, pool_id, "agent-1")
+        await agent.register(2)
+        queued = await submit(api, pool_id, command="echo hello")
+        assert queued["status"] == "running"  # an idle slot was waiting
+        claim = await agent.claim([0, 1])
+        (work,) = claim["assignments"]
+        assert work["task_id"] == queued["id"]
+        assert work["step"] == {"name": "main", "run": "echo hello"}
+        assert work["new_workdir"] is True
+        await agent.log(work["task_id"], 0, 0, "hel")
+        await agent.log(work["task_id"], 0, 1, "lo\n")
+        await agent.log(work["task_id"], 0, 1, "lo\n")  # resent: stored once
+        answer = await agent.result(work["task_id"], 0, "succeeded")
+        assert answer == {"next": None, "reserve": False, "release": True}
+    done = await task(api, queued["id"])
+    assert done["status"] == "succeeded"
+    assert done["results"][0]["exit_code"] == 0
+    logs = await api.client.get(f"{TASKS}/{queued['id']}/logs")
+    assert logs.text == "hello\n"
+    pods = (await api.client.get(f"{POOLS}/{pool_id}/pods")).json()["items"]
+    assert [s["state"] for s in pods[0]["slots"]] == ["idle", "idle"]
+
+
+async def test_queued_work_waits_for_a_slot_and_packs_the_fullest_pod(api: Api) -> None:
+    pool_id, token = await pool_with_token(api)
+    async with agent_client(api, token) as http:
+        a, b = FakeAgent(http, pool_id, "a"), FakeAgent(http, pool_id, "b")
+        await a.register(2)
+        await b.register(2)
+        first = await submit(api, pool_id, command="one")
+        second = await submit(api, pool_id, command="two")
+        placed = {(await task(api, t["id"]))["pod_name"] for t in (first, second)}
+        assert placed == {"a"}, "the second task goes to the pod that is already in use"
+        third = await submit(api, pool_id, command="three")
+        assert (await task(api, third["id"]))["pod_name"] == "b"
+        fourth = await submit(api, pool_id, command="four")
+        fifth = await submit(api, pool_id, command="five")
+        assert (await task(api, fifth["id"]))["status"] == "queued"
+        claim = await a.claim([0, 1])
+        await a.result(claim["assignments"][0]["task_id"], 0, "succeeded")
+        await asyncio.sleep(0.05)
+        statuses = {(await task(api, t["id"]))["status"] for t in (fourth, fifth)}
+        assert statuses == {"running"}
+
+
+async def test_approval_keeps_the_same_pod_slot_and_workdir(api: Api) -> None:
+    pool_id, token = await pool_with_token(api)
+    steps = [
+        {"name": "plan", "run": "terraform plan"},
+        {"name": "apply", "run": "terraform apply", "requires_approval": True},
+    ]
+    async with agent_client(api, token) as http:
+        agent = FakeAgent(http, pool_id, "agent-1")
+        await agent.register(2)
+        queued = await submit(api, pool_id, name="tf", steps=steps)
+        plan = (await agent.claim([0, 1]))["assignments"][0]
+        answer = await agent.result(queued["id"], 0, "succeeded")
+        assert answer == {"next": None, "reserve": True, "release": False}
+        waiting = await task(api, queued["id"])
+        assert waiting["status"] == "awaiting_approval"
+        assert waiting["reserved_until"] is not None
+        other = await submit(api, pool_id, command="other")
+        assert (await task(api, other["id"]))["slot_index"] != plan["slot"], "slot is reserved"
+        free = [s for s in (0, 1) if s != plan["slot"]]
+        assert (await agent.claim([], reserved=[plan["slot"]]))["assignments"] == []
+        approved = await api.client.post(f"{TASKS}/{queued['id']}/approve")
+        assert approved.json()["status"] == "running"
+        (apply,) = (await agent.claim([], reserved=[plan["slot"]]))["assignments"]
+        assert (apply["slot"], apply["step_index"], apply["new_workdir"]) == (
+            plan["slot"],
+            1,
+            False,
+        )
+        assert apply["step"]["run"] == "terraform apply"
+        assert (await agent.result(queued["id"], 1, "succeeded"))["release"] is True
+        assert free  # the other slot stayed usable throughout
+    assert (await task(api, queued["id"]))["status"] == "succeeded"
+
+
+async def test_cancel_in_every_state(api: Api) -> None:
+    pool_id, token = await pool_with_token(api)
+    queued = await submit(api, pool_id, command="never runs")
+    cancelled = await api.client.post(f"{TASKS}/{queued['id']}/cancel")
+    assert cancelled.json()["status"] == "cancelled"
+    again = await api.client.post(f"{TASKS}/{queued['id']}/cancel")
+    assert again.status_code == 409
+    async with agent_client(api, token) as http:
+        agent = FakeAgent(http, pool_id, "agent-1")
+        await agent.register(1)
+        running = await submit(api, pool_id, command="sleep 100")
+        (work,) = (await agent.claim([0]))["assignments"]
+        asked = await api.client.post(f"{TASKS}/{running['id']}/cancel")
+        assert asked.json()["cancel_requested"] is True
+        assert (await agent.heartbeat())["cancel"] == [running["id"]]
+        await agent.result(work["task_id"], 0, "cancelled", None)
+    assert (await task(api, running["id"]))["status"] == "cancelled"
+
+
+async def test_a_failing_step_ends_the_task(api: Api) -> None:
+    pool_id, token = await pool_with_token(api)
+    steps = [{"run": "false"}, {"run": "never"}]
+    async with agent_client(api, token) as http:
+        agent = FakeAgent(http, pool_id, "agent-1")
+        await agent.register(1)
+        queued = await submit(api, pool_id, steps=steps)
+        await agent.claim([0])
+        assert (await agent.result(queued["id"], 0, "failed", 1))["release"] is True
+        # A retried result (its answer was lost) gets the same answer and changes nothing.
+        assert (await agent.result(queued["id"], 0, "failed", 1))["release"] is True
+    done = await task(api, queued["id"])
+    assert (done["status"], done["results"][0]["exit_code"], len(done["results"])) == (
+        "failed",
+        1,
+        1,
+    )
+
+
+async def test_a_lost_claim_answer_is_answered_again(api: Api) -> None:
+    pool_id, token = await pool_with_token(api)
+    async with agent_client(api, token) as http:
+        agent = FakeAgent(http, pool_id, "agent-1")
+        await agent.register(1)
+        queued = await submit(api, pool_id, command="x")
+        first = await agent.claim([0])
+        second = await agent.claim([0])  # the agent never saw the first answer
+        assert first["assignments"] == second["assignments"]
+        assert (await agent.claim([]))["assignments"] == []
+        assert queued["id"] == first["assignments"][0]["task_id"]
+
+
+async def test_reregistering_without_a_running_step_loses_it(api: Api) -> None:
+    pool_id, token = await pool_with_token(api)
+    async with agent_client(api, token) as http:
+        agent = FakeAgent(http, pool_id, "agent-1")
+        await agent.register(2)
+        kept = await submit(api, pool_id, command="kept")
+        gone = await submit(api, pool_id, command="gone")
+        assignments = (await agent.claim([0, 1]))["assignments"]
+        kept_slot = next(a["slot"] for a in assignments if a["task_id"] == kept["id"])
+        await agent.register(
+            2, running=[{"task_id": kept["id"], "step_index": 0, "slot": kept_slot}]
+        )
+    assert (await task(api, kept["id"]))["status"] == "running"
+    lost = await task(api, gone["id"])
+    assert lost["status"] == "lost"
+    assert "re-registered" in lost["reason"]
+
+
+async def test_long_poll_wakes_up_when_work_arrives(api: Api) -> None:
+    pool_id, token = await pool_with_token(api)
+    async with agent_client(api, token) as http:
+        agent = FakeAgent(http, pool_id, "agent-1")
+        await agent.register(1)
+        waiting = asyncio.create_task(agent.claim([0], wait=10))
+        await asyncio.sleep(0.2)
+        queued = await submit(api, pool_id, command="x")
+        answer = await asyncio.wait_for(waiting, timeout=5)
+        assert answer["assignments"][0]["task_id"] == queued["id"]
+
+
+async def test_tokens_are_scoped_for_every_protocol_call(api: Api) -> None:
+    _pool_a, token_a = await pool_with_token(api, "a")
+    pool_b, token_b = await pool_with_token(api, "b")
+    async with agent_client(api, token_b) as http_b:
+        b = FakeAgent(http_b, pool_b, "agent-b")
+        await b.register(1)
+        task_b = await submit(api, pool_b, command="x")
+    async with agent_client(api, token_a) as http:
+        base = f"/api/v1/agent/pools/{pool_b}"
+        calls = [
+            ("register", {"name": "intruder", "slots": 1}),
+            ("pods/agent-b/claim", {"free_slots": [0]}),
+            ("pods/agent-b/heartbeat", {}),
+            (f"tasks/{task_b['id']}/logs", {"step_index": 0, "seq": 0, "data": "x"}),
+            (f"tasks/{task_b['id']}/steps/0/result", {"status": "succeeded", "exit_code": 0}),
+        ]
+        for path, body in calls:
+            response = await http.post(f"{base}/{path}", json=body)
+            assert response.status_code == 403, (path, response.text)
+    revoked = await api.client.delete(f"{POOLS}/{pool_b}/tokens/t")
+    assert revoked.status_code == 200
+    async with agent_client(api, token_b) as http_b:
+        response = await http_b.post(
+            f"/api/v1/agent/pools/{pool_b}/pods/agent-b/claim", json={"free_slots": [0]}
+        )
+        assert response.status_code == 401
+    assert (await task(api, task_b["id"]))["status"] == "running"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"command": "x"}, "pool_id"),
+        ({"pool_id": "pool-0000000000000000", "command": "x"}, "pool_id"),
+        ({"pool_id": "pool-0000000000000000"}, "(body)"),
+        ({"pool_id": "pool-0000000000000000", "steps": [{"name": "no command"}]}, "steps.0"),
+        ({"pool_id": "pool-0000000000000000", "command": "x", "colour": 1}, "colour"),
+    ],
+)
+async def test_bad_submissions_are_refused(api: Api, body: dict[str, Any], field: str) -> None:
+    response = await api.client.post(TASKS, json=body)
+    assert response.status_code == 422, response.text
+    assert field in [d["field"] for d in response.json()["details"]]
+    assert (await api.client.get(TASKS)).json()["total"] == 0

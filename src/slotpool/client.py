@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -20,6 +22,13 @@ class ApiError(Exception):
         return list(details or [])
 
 
+def _body(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return {"error": response.text or response.reason_phrase}
+
+
 class Client:
     def __init__(self, base_url: str, token: str | None, *, timeout: float = 30.0) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -34,12 +43,20 @@ class Client:
         except httpx.TransportError as exc:
             raise ApiError(0, {"error": f"cannot reach {self._http.base_url}: {exc}"}) from exc
         if response.status_code >= 400:
-            try:
-                body: Any = response.json()
-            except ValueError:
-                body = {"error": response.text or response.reason_phrase}
-            raise ApiError(response.status_code, body)
+            raise ApiError(response.status_code, _body(response))
         return response
+
+    @contextmanager
+    def stream(self, method: str, path: str, **kwargs: Any) -> Iterator[Iterator[str]]:
+        """A streamed answer (a followed log), as text pieces; no timeout between pieces."""
+        try:
+            with self._http.stream(method, path, timeout=None, **kwargs) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise ApiError(response.status_code, _body(response))
+                yield response.iter_text()
+        except httpx.TransportError as exc:
+            raise ApiError(0, {"error": f"cannot reach {self._http.base_url}: {exc}"}) from exc
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.request(method, path, **kwargs)

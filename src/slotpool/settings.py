@@ -54,6 +54,13 @@ class Settings(BaseSettings):
     default_timezone: str = Field(
         default="UTC", description="IANA time zone of freeze windows that name none."
     )
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Where the local runtime keeps its pods' records, logs and token files.",
+    )
+    local_runtime: bool = Field(
+        default=True, description="Run the pods of local pools as processes on this host."
+    )
     heartbeat_seconds: int = Field(default=5, ge=1, le=300, description="Agent heartbeat.")
     agent_timeout_seconds: int = Field(
         default=30,

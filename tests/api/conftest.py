@@ -42,6 +42,7 @@ def settings_for(database_url: str, **overrides: object) -> Settings:
         "admin_token": SecretStr(ADMIN_TOKEN),
         "public_url": "http://slotpool.test:8080",
         "default_namespace": "slotpool-agents",
+        "local_runtime": False,
     }
     values.update(overrides)
     return Settings.model_validate(values)

@@ -25,7 +25,7 @@ async def start_and_list(settings: Settings, shown: list[str], token: str | None
 
 async def test_first_start_generates_a_token_once(database_url: str) -> None:
     upgrade(database_url)
-    settings = Settings.model_validate({"database_url": database_url})
+    settings = Settings.model_validate({"database_url": database_url, "local_runtime": False})
     shown: list[str] = []
     assert await start_and_list(settings, shown, None) == 401
     assert len(shown) == 1
@@ -45,7 +45,11 @@ async def test_first_start_generates_a_token_once(database_url: str) -> None:
 async def test_a_configured_token_generates_none(database_url: str) -> None:
     upgrade(database_url)
     settings = Settings.model_validate(
-        {"database_url": database_url, "admin_token": "configured-token-0123456789"}
+        {
+            "database_url": database_url,
+            "admin_token": "configured-token-0123456789",
+            "local_runtime": False,
+        }
     )
     shown: list[str] = []
     assert await start_and_list(settings, shown, "configured-token-0123456789") == 200

@@ -15,10 +15,12 @@ from slotpool import __version__
 from slotpool.api import errors
 from slotpool.api.deps import Services
 from slotpool.api.routes import agent, config, freeze, health, pods, pools, tasks, tokens
+from slotpool.runtime.local import LocalRuntime
 from slotpool.services.agents import AgentService
 from slotpool.services.auth import AdminAuth
 from slotpool.services.dispatch import Dispatcher
 from slotpool.services.freeze import FreezeService
+from slotpool.services.local_pods import LocalPodKeeper
 from slotpool.services.notify import Notifier
 from slotpool.services.pools import PoolService
 from slotpool.services.sweeper import Sweeper, stop
@@ -64,6 +66,16 @@ def build_services(store: Store, settings: Settings, clock: Callable[[], datetim
             clock=clock,
         ),
         settings=settings,
+        local_pods=LocalPodKeeper(
+            store=store,
+            runtime=LocalRuntime(settings.data_dir / "local-runtime"),
+            pools=pools,
+            tokens=tokens,
+            notifier=notifier,
+            clock=clock,
+        )
+        if settings.local_runtime
+        else None,
     )
 
 
@@ -88,11 +100,15 @@ def create_app(
         token = await app.state.services.auth.ensure_token()
         if token is not None:
             on_admin_token(token)
-        sweeping = asyncio.get_running_loop().create_task(sweeper.run_forever())
+        loop = asyncio.get_running_loop()
+        background = [loop.create_task(sweeper.run_forever())]
+        if services.local_pods is not None:
+            background.append(loop.create_task(services.local_pods.run_forever()))
         try:
             yield
         finally:
-            await stop(sweeping)
+            for task in background:
+                await stop(task)
             await store.close()
 
     app = FastAPI(
@@ -104,5 +120,6 @@ def create_app(
     errors.install(app)
     for module in (health, pools, config, freeze, tokens, pods, tasks, agent):
         app.include_router(module.router)
+    app.include_router(pods.sync_router)
     app.mount("/metrics", make_asgi_app())
     return app

@@ -21,6 +21,7 @@ TOKEN_SECRET_KEY = "token"
 CONTAINER_NAME = "agent"
 # Bumped when the builder's output changes for the same config, so existing Pods count as outdated.
 BUILDER_VERSION = "1"
+TERMINATION_GRACE_SECONDS = 90
 
 
 def token_secret_name(pool_id: str) -> str:
@@ -82,6 +83,8 @@ def build_pod_manifest(config: PoolConfig, context: PodContext) -> dict[str, Any
 def _pod_spec(config: PoolConfig, context: PodContext) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
+        # The agent drains on SIGTERM: running steps get up to 60 s, then 10 s to stop.
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
         # The agent talks to slotpool, never to the Kubernetes API.
         "automountServiceAccountToken": False,
         "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},

@@ -13,8 +13,9 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from slotpool.domain.tasks import PodState, SlotState, TaskStatus
+from slotpool.domain.tasks import SlotState, TaskStatus
 from slotpool.services.dispatch import Dispatcher
+from slotpool.services.lifecycle import retire_pod
 from slotpool.services.notify import Notifier
 from slotpool.services.pools import Clock
 from slotpool.settings import Settings
@@ -81,18 +82,7 @@ class Sweeper:
             for pod in await uow.pods.silent(heard_before=now - self._timeout):
                 heard = pod.last_heartbeat_at.isoformat() if pod.last_heartbeat_at else "never"
                 reason = f"agent {pod.name} stopped heartbeating (last heard {heard})"
-                await uow.pods.set_state(pod.id, PodState.failed, reason=reason, now=now)
-                await uow.pods.free_slots_of(pod.id, now=now)
-                statuses = [TaskStatus.running, TaskStatus.awaiting_approval]
-                for task in await uow.tasks.on_pod(pod.id, statuses):
-                    await uow.tasks.update(
-                        task.id,
-                        status=TaskStatus.lost.value,
-                        reason=reason,
-                        finished_at=now,
-                        updated_at=now,
-                    )
-                    self._wake(task.id, None)
+                await retire_pod(uow, pod, reason=reason, now=now, notifier=self._notifier)
                 log.warning("agent silent", pool_id=pod.pool_id, pod=pod.name, reason=reason)
 
     def _wake(self, task_id: str, pod_id: int | None) -> None:

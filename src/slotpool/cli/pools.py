@@ -1,144 +1,30 @@
-"""The ``slotpool`` command: the server, migrations, and a client of the REST API for operators.
-
-Tables are for people; ``-o json`` and ``-o yaml`` are for scripts and GitOps (``pools export`` and
-``pools apply -f`` round-trip the same documents).
-"""
+"""`slotpool pools`: list, get, create, apply, export, preview."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import sys
-from collections.abc import Callable
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import yaml
-from rich.console import Console
 from rich.table import Table
 
-from slotpool import __version__
+from slotpool.cli.common import (
+    DEFAULT_URL,
+    Output,
+    OutputOption,
+    TokenOption,
+    UrlOption,
+    client,
+    fail,
+    out,
+    show,
+)
 from slotpool.client import ApiError, Client
 
-app = typer.Typer(
-    help="slotpool: agent pools of bare Pods with N task slots.", no_args_is_help=True
-)
 pools_app = typer.Typer(help="Agent pools: list, inspect, create, apply, export, preview.")
-admin_app = typer.Typer(help="Administration that works on the database directly.")
-app.add_typer(pools_app, name="pools")
-tokens_app = typer.Typer(help="A pool's agent tokens: list, create (shown once), revoke.")
-app.add_typer(admin_app, name="admin-token")
-app.add_typer(tokens_app, name="tokens")
-out = Console()
-err = Console(stderr=True)
-
 POOL_DOC_KEYS = ("name", "description", "pool_type", "k8s_config")
-
-
-class Output(StrEnum):
-    table = "table"
-    json = "json"
-    yaml = "yaml"
-
-
-UrlOption = Annotated[
-    str, typer.Option("--url", envvar="SLOTPOOL_URL", help="The slotpool server.")
-]
-TokenOption = Annotated[
-    str | None,
-    typer.Option("--token", envvar="SLOTPOOL_ADMIN_TOKEN", help="Admin token.", show_default=False),
-]
-OutputOption = Annotated[Output, typer.Option("-o", "--output", help="table, json or yaml")]
-DEFAULT_URL = "http://127.0.0.1:8080"
-
-
-def fail(exc: ApiError) -> typer.Exit:
-    err.print(f"[red]error:[/red] {exc.body.get('error') if isinstance(exc.body, dict) else exc}")
-    for detail in exc.details:
-        hint = f" ({detail['hint']})" if detail.get("hint") else ""
-        err.print(f"  [bold]{detail.get('field')}[/bold]: {detail.get('message')}{hint}")
-    return typer.Exit(code=1)
-
-
-def emit(data: Any, output: Output) -> None:
-    if output is Output.json:
-        out.print_json(json.dumps(data))
-    else:
-        sys.stdout.write(yaml.safe_dump(data, sort_keys=False))
-
-
-def show(data: Any, output: Output, table: Callable[[Any], Table]) -> None:
-    if output is Output.table:
-        out.print(table(data))
-    else:
-        emit(data, output)
-
-
-@app.command()
-def version() -> None:
-    """Print slotpool's version."""
-    out.print(__version__)
-
-
-@app.command()
-def migrate() -> None:
-    """Bring the database (SLOTPOOL_DATABASE_URL, default SQLite) to the newest schema."""
-    from slotpool.settings import Settings
-    from slotpool.store.migrate import current_revision, upgrade
-
-    settings = Settings()
-    upgrade(settings.database_url)
-    out.print(f"database at revision {current_revision(settings.database_url)}")
-
-
-@app.command()
-def server(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
-    run_migrations: Annotated[
-        bool, typer.Option("--migrate/--no-migrate", help="Migrate the database first.")
-    ] = True,
-) -> None:
-    """Run the control plane (REST API and OpenAPI at /docs)."""
-    import uvicorn
-
-    from slotpool.api.app import create_app
-    from slotpool.logs import configure_logging
-    from slotpool.settings import Settings
-    from slotpool.store.migrate import upgrade
-
-    settings = Settings()
-    configure_logging(settings)
-    if run_migrations:
-        upgrade(settings.database_url)
-    err.print(f"slotpool {__version__} listening on http://{host}:{port} (API docs at /docs)")
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
-
-
-@admin_app.command("create")
-def admin_token_create(
-    name: Annotated[str, typer.Option(help="Who or what the token is for.")] = "admin",
-) -> None:
-    """Create another admin token in the database (e.g. when the first one was lost)."""
-    from slotpool.api.app import utc_now
-    from slotpool.services.auth import AdminAuth
-    from slotpool.settings import Settings
-    from slotpool.store.uow import Store
-
-    async def create() -> str:
-        store = Store(Settings().database_url)
-        try:
-            return await AdminAuth(store, Settings(), utc_now).create_token(name)
-        finally:
-            await store.close()
-
-    out.print(asyncio.run(create()))
-
-
-def client(url: str, token: str | None) -> Client:
-    return Client(url, token)
 
 
 def _table(pools: list[dict[str, Any]]) -> Table:
@@ -314,83 +200,3 @@ def pools_preview(
     except ApiError as exc:
         raise fail(exc) from None
     sys.stdout.write(response.text if response.text.endswith("\n") else response.text + "\n")
-
-
-def _token_table(tokens: list[dict[str, Any]]) -> Table:
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("NAME", "STATUS", "CREATED", "EXPIRES", "LAST USED"):
-        table.add_column(column, no_wrap=True)
-    for token in tokens:
-        table.add_row(
-            token["name"],
-            token["status"],
-            token["created_at"][:16].replace("T", " "),
-            (token["expires_at"] or "never")[:16].replace("T", " "),
-            (token["last_used_at"] or "-")[:16].replace("T", " "),
-        )
-    return table
-
-
-PoolArgument = Annotated[str, typer.Argument(help="Pool id or name.")]
-
-
-@tokens_app.command("list")
-def tokens_list(
-    pool: PoolArgument,
-    url: UrlOption = DEFAULT_URL,
-    token: TokenOption = None,
-    output: OutputOption = Output.table,
-) -> None:
-    """List a pool's agent tokens (never their values)."""
-    api = client(url, token)
-    try:
-        pool_id = api.find_pool(pool)["pool_id"]
-        tokens = api.json("GET", f"/api/v1/agent-pools/{pool_id}/tokens")["items"]
-    except ApiError as exc:
-        raise fail(exc) from None
-    show(tokens, output, _token_table)
-
-
-@tokens_app.command("create")
-def tokens_create(
-    pool: PoolArgument,
-    name: Annotated[str, typer.Argument(help="Token name, unique in the pool.")],
-    expires_at: Annotated[
-        str | None, typer.Option(help="ISO 8601 time with a zone; default: never.")
-    ] = None,
-    url: UrlOption = DEFAULT_URL,
-    token: TokenOption = None,
-) -> None:
-    """Create an agent token and print its value (shown only this once)."""
-    api = client(url, token)
-    body: dict[str, Any] = {"name": name}
-    if expires_at is not None:
-        body["expires_at"] = expires_at
-    try:
-        pool_id = api.find_pool(pool)["pool_id"]
-        created = api.json("POST", f"/api/v1/agent-pools/{pool_id}/tokens", json=body)
-    except ApiError as exc:
-        raise fail(exc) from None
-    err.print(f"token {created['name']} of {pool_id} (shown only this once):")
-    out.print(created["token"], soft_wrap=True)
-
-
-@tokens_app.command("revoke")
-def tokens_revoke(
-    pool: PoolArgument,
-    name: Annotated[str, typer.Argument(help="Token name.")],
-    url: UrlOption = DEFAULT_URL,
-    token: TokenOption = None,
-) -> None:
-    """Revoke an agent token: it stops working at once."""
-    api = client(url, token)
-    try:
-        pool_id = api.find_pool(pool)["pool_id"]
-        api.json("DELETE", f"/api/v1/agent-pools/{pool_id}/tokens/{name}")
-    except ApiError as exc:
-        raise fail(exc) from None
-    out.print(f"token {name} of {pool_id} revoked")
-
-
-def main() -> None:
-    app()

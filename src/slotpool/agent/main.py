@@ -1,0 +1,82 @@
+"""The agent as a process: environment in, signals wired to a drain, exit code out.
+
+Signal handling lives here and not in ``run_agent``, so tests (and an embedding program) drive the
+drain with an ``asyncio.Event`` instead of signals. The first SIGTERM or SIGINT drains; a second
+one stops at once (running steps are killed), for an operator who cannot wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Mapping
+
+import structlog
+
+from slotpool.agent.agent import EXIT_FAILED, EXIT_UNAUTHORIZED, run_agent
+from slotpool.agent.config import AgentConfig, ConfigError
+
+log = structlog.get_logger(__name__)
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def main(environ: Mapping[str, str] | None = None) -> int:
+    """Run an agent configured by ``environ`` (default: the process environment)."""
+    env = os.environ if environ is None else environ
+    configure_logging(env)
+    try:
+        config = AgentConfig.from_env(env)
+    except ConfigError as exc:
+        # Like a bad token, a bad environment will not fix itself: no restart loop helps.
+        print(f"slotpool agent: {exc}", file=sys.stderr)
+        return EXIT_UNAUTHORIZED
+    return asyncio.run(run_until_signalled(config))
+
+
+async def run_until_signalled(config: AgentConfig) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    current = asyncio.current_task()
+    assert current is not None
+
+    def on_signal(signum: signal.Signals) -> None:
+        if stop.is_set():
+            log.warning("second signal: stopping now", signal=signum.name)
+            current.cancel()
+            return
+        log.info("signal: draining", signal=signum.name)
+        stop.set()
+
+    for signum in _SIGNALS:
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        return await run_agent(config, stop=stop)
+    except asyncio.CancelledError:
+        return EXIT_FAILED
+    finally:
+        for signum in _SIGNALS:
+            loop.remove_signal_handler(signum)
+
+
+def configure_logging(environ: Mapping[str, str]) -> None:
+    """JSON lines or console lines, as the control plane does (same variables)."""
+    name = environ.get("SLOTPOOL_LOG_LEVEL", "info").upper()
+    level = logging.getLevelNamesMapping().get(name, logging.INFO)
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer()
+        if environ.get("SLOTPOOL_LOG_FORMAT") == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+    )

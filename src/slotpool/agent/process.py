@@ -1,0 +1,251 @@
+"""One step as one OS process group: start it, stream its output, stop it, say how it ended.
+
+A step is often a shell that starts children of its own (a build tool, a test server). Signals
+therefore go to the whole process group (the step is started in a new session), and when the
+step's main process ends, whatever it left behind in its group is killed too: a background
+process must neither outlive its step nor keep the output pipe open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import os
+import signal
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from slotpool.agent.protocol import StepOutcome
+from slotpool.domain.tasks import StepStatus
+
+CHUNK_BYTES = 64 * 1024
+FLUSH_SECONDS = 0.5
+# How long the output may still trickle in after the step ended (an escaped process may hold
+# the pipe open for ever; its output is not the step's anyway).
+_OUTPUT_TAIL_SECONDS = 2.0
+_GROUP_POLL_SECONDS = 0.05
+
+Emit = Callable[[int, str], None]  # (seq, text)
+
+
+class Cancellation:
+    """A request to stop one step, with the reason reported in its result."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self.reason = ""
+
+    @property
+    def requested(self) -> bool:
+        return self._event.is_set()
+
+    def request(self, reason: str) -> None:
+        if not self._event.is_set():
+            self.reason = reason
+            self._event.set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
+async def run_process(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    time_limit: float | None,
+    grace: float,
+    cancellation: Cancellation,
+    emit: Emit,
+) -> StepOutcome:
+    """Run ``argv`` to its end, its time limit or a cancellation; output goes to ``emit``."""
+    if cancellation.requested:
+        return StepOutcome(StepStatus.cancelled, None, cancellation.reason)
+    try:
+        process, output, transport = await _start(argv, cwd=cwd, env=env)
+    except (OSError, ValueError) as exc:  # not found, not executable, a bad directory...
+        return StepOutcome(StepStatus.failed, None, f"cannot start the step: {exc}")
+    pump = asyncio.create_task(pump_output(output, emit))
+    try:
+        stopped = await _wait_for_end(process, time_limit, cancellation)
+        if stopped is not None:
+            await terminate_group(process, grace)
+        _signal_group(process.pid, signal.SIGKILL)  # leftovers of a step that ended by itself
+        await _finish_output(pump)
+    except BaseException:
+        # The agent itself stops: never leave a step running behind it.
+        _signal_group(process.pid, signal.SIGKILL)
+        pump.cancel()
+        await process.wait()
+        raise
+    finally:
+        transport.close()
+    assert process.returncode is not None
+    return _outcome(process.returncode, stopped, time_limit, cancellation.reason)
+
+
+async def _start(
+    argv: Sequence[str], *, cwd: Path, env: Mapping[str, str]
+) -> tuple[asyncio.subprocess.Process, asyncio.StreamReader, asyncio.ReadTransport]:
+    """Start the step in a session of its own, stdout and stderr into one pipe of ours.
+
+    The pipe is not the process's (``stdout=PIPE``) on purpose: asyncio's ``Process.wait()``
+    waits for the process *and* its pipes, and a background process that inherited the pipe
+    would hold the step open for as long as it lives.
+    """
+    read_fd, write_fd = os.pipe()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=cwd,
+            env=dict(env),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=write_fd,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+    reader = asyncio.StreamReader()
+    transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0)
+    )
+    return process, reader, transport
+
+
+async def _wait_for_end(
+    process: asyncio.subprocess.Process, time_limit: float | None, cancellation: Cancellation
+) -> StepStatus | None:
+    """None when the process ended by itself, else why it must be stopped."""
+    exited = asyncio.create_task(process.wait())
+    cancelled = asyncio.create_task(cancellation.wait())
+    try:
+        await asyncio.wait(
+            {exited, cancelled}, timeout=time_limit, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        exited.cancel()
+        cancelled.cancel()
+    if exited.done() and not exited.cancelled():
+        return None
+    return StepStatus.cancelled if cancellation.requested else StepStatus.timed_out
+
+
+async def terminate_group(process: asyncio.subprocess.Process, grace: float) -> None:
+    """SIGTERM to the step's process group; SIGKILL to what is left after ``grace`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    _signal_group(process.pid, signal.SIGTERM)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(process.wait(), grace)
+    # No event says when a process group is empty: poll, briefly.
+    while _group_alive(process.pid) and loop.time() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(_GROUP_POLL_SECONDS)
+    _signal_group(process.pid, signal.SIGKILL)
+    await process.wait()
+
+
+async def _finish_output(pump: asyncio.Task[None]) -> None:
+    done, _ = await asyncio.wait({pump}, timeout=_OUTPUT_TAIL_SECONDS)
+    if not done:
+        pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pump
+
+
+def _outcome(
+    returncode: int, stopped: StepStatus | None, timeout: float | None, reason: str
+) -> StepOutcome:
+    exit_code = returncode if returncode >= 0 else None
+    if stopped is StepStatus.timed_out:
+        return StepOutcome(stopped, exit_code, f"timed out after {timeout:g} s")
+    if stopped is StepStatus.cancelled:
+        return StepOutcome(stopped, exit_code, reason)
+    if returncode == 0:
+        return StepOutcome(StepStatus.succeeded, 0, "exited with code 0")
+    if returncode > 0:
+        return StepOutcome(StepStatus.failed, returncode, f"exited with code {returncode}")
+    name = signal.Signals(-returncode).name
+    return StepOutcome(StepStatus.failed, None, f"killed by signal {name}")
+
+
+def _signal_group(pgid: int, signum: signal.Signals) -> None:
+    # Gone already, or (after the group emptied) no longer ours: nothing to stop either way.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of the group still runs. Zombies do not count: an orphan is reaped by
+    whoever adopted it (in a container, often nobody), and it is gone for every purpose here."""
+    try:
+        entries = list(os.scandir("/proc"))
+    except OSError:  # no /proc: ask the kernel, zombies included
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+    return any(_runs_in_group(entry.path, pgid) for entry in entries if entry.name.isdigit())
+
+
+def _runs_in_group(proc_dir: str, pgid: int) -> bool:
+    try:
+        with open(f"{proc_dir}/stat", encoding="utf-8", errors="replace") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return False  # it ended meanwhile
+    # After the command name: state, ppid, pgrp.
+    return len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X")
+
+
+class Chunker:
+    """Bytes in, ordered text chunks out: at most 64 KiB each, UTF-8 decoded with replacement
+    (a character split between two reads is decoded whole), NUL replaced (the control plane
+    stores text, and PostgreSQL refuses NUL)."""
+
+    def __init__(self, emit: Emit, *, limit: int = CHUNK_BYTES) -> None:
+        self._emit = emit
+        self._limit = limit
+        self._buffer = bytearray()
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._seq = 0
+
+    def add(self, data: bytes) -> None:
+        self._buffer += data
+        while len(self._buffer) >= self._limit:
+            self._send(bytes(self._buffer[: self._limit]), final=False)
+            del self._buffer[: self._limit]
+
+    def flush(self, *, final: bool = False) -> None:
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        self._send(data, final=final)
+
+    def _send(self, data: bytes, *, final: bool) -> None:
+        text = self._decoder.decode(data, final=final)
+        if text:
+            self._emit(self._seq, text.replace("\x00", "\ufffd"))
+            self._seq += 1
+
+
+async def pump_output(stream: asyncio.StreamReader, emit: Emit) -> None:
+    """Read until end of file; what was read goes out within ``FLUSH_SECONDS`` or at 64 KiB."""
+    chunker = Chunker(emit)
+    ticker = asyncio.create_task(_flush_every(chunker, FLUSH_SECONDS))
+    try:
+        while data := await stream.read(CHUNK_BYTES):
+            chunker.add(data)
+    finally:
+        ticker.cancel()
+        chunker.flush(final=True)
+
+
+async def _flush_every(chunker: Chunker, seconds: float) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        chunker.flush()

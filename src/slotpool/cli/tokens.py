@@ -1,0 +1,98 @@
+"""`slotpool tokens`: a pool's agent tokens."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from slotpool.cli.common import (
+    DEFAULT_URL,
+    Output,
+    OutputOption,
+    PoolArgument,
+    TokenOption,
+    UrlOption,
+    client,
+    err,
+    fail,
+    out,
+    show,
+)
+from slotpool.client import ApiError
+
+tokens_app = typer.Typer(help="A pool's agent tokens: list, create (shown once), revoke.")
+
+
+def _token_table(tokens: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("NAME", "STATUS", "CREATED", "EXPIRES", "LAST USED"):
+        table.add_column(column, no_wrap=True)
+    for token in tokens:
+        table.add_row(
+            token["name"],
+            token["status"],
+            token["created_at"][:16].replace("T", " "),
+            (token["expires_at"] or "never")[:16].replace("T", " "),
+            (token["last_used_at"] or "-")[:16].replace("T", " "),
+        )
+    return table
+
+
+@tokens_app.command("list")
+def tokens_list(
+    pool: PoolArgument,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    output: OutputOption = Output.table,
+) -> None:
+    """List a pool's agent tokens (never their values)."""
+    api = client(url, token)
+    try:
+        pool_id = api.find_pool(pool)["pool_id"]
+        tokens = api.json("GET", f"/api/v1/agent-pools/{pool_id}/tokens")["items"]
+    except ApiError as exc:
+        raise fail(exc) from None
+    show(tokens, output, _token_table)
+
+
+@tokens_app.command("create")
+def tokens_create(
+    pool: PoolArgument,
+    name: Annotated[str, typer.Argument(help="Token name, unique in the pool.")],
+    expires_at: Annotated[
+        str | None, typer.Option(help="ISO 8601 time with a zone; default: never.")
+    ] = None,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+) -> None:
+    """Create an agent token and print its value (shown only this once)."""
+    api = client(url, token)
+    body: dict[str, Any] = {"name": name}
+    if expires_at is not None:
+        body["expires_at"] = expires_at
+    try:
+        pool_id = api.find_pool(pool)["pool_id"]
+        created = api.json("POST", f"/api/v1/agent-pools/{pool_id}/tokens", json=body)
+    except ApiError as exc:
+        raise fail(exc) from None
+    err.print(f"token {created['name']} of {pool_id} (shown only this once):")
+    out.print(created["token"], soft_wrap=True)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(
+    pool: PoolArgument,
+    name: Annotated[str, typer.Argument(help="Token name.")],
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+) -> None:
+    """Revoke an agent token: it stops working at once."""
+    api = client(url, token)
+    try:
+        pool_id = api.find_pool(pool)["pool_id"]
+        api.json("DELETE", f"/api/v1/agent-pools/{pool_id}/tokens/{name}")
+    except ApiError as exc:
+        raise fail(exc) from None
+    out.print(f"token {name} of {pool_id} revoked")

@@ -1,0 +1,164 @@
+"""The local runtime: a "pod" is an agent process on this host.
+
+It is started with exactly the environment the Pod builder puts into a Pod (same variable names;
+the Secret reference resolved from a file the runtime keeps like a Secret), in its own session
+so it outlives a control plane that is killed, and its output goes to a file. Each pod leaves a
+record (pid, pool, name) on disk, so a restarted control plane finds its pods again rather than
+trusting memory. Deleting a pod ends its whole process group: SIGTERM (the agent drains), then
+SIGKILL after the grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from slotpool.domain.pods import TOKEN_SECRET_KEY
+
+NAME_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+POLL_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class LocalPod:
+    name: str
+    pool_id: str
+    pid: int
+    config_hash: str
+    log_path: Path
+    alive: bool
+    exit_code: int | None
+
+
+class LocalRuntime:
+    def __init__(self, base_dir: Path) -> None:
+        self._pods_dir = base_dir / "pods"
+        self._secrets_dir = base_dir / "secrets"
+        self._work_dir = base_dir / "work"
+        for directory in (self._pods_dir, self._secrets_dir, self._work_dir):
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
+
+    # -- secrets -------------------------------------------------------------------------------
+
+    def read_secret(self, name: str) -> dict[str, str] | None:
+        path = self._secrets_dir / f"{name}.json"
+        if not path.exists():
+            return None
+        data: dict[str, str] = json.loads(path.read_text())
+        return data
+
+    def write_secret(self, name: str, data: dict[str, str]) -> None:
+        path = self._secrets_dir / f"{name}.json"
+        temporary = path.with_suffix(".tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle)
+        temporary.replace(path)
+
+    # -- pods ----------------------------------------------------------------------------------
+
+    def create_pod(self, manifest: dict[str, Any]) -> LocalPod:
+        """Start the agent a Pod built from ``manifest`` would run."""
+        meta = manifest["metadata"]
+        name = meta["generateName"] + "".join(secrets.choice(NAME_ALPHABET) for _ in range(5))
+        pool_id = meta["labels"]["slotpool.io/pool-id"]
+        config_hash = meta["annotations"]["slotpool.io/config-hash"]
+        env = self._environment(manifest["spec"]["containers"][0]["env"], name)
+        env["SLOTPOOL_WORK_DIR"] = str(self._work_dir / name)
+        log_path = self._pods_dir / f"{name}.log"
+        with log_path.open("ab") as log:
+            child = subprocess.Popen(  # argv is ours, no shell
+                [sys.executable, "-m", "slotpool.agent"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self._children[name] = child
+        record = {"name": name, "pool_id": pool_id, "pid": child.pid, "config_hash": config_hash}
+        (self._pods_dir / f"{name}.json").write_text(json.dumps(record))
+        return LocalPod(name, pool_id, child.pid, config_hash, log_path, True, None)
+
+    def _environment(self, entries: list[dict[str, Any]], name: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SLOTPOOL_")}
+        for entry in entries:
+            if "value" in entry:
+                env[entry["name"]] = entry["value"]
+            elif "fieldRef" in entry["valueFrom"]:
+                env[entry["name"]] = name  # metadata.name: the only field the builder uses
+            else:
+                ref = entry["valueFrom"]["secretKeyRef"]
+                secret = self.read_secret(ref["name"]) or {}
+                env[entry["name"]] = secret.get(ref.get("key", TOKEN_SECRET_KEY), "")
+        return env
+
+    def list_pods(self, pool_id: str | None = None) -> list[LocalPod]:
+        pods = []
+        for record_path in sorted(self._pods_dir.glob("*.json")):
+            record = json.loads(record_path.read_text())
+            if pool_id is not None and record["pool_id"] != pool_id:
+                continue
+            alive, code = self._state(record["name"], record["pid"])
+            pods.append(
+                LocalPod(
+                    name=record["name"],
+                    pool_id=record["pool_id"],
+                    pid=record["pid"],
+                    config_hash=record["config_hash"],
+                    log_path=self._pods_dir / f"{record['name']}.log",
+                    alive=alive,
+                    exit_code=code,
+                )
+            )
+        return pods
+
+    def _state(self, name: str, pid: int) -> tuple[bool, int | None]:
+        child = self._children.get(name)
+        if child is not None:
+            code = child.poll()
+            return code is None, code
+        try:
+            os.kill(pid, 0)  # a pod of an earlier control plane: is its process still there?
+        except ProcessLookupError:
+            return False, None
+        except PermissionError:
+            return True, None
+        return True, None
+
+    def forget(self, name: str) -> None:
+        """Drop the record of an ended pod (its log stays)."""
+        (self._pods_dir / f"{name}.json").unlink(missing_ok=True)
+        self._children.pop(name, None)
+
+    async def delete_pod(self, name: str, *, grace_seconds: float = 30.0) -> None:
+        """SIGTERM the pod's process group (the agent drains), SIGKILL after the grace."""
+        record_path = self._pods_dir / f"{name}.json"
+        if not record_path.exists():
+            return  # like a 404 on delete: already gone is success
+        pid = json.loads(record_path.read_text())["pid"]
+        self._signal(pid, signal.SIGTERM)
+        for _ in range(max(1, int(grace_seconds / POLL_SECONDS))):
+            if not self._state(name, pid)[0]:
+                break
+            await asyncio.sleep(POLL_SECONDS)
+        self._signal(pid, signal.SIGKILL)
+        child = self._children.get(name)
+        if child is not None:
+            await asyncio.to_thread(child.wait)
+        self.forget(name)
+
+    @staticmethod
+    def _signal(pid: int, signum: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signum)

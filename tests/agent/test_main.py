@@ -1,0 +1,71 @@
+"""The agent as a process (``python -m slotpool.agent``): configured by its environment, drained
+by SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from tests.agent.fake_plane import FakeControlPlane
+from tests.agent.helpers import alive, read_pid, wait_until
+
+TASK = "task-aaaaaaaaaaaaaaaa"
+
+
+def agent_env(plane: FakeControlPlane, work_dir: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "SLOTPOOL_SERVER_URL": plane.url,
+        "SLOTPOOL_POOL_ID": "pool-test",
+        "SLOTPOOL_AGENT_NAME": "agent-0",
+        "SLOTPOOL_SLOTS": "1",
+        "SLOTPOOL_AGENT_TOKEN": "good",
+        "SLOTPOOL_WORK_DIR": str(work_dir),
+    }
+
+
+async def start(env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "slotpool.agent",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+
+
+async def test_sigterm_drains_and_exits_0(plane: FakeControlPlane, tmp_path: Path) -> None:
+    plane.add_task(TASK, {"run": "echo $$ > ../step.pid; sleep 0.5; echo finished"})
+    agent = await start(agent_env(plane, tmp_path / "work"))
+    await read_pid(tmp_path / "work" / "step.pid", seconds=15)
+    agent.send_signal(signal.SIGTERM)
+    output, _ = await asyncio.wait_for(agent.communicate(), 15)
+    assert agent.returncode == 0, output.decode()
+    await wait_until(lambda: plane.results(TASK))
+    assert plane.results(TASK)[0]["status"] == "succeeded"
+    assert plane.output(TASK, 0) == "finished\n"
+    assert any(e.body["draining"] for e in plane.of_kind("heartbeat"))
+
+
+async def test_a_second_signal_stops_at_once(plane: FakeControlPlane, tmp_path: Path) -> None:
+    plane.add_task(TASK, {"run": "echo $$ > ../step.pid; sleep 30"})
+    agent = await start(agent_env(plane, tmp_path / "work"))
+    pid = await read_pid(tmp_path / "work" / "step.pid", seconds=15)
+    agent.send_signal(signal.SIGTERM)
+    await wait_until(lambda: any(e.body["draining"] for e in plane.of_kind("heartbeat")))
+    agent.send_signal(signal.SIGINT)
+    output, _ = await asyncio.wait_for(agent.communicate(), 5)
+    assert agent.returncode == 1, output.decode()
+    assert not alive(pid)
+
+
+async def test_a_missing_variable_is_named_and_the_agent_does_not_start(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLOTPOOL_")}
+    agent = await start({**env, "SLOTPOOL_SERVER_URL": "http://127.0.0.1:9"})
+    output, _ = await asyncio.wait_for(agent.communicate(), 15)
+    assert agent.returncode == 2
+    assert b"SLOTPOOL_POOL_ID is not set" in output

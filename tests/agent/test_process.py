@@ -1,0 +1,161 @@
+"""A step as a real process group: output chunks, exit statuses, time limits and cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+from slotpool.agent.process import CHUNK_BYTES, Cancellation, Chunker, run_process
+from slotpool.agent.protocol import StepOutcome
+from slotpool.domain.tasks import StepStatus
+from tests.agent.helpers import alive, read_pid
+
+# A child shell that starts a grandchild and waits for it: both must go when the step is stopped.
+FAMILY = "sleep 60 & echo $! > grandchild.pid; echo $$ > child.pid; wait"
+
+
+class Output:
+    def __init__(self) -> None:
+        self.chunks: list[tuple[int, str, float]] = []
+
+    def __call__(self, seq: int, data: str) -> None:
+        self.chunks.append((seq, data, time.monotonic()))
+
+    @property
+    def text(self) -> str:
+        return "".join(data for _, data, _ in self.chunks)
+
+
+async def run(
+    script: str,
+    cwd: Path,
+    *,
+    output: Output | None = None,
+    time_limit: float | None = None,
+    grace: float = 1.0,
+    cancellation: Cancellation | None = None,
+) -> StepOutcome:
+    return await run_process(
+        ["/bin/sh", "-c", script],
+        cwd=cwd,
+        env=dict(os.environ),
+        time_limit=time_limit,
+        grace=grace,
+        cancellation=cancellation or Cancellation(),
+        emit=output or Output(),
+    )
+
+
+async def test_output_arrives_as_ordered_chunks_while_the_step_runs(tmp_path: Path) -> None:
+    output = Output()
+    started = time.monotonic()
+    outcome = await run("echo first; sleep 1.2; echo second 1>&2", tmp_path, output=output)
+    assert outcome == StepOutcome(StepStatus.succeeded, 0, "exited with code 0")
+    assert output.text == "first\nsecond\n"  # stderr merged into the same stream
+    assert [seq for seq, _, _ in output.chunks] == list(range(len(output.chunks)))
+    first_at = output.chunks[0][2] - started
+    assert output.chunks[0][1] == "first\n"
+    assert first_at < 1.0  # shipped before the step ended
+
+
+async def test_large_output_is_cut_into_64_kib_chunks(tmp_path: Path) -> None:
+    output = Output()
+    outcome = await run("head -c 200000 /dev/zero | tr '\\0' x", tmp_path, output=output)
+    assert outcome.status is StepStatus.succeeded
+    assert output.text == "x" * 200_000
+    assert all(len(data.encode()) <= CHUNK_BYTES for _, data, _ in output.chunks)
+    assert [seq for seq, _, _ in output.chunks] == list(range(len(output.chunks)))
+
+
+def test_chunks_decode_utf8_across_reads_and_replace_what_cannot_be_stored() -> None:
+    output = Output()
+    chunker = Chunker(output, limit=4)
+    chunker.add("é".encode()[:1])
+    chunker.flush()
+    chunker.add("é".encode()[1:] + b"\xff\x00ok")
+    chunker.flush(final=True)
+    assert output.text == "é\ufffd\ufffdok"
+    assert [seq for seq, _, _ in output.chunks] == list(range(len(output.chunks)))
+
+
+async def test_exit_codes_map_to_statuses(tmp_path: Path) -> None:
+    assert await run("exit 0", tmp_path) == StepOutcome(
+        StepStatus.succeeded, 0, "exited with code 0"
+    )
+    assert await run("exit 3", tmp_path) == StepOutcome(StepStatus.failed, 3, "exited with code 3")
+    killed = await run("kill -9 $$", tmp_path)
+    assert killed == StepOutcome(StepStatus.failed, None, "killed by signal SIGKILL")
+
+
+async def test_a_command_that_cannot_start_fails(tmp_path: Path) -> None:
+    outcome = await run_process(
+        ["/nonexistent/tool"],
+        cwd=tmp_path,
+        env={},
+        time_limit=None,
+        grace=1,
+        cancellation=Cancellation(),
+        emit=Output(),
+    )
+    assert outcome.status is StepStatus.failed
+    assert outcome.exit_code is None
+    assert "cannot start" in outcome.message
+
+
+async def test_a_time_limit_stops_the_whole_process_group(tmp_path: Path) -> None:
+    started = time.monotonic()
+    outcome = await run(FAMILY, tmp_path, time_limit=0.5)
+    assert outcome.status is StepStatus.timed_out
+    assert outcome.message == "timed out after 0.5 s"
+    assert time.monotonic() - started < 3
+    for name in ("child.pid", "grandchild.pid"):
+        assert not alive(await read_pid(tmp_path / name)), name
+
+
+async def test_what_ignores_sigterm_gets_sigkill_after_the_grace_period(tmp_path: Path) -> None:
+    started = time.monotonic()
+    outcome = await run(f"trap '' TERM; {FAMILY}", tmp_path, time_limit=0.3, grace=0.5)
+    assert outcome.status is StepStatus.timed_out
+    assert 0.8 <= time.monotonic() - started < 3
+    for name in ("child.pid", "grandchild.pid"):
+        assert not alive(await read_pid(tmp_path / name)), name
+
+
+async def test_cancel_stops_the_process_group(tmp_path: Path) -> None:
+    cancellation = Cancellation()
+    step = asyncio.create_task(run(FAMILY, tmp_path, cancellation=cancellation))
+    grandchild = await read_pid(tmp_path / "grandchild.pid")
+    cancellation.request("cancelled on request")
+    outcome = await step
+    assert outcome.status is StepStatus.cancelled
+    assert outcome.message == "cancelled on request"
+    assert not alive(grandchild)
+    assert not alive(await read_pid(tmp_path / "child.pid"))
+
+
+async def test_a_step_cancelled_before_it_starts_does_not_run(tmp_path: Path) -> None:
+    cancellation = Cancellation()
+    cancellation.request("the agent shut down")
+    outcome = await run("touch ran", tmp_path, cancellation=cancellation)
+    assert outcome == StepOutcome(StepStatus.cancelled, None, "the agent shut down")
+    assert not (tmp_path / "ran").exists()
+
+
+async def test_leftovers_of_a_finished_step_are_killed(tmp_path: Path) -> None:
+    # The background sleep keeps the output pipe open: the step must end anyway, and take it along.
+    started = time.monotonic()
+    outcome = await run("sleep 60 & echo $! > leftover.pid; exit 0", tmp_path)
+    assert outcome.status is StepStatus.succeeded
+    assert time.monotonic() - started < 3
+    assert not alive(await read_pid(tmp_path / "leftover.pid"))
+
+
+async def test_an_agent_that_stops_kills_its_running_steps(tmp_path: Path) -> None:
+    step = asyncio.create_task(run(FAMILY, tmp_path))
+    grandchild = await read_pid(tmp_path / "grandchild.pid")
+    step.cancel()
+    await asyncio.gather(step, return_exceptions=True)
+    assert step.cancelled()
+    assert not alive(grandchild)

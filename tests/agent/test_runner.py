@@ -1,0 +1,149 @@
+"""A slot runs a task's steps in one working directory and follows each result's answer."""
+
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+
+import pytest
+
+from slotpool.agent.protocol import Assignment, ResultAnswer, Step, StepOutcome
+from slotpool.agent.runner import SlotRunner
+from slotpool.agent.slots import AlreadyRunning, SlotConflict, SlotTable, Workdirs
+from slotpool.domain.tasks import StepStatus
+
+TASK = "task-aaaaaaaaaaaaaaaa"
+
+
+class Recorder:
+    """A reporter that keeps everything in memory and answers results from a script."""
+
+    def __init__(self, *answers: ResultAnswer) -> None:
+        self.chunks: list[tuple[str, int, int, str]] = []
+        self.results: list[tuple[str, int, StepOutcome]] = []
+        self._answers = deque(answers)
+
+    def log(self, task_id: str, step_index: int, seq: int, data: str) -> None:
+        self.chunks.append((task_id, step_index, seq, data))
+
+    async def result(self, task_id: str, step_index: int, outcome: StepOutcome) -> ResultAnswer:
+        self.results.append((task_id, step_index, outcome))
+        return self._answers.popleft()
+
+    def output(self, step_index: int) -> str:
+        return "".join(data for _, index, _, data in self.chunks if index == step_index)
+
+
+def step(
+    index: int,
+    script: str,
+    *,
+    slot: int = 0,
+    new_workdir: bool = False,
+    env: dict[str, str] | None = None,
+    task_id: str = TASK,
+) -> Assignment:
+    return Assignment(
+        task_id=task_id,
+        slot=slot,
+        step_index=index,
+        step=Step(name=f"step {index}", argv=("/bin/sh", "-c", script), timeout_seconds=None),
+        env=env or {},
+        new_workdir=new_workdir,
+    )
+
+
+@pytest.fixture
+def slots(tmp_path: Path) -> SlotTable:
+    return SlotTable(2, Workdirs(tmp_path / "work"))
+
+
+async def run(slots: SlotTable, reporter: Recorder, first: Assignment) -> None:
+    runner = SlotRunner(slots=slots, reporter=reporter, grace_seconds=1)
+    await runner.run(first, slots.begin(first))
+
+
+async def test_the_working_directory_is_kept_between_steps_and_deleted_on_release(
+    slots: SlotTable, tmp_path: Path
+) -> None:
+    workdir = tmp_path / "work" / TASK
+    reporter = Recorder(
+        ResultAnswer(next=step(1, "cat plan; pwd", slot=1)),  # "next" always runs in this slot
+        ResultAnswer(reserve=True),
+    )
+    await run(slots, reporter, step(0, "echo planned > plan", new_workdir=True))
+    assert reporter.output(1) == f"planned\n{workdir}\n"
+    # Waiting for an approval: the slot stays reserved, the directory stays.
+    assert (slots.free(), slots.reserved(), slots.running()) == ([1], [0], [])
+    assert (workdir / "plan").read_text() == "planned\n"
+
+    reporter = Recorder(ResultAnswer(release=True))
+    await run(slots, reporter, step(2, "cat plan"))  # approved: same slot, same directory
+    assert reporter.output(2) == "planned\n"
+    assert slots.free() == [0, 1]
+    assert not workdir.exists()
+
+
+async def test_a_release_from_the_control_plane_frees_a_reserved_slot(
+    slots: SlotTable, tmp_path: Path
+) -> None:
+    await run(slots, Recorder(ResultAnswer(reserve=True)), step(0, "touch f", new_workdir=True))
+    assert (tmp_path / "work" / TASK / "f").exists()
+    await slots.release(TASK)
+    assert slots.free() == [0, 1]
+    assert not (tmp_path / "work" / TASK).exists()
+
+
+async def test_results_follow_the_steps_output(slots: SlotTable) -> None:
+    reporter = Recorder(ResultAnswer(next=step(1, "exit 4")), ResultAnswer(release=True))
+    await run(slots, reporter, step(0, "echo one; echo two", new_workdir=True))
+    assert reporter.output(0) == "one\ntwo\n"
+    assert [
+        (index, outcome.status, outcome.exit_code) for _, index, outcome in reporter.results
+    ] == [
+        (0, StepStatus.succeeded, 0),
+        (1, StepStatus.failed, 4),
+    ]
+
+
+async def test_the_step_environment(slots: SlotTable, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FROM_THE_AGENT", "yes")
+    monkeypatch.setenv("SLOTPOOL_AGENT_TOKEN", "spt_secret")
+    script = (
+        'echo "$FROM_THE_AGENT $GREETING $SLOTPOOL_TASK_ID $SLOTPOOL_STEP_INDEX $SLOTPOOL_SLOT"'
+    )
+    script += '; echo "token=${SLOTPOOL_AGENT_TOKEN:-unset}"'
+    reporter = Recorder(ResultAnswer(release=True))
+    first = step(3, script, slot=1, new_workdir=True, env={"GREETING": "hello"})
+    await run(slots, reporter, first)
+    assert reporter.output(3) == f"yes hello {TASK} 3 1\ntoken=unset\n"
+
+
+async def test_a_cancelled_slot_reports_cancelled(slots: SlotTable) -> None:
+    reporter = Recorder(ResultAnswer(release=True))
+    first = step(0, "sleep 30", new_workdir=True)
+    cancellation = slots.begin(first)
+    slots.cancel(TASK, "cancelled on request")
+    await SlotRunner(slots=slots, reporter=reporter, grace_seconds=1).run(first, cancellation)
+    assert reporter.results[0][2] == StepOutcome(StepStatus.cancelled, None, "cancelled on request")
+
+
+async def test_a_slot_holds_one_task(slots: SlotTable) -> None:
+    slots.begin(step(0, "true", new_workdir=True))
+    with pytest.raises(AlreadyRunning):
+        slots.begin(step(0, "true", new_workdir=True))
+    with pytest.raises(SlotConflict):
+        slots.begin(step(0, "true", task_id="task-bbbbbbbbbbbbbbbb"))
+    with pytest.raises(SlotConflict):
+        slots.begin(step(0, "true", slot=7))
+
+
+async def test_a_task_id_that_could_escape_the_work_directory_fails_the_step(
+    slots: SlotTable, tmp_path: Path
+) -> None:
+    reporter = Recorder(ResultAnswer(release=True))
+    await run(slots, reporter, step(0, "touch x", new_workdir=True, task_id="../escape"))
+    outcome = reporter.results[0][2]
+    assert outcome.status is StepStatus.failed
+    assert "working directory" in outcome.message
+    assert not (tmp_path / "escape").exists()

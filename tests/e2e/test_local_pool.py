@@ -1,0 +1,256 @@
+"""End to end on one machine: the server as its own process, agents as real processes started by
+the local runtime, tasks through the real protocol. Nothing is faked."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.live import free_port
+
+ADMIN = "e2e-admin-token-0123456789abcdef"
+TASKS = "/api/v1/tasks"
+
+
+@dataclass
+class Server:
+    url: str
+    env: dict[str, str]
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def start_again(self) -> None:
+        self.process = _spawn(self.env, self.url, self.log)
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+
+def _spawn(env: dict[str, str], url: str, log: Path) -> subprocess.Popen[bytes]:
+    port = url.rsplit(":", 1)[1]
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "slotpool.cli", "server", "--port", port],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"server did not start: {log.read_text()[-2000:]}")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    url = f"http://127.0.0.1:{free_port()}"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SLOTPOOL_")},
+        "SLOTPOOL_DATABASE_URL": f"sqlite:///{tmp_path}/slotpool.db",
+        "SLOTPOOL_DATA_DIR": str(tmp_path / "data"),
+        "SLOTPOOL_ADMIN_TOKEN": ADMIN,
+        "SLOTPOOL_PUBLIC_URL": url,
+        "SLOTPOOL_LOG_LEVEL": "warning",
+        # An agent the server cannot reach keeps trying; tests end them through the runtime.
+        "SLOTPOOL_CANCEL_GRACE_SECONDS": "2",
+    }
+    running = Server(url, env, _spawn(env, url, tmp_path / "server.log"), tmp_path / "server.log")
+    try:
+        yield running
+    finally:
+        running.process.kill()
+        running.process.wait(timeout=10)
+        _end_agents(tmp_path / "data" / "local-runtime" / "pods")
+
+
+def _end_agents(pods: Path) -> None:
+    import json
+
+    for record in pods.glob("*.json"):
+        pid = json.loads(record.read_text())["pid"]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def api(server: Server) -> httpx.Client:
+    return httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30
+    )
+
+
+def local_pool(client: httpx.Client, *, pods: int, slots: int) -> str:
+    body = {
+        "name": "local",
+        "pool_type": "local",
+        "k8s_config": {"min_replicas": pods, "slots_per_pod": slots},
+    }
+    response = client.post("/api/v1/agent-pools", json=body)
+    assert response.status_code == 201, response.text
+    pool_id: str = response.json()["pool_id"]
+    wait_for(lambda: ready_pods(client, pool_id) == pods, what=f"{pods} ready pods")
+    return pool_id
+
+
+def ready_pods(client: httpx.Client, pool_id: str) -> int:
+    pods = client.get(f"/api/v1/agent-pools/{pool_id}/pods").json()["items"]
+    return sum(1 for p in pods if p["state"] == "ready")
+
+
+def wait_for(check: Any, *, what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def task(client: httpx.Client, task_id: str) -> dict[str, Any]:
+    found: dict[str, Any] = client.get(f"{TASKS}/{task_id}").json()
+    return found
+
+
+def until_final(client: httpx.Client, task_id: str, seconds: float = 60) -> dict[str, Any]:
+    final = {"succeeded", "failed", "cancelled", "timed_out", "lost", "expired"}
+    wait_for(lambda: task(client, task_id)["status"] in final, what=task_id, seconds=seconds)
+    return task(client, task_id)
+
+
+def submit(client: httpx.Client, pool_id: str, **body: Any) -> str:
+    response = client.post(TASKS, json={"pool_id": pool_id, **body})
+    assert response.status_code == 201, response.text
+    task_id: str = response.json()["id"]
+    return task_id
+
+
+def test_fifty_tasks_over_two_pods_of_four_slots(server: Server) -> None:
+    with api(server) as client:
+        pool_id = local_pool(client, pods=2, slots=4)
+        ids = [
+            submit(client, pool_id, command="sleep 0.3; echo task $SLOTPOOL_TASK_ID")
+            for _ in range(50)
+        ]
+        done = [until_final(client, task_id, seconds=120) for task_id in ids]
+        logs = [client.get(f"{TASKS}/{t}/logs").text for t in ids]
+    assert [t["status"] for t in done] == ["succeeded"] * 50
+    assert all(log == f"task {t}\n" for log, t in zip(logs, ids, strict=True))
+    spans = [
+        (
+            (t["pod_name"], t["slot_index"]),
+            datetime.fromisoformat(t["results"][0]["started_at"]),
+            datetime.fromisoformat(t["results"][0]["finished_at"]),
+        )
+        for t in done
+    ]
+    assert len({slot for slot, _, _ in spans}) <= 8
+    by_slot: dict[Any, list[tuple[datetime, datetime]]] = {}
+    for slot, start, end in spans:
+        by_slot.setdefault(slot, []).append((start, end))
+    for slot, intervals in by_slot.items():
+        intervals.sort()
+        for (_, end), (start, _) in itertools.pairwise(intervals):
+            assert end <= start, f"slot {slot} was given twice at once"
+    events = sorted([(s, 1) for _, s, _ in spans] + [(e, -1) for _, _, e in spans])
+    running = peak = 0
+    for _, delta in events:
+        running += delta
+        peak = max(peak, running)
+    assert 1 < peak <= 8
+
+
+def test_an_approved_step_runs_on_the_same_pod_slot_and_workdir(server: Server) -> None:
+    with api(server) as client:
+        pool_id = local_pool(client, pods=1, slots=2)
+        steps = [
+            {"name": "plan", "run": "pwd; echo planned > plan.out"},
+            {"name": "apply", "run": "pwd; cat plan.out", "requires_approval": True},
+        ]
+        task_id = submit(client, pool_id, steps=steps)
+        wait_for(lambda: task(client, task_id)["status"] == "awaiting_approval", what="gate")
+        waiting = task(client, task_id)
+        assert client.post(f"{TASKS}/{task_id}/approve").status_code == 200
+        done = until_final(client, task_id)
+        log = client.get(f"{TASKS}/{task_id}/logs").text
+    assert done["status"] == "succeeded"
+    assert (done["pod_name"], done["slot_index"]) == (waiting["pod_name"], waiting["slot_index"])
+    first_dir, second_dir, content = log.splitlines()
+    assert first_dir == second_dir
+    assert content == "planned"
+
+
+def test_cancel_stops_the_process(server: Server, tmp_path: Path) -> None:
+    marker = tmp_path / "pid"
+    with api(server) as client:
+        pool_id = local_pool(client, pods=1, slots=1)
+        task_id = submit(client, pool_id, command=f"echo $$ > {marker}; sleep 60")
+        wait_for(marker.exists, what="the step to start")
+        pid = int(marker.read_text())
+        assert client.post(f"{TASKS}/{task_id}/cancel").status_code == 200
+        done = until_final(client, task_id)
+    assert done["status"] == "cancelled"
+    wait_for(lambda: not _alive(pid), what="the step's process to end", seconds=15)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_killing_an_agent_makes_its_tasks_lost_with_the_reason(
+    server: Server, tmp_path: Path
+) -> None:
+    marker = tmp_path / "started"
+    with api(server) as client:
+        pool_id = local_pool(client, pods=1, slots=1)
+        task_id = submit(
+            client, pool_id, command=f"echo $$ > {marker}.tmp; mv {marker}.tmp {marker}; sleep 60"
+        )
+        wait_for(marker.exists, what="the step to start")
+        pods_dir = Path(server.env["SLOTPOOL_DATA_DIR"]) / "local-runtime" / "pods"
+        _end_agents(pods_dir)
+        done = until_final(client, task_id)
+    # A SIGKILLed agent cannot stop its step (steps run in sessions of their own): end it here.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(int(marker.read_text()), signal.SIGKILL)
+    assert done["status"] == "lost"
+    assert "ended (exit code -9)" in done["reason"]
+
+
+def test_killing_the_control_plane_mid_task_loses_nothing(server: Server, tmp_path: Path) -> None:
+    marker = tmp_path / "started"
+    with api(server) as client:
+        pool_id = local_pool(client, pods=1, slots=1)
+        task_id = submit(client, pool_id, command=f"touch {marker}; sleep 3; echo finished")
+        wait_for(marker.exists, what="the step to start")
+    server.kill()
+    time.sleep(1)
+    server.start_again()
+    with api(server) as client:
+        done = until_final(client, task_id, seconds=90)
+        log = client.get(f"{TASKS}/{task_id}/logs").text
+        pods = client.get(f"/api/v1/agent-pools/{pool_id}/pods").json()["items"]
+    assert done["status"] == "succeeded", done
+    assert log == "finished\n"
+    assert len(pods) == 1, "the same agent came back; no second one was started"

@@ -291,3 +291,50 @@ async def test_bad_submissions_are_refused(api: Api, body: dict[str, Any], field
     assert response.status_code == 422, response.text
     assert field in [d["field"] for d in response.json()["details"]]
     assert (await api.client.get(TASKS)).json()["total"] == 0
+
+
+async def eventually(check: Any, seconds: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.1)
+
+
+async def test_an_unapproved_reservation_expires_and_frees_the_slot(api: Api) -> None:
+    pool_id, token = await pool_with_token(api)
+    steps = [{"run": "plan"}, {"run": "apply", "requires_approval": True}]
+    async with agent_client(api, token) as http:
+        agent = FakeAgent(http, pool_id, "agent-1")
+        await agent.register(1)
+        queued = await submit(api, pool_id, steps=steps)
+        await agent.claim([0])
+        await agent.result(queued["id"], 0, "succeeded")
+        api.clock.advance(hours=25)  # reservation_ttl_seconds defaults to 24 h
+
+        async def expired() -> bool:
+            return (await task(api, queued["id"]))["status"] == "expired"
+
+        await eventually(expired)
+        assert (await agent.claim([], reserved=[0]))["release"] == [queued["id"]]
+    pods = (await api.client.get(f"{POOLS}/{pool_id}/pods")).json()["items"]
+    assert pods[0]["slots"][0]["state"] == "idle"
+    assert "reservation expired" in (await task(api, queued["id"]))["reason"]
+
+
+async def test_a_silent_agent_loses_its_tasks_with_the_reason(api: Api) -> None:
+    pool_id, token = await pool_with_token(api)
+    async with agent_client(api, token) as http:
+        agent = FakeAgent(http, pool_id, "agent-1")
+        await agent.register(1)
+        queued = await submit(api, pool_id, command="sleep 100")
+        await agent.claim([0])
+    api.clock.advance(seconds=31)  # SLOTPOOL_AGENT_TIMEOUT_SECONDS defaults to 30
+
+    async def lost() -> bool:
+        return (await task(api, queued["id"]))["status"] == "lost"
+
+    await eventually(lost)
+    found = await task(api, queued["id"])
+    assert "agent agent-1 stopped heartbeating" in found["reason"]
+    pods = (await api.client.get(f"{POOLS}/{pool_id}/pods")).json()["items"]
+    assert pods[0]["state"] == "failed"

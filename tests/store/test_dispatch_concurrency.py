@@ -1,0 +1,72 @@
+"""No slot is ever given twice: several dispatchers with their own connections (as several server
+processes would have) race over the same queued tasks, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime
+
+from slotpool.domain.config import PoolConfig, PoolType
+from slotpool.domain.tasks import SlotState, TaskStatus, TaskSubmit
+from slotpool.services.dispatch import Dispatcher
+from slotpool.services.notify import Notifier
+from slotpool.services.pools import PoolService
+from slotpool.services.tasks import TaskService
+from slotpool.settings import Settings
+from slotpool.store.migrate import upgrade
+from slotpool.store.uow import Store
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def clock() -> datetime:
+    return NOW
+
+
+async def test_racing_dispatchers_never_double_book(database_url: str) -> None:
+    upgrade(database_url)
+    settings = Settings.model_validate({"database_url": database_url, "local_runtime": False})
+    stores = [Store(database_url) for _ in range(6)]
+    try:
+        pools = PoolService(stores[0], settings, clock)
+        pool = await pools.create(
+            name="race",
+            description="",
+            pool_type=PoolType.static,
+            config=PoolConfig(slots_per_pod=4),
+            by="test",
+        )
+        async with stores[0].unit_of_work() as uow:
+            for name in ("a", "b", "c"):
+                await uow.pods.register(
+                    pool_id=pool.pool_id, name=name, slots=4, version="t", config_hash=None, now=NOW
+                )
+        # Queue the tasks without dispatching them, then let six dispatchers loose at once.
+        quiet = Dispatcher(stores[0], pools, Notifier(), clock)
+        quiet.dispatch = _never  # type: ignore[method-assign]
+        submitter = TaskService(stores[0], quiet, Notifier(), clock)
+        body = TaskSubmit.model_validate({"pool_id": pool.pool_id, "command": "true"})
+        for _ in range(30):
+            await submitter.submit(body, by="test")
+        racers = [Dispatcher(s, PoolService(s, settings, clock), Notifier(), clock) for s in stores]
+        started = await asyncio.gather(*(r.dispatch(pool.pool_id) for r in racers))
+        async with stores[0].unit_of_work() as uow:
+            pods = await uow.pods.of_pool(pool.pool_id)
+            tasks, _ = await uow.tasks.page(pool_id=pool.pool_id, status=None, limit=100, offset=0)
+    finally:
+        for store in stores:
+            await store.close()
+    busy = [
+        (p.name, s.index, s.task_id) for p in pods for s in p.slots if s.state is SlotState.busy
+    ]
+    running = [t for t in tasks if t.status is TaskStatus.running]
+    assert sum(started) == 12 == len(busy) == len(running)
+    assert len({task_id for _, _, task_id in busy}) == 12, "a task holds two slots"
+    assert Counter((t.pod_name, t.slot_index) for t in running).most_common(1)[0][1] == 1
+    assert {(t.pod_name, t.slot_index, t.id) for t in running} == set(busy)
+    assert sum(1 for t in tasks if t.status is TaskStatus.queued) == 18
+
+
+async def _never(pool_id: str) -> int:
+    return 0

@@ -312,7 +312,7 @@ async def test_an_unapproved_reservation_expires_and_frees_the_slot(api: Api) ->
         api.clock.advance(hours=25)  # reservation_ttl_seconds defaults to 24 h
 
         async def expired() -> bool:
-            return (await task(api, queued["id"]))["status"] == "expired"
+            return bool((await task(api, queued["id"]))["status"] == "expired")
 
         await eventually(expired)
         assert (await agent.claim([], reserved=[0]))["release"] == [queued["id"]]
@@ -331,7 +331,7 @@ async def test_a_silent_agent_loses_its_tasks_with_the_reason(api: Api) -> None:
     api.clock.advance(seconds=31)  # SLOTPOOL_AGENT_TIMEOUT_SECONDS defaults to 30
 
     async def lost() -> bool:
-        return (await task(api, queued["id"]))["status"] == "lost"
+        return bool((await task(api, queued["id"]))["status"] == "lost")
 
     await eventually(lost)
     found = await task(api, queued["id"])

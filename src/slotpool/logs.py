@@ -1,4 +1,5 @@
-"""Structured logs: readable lines on a terminal, JSON lines in production."""
+"""Structured logs: readable lines on a terminal, JSON lines in production. One setup for the
+control plane and the agent, driven by the same two settings (SLOTPOOL_LOG_LEVEL, _FORMAT)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,12 @@ import logging
 
 import structlog
 
-from slotpool.settings import Settings
 
-
-def configure_logging(settings: Settings) -> None:
-    level = getattr(logging, settings.log_level.upper(), logging.INFO)
+def configure_logging(*, level: str, log_format: str) -> None:
+    number = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
-        if settings.log_format == "json"
+        if log_format == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
     structlog.configure(
@@ -24,6 +23,6 @@ def configure_logging(settings: Settings) -> None:
             structlog.processors.format_exc_info,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
+        wrapper_class=structlog.make_filtering_bound_logger(number),
     )
-    logging.basicConfig(level=level, format="%(message)s")
+    logging.basicConfig(level=number, format="%(message)s")

@@ -8,7 +8,6 @@ one stops at once (running steps are killed), for an operator who cannot wait.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import signal
 import sys
@@ -16,6 +15,7 @@ from collections.abc import Mapping
 
 import structlog
 
+from slotpool import logs
 from slotpool.agent.agent import EXIT_FAILED, EXIT_UNAUTHORIZED, run_agent
 from slotpool.agent.config import AgentConfig, ConfigError
 
@@ -63,20 +63,7 @@ async def run_until_signalled(config: AgentConfig) -> int:
 
 def configure_logging(environ: Mapping[str, str]) -> None:
     """JSON lines or console lines, as the control plane does (same variables)."""
-    name = environ.get("SLOTPOOL_LOG_LEVEL", "info").upper()
-    level = logging.getLevelNamesMapping().get(name, logging.INFO)
-    renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer()
-        if environ.get("SLOTPOOL_LOG_FORMAT") == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
-    )
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
+    logs.configure_logging(
+        level=environ.get("SLOTPOOL_LOG_LEVEL", "info"),
+        log_format=environ.get("SLOTPOOL_LOG_FORMAT", "console"),
     )

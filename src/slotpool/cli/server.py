@@ -52,7 +52,7 @@ def server(
     from slotpool.store.migrate import upgrade
 
     settings = Settings()
-    configure_logging(settings)
+    configure_logging(level=settings.log_level, log_format=settings.log_format)
     if run_migrations:
         upgrade(settings.database_url)
     err.print(f"slotpool {__version__} listening on http://{host}:{port} (API docs at /docs)")
@@ -111,7 +111,7 @@ def up(
     token = token or _local_admin_token(settings.data_dir / ADMIN_TOKEN_FILE)
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     settings = settings.model_copy(update={"admin_token": SecretStr(token), "public_url": url})
-    configure_logging(settings)
+    configure_logging(level=settings.log_level, log_format=settings.log_format)
     upgrade(settings.database_url)
     asyncio.run(_ensure_demo_pool(settings))
     err.print(

@@ -151,10 +151,13 @@ async def test_approval_keeps_the_same_pod_slot_and_workdir(api: Api) -> None:
         other = await submit(api, pool_id, command="other")
         assert (await task(api, other["id"]))["slot_index"] != plan["slot"], "slot is reserved"
         free = [s for s in (0, 1) if s != plan["slot"]]
-        assert (await agent.claim([], reserved=[plan["slot"]]))["assignments"] == []
+        before = (await agent.claim([], reserved=[plan["slot"]]))["assignments"]
+        # Only the other task (placed in the other slot) comes; nothing for the reserved slot.
+        assert [a["task_id"] for a in before] == [other["id"]]
         approved = await api.client.post(f"{TASKS}/{queued['id']}/approve")
         assert approved.json()["status"] == "running"
         (apply,) = (await agent.claim([], reserved=[plan["slot"]]))["assignments"]
+        assert apply["task_id"] == queued["id"]
         assert (apply["slot"], apply["step_index"], apply["new_workdir"]) == (
             plan["slot"],
             1,
@@ -338,3 +341,25 @@ async def test_a_silent_agent_loses_its_tasks_with_the_reason(api: Api) -> None:
     assert "agent agent-1 stopped heartbeating" in found["reason"]
     pods = (await api.client.get(f"{POOLS}/{pool_id}/pods")).json()["items"]
     assert pods[0]["state"] == "failed"
+
+
+async def test_a_step_placed_while_a_claim_waits_is_answered_at_once(api: Api) -> None:
+    """The agent's waiting claim offered slot 1 only; slot 0 came free meanwhile (its result was
+    reported) and got the next queued task: the waiting claim answers with it, not 25 s later."""
+    pool_id, token = await pool_with_token(api)
+    async with agent_client(api, token) as http:
+        agent = FakeAgent(http, pool_id, "agent-1")
+        await agent.register(2)
+        first = await submit(api, pool_id, command="first")
+        second = await submit(api, pool_id, command="second")
+        claimed = {a["slot"]: a["task_id"] for a in (await agent.claim([0, 1]))["assignments"]}
+        assert set(claimed.values()) == {first["id"], second["id"]}
+        freed = next(slot for slot, task_id in claimed.items() if task_id == first["id"])
+        waiting = asyncio.create_task(agent.claim([], wait=20))
+        await asyncio.sleep(0.2)
+        third = await submit(api, pool_id, command="third")
+        assert (await task(api, third["id"]))["status"] == "queued"
+        await agent.result(first["id"], 0, "succeeded")
+        answer = await asyncio.wait_for(waiting, timeout=5)
+    (work,) = answer["assignments"]
+    assert (work["task_id"], work["slot"], work["new_workdir"]) == (third["id"], freed, True)

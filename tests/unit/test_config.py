@@ -174,3 +174,9 @@ def test_arbitrary_payloads_are_accepted_or_refused_never_crash(raw: dict[str, i
         issues = exc.issues
         assert issues, "a refusal always says why"
     assert all(issue.path and issue.message for issue in issues)
+
+
+@pytest.mark.parametrize("bad", ["a\x00b", "\ud800", "x\udfffy"])
+def test_text_that_no_database_can_store_is_refused(bad: str) -> None:
+    found = problems({"image": "busybox", "env": {"A": bad}, "command": [bad]})
+    assert {"env.A", "command.0"} <= set(found)

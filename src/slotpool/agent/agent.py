@@ -24,7 +24,13 @@ from slotpool.agent.config import AgentConfig
 from slotpool.agent.outbox import Outbox
 from slotpool.agent.protocol import Assignment, ClaimAnswer, RegisterAnswer, StepOutcome
 from slotpool.agent.runner import SlotRunner
-from slotpool.agent.slots import AlreadyRunning, SlotConflict, SlotTable, Workdirs
+from slotpool.agent.slots import (
+    AlreadyRunning,
+    SlotConflict,
+    SlotStillBusy,
+    SlotTable,
+    Workdirs,
+)
 from slotpool.domain.tasks import StepStatus
 
 log = structlog.get_logger(__name__)
@@ -132,6 +138,13 @@ class Agent:
             cancellation = self._slots.begin(assignment)
         except AlreadyRunning:
             log.info("assignment already runs", task_id=assignment.task_id)
+            return
+        except SlotStillBusy as exc:
+            log.info(
+                "slot still busy; taken when offered again",
+                task_id=assignment.task_id,
+                error=str(exc),
+            )
             return
         except SlotConflict as exc:
             log.error("assignment refused", task_id=assignment.task_id, error=str(exc))

@@ -33,6 +33,11 @@ class SlotConflict(Exception):
     """An assignment for a slot that holds another task (or does not exist)."""
 
 
+class SlotStillBusy(SlotConflict):
+    """The slot still holds the step that just ended: its result and the claim answering the next
+    task crossed. The control plane answers again once the slot is offered free."""
+
+
 class AlreadyRunning(Exception):
     """The same step was handed out again (say, after a lost claim answer): it already runs."""
 
@@ -114,7 +119,7 @@ class SlotTable:
         if slot.task_id not in (None, assignment.task_id) or (
             slot.step_index is not None and not continuing
         ):
-            raise SlotConflict(f"slot {slot.index} holds task {slot.task_id}")
+            raise SlotStillBusy(f"slot {slot.index} holds task {slot.task_id}")
         slot.task_id, slot.step_index = assignment.task_id, assignment.step_index
         slot.cancellation = Cancellation()
         if self._closing is not None:

@@ -189,19 +189,22 @@ class AgentService:
             pod = await self._pod(uow, pool_id, name)
             await uow.pods.heartbeat(pod.id, now=now, draining=False)
             slots = {s.index: s for s in pod.slots}
-            for index in sorted(set(free_slots) | set(reserved_slots)):
-                slot = slots.get(index)
-                if slot is None:
-                    raise Invalid("bad claim", [Issue("free_slots", f"no slot {index}")])
+            offered = set(free_slots) | set(reserved_slots)
+            if unknown := sorted(offered - set(slots)):
+                raise Invalid("bad claim", [Issue("free_slots", f"no slot {unknown[0]}")])
+            for slot in pod.slots:
                 if slot.state is SlotState.busy and slot.task_id:
                     task = await require_task(uow, slot.task_id)
-                    answer.assignments.append(
-                        assignment(task, new_workdir=index not in reserved_slots)
-                    )
+                    # Offered slots are answered again (a lost answer); a step placed in a slot
+                    # that came free while this claim was already waiting is answered at once.
+                    if slot.index in offered or task.step_started_at is None:
+                        answer.assignments.append(
+                            assignment(task, new_workdir=task.current_step == 0)
+                        )
                     if task.step_started_at is None:
                         await uow.tasks.update(task.id, step_started_at=now, updated_at=now)
-                elif index in reserved_slots and slot.state is SlotState.idle:
-                    last = await uow.tasks.last_on_slot(pod.id, index)
+                elif slot.index in reserved_slots and slot.state is SlotState.idle:
+                    last = await uow.tasks.last_on_slot(pod.id, slot.index)
                     if last is not None and last.final:
                         answer.release.append(last.id)
             answer.cancel = [

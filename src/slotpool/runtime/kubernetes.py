@@ -1,0 +1,395 @@
+"""The Kubernetes runtime: the only code in slotpool that talks to a Kubernetes API server.
+
+* slotpool owns its Pods by label (managed-by and pool-id), so lists and watches select by
+  those labels and the cluster, not memory, is the truth after a restart.
+* Every request goes through one token bucket (``requests_per_second``), so a controller busy with
+  many pools cannot flood the API server, and every failure through ``runtime_error_from``
+  (in ``errors``), the one mapping into a temporary (retry later) or a permanent (report) error.
+* Idempotent where the cluster allows it: deleting what is gone (404) and creating a namespace
+  that exists (409) are success, so a pass that is retried after a crash does no harm.
+* A watch whose resourceVersion is too old (410 Gone) lists again and carries on; the consumer
+  gets the listed Pods as one ``PodSync`` event, which replaces what it knew, because changes made
+  while it was not watching (a deletion, above all) are never sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import math
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal, TypeAlias, TypeVar, cast
+
+# lightkube's HTTP client: what a failed call raises (lightkube.ApiError is one of its errors).
+import httpx2
+from lightkube import AsyncClient, KubeConfig
+from lightkube.core.client import LabelSelector
+from lightkube.models.core_v1 import ContainerStatus, PodStatus
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import Namespace, Pod, Secret
+
+from slotpool.domain.pods import (
+    CONFIG_HASH_ANNOTATION,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    POOL_LABEL,
+    TOKEN_SECRET_KEY,
+    token_secret_name,
+)
+from slotpool.runtime.errors import PermanentRuntimeError, RuntimeApiError, runtime_error_from
+
+FIELD_MANAGER = "slotpool"
+# A watch request is closed and reopened (from the last version seen) after this long, so a
+# connection that died without a word is noticed; the server is asked to end it a little later.
+WATCH_TIMEOUT_SECONDS = 240.0
+_SERVER_TIMEOUT_MARGIN_SECONDS = 5
+_CHANGE_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED"})
+_NO_LABELS: Mapping[str, str] = MappingProxyType({})
+
+T = TypeVar("T")
+SecretOutcome: TypeAlias = Literal["created", "updated", "unchanged"]
+
+
+class TokenBucket:
+    """An async token bucket that holds one token and refills at ``rate`` tokens per second.
+
+    Callers get evenly spaced slots ``1 / rate`` seconds apart, in the order they ask: N calls in
+    a row take at least ``(N - 1) / rate`` seconds and the API server never sees a burst.
+    ``rate=math.inf`` turns the limit off. No lock is needed: nothing awaits between reading and
+    advancing the next slot. A caller cancelled while it waits leaves its slot unused. Time is the
+    event loop's clock.
+    """
+
+    def __init__(self, rate: float) -> None:
+        if not rate > 0:
+            raise ValueError(f"requests_per_second must be > 0, got {rate}")
+        self._interval = 0.0 if math.isinf(rate) else 1.0 / rate
+        self._next_slot = -math.inf
+
+    async def acquire(self) -> None:
+        loop = asyncio.get_running_loop()
+        slot = max(loop.time(), self._next_slot)
+        self._next_slot = slot + self._interval
+        if slot > loop.time():
+            await asyncio.sleep(slot - loop.time())
+
+
+@dataclass(frozen=True)
+class RuntimePod:
+    """A Pod as the controller needs it; ``reason``/``message`` say why it is not running."""
+
+    name: str
+    namespace: str
+    pool_id: str
+    config_hash: str | None
+    phase: str
+    node: str | None
+    reason: str | None
+    message: str | None
+    created_at: datetime
+    deleting: bool
+    ip: str | None
+
+    @classmethod
+    def from_pod(cls, pod: Pod) -> RuntimePod:
+        meta = pod.metadata or ObjectMeta()
+        status = pod.status or PodStatus()
+        reason, message = _diagnosis(status)
+        return cls(
+            name=meta.name or "",
+            namespace=meta.namespace or "",
+            pool_id=(meta.labels or {}).get(POOL_LABEL, ""),
+            config_hash=(meta.annotations or {}).get(CONFIG_HASH_ANNOTATION),
+            phase=status.phase or "Pending",
+            node=pod.spec.nodeName if pod.spec is not None else None,
+            reason=reason,
+            message=message,
+            # RFC 3339 with "Z" from the server, decoded aware; absent only on a Pod never sent.
+            created_at=meta.creationTimestamp or datetime.now(UTC),
+            deleting=meta.deletionTimestamp is not None,
+            ip=status.podIP,
+        )
+
+
+@dataclass(frozen=True)
+class PodChange:
+    """One Pod was added, modified or deleted; ``resource_version`` is where to resume."""
+
+    type: Literal["ADDED", "MODIFIED", "DELETED"]
+    pod: RuntimePod
+    resource_version: str
+
+
+@dataclass(frozen=True)
+class PodSync:
+    """Every Pod of the pool as listed just now: replaces what the consumer knew."""
+
+    pods: tuple[RuntimePod, ...]
+    resource_version: str
+    type: Literal["SYNC"] = "SYNC"
+
+
+PodEvent: TypeAlias = PodChange | PodSync
+
+
+class KubernetesRuntime:
+    """Pods, namespaces and token Secrets of slotpool's pools in one cluster."""
+
+    def __init__(self, *, client: AsyncClient, requests_per_second: float) -> None:
+        self._client = client
+        self._bucket = TokenBucket(requests_per_second)
+
+    @classmethod
+    def from_kubeconfig(
+        cls, path: Path | None, *, requests_per_second: float = 20.0
+    ) -> KubernetesRuntime:
+        """From a kubeconfig; ``None``: in-cluster, else ``$KUBECONFIG`` or ``~/.kube/config``."""
+        config = KubeConfig.from_file(path) if path is not None else None  # lightkube looks
+        client = AsyncClient(config, field_manager=FIELD_MANAGER)
+        return cls(client=client, requests_per_second=requests_per_second)
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    # -- the one way out -----------------------------------------------------------------------
+
+    async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
+        await self._bucket.acquire()
+        try:
+            return await call()
+        except httpx2.HTTPError as exc:
+            raise runtime_error_from(exc) from exc
+
+    async def _call_unless(self, status: int, call: Callable[[], Awaitable[T]]) -> T | None:
+        """Like ``_call``, but an answer of ``status`` (404 on delete, 409 on create) is None."""
+        try:
+            return await self._call(call)
+        except RuntimeApiError as exc:
+            if exc.status == status:
+                return None
+            raise
+
+    # -- namespaces and pods -------------------------------------------------------------------
+
+    async def ensure_namespace(self, name: str, *, labels: Mapping[str, str] = _NO_LABELS) -> None:
+        """Create the namespace if it is missing (an existing one is left as it is)."""
+        namespace = Namespace(metadata=ObjectMeta(name=name, labels=dict(labels) or None))
+        await self._call_unless(409, lambda: self._client.create(namespace))
+
+    async def create_pod(self, manifest: Mapping[str, Any]) -> RuntimePod:
+        """Create a Pod from the builder's manifest, in the manifest's namespace."""
+        pod = _pod_from_manifest(manifest)
+        created = await self._call(lambda: self._client.create(pod))
+        return RuntimePod.from_pod(created)
+
+    async def list_pods(self, namespace: str, pool_id: str) -> tuple[list[RuntimePod], str]:
+        """The pool's Pods and the list's resourceVersion (where a watch starts)."""
+        listing = self._client.list(Pod, namespace=namespace, labels=_selector(pool_id))
+        pods = await self._call(lambda: _collect(listing))
+        return [RuntimePod.from_pod(pod) for pod in pods], listing.resourceVersion
+
+    async def delete_pod(
+        self, namespace: str, name: str, *, grace_seconds: int | None = None
+    ) -> None:
+        """Delete a Pod (``grace_seconds`` None: the Pod's own); already gone is success."""
+        await self._call_unless(
+            404,
+            lambda: self._client.delete(Pod, name, namespace=namespace, grace_period=grace_seconds),
+        )
+
+    async def watch_pods(
+        self,
+        namespace: str,
+        pool_id: str,
+        resource_version: str | None,
+        *,
+        timeout_seconds: float = WATCH_TIMEOUT_SECONDS,
+    ) -> AsyncGenerator[PodEvent, None]:
+        """The pool's Pod changes from ``resource_version`` on, until the consumer stops.
+
+        ``None`` starts with a ``PodSync`` of the current Pods. Each watch request lasts at most
+        ``timeout_seconds`` and is reopened from the last version seen; a 410 Gone lists again
+        (a ``PodSync``) and watches on from the list's version. Other failures are raised as
+        runtime errors; every ``PodChange`` carries the version to resume from.
+        """
+        version = resource_version
+        while True:
+            if version is None:
+                pods, version = await self.list_pods(namespace, pool_id)
+                yield PodSync(tuple(pods), version)
+            changes = self._watch_once(namespace, pool_id, version, timeout_seconds)
+            try:
+                async with contextlib.aclosing(changes):
+                    async for change in changes:
+                        version = change.resource_version
+                        yield change
+            except RuntimeApiError as exc:
+                if exc.status != 410:
+                    raise
+                version = None
+
+    async def _watch_once(
+        self, namespace: str, pool_id: str, version: str, window: float
+    ) -> AsyncGenerator[PodChange, None]:
+        """One watch request, ended here after ``window`` seconds (lightkube reopens unmetered)."""
+        await self._bucket.acquire()
+        stream = self._client.watch(
+            Pod,
+            namespace=namespace,
+            labels=_selector(pool_id),
+            resource_version=version,
+            server_timeout=math.ceil(window) + _SERVER_TIMEOUT_MARGIN_SECONDS,
+        )
+        events = aiter(stream)
+        deadline = asyncio.get_running_loop().time() + window
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        kind, pod = await anext(events)
+                except (TimeoutError, StopAsyncIteration):
+                    return
+                except httpx2.HTTPError as exc:
+                    raise runtime_error_from(exc) from exc
+                if kind in _CHANGE_TYPES:
+                    change = cast(Literal["ADDED", "MODIFIED", "DELETED"], kind)
+                    yield PodChange(change, RuntimePod.from_pod(pod), _version_of(pod))
+        finally:
+            if isinstance(events, AsyncGenerator):  # the consumer stopped: release the stream
+                await events.aclose()
+
+    # -- the pool's token Secret ---------------------------------------------------------------
+
+    async def ensure_token_secret(self, namespace: str, pool_id: str, token: str) -> SecretOutcome:
+        """Create or replace ``slotpool-agent-token-<pool_id>`` so that it holds ``token``."""
+        existing = await self._get_token_secret(namespace, pool_id)
+        if existing is None:
+            secret = _token_secret(namespace, pool_id, token, resource_version=None)
+            await self._call(lambda: self._client.create(secret))
+            return "created"
+        if _holds(existing, pool_id, token):
+            return "unchanged"
+        # The read's version makes the write conditional: a concurrent change answers 409.
+        version = existing.metadata.resourceVersion if existing.metadata else None
+        secret = _token_secret(namespace, pool_id, token, resource_version=version)
+        await self._call(lambda: self._client.replace(secret))
+        return "updated"
+
+    async def read_token_secret(self, namespace: str, pool_id: str) -> str | None:
+        secret = await self._get_token_secret(namespace, pool_id)
+        encoded = (secret.data or {}).get(TOKEN_SECRET_KEY) if secret is not None else None
+        return base64.b64decode(encoded).decode() if encoded is not None else None
+
+    async def delete_token_secret(self, namespace: str, pool_id: str) -> None:
+        name = token_secret_name(pool_id)
+        await self._call_unless(404, lambda: self._client.delete(Secret, name, namespace=namespace))
+
+    async def _get_token_secret(self, namespace: str, pool_id: str) -> Secret | None:
+        name = token_secret_name(pool_id)
+        return await self._call_unless(
+            404, lambda: self._client.get(Secret, name, namespace=namespace)
+        )
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def _pool_labels(pool_id: str) -> dict[str, str]:
+    """``slotpool.domain.pods.pool_selector`` as the mapping lightkube takes."""
+    return {MANAGED_BY_LABEL: MANAGED_BY, POOL_LABEL: pool_id}
+
+
+def _selector(pool_id: str) -> LabelSelector:
+    return {**_pool_labels(pool_id)}
+
+
+async def _collect(items: AsyncIterable[T]) -> list[T]:
+    return [item async for item in items]
+
+
+def _pod_from_manifest(manifest: Mapping[str, Any]) -> Pod:
+    """The builder's dict as lightkube's Pod, refusing anything the model would drop or change.
+
+    lightkube's models ignore keys they do not know: such a field would silently never reach the
+    cluster (the seed's first bug again), so the round trip must give the manifest back.
+    """
+    try:
+        pod = cast(Pod, Pod.from_dict(dict(manifest)))
+    except ValueError as exc:
+        raise PermanentRuntimeError(status=None, message=f"not a valid Pod: {exc}") from exc
+    lost = _first_difference(manifest, pod.to_dict())
+    if lost is not None:
+        message = f"the Pod model cannot carry {lost!r} of the manifest"
+        raise PermanentRuntimeError(status=None, message=message)
+    return pod
+
+
+def _first_difference(sent: Any, kept: Any, path: str = "") -> str | None:
+    if isinstance(sent, Mapping) and isinstance(kept, Mapping):
+        for key, value in sent.items():
+            found = _first_difference(value, kept.get(key), f"{path}.{key}" if path else key)
+            if found is not None:
+                return found
+        return None
+    if isinstance(sent, list) and isinstance(kept, list) and len(sent) == len(kept):
+        for index, (left, right) in enumerate(zip(sent, kept, strict=True)):
+            found = _first_difference(left, right, f"{path}[{index}]")
+            if found is not None:
+                return found
+        return None
+    return None if sent == kept else path or "<manifest>"
+
+
+def _diagnosis(status: PodStatus) -> tuple[str | None, str | None]:
+    """Why the Pod is not (or no longer) running, in Kubernetes' words; (None, None) if it is."""
+    if status.reason:  # the Pod as a whole, e.g. Evicted
+        return status.reason, status.message
+    for condition in status.conditions or []:
+        if condition.type == "PodScheduled" and condition.status == "False":
+            return condition.reason, condition.message  # e.g. Unschedulable, "0/3 nodes ..."
+    for container in status.containerStatuses or []:
+        problem = _container_problem(container)
+        if problem is not None:
+            return problem
+    return None, None
+
+
+def _container_problem(container: ContainerStatus) -> tuple[str, str | None] | None:
+    state = container.state
+    if state is None:
+        return None
+    if state.waiting is not None and state.waiting.reason:  # e.g. ImagePullBackOff
+        return state.waiting.reason, state.waiting.message
+    if state.terminated is not None:
+        ended = state.terminated
+        return ended.reason or "Terminated", ended.message or f"exit code {ended.exitCode}"
+    return None
+
+
+def _version_of(pod: Pod) -> str:
+    return (pod.metadata.resourceVersion if pod.metadata else None) or ""
+
+
+def _token_secret(
+    namespace: str, pool_id: str, token: str, *, resource_version: str | None
+) -> Secret:
+    metadata = ObjectMeta(
+        name=token_secret_name(pool_id),
+        namespace=namespace,
+        labels=_pool_labels(pool_id),
+        resourceVersion=resource_version,
+    )
+    data = {TOKEN_SECRET_KEY: base64.b64encode(token.encode()).decode()}
+    return Secret(metadata=metadata, type="Opaque", data=data)
+
+
+def _holds(secret: Secret, pool_id: str, token: str) -> bool:
+    encoded = base64.b64encode(token.encode()).decode()
+    labels = (secret.metadata.labels if secret.metadata else None) or {}
+    has_labels = _pool_labels(pool_id).items() <= labels.items()
+    return (secret.data or {}).get(TOKEN_SECRET_KEY) == encoded and has_labels

@@ -110,3 +110,10 @@ def test_submit_forms() -> None:
         TaskSubmit.model_validate({"pool_id": "pool-" + "a" * 16})
     with pytest.raises(ValidationError, match="exactly one of run"):
         StepSpec.model_validate({"run": "a", "command": ["b"]})
+
+
+@pytest.mark.parametrize("command", ["", []])
+def test_an_empty_command_is_refused(command: Any) -> None:
+    # Found by the contract run: an empty string became a step that could not be built (a 500).
+    with pytest.raises(ValidationError):
+        TaskSubmit.model_validate({"pool_id": "pool-" + "a" * 16, "command": command})

@@ -93,7 +93,11 @@ class TaskSubmit(_Strict):
     env: dict[EnvName, Text] = Field(default_factory=dict)
     labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
     steps: Annotated[list[StepSpec], Field(min_length=1, max_length=MAX_STEPS)] | None = None
-    command: Annotated[list[Text], Field(min_length=1)] | Text | None = None
+    command: (
+        Annotated[list[Text], Field(min_length=1)]
+        | Annotated[Text, Field(min_length=1, max_length=100_000)]
+        | None
+    ) = None
 
     @model_validator(mode="after")
     def _steps_or_command(self) -> Self:

@@ -171,14 +171,14 @@ class AgentService:
         deadline = loop.time() + wait_seconds
         while True:
             pod_key = ("pod", await self._pod_id(pool_id, name))
-            self._notifier.arm(pod_key)
+            woken = self._notifier.arm(pod_key)
             if free_slots:
                 await self._dispatcher.dispatch(pool_id)
             answer = await self._answer(pool_id, name, free_slots, reserved_slots)
             remaining = deadline - loop.time()
             if answer or remaining <= 0:
                 return answer
-            await self._notifier.wait(pod_key, seconds=remaining)
+            await self._notifier.wait(woken, seconds=remaining)
 
     async def _answer(
         self, pool_id: str, name: str, free_slots: list[int], reserved_slots: list[int]

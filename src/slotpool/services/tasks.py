@@ -84,7 +84,7 @@ class TaskService:
         """The log as it grows, until the task has ended and everything was read."""
         after = 0
         while True:
-            self._notifier.arm(("task", task_id))
+            woken = self._notifier.arm(("task", task_id))
             task, chunks = await self.logs(task_id, after=after)
             for chunk_id, _step, _seq, data in chunks:
                 after = chunk_id
@@ -92,7 +92,7 @@ class TaskService:
             if task.status in FINAL and len(chunks) < LOG_PAGE:
                 return
             if not chunks:
-                await self._notifier.wait(("task", task_id), seconds=1.0)
+                await self._notifier.wait(woken, seconds=1.0)
 
     async def approve(self, task_id: str, *, by: str) -> Task:
         now = self._clock()

@@ -61,6 +61,18 @@ class Settings(BaseSettings):
     local_runtime: bool = Field(
         default=True, description="Run the pods of local pools as processes on this host."
     )
+    kubeconfig: Path | None = Field(
+        default=None,
+        description="Kubeconfig of the cluster that runs k8s pools' Pods. Unset (and not in "
+        "cluster): k8s pools can be configured and previewed, but get no Pods.",
+    )
+    kubernetes_in_cluster: bool = Field(
+        default=False,
+        description="Use the in-cluster service account instead of a kubeconfig.",
+    )
+    kube_requests_per_second: float = Field(
+        default=20.0, gt=0, description="Client-side rate limit for Kubernetes API requests."
+    )
     heartbeat_seconds: int = Field(default=5, ge=1, le=300, description="Agent heartbeat.")
     agent_timeout_seconds: int = Field(
         default=30,
@@ -70,6 +82,11 @@ class Settings(BaseSettings):
     )
     claim_wait_seconds: int = Field(default=25, ge=1, le=60, description="Claim long-poll.")
     log_level: str = "info"
+
+    @property
+    def kubernetes_enabled(self) -> bool:
+        return self.kubeconfig is not None or self.kubernetes_in_cluster
+
     log_format: str = Field(default="console", pattern="^(console|json)$")
 
     @field_validator("default_timezone")

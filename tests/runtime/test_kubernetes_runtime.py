@@ -28,6 +28,7 @@ from lightkube.resources.core_v1 import Secret
 
 from slotpool.domain.config import PoolType, parse_config
 from slotpool.domain.pods import PodContext, build_pod_manifest, pod_config_hash
+from slotpool.runtime.base import RuntimePod
 from slotpool.runtime.errors import (
     PermanentRuntimeError,
     TemporaryRuntimeError,
@@ -38,7 +39,6 @@ from slotpool.runtime.kubernetes import (
     PodChange,
     PodEvent,
     PodSync,
-    RuntimePod,
     TokenBucket,
 )
 from tests.k8s_env import K8sTestEnv

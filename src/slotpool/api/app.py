@@ -15,13 +15,16 @@ from slotpool import __version__
 from slotpool.api import errors
 from slotpool.api.deps import Services
 from slotpool.api.routes import agent, config, freeze, health, pods, pools, tasks, tokens
+from slotpool.domain.config import PoolType
+from slotpool.runtime.base import PodRuntime
+from slotpool.runtime.kubernetes import KubernetesRuntime
 from slotpool.runtime.local import LocalRuntime
 from slotpool.services.agents import AgentService
 from slotpool.services.auth import AdminAuth
 from slotpool.services.dispatch import Dispatcher
 from slotpool.services.freeze import FreezeService
-from slotpool.services.local_pods import LocalPodKeeper
 from slotpool.services.notify import Notifier
+from slotpool.services.pod_keeper import PodKeeper
 from slotpool.services.pools import PoolService
 from slotpool.services.sweeper import Sweeper, stop
 from slotpool.services.tasks import TaskService
@@ -45,15 +48,33 @@ def announce_admin_token(token: str) -> None:
     )
 
 
-def build_services(store: Store, settings: Settings, clock: Callable[[], datetime]) -> Services:
+def build_runtimes(settings: Settings) -> dict[PoolType, PodRuntime]:
+    runtimes: dict[PoolType, PodRuntime] = {}
+    if settings.local_runtime:
+        runtimes[PoolType.local] = LocalRuntime(settings.data_dir / "local-runtime")
+    if settings.kubernetes_enabled:
+        runtimes[PoolType.k8s] = KubernetesRuntime.from_kubeconfig(
+            None if settings.kubernetes_in_cluster else settings.kubeconfig,
+            requests_per_second=settings.kube_requests_per_second,
+        )
+    return runtimes
+
+
+def build_services(
+    store: Store,
+    settings: Settings,
+    clock: Callable[[], datetime],
+    runtimes: dict[PoolType, PodRuntime] | None = None,
+) -> Services:
     pools = PoolService(store, settings, clock)
+    freeze = FreezeService(store, settings, clock)
     tokens = TokenService(store, clock)
     notifier = Notifier()
     dispatcher = Dispatcher(store, pools, notifier, clock)
     return Services(
         auth=AdminAuth(store, settings, clock),
         pools=pools,
-        freeze=FreezeService(store, settings, clock),
+        freeze=freeze,
         tokens=tokens,
         tasks=TaskService(store, dispatcher, notifier, clock),
         agents=AgentService(
@@ -66,16 +87,15 @@ def build_services(store: Store, settings: Settings, clock: Callable[[], datetim
             clock=clock,
         ),
         settings=settings,
-        local_pods=LocalPodKeeper(
+        pods=PodKeeper(
             store=store,
-            runtime=LocalRuntime(settings.data_dir / "local-runtime"),
+            runtimes=runtimes or {},
             pools=pools,
+            freeze=freeze,
             tokens=tokens,
             notifier=notifier,
             clock=clock,
-        )
-        if settings.local_runtime
-        else None,
+        ),
     )
 
 
@@ -89,7 +109,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = Store(settings.database_url)
         app.state.store = store
-        app.state.services = services = build_services(store, settings, clock)
+        runtimes = build_runtimes(settings)
+        app.state.services = services = build_services(store, settings, clock, runtimes)
         sweeper = Sweeper(
             store=store,
             settings=settings,
@@ -102,13 +123,16 @@ def create_app(
             on_admin_token(token)
         loop = asyncio.get_running_loop()
         background = [loop.create_task(sweeper.run_forever())]
-        if services.local_pods is not None:
-            background.append(loop.create_task(services.local_pods.run_forever()))
+        if runtimes:
+            background.append(loop.create_task(services.pods.run_forever()))
         try:
             yield
         finally:
             for task in background:
                 await stop(task)
+            kubernetes = runtimes.get(PoolType.k8s)
+            if isinstance(kubernetes, KubernetesRuntime):
+                await kubernetes.aclose()
             await store.close()
 
     app = FastAPI(

@@ -12,7 +12,7 @@ from slotpool.services.agents import AgentService
 from slotpool.services.auth import AdminAuth
 from slotpool.services.errors import Invalid
 from slotpool.services.freeze import FreezeService
-from slotpool.services.local_pods import LocalPodKeeper
+from slotpool.services.pod_keeper import PodKeeper
 from slotpool.services.pools import PoolService
 from slotpool.services.tasks import TaskService
 from slotpool.services.tokens import AgentIdentity, TokenService
@@ -28,7 +28,7 @@ class Services:
     tasks: TaskService
     agents: AgentService
     settings: Settings
-    local_pods: LocalPodKeeper | None
+    pods: PodKeeper
 
 
 def services(request: Request) -> Services:

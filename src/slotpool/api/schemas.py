@@ -153,12 +153,34 @@ class PoolList(BaseModel):
     offset: int
 
 
+class RebuildOut(BaseModel):
+    rebuilt: list[str] = Field(description="Idle Pods with the old config, deleted.")
+    created: list[str] = Field(description="Their replacements, built from the saved config.")
+    kept_busy: list[str] = Field(
+        description="Outdated Pods kept because a slot is busy or reserved; rebuilt once idle."
+    )
+
+
 class ConfigSaved(BaseModel):
     message: str
     pool_id: str
     k8s_config: dict[str, Any] | None
     config_hash: str | None
     revision: int
+    rebuild: RebuildOut | None = Field(
+        default=None, description="What the save did to the pool's Pods (pools with a runtime)."
+    )
+
+
+class ErrorDetail(BaseModel):
+    field: str
+    message: str
+    hint: str | None = None
+
+
+class ErrorBody(BaseModel):
+    error: str
+    details: list[ErrorDetail]
 
 
 class ScheduleList(BaseModel):

@@ -166,6 +166,23 @@ def place(pods: Sequence[PodCapacity], *, current_hash: str | None) -> tuple[int
     return best.pod_id, min(best.idle_slots)
 
 
+def state_from_runtime(current: PodState | None, *, phase: str, deleting: bool) -> PodState:
+    """A pod's state after the runtime reported ``phase``: a running pod is ``starting`` until
+    its agent registers (``ready``), and what the agent or slotpool decided (``ready``,
+    ``draining``, ``failed``) is not undone by a report of the same phase."""
+    if current is PodState.failed:
+        return current
+    if deleting:
+        return PodState.terminating
+    if phase == "Pending":
+        return PodState.pending
+    if phase in ("Succeeded", "Failed"):
+        return PodState.failed
+    if current in (PodState.ready, PodState.draining, PodState.terminating):
+        return current
+    return PodState.starting
+
+
 @dataclass(frozen=True)
 class Task:
     id: str
@@ -216,6 +233,12 @@ class Pod:
     last_heartbeat_at: datetime | None
     created_at: datetime
     slots: tuple[Slot, ...]
+    phase: str | None = None
+    node: str | None = None
+
+    @property
+    def all_idle(self) -> bool:
+        return all(s.state is SlotState.idle for s in self.slots)
 
     def capacity(self) -> PodCapacity:
         return PodCapacity(

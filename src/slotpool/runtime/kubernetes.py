@@ -41,6 +41,7 @@ from slotpool.domain.pods import (
     TOKEN_SECRET_KEY,
     token_secret_name,
 )
+from slotpool.runtime.base import RuntimePod, SecretOutcome
 from slotpool.runtime.errors import PermanentRuntimeError, RuntimeApiError, runtime_error_from
 
 FIELD_MANAGER = "slotpool"
@@ -50,9 +51,15 @@ WATCH_TIMEOUT_SECONDS = 240.0
 _SERVER_TIMEOUT_MARGIN_SECONDS = 5
 _CHANGE_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED"})
 _NO_LABELS: Mapping[str, str] = MappingProxyType({})
+RESTRICTED_NAMESPACE_LABELS: Mapping[str, str] = MappingProxyType(
+    {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "latest",
+        MANAGED_BY_LABEL: MANAGED_BY,
+    }
+)
 
 T = TypeVar("T")
-SecretOutcome: TypeAlias = Literal["created", "updated", "unchanged"]
 
 
 class TokenBucket:
@@ -80,43 +87,6 @@ class TokenBucket:
 
 
 @dataclass(frozen=True)
-class RuntimePod:
-    """A Pod as the controller needs it; ``reason``/``message`` say why it is not running."""
-
-    name: str
-    namespace: str
-    pool_id: str
-    config_hash: str | None
-    phase: str
-    node: str | None
-    reason: str | None
-    message: str | None
-    created_at: datetime
-    deleting: bool
-    ip: str | None
-
-    @classmethod
-    def from_pod(cls, pod: Pod) -> RuntimePod:
-        meta = pod.metadata or ObjectMeta()
-        status = pod.status or PodStatus()
-        reason, message = _diagnosis(status)
-        return cls(
-            name=meta.name or "",
-            namespace=meta.namespace or "",
-            pool_id=(meta.labels or {}).get(POOL_LABEL, ""),
-            config_hash=(meta.annotations or {}).get(CONFIG_HASH_ANNOTATION),
-            phase=status.phase or "Pending",
-            node=pod.spec.nodeName if pod.spec is not None else None,
-            reason=reason,
-            message=message,
-            # RFC 3339 with "Z" from the server, decoded aware; absent only on a Pod never sent.
-            created_at=meta.creationTimestamp or datetime.now(UTC),
-            deleting=meta.deletionTimestamp is not None,
-            ip=status.podIP,
-        )
-
-
-@dataclass(frozen=True)
 class PodChange:
     """One Pod was added, modified or deleted; ``resource_version`` is where to resume."""
 
@@ -139,6 +109,8 @@ PodEvent: TypeAlias = PodChange | PodSync
 
 class KubernetesRuntime:
     """Pods, namespaces and token Secrets of slotpool's pools in one cluster."""
+
+    name = "kubernetes"
 
     def __init__(self, *, client: AsyncClient, requests_per_second: float) -> None:
         self._client = client
@@ -185,13 +157,13 @@ class KubernetesRuntime:
         """Create a Pod from the builder's manifest, in the manifest's namespace."""
         pod = _pod_from_manifest(manifest)
         created = await self._call(lambda: self._client.create(pod))
-        return RuntimePod.from_pod(created)
+        return runtime_pod(created)
 
     async def list_pods(self, namespace: str, pool_id: str) -> tuple[list[RuntimePod], str]:
         """The pool's Pods and the list's resourceVersion (where a watch starts)."""
         listing = self._client.list(Pod, namespace=namespace, labels=_selector(pool_id))
         pods = await self._call(lambda: _collect(listing))
-        return [RuntimePod.from_pod(pod) for pod in pods], listing.resourceVersion
+        return [runtime_pod(pod) for pod in pods], listing.resourceVersion
 
     async def delete_pod(
         self, namespace: str, name: str, *, grace_seconds: int | None = None
@@ -258,10 +230,32 @@ class KubernetesRuntime:
                     raise runtime_error_from(exc) from exc
                 if kind in _CHANGE_TYPES:
                     change = cast(Literal["ADDED", "MODIFIED", "DELETED"], kind)
-                    yield PodChange(change, RuntimePod.from_pod(pod), _version_of(pod))
+                    yield PodChange(change, runtime_pod(pod), _version_of(pod))
         finally:
             if isinstance(events, AsyncGenerator):  # the consumer stopped: release the stream
                 await events.aclose()
+
+    # -- the PodRuntime protocol (base.py) -----------------------------------------------------
+
+    async def prepare(self, namespace: str) -> None:
+        """The pool's namespace, created enforcing the ``restricted`` Pod Security Standard."""
+        await self.ensure_namespace(namespace, labels=RESTRICTED_NAMESPACE_LABELS)
+
+    async def read_token(self, namespace: str, pool_id: str) -> str | None:
+        return await self.read_token_secret(namespace, pool_id)
+
+    async def write_token(self, namespace: str, pool_id: str, token: str) -> SecretOutcome:
+        return await self.ensure_token_secret(namespace, pool_id, token)
+
+    async def pods(self, namespace: str, pool_id: str) -> list[RuntimePod]:
+        return (await self.list_pods(namespace, pool_id))[0]
+
+    async def dry_run(self, manifest: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The Pod as the API server would admit it (validation, defaults, Pod Security and
+        other admission), with nothing created; a refusal raises ``PermanentRuntimeError``."""
+        pod = _pod_from_manifest(manifest)
+        admitted = await self._call(lambda: self._client.create(pod, dry_run=True))
+        return cast(dict[str, Any], admitted.to_dict())
 
     # -- the pool's token Secret ---------------------------------------------------------------
 
@@ -297,6 +291,26 @@ class KubernetesRuntime:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+
+
+def runtime_pod(pod: Pod) -> RuntimePod:
+    meta = pod.metadata or ObjectMeta()
+    status = pod.status or PodStatus()
+    reason, message = _diagnosis(status)
+    return RuntimePod(
+        name=meta.name or "",
+        namespace=meta.namespace or "",
+        pool_id=(meta.labels or {}).get(POOL_LABEL, ""),
+        config_hash=(meta.annotations or {}).get(CONFIG_HASH_ANNOTATION),
+        phase=status.phase or "Pending",
+        node=pod.spec.nodeName if pod.spec is not None else None,
+        reason=reason,
+        message=message,
+        # RFC 3339 with "Z" from the server, decoded aware; absent only on a Pod never sent.
+        created_at=meta.creationTimestamp or datetime.now(UTC),
+        deleting=meta.deletionTimestamp is not None,
+        ip=status.podIP,
+    )
 
 
 def _pool_labels(pool_id: str) -> dict[str, str]:

@@ -18,14 +18,19 @@ import secrets
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from slotpool.domain.pods import TOKEN_SECRET_KEY
+from slotpool.domain.pods import TOKEN_SECRET_KEY, token_secret_name
+from slotpool.runtime.base import FAILED, RUNNING, SUCCEEDED, RuntimePod, SecretOutcome
 
 NAME_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 POLL_SECONDS = 0.05
+# Only pods whose slots are all idle are deleted: their agent exits at once on SIGTERM.
+DELETE_GRACE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -37,9 +42,35 @@ class LocalPod:
     log_path: Path
     alive: bool
     exit_code: int | None
+    created_at: datetime
+
+    def as_runtime_pod(self) -> RuntimePod:
+        if self.alive:
+            phase, reason, message = RUNNING, None, None
+        else:
+            code = "unknown" if self.exit_code is None else str(self.exit_code)
+            phase = SUCCEEDED if self.exit_code == 0 else FAILED
+            reason, message = "Exited", f"agent process ended (exit code {code})"
+        return RuntimePod(
+            name=self.name,
+            namespace="",
+            pool_id=self.pool_id,
+            config_hash=self.config_hash,
+            phase=phase,
+            node="localhost",
+            reason=reason,
+            message=message,
+            created_at=self.created_at,
+            deleting=False,
+            ip=None,
+        )
 
 
 class LocalRuntime:
+    """Implements ``slotpool.runtime.base.PodRuntime``; namespaces mean nothing here."""
+
+    name = "local"
+
     def __init__(self, base_dir: Path) -> None:
         self._pods_dir = base_dir / "pods"
         self._secrets_dir = base_dir / "secrets"
@@ -65,9 +96,38 @@ class LocalRuntime:
             json.dump(data, handle)
         temporary.replace(path)
 
+    # -- the PodRuntime protocol (base.py) -----------------------------------------------------
+
+    async def prepare(self, namespace: str) -> None:
+        return None
+
+    async def read_token(self, namespace: str, pool_id: str) -> str | None:
+        secret = self.read_secret(token_secret_name(pool_id))
+        return None if secret is None else secret.get(TOKEN_SECRET_KEY)
+
+    async def write_token(self, namespace: str, pool_id: str, token: str) -> SecretOutcome:
+        name = token_secret_name(pool_id)
+        existing = self.read_secret(name)
+        if existing is not None and existing.get(TOKEN_SECRET_KEY) == token:
+            return "unchanged"
+        self.write_secret(name, {TOKEN_SECRET_KEY: token})
+        return "created" if existing is None else "updated"
+
+    async def pods(self, namespace: str, pool_id: str) -> list[RuntimePod]:
+        return [pod.as_runtime_pod() for pod in self.list_pods(pool_id)]
+
+    async def create_pod(self, manifest: Mapping[str, Any]) -> RuntimePod:
+        return self.start_pod(manifest).as_runtime_pod()
+
+    async def delete_pod(self, namespace: str, name: str) -> None:
+        await self.stop_pod(name, grace_seconds=DELETE_GRACE_SECONDS)
+
+    async def dry_run(self, manifest: Mapping[str, Any]) -> dict[str, Any] | None:
+        return None  # no API server to ask: the builder's manifest is what runs
+
     # -- pods ----------------------------------------------------------------------------------
 
-    def create_pod(self, manifest: dict[str, Any]) -> LocalPod:
+    def start_pod(self, manifest: Mapping[str, Any]) -> LocalPod:
         """Start the agent a Pod built from ``manifest`` would run."""
         meta = manifest["metadata"]
         name = meta["generateName"] + "".join(secrets.choice(NAME_ALPHABET) for _ in range(5))
@@ -86,9 +146,16 @@ class LocalRuntime:
                 start_new_session=True,
             )
         self._children[name] = child
-        record = {"name": name, "pool_id": pool_id, "pid": child.pid, "config_hash": config_hash}
+        created = datetime.now(UTC)
+        record = {
+            "name": name,
+            "pool_id": pool_id,
+            "pid": child.pid,
+            "config_hash": config_hash,
+            "created_at": created.isoformat(),
+        }
         (self._pods_dir / f"{name}.json").write_text(json.dumps(record))
-        return LocalPod(name, pool_id, child.pid, config_hash, log_path, True, None)
+        return LocalPod(name, pool_id, child.pid, config_hash, log_path, True, None, created)
 
     def _environment(self, entries: list[dict[str, Any]], name: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SLOTPOOL_")}
@@ -119,6 +186,7 @@ class LocalRuntime:
                     log_path=self._pods_dir / f"{record['name']}.log",
                     alive=alive,
                     exit_code=code,
+                    created_at=_created_at(record, record_path),
                 )
             )
         return pods
@@ -141,7 +209,7 @@ class LocalRuntime:
         (self._pods_dir / f"{name}.json").unlink(missing_ok=True)
         self._children.pop(name, None)
 
-    async def delete_pod(self, name: str, *, grace_seconds: float = 30.0) -> None:
+    async def stop_pod(self, name: str, *, grace_seconds: float = 30.0) -> None:
         """SIGTERM the pod's process group (the agent drains), SIGKILL after the grace."""
         record_path = self._pods_dir / f"{name}.json"
         if not record_path.exists():
@@ -162,3 +230,9 @@ class LocalRuntime:
     def _signal(pid: int, signum: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signum)
+
+
+def _created_at(record: dict[str, Any], path: Path) -> datetime:
+    if "created_at" in record:
+        return datetime.fromisoformat(record["created_at"])
+    return datetime.fromtimestamp(path.stat().st_mtime, UTC)  # a record of an older version

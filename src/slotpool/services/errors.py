@@ -38,3 +38,9 @@ class Unauthorized(ServiceError):
 
 class Forbidden(ServiceError):
     status = 403
+
+
+class RuntimeUnavailable(ServiceError):
+    """The runtime (the Kubernetes API server) failed or refused a request slotpool made."""
+
+    status = 502

@@ -154,6 +154,9 @@ class PodRow(Base):
     config_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     slots: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(Text, default="")
+    # As the runtime last reported it: the Kubernetes phase and the Node it was scheduled to.
+    phase: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    node: Mapped[str | None] = mapped_column(String(253), nullable=True)
     agent_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
     registered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

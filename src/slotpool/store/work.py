@@ -74,6 +74,8 @@ def _pod(row: PodRow, slots: Sequence[SlotRow]) -> Pod:
             Slot(index=s.slot_index, state=SlotState(s.state), task_id=s.task_id, since=s.since)
             for s in sorted(slots, key=lambda s: s.slot_index)
         ),
+        phase=row.phase,
+        node=row.node,
     )
 
 
@@ -91,33 +93,95 @@ class PodRepository:
         config_hash: str | None,
         now: datetime,
     ) -> Pod:
-        """Create the pod with idle slots, or mark a known one ready again (a reconnect)."""
+        """Create the pod with idle slots, or mark a known one ready again (a reconnect).
+
+        A pod slotpool created keeps the config hash it was built with and stays ``draining``
+        if it was draining; ``config_hash`` is for pods nobody recorded (static agents)."""
         row = await self._session.scalar(
             select(PodRow).where(PodRow.pool_id == pool_id, PodRow.name == name)
         )
         if row is None:
-            row = PodRow(
-                pool_id=pool_id,
-                name=name,
-                slots=slots,
-                state=PodState.ready.value,
-                created_at=now,
-                updated_at=now,
-                reason="",
-            )
-            self._session.add(row)
-            await self._session.flush()
-            for index in range(slots):
-                self._session.add(
-                    SlotRow(pod_id=row.id, slot_index=index, state=SlotState.idle, since=now)
-                )
-        row.state, row.agent_version, row.config_hash = PodState.ready, version, config_hash
+            row = await self._new_row(pool_id, name, slots, config_hash, PodState.ready, now)
+        if row.state != PodState.draining.value:
+            row.state = PodState.ready.value
+        row.agent_version = version
+        row.config_hash = row.config_hash or config_hash
         row.registered_at = row.last_heartbeat_at = row.updated_at = now
         row.reason = ""
         await self._session.flush()
         pod = await self.get(row.id)
         assert pod is not None
         return pod
+
+    async def _new_row(
+        self,
+        pool_id: str,
+        name: str,
+        slots: int,
+        config_hash: str | None,
+        state: PodState,
+        now: datetime,
+        **observed: Any,
+    ) -> PodRow:
+        row = PodRow(
+            pool_id=pool_id,
+            name=name,
+            slots=slots,
+            state=state.value,
+            config_hash=config_hash,
+            created_at=now,
+            updated_at=now,
+            reason="",
+            **observed,
+        )
+        self._session.add(row)
+        await self._session.flush()
+        for index in range(slots):
+            self._session.add(SlotRow(pod_id=row.id, slot_index=index, state="idle", since=now))
+        await self._session.flush()
+        return row
+
+    async def adopt(
+        self,
+        *,
+        pool_id: str,
+        name: str,
+        slots: int,
+        config_hash: str | None,
+        state: PodState,
+        phase: str,
+        node: str | None,
+        reason: str,
+        created_at: datetime,
+        now: datetime,
+    ) -> Pod:
+        """Record a pod the runtime reports and the database does not know yet (one slotpool
+        just created, or one found in the cluster with the pool's labels)."""
+        row = await self._new_row(
+            pool_id, name, slots, config_hash, state, now, phase=phase, node=node, reason=reason
+        )
+        row.created_at = created_at
+        await self._session.flush()
+        pod = await self.get(row.id)
+        assert pod is not None
+        return pod
+
+    async def observed(
+        self,
+        pod_id: int,
+        *,
+        state: PodState,
+        phase: str,
+        node: str | None,
+        reason: str,
+        now: datetime,
+    ) -> None:
+        """What the runtime reports now; a row already ``failed`` is left alone."""
+        await self._session.execute(
+            update(PodRow)
+            .where(PodRow.id == pod_id, PodRow.state != PodState.failed.value)
+            .values(state=state.value, phase=phase, node=node, reason=reason, updated_at=now)
+        )
 
     async def get(self, pod_id: int) -> Pod | None:
         row = await self._session.get(PodRow, pod_id, populate_existing=True)
@@ -177,6 +241,17 @@ class PodRepository:
         return [p for p in pods if p is not None]
 
     async def take_slot(self, pod_id: int, index: int, *, task_id: str, now: datetime) -> bool:
+        """Give the idle slot to ``task_id`` if the pod is still ``ready``.
+
+        The pod's row is written (and so locked) first, the same row ``drain_if_idle`` writes
+        first: a pod cannot be drained and given a task at once (no write skew on PostgreSQL)."""
+        locked = await self._session.execute(
+            update(PodRow)
+            .where(PodRow.id == pod_id, PodRow.state == PodState.ready.value)
+            .values(updated_at=now)
+        )
+        if _rowcount(locked) != 1:
+            return False
         result = await self._session.execute(
             update(SlotRow)
             .where(
@@ -187,6 +262,32 @@ class PodRepository:
             .values(state=SlotState.busy.value, task_id=task_id, since=now)
         )
         return _rowcount(result) == 1
+
+    async def drain_if_idle(self, pod_id: int, *, reason: str, now: datetime) -> bool:
+        """Mark the pod ``draining`` if every slot is idle, in one transaction: from then on no
+        task can be given to it (``take_slot`` wants ``ready``), so it can be deleted safely."""
+        state = await self._session.scalar(select(PodRow.state).where(PodRow.id == pod_id))
+        if state is None or state in (PodState.failed.value, PodState.terminating.value):
+            return False
+        locked = await self._session.execute(
+            update(PodRow)
+            .where(PodRow.id == pod_id, PodRow.state == state)
+            .values(state=PodState.draining.value, reason=reason, updated_at=now)
+        )
+        if _rowcount(locked) != 1:
+            return False
+        # After the write: on PostgreSQL this statement sees every slot committed before it.
+        used = await self._session.scalar(
+            select(func.count())
+            .select_from(SlotRow)
+            .where(SlotRow.pod_id == pod_id, SlotRow.state != SlotState.idle.value)
+        )
+        if used:
+            await self._session.execute(
+                update(PodRow).where(PodRow.id == pod_id).values(state=state, updated_at=now)
+            )
+            return False
+        return True
 
     async def set_slot(
         self, pod_id: int, index: int, *, state: SlotState, task_id: str | None, now: datetime

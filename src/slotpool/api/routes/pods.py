@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from slotpool.api.deps import Admin, ServicesDep
 from slotpool.api.routes.pools import PoolId
-from slotpool.domain.config import PoolType
 from slotpool.domain.tasks import PodState, SlotState
-from slotpool.services.errors import Conflict
+from slotpool.services.errors import RuntimeUnavailable
+from slotpool.services.pod_keeper import RuntimeFailed, SyncReport
 
 router = APIRouter(prefix="/api/v1/agent-pools/{pool_id}/pods", tags=["pods"])
 
@@ -28,7 +28,9 @@ class PodOut(BaseModel):
     state: PodState
     outdated: bool
     config_hash: str | None
-    reason: str
+    reason: str = Field(description="Why the Pod is in its state, e.g. the scheduler's reason.")
+    phase: str | None = Field(description="The runtime's phase (Kubernetes: Pending, Running...).")
+    node: str | None
     agent_version: str | None
     registered_at: datetime | None
     last_heartbeat_at: datetime | None
@@ -40,13 +42,39 @@ class PodList(BaseModel):
     items: list[PodOut]
 
 
+class PendingOut(BaseModel):
+    name: str
+    reason: str
+
+
 class SyncOut(BaseModel):
     message: str
     pool_id: str
-    secret: str
+    secret: str = Field(description="The token Secret: created, recreated or unchanged.")
+    adopted: list[str] = Field(description="Pods found in the runtime and recorded.")
     created: list[str]
-    rebuilt: list[str]
-    ended: list[str]
+    rebuilt: list[str] = Field(description="Idle Pods with an outdated config, replaced.")
+    ended: list[str] = Field(description="Pods that ended or vanished; their tasks are lost.")
+    removed: list[str] = Field(description="Idle Pods deleted because a freeze is active.")
+    kept_busy: list[str] = Field(description="Outdated Pods kept: a slot is busy or reserved.")
+    pending: list[PendingOut] = Field(description="Pods not running yet, with the reason.")
+    frozen: bool
+
+
+def sync_out(message: str, pool_id: str, report: SyncReport) -> SyncOut:
+    return SyncOut(
+        message=message,
+        pool_id=pool_id,
+        secret=report.secret,
+        adopted=report.adopted,
+        created=report.created,
+        rebuilt=report.rebuilt,
+        ended=report.ended,
+        removed=report.removed,
+        kept_busy=report.kept_busy,
+        pending=[PendingOut(name=p.name, reason=p.reason) for p in report.pending],
+        frozen=report.frozen,
+    )
 
 
 sync_router = APIRouter(prefix="/api/v1/agent-pools/{pool_id}", tags=["pods"])
@@ -54,22 +82,15 @@ sync_router = APIRouter(prefix="/api/v1/agent-pools/{pool_id}", tags=["pods"])
 
 @sync_router.post("/sync-deployment", response_model=SyncOut)
 async def sync_deployment(pool_id: PoolId, services: ServicesDep, _: Admin) -> SyncOut:
-    """Ensure the token Secret, book pods that ended, rebuild idle outdated pods, start pods up
-    to min_replicas. (The path keeps the seed's name; slotpool never makes a Deployment.)"""
+    """Ensure the token Secret, sync Pods from the runtime into the database (adopt, drop those
+    gone), rebuild idle outdated Pods, create Pods up to min_replicas. (The path keeps the seed's
+    name; slotpool never makes a Deployment.)"""
     pool = await services.pools.get(pool_id)
-    if pool.pool_type is PoolType.static:
-        raise Conflict(f"{pool_id} is a static pool: its agents are started by hand, no Pods")
-    if pool.pool_type is PoolType.k8s or services.local_pods is None:
-        raise Conflict(f"no runtime for {pool.pool_type} pools runs in this server yet")
-    report = await services.local_pods.sync(pool)
-    return SyncOut(
-        message="Pod configuration synced successfully",
-        pool_id=pool_id,
-        secret=report.secret,
-        created=report.created,
-        rebuilt=report.rebuilt,
-        ended=report.ended,
-    )
+    try:
+        report = await services.pods.sync(pool)
+    except RuntimeFailed as exc:
+        raise RuntimeUnavailable(f"failed to sync Pods: {exc}") from exc
+    return sync_out("Pod configuration synced successfully", pool_id, report)
 
 
 @router.get("", response_model=PodList)
@@ -85,6 +106,8 @@ async def list_pods(pool_id: PoolId, services: ServicesDep, _: Admin) -> PodList
                 outdated=p.config_hash is not None and p.config_hash != current,
                 config_hash=p.config_hash,
                 reason=p.reason,
+                phase=p.phase,
+                node=p.node,
                 agent_version=p.agent_version,
                 registered_at=p.registered_at,
                 last_heartbeat_at=p.last_heartbeat_at,

@@ -1,5 +1,8 @@
 """Shared pytest fixtures for the slotpool test suite.
 
+Kubernetes: ``k8s`` (session), a real control plane (see ``tests/k8s_env.py``); skipped when its
+binaries are not built, or failing when ``SLOTPOOL_TEST_K8S_REQUIRED=1`` (``scripts/test``).
+
 Databases:
 
 * ``pg_server`` (session): a throwaway PostgreSQL server (see ``tests/pg_server.py``). When the
@@ -18,9 +21,32 @@ from pathlib import Path
 
 import pytest
 
+from tests.k8s_env import K8sTestEnv, K8sTestEnvUnavailableError, bin_dir
 from tests.pg_server import PostgresServer, PostgresUnavailableError
 
 PG_REQUIRED_ENV = "SLOTPOOL_TEST_PG_REQUIRED"
+K8S_REQUIRED_ENV = "SLOTPOOL_TEST_K8S_REQUIRED"
+
+
+# -- a real Kubernetes control plane -----------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def k8s() -> Iterator[K8sTestEnv]:
+    """etcd, kube-apiserver, scheduler, controller-manager and kwok (three fake 4-CPU Nodes),
+    started once for the session from binaries built by ``scripts/k8s-testenv build``."""
+    try:
+        binaries = bin_dir()
+    except K8sTestEnvUnavailableError as exc:
+        if os.environ.get(K8S_REQUIRED_ENV) == "1":
+            pytest.fail(f"the Kubernetes test binaries are required ({K8S_REQUIRED_ENV}=1): {exc}")
+        pytest.skip(f"Kubernetes test binaries not built: {exc}")
+    env = K8sTestEnv.start(Path(tempfile.mkdtemp(prefix="slotpool-k8s-")), binaries)
+    try:
+        env.wait_for_nodes_ready()
+        yield env
+    finally:
+        env.stop()
 
 
 # -- databases ---------------------------------------------------------------------------------

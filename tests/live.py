@@ -23,10 +23,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(settings: Settings) -> Iterator[str]:
+def live_server(settings: Settings, port: int | None = None) -> Iterator[str]:
     """Migrates the database, serves slotpool on 127.0.0.1, yields its base URL."""
     upgrade(settings.database_url)
-    port = free_port()
+    port = port or free_port()
     config = uvicorn.Config(
         create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
     )

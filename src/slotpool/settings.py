@@ -73,6 +73,12 @@ class Settings(BaseSettings):
     kube_requests_per_second: float = Field(
         default=20.0, gt=0, description="Client-side rate limit for Kubernetes API requests."
     )
+    pod_sync_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="How often the pods of k8s and local pools are synced with the runtime "
+        "(0: only on sync-deployment and config saves).",
+    )
     heartbeat_seconds: int = Field(default=5, ge=1, le=300, description="Agent heartbeat.")
     agent_timeout_seconds: int = Field(
         default=30,
@@ -82,6 +88,10 @@ class Settings(BaseSettings):
     )
     claim_wait_seconds: int = Field(default=25, ge=1, le=60, description="Claim long-poll.")
     log_level: str = "info"
+    ui_dir: Path | None = Field(
+        default=None,
+        description="The built web UI (index.html and assets); default: ui/dist of the checkout.",
+    )
 
     @property
     def kubernetes_enabled(self) -> bool:

@@ -19,10 +19,10 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.e2e.helpers import TASKS, submit, task, until_final, wait_for
 from tests.live import free_port
 
 ADMIN = "e2e-admin-token-0123456789abcdef"
-TASKS = "/api/v1/tasks"
 
 
 @dataclass
@@ -113,33 +113,6 @@ def local_pool(client: httpx.Client, *, pods: int, slots: int) -> str:
 def ready_pods(client: httpx.Client, pool_id: str) -> int:
     pods = client.get(f"/api/v1/agent-pools/{pool_id}/pods").json()["items"]
     return sum(1 for p in pods if p["state"] == "ready")
-
-
-def wait_for(check: Any, *, what: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def task(client: httpx.Client, task_id: str) -> dict[str, Any]:
-    found: dict[str, Any] = client.get(f"{TASKS}/{task_id}").json()
-    return found
-
-
-def until_final(client: httpx.Client, task_id: str, seconds: float = 60) -> dict[str, Any]:
-    final = {"succeeded", "failed", "cancelled", "timed_out", "lost", "expired"}
-    wait_for(lambda: task(client, task_id)["status"] in final, what=task_id, seconds=seconds)
-    return task(client, task_id)
-
-
-def submit(client: httpx.Client, pool_id: str, **body: Any) -> str:
-    response = client.post(TASKS, json={"pool_id": pool_id, **body})
-    assert response.status_code == 201, response.text
-    task_id: str = response.json()["id"]
-    return task_id
 
 
 def test_fifty_tasks_over_two_pods_of_four_slots(server: Server) -> None:

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from prometheus_client import make_asgi_app
 
 from slotpool import __version__
-from slotpool.api import errors
+from slotpool.api import errors, ui
 from slotpool.api.deps import Services
 from slotpool.api.routes import agent, config, freeze, health, pods, pools, tasks, tokens
 from slotpool.domain.config import PoolType
@@ -26,6 +26,7 @@ from slotpool.services.freeze import FreezeService
 from slotpool.services.notify import Notifier
 from slotpool.services.pod_keeper import PodKeeper
 from slotpool.services.pools import PoolService
+from slotpool.services.stats import StatsService
 from slotpool.services.sweeper import Sweeper, stop
 from slotpool.services.tasks import TaskService
 from slotpool.services.tokens import TokenService
@@ -96,6 +97,7 @@ def build_services(
             notifier=notifier,
             clock=clock,
         ),
+        stats=StatsService(store),
     )
 
 
@@ -123,8 +125,9 @@ def create_app(
             on_admin_token(token)
         loop = asyncio.get_running_loop()
         background = [loop.create_task(sweeper.run_forever())]
-        if runtimes:
-            background.append(loop.create_task(services.pods.run_forever()))
+        if runtimes and settings.pod_sync_seconds > 0:
+            keeper = services.pods.run_forever(settings.pod_sync_seconds)
+            background.append(loop.create_task(keeper))
         try:
             yield
         finally:
@@ -146,4 +149,5 @@ def create_app(
         app.include_router(module.router)
     app.include_router(pods.sync_router)
     app.mount("/metrics", make_asgi_app())
+    ui.mount(app, settings)
     return app

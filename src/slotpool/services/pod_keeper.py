@@ -49,7 +49,6 @@ from slotpool.services.tokens import TokenService
 from slotpool.store.uow import Store
 
 log = structlog.get_logger(__name__)
-INTERVAL_SECONDS = 1.0
 REBUILD_REASON = "configuration changed: replaced because all its slots were idle"
 
 
@@ -120,10 +119,10 @@ class PodKeeper:
             raise Conflict("the local runtime is off in this server (SLOTPOOL_LOCAL_RUNTIME)")
         return runtime
 
-    async def run_forever(self) -> None:
+    async def run_forever(self, interval_seconds: float) -> None:
         while True:
             await self.pass_all()
-            await asyncio.sleep(INTERVAL_SECONDS)
+            await asyncio.sleep(interval_seconds)
 
     async def pass_all(self) -> None:
         pools, _ = await self._pools.list(limit=1000, offset=0, name=None)

@@ -131,8 +131,7 @@ class PodRepository:
             config_hash=config_hash,
             created_at=now,
             updated_at=now,
-            reason="",
-            **observed,
+            **{"reason": "", **observed},
         )
         self._session.add(row)
         await self._session.flush()

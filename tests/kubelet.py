@@ -1,0 +1,163 @@
+"""A stand-in for the container runtime of the test cluster's fake Nodes.
+
+kwok plays the kubelet: it marks scheduled Pods Running but runs nothing. ``AgentKubelet`` adds
+the missing half for slotpool's Pods: when one of them is Running it starts the agent the Pod's
+container would run (``python -m slotpool.agent``) on this host, with the Pod's environment as
+Kubernetes would resolve it (``fieldRef: metadata.name`` is the Pod's name, ``secretKeyRef`` is
+read from the Secret in the API server), and when the Pod is deleted or gone it stops the agent
+(SIGTERM, then SIGKILL after the grace), as a kubelet does. Tasks then run through the real API
+server, the real Secret and the real agent protocol.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lightkube import ApiError, Client, KubeConfig
+from lightkube.resources.core_v1 import Pod, Secret
+
+SELECTOR: dict[str, Any] = {"app.kubernetes.io/managed-by": "slotpool"}
+POLL_SECONDS = 0.2
+STOP_GRACE_SECONDS = 10.0
+
+
+@dataclass
+class Container:
+    pod: str
+    namespace: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    stopping_since: float | None = None
+
+
+@dataclass
+class AgentKubelet:
+    kubeconfig: Path
+    work_dir: Path
+    running: dict[str, Container] = field(default_factory=dict)
+    started: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._client = Client(KubeConfig.from_file(self.kubeconfig), field_manager="test-kubelet")
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="agent-kubelet", daemon=True)
+
+    def __enter__(self) -> AgentKubelet:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        with self._lock:
+            for container in self.running.values():
+                _signal(container.process, signal.SIGKILL)
+                container.process.wait(timeout=10)
+            self.running.clear()
+
+    def agent_of(self, pod: str) -> Container | None:
+        with self._lock:
+            return self.running.get(pod)
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._step()
+            except Exception as exc:  # kept for the test to see; the loop goes on
+                self.errors.append(repr(exc))
+            self._stop.wait(POLL_SECONDS)
+
+    def _step(self) -> None:
+        pods = {
+            (p.metadata.namespace or "", p.metadata.name or ""): p
+            for p in self._client.list(Pod, namespace="*", labels=SELECTOR)
+            if p.metadata is not None
+        }
+        with self._lock:
+            for name, container in list(self.running.items()):
+                found = pods.get((container.namespace, name))
+                meta = found.metadata if found is not None else None
+                if container.process.poll() is not None:
+                    del self.running[name]
+                elif meta is None or meta.deletionTimestamp is not None:
+                    self._stop_container(container)
+            for (namespace, name), pod in pods.items():
+                phase = pod.status.phase if pod.status is not None else None
+                deleting = pod.metadata is not None and pod.metadata.deletionTimestamp is not None
+                if phase == "Running" and not deleting and name not in self.started:
+                    started = self._start(namespace, name, pod)
+                    if started is not None:
+                        self.running[name] = started
+                        self.started.append(name)
+
+    def _stop_container(self, container: Container) -> None:
+        now = time.monotonic()
+        if container.stopping_since is None:
+            container.stopping_since = now
+            _signal(container.process, signal.SIGTERM)
+        elif now - container.stopping_since > STOP_GRACE_SECONDS:
+            _signal(container.process, signal.SIGKILL)
+
+    def _start(self, namespace: str, name: str, pod: Pod) -> Container | None:
+        assert pod.spec is not None
+        spec = pod.spec.containers[0]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SLOTPOOL_")}
+        for entry in spec.env or []:
+            value = self._resolve(namespace, name, entry.to_dict())
+            if value is None:
+                return None  # like CreateContainerConfigError: tried again next time
+            env[entry.name] = value
+        env["SLOTPOOL_WORK_DIR"] = str(self.work_dir / name)
+        env["SLOTPOOL_DRAIN_GRACE_SECONDS"] = "5"
+        log = self.work_dir / f"{name}.log"
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "slotpool.agent"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        return Container(name, namespace, process, log)
+
+    def _resolve(self, namespace: str, pod_name: str, entry: dict[str, Any]) -> str | None:
+        if "value" in entry:
+            return str(entry["value"])
+        source = entry.get("valueFrom", {})
+        if "fieldRef" in source:
+            path = source["fieldRef"]["fieldPath"]
+            if path == "metadata.name":
+                return pod_name
+            if path == "metadata.namespace":
+                return namespace
+            raise ValueError(f"the test kubelet does not resolve fieldRef {path}")
+        ref = source["secretKeyRef"]
+        try:
+            secret = self._client.get(Secret, ref["name"], namespace=namespace)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return None
+            raise
+        encoded = (secret.data or {}).get(ref["key"])
+        return None if encoded is None else base64.b64decode(encoded).decode()
+
+
+def _signal(process: subprocess.Popen[bytes], signum: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signum)

@@ -70,3 +70,61 @@ async def test_racing_dispatchers_never_double_book(database_url: str) -> None:
 
 async def _never(pool_id: str) -> int:
     return 0
+
+
+async def _drain(store: Store, pod_id: int) -> bool:
+    async with store.unit_of_work() as uow:
+        return await uow.pods.drain_if_idle(pod_id, reason="test", now=NOW)
+
+
+async def _take(store: Store, pod_id: int) -> bool:
+    async with store.unit_of_work() as uow:
+        return await uow.pods.take_slot(pod_id, 1, task_id="task-late", now=NOW)
+
+
+async def test_a_pod_is_never_drained_and_given_a_task_at_once(database_url: str) -> None:
+    """Draining (before a delete) and taking a slot both write the pod's row first, so whichever
+    comes second waits for the first to commit and then sees its effect: a slot taken meanwhile
+    stops the drain, a drain meanwhile stops the take. Without the pod-row write in take_slot,
+    PostgreSQL would let both succeed (each sees the other's row unchanged)."""
+    upgrade(database_url)
+    settings = Settings.model_validate({"database_url": database_url, "local_runtime": False})
+    stores = [Store(database_url), Store(database_url)]
+    try:
+        pools = PoolService(stores[0], settings, clock)
+        pool = await pools.create(
+            name="drain", description="", pool_type=PoolType.static, config=None, by="test"
+        )
+        async with stores[0].unit_of_work() as uow:
+            pod = await uow.pods.register(
+                pool_id=pool.pool_id, name="p", slots=2, version="t", config_hash=None, now=NOW
+            )
+
+        # A slot is being taken: the drain waits for that transaction, then refuses.
+        async with stores[0].unit_of_work() as uow:
+            assert await uow.pods.take_slot(pod.id, 0, task_id="task-1", now=NOW)
+            drain = asyncio.create_task(_drain(stores[1], pod.id))
+            await asyncio.sleep(0.5)
+            assert not drain.done(), "the drain did not wait for the open take"
+        assert await drain is False
+        async with stores[0].unit_of_work() as uow:
+            found = await uow.pods.get(pod.id)
+            assert found is not None
+            assert found.state.value == "ready"
+            await uow.pods.set_slot(pod.id, 0, state=SlotState.idle, task_id=None, now=NOW)
+
+        # The pod is being drained: a take waits for that transaction, then refuses.
+        async with stores[0].unit_of_work() as uow:
+            assert await uow.pods.drain_if_idle(pod.id, reason="test", now=NOW)
+            take = asyncio.create_task(_take(stores[1], pod.id))
+            await asyncio.sleep(0.5)
+            assert not take.done(), "the take did not wait for the open drain"
+        assert await take is False
+        async with stores[0].unit_of_work() as uow:
+            found = await uow.pods.get(pod.id)
+    finally:
+        for store in stores:
+            await store.close()
+    assert found is not None
+    assert found.state.value == "draining"
+    assert all(s.state is SlotState.idle for s in found.slots)

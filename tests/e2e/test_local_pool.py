@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -227,3 +227,45 @@ def test_killing_the_control_plane_mid_task_loses_nothing(server: Server, tmp_pa
     assert done["status"] == "succeeded", done
     assert log == "finished\n"
     assert len(pods) == 1, "the same agent came back; no second one was started"
+
+
+def test_a_freeze_removes_idle_pods_keeps_busy_ones_and_an_unfreeze_brings_them_back(
+    server: Server, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"
+    with api(server) as client:
+        pool_id = local_pool(client, pods=2, slots=1)
+        busy = submit(
+            client,
+            pool_id,
+            command=f"while [ ! -f {release} ]; do sleep 0.1; done; echo finished",
+        )
+        wait_for(lambda: task(client, busy)["status"] == "running", what="the task runs")
+        busy_pod = task(client, busy)["pod_name"]
+
+        # A window from a minute ago for an hour (overnight if it crosses midnight).
+        start = datetime.now(UTC) - timedelta(minutes=1)
+        window = {
+            "from_time": start.strftime("%H:%M"),
+            "to_time": (start + timedelta(hours=1)).strftime("%H:%M"),
+            "weekdays": [start.isoweekday()],
+            "timezone": "UTC",
+        }
+        added = client.post(f"/api/v1/agent-pools/{pool_id}/freeze-schedules", json=window)
+        assert added.status_code == 201, added.text
+
+        def live() -> set[str]:
+            pods = client.get(f"/api/v1/agent-pools/{pool_id}/pods").json()["items"]
+            return {p["name"] for p in pods if p["state"] != "failed"}
+
+        wait_for(lambda: live() == {busy_pod}, what="the idle pod to go", seconds=30)
+        assert task(client, busy)["status"] == "running"  # the busy pod is not touched
+        release.touch()
+        assert until_final(client, busy)["status"] == "succeeded"
+        wait_for(lambda: live() == set(), what="the pod to go once idle", seconds=30)
+        time.sleep(2)  # passes go on every second: still nothing is created inside the window
+        assert live() == set()
+
+        lifted = client.post(f"/api/v1/agent-pools/{pool_id}/one-time-unfreeze", json={})
+        assert lifted.status_code == 200, lifted.text
+        wait_for(lambda: ready_pods(client, pool_id) == 2, what="pods back after the unfreeze")

@@ -19,6 +19,7 @@ from slotpool.domain.tasks import (
     TaskSubmit,
     after_step,
     place,
+    state_from_runtime,
 )
 
 PLAN_APPLY = [StepSpec(run="plan"), StepSpec(run="apply", requires_approval=True)]
@@ -117,3 +118,26 @@ def test_an_empty_command_is_refused(command: Any) -> None:
     # Found by the contract run: an empty string became a step that could not be built (a 500).
     with pytest.raises(ValidationError):
         TaskSubmit.model_validate({"pool_id": "pool-" + "a" * 16, "command": command})
+
+
+@pytest.mark.parametrize(
+    ("current", "phase", "deleting", "expected"),
+    [
+        (None, "Pending", False, PodState.pending),
+        (None, "Running", False, PodState.starting),
+        (PodState.pending, "Running", False, PodState.starting),
+        (PodState.starting, "Running", False, PodState.starting),
+        (PodState.ready, "Running", False, PodState.ready),  # registered: stays ready
+        (PodState.draining, "Running", False, PodState.draining),  # decided: not undone
+        (PodState.ready, "Running", True, PodState.terminating),
+        (None, "Pending", True, PodState.terminating),
+        (PodState.ready, "Failed", False, PodState.failed),
+        (PodState.ready, "Succeeded", False, PodState.failed),
+        (PodState.failed, "Running", False, PodState.failed),  # retired stays retired
+        (PodState.failed, "Running", True, PodState.failed),
+    ],
+)
+def test_pod_state_from_what_the_runtime_reports(
+    current: PodState | None, phase: str, deleting: bool, expected: PodState
+) -> None:
+    assert state_from_runtime(current, phase=phase, deleting=deleting) is expected

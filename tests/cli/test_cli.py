@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +18,7 @@ from slotpool.cli import app
 from slotpool.store.migrate import current_revision, head_revision
 from tests.api.conftest import ADMIN_TOKEN, settings_for
 from tests.api.test_pools_api import SEED_RIGHT, SEED_WRONG
-from tests.live import live_server
+from tests.live import free_port, live_server
 
 runner = CliRunner()
 
@@ -117,3 +121,42 @@ def test_tokens(server: dict[str, str]) -> None:
     assert listed[0]["status"] == "revoked"
     missing = cli(server, "tokens", "revoke", "static", "nope", code=1)
     assert "not found" in missing.stderr
+
+
+def test_sync_and_pods_of_a_local_pool(database_url: str, tmp_path: Path) -> None:
+    port = free_port()
+    settings = settings_for(
+        database_url,
+        local_runtime=True,
+        data_dir=tmp_path / "data",
+        public_url=f"http://127.0.0.1:{port}",
+        pod_sync_seconds=0,  # only the commands below act
+    )
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"min_replicas": 2, "slots_per_pod": 3}))
+    try:
+        with live_server(settings, port=port) as url:
+            env = {"SLOTPOOL_URL": url, "SLOTPOOL_ADMIN_TOKEN": ADMIN_TOKEN}
+            cli(env, "pools", "create", "here", "--type", "local", "-f", str(config))
+            # (The server runs in this process: its log lines may be in the output too.)
+            synced = cli(env, "pools", "sync", "here").stdout.splitlines()
+            assert "Pod configuration synced successfully" in synced
+            assert "  token Secret: created" in synced
+            (created,) = [line for line in synced if line.startswith("  created: ")]
+            assert created.count("slotpool-pool-") == 2
+            report = yaml.safe_load(cli(env, "pools", "sync", "here", "-o", "yaml").stdout)
+            assert (report["secret"], report["created"]) == ("unchanged", [])
+            pods = yaml.safe_load(cli(env, "pools", "pods", "here", "-o", "yaml").stdout)
+            assert len(pods) == 2
+            assert all(len(p["slots"]) == 3 for p in pods)
+            assert all(p["state"] in ("starting", "ready") for p in pods)
+            table = cli({**env, "COLUMNS": "200"}, "pools", "pods", "here").stdout
+            header = ["NAME", "STATE", "PHASE", "NODE", "SLOTS", "AGE", "REASON"]
+            assert any(line.split() == header for line in table.splitlines()), table
+            assert table.count("...") == 2  # three idle slots per pod
+            for pod in pods:
+                assert pod["name"] in table
+    finally:
+        for record in (tmp_path / "data" / "local-runtime" / "pods").glob("*.json"):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(json.loads(record.read_text())["pid"], signal.SIGKILL)

@@ -1,8 +1,9 @@
-"""`slotpool pools`: list, get, create, apply, export, preview."""
+"""`slotpool pools`: list, get, create, apply, export, preview, pods, sync."""
 
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,13 +18,16 @@ from slotpool.cli.common import (
     TokenOption,
     UrlOption,
     client,
+    emit,
     fail,
     out,
     show,
 )
 from slotpool.client import ApiError, Client
 
-pools_app = typer.Typer(help="Agent pools: list, inspect, create, apply, export, preview.")
+pools_app = typer.Typer(
+    help="Agent pools: list, inspect, create, apply, export, preview, pods, sync."
+)
 POOL_DOC_KEYS = ("name", "description", "pool_type", "k8s_config")
 
 
@@ -185,13 +189,19 @@ def pools_preview(
     url: UrlOption = DEFAULT_URL,
     token: TokenOption = None,
     output: Annotated[str, typer.Option("-o", "--output", help="yaml or json")] = "yaml",
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Also let the cluster's API server validate and admit it (k8s)."
+        ),
+    ] = False,
 ) -> None:
     """Print the exact Pod the pool's saved (or a candidate) configuration makes."""
     api = client(url, token)
     try:
         pool_id = api.find_pool(pool)["pool_id"]
         path = f"/api/v1/agent-pools/{pool_id}/pod-preview"
-        params = {"format": output}
+        params = {"format": output, "dry_run": str(dry_run).lower()}
         if config_file is None:
             response = api.request("GET", path, params=params)
         else:
@@ -200,3 +210,84 @@ def pools_preview(
     except ApiError as exc:
         raise fail(exc) from None
     sys.stdout.write(response.text if response.text.endswith("\n") else response.text + "\n")
+
+
+def _age(created: str, now: datetime) -> str:
+    seconds = int((now - datetime.fromisoformat(created)).total_seconds())
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"
+
+
+def _slots(pod: dict[str, Any]) -> str:
+    marks = {"idle": ".", "busy": "B", "reserved": "R"}
+    return "".join(marks.get(slot["state"], "?") for slot in pod["slots"])
+
+
+def _pods_table(pods: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("NAME", "STATE", "PHASE", "NODE", "SLOTS", "AGE"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("REASON", overflow="fold")
+    now = datetime.now(UTC)
+    for pod in pods:
+        state = pod["state"] + (" (outdated)" if pod["outdated"] else "")
+        table.add_row(
+            pod["name"],
+            state,
+            pod.get("phase") or "-",
+            pod.get("node") or "-",
+            _slots(pod),
+            _age(pod["created_at"], now),
+            pod["reason"] or "",
+        )
+    return table
+
+
+@pools_app.command("pods")
+def pools_pods(
+    pool: Annotated[str, typer.Argument(help="Pool id or name.")],
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    output: OutputOption = Output.table,
+) -> None:
+    """The pool's Pods with their slots (. idle, B busy, R reserved), state and reason."""
+    api = client(url, token)
+    try:
+        pool_id = api.find_pool(pool)["pool_id"]
+        pods = api.json("GET", f"/api/v1/agent-pools/{pool_id}/pods")["items"]
+    except ApiError as exc:
+        raise fail(exc) from None
+    show(pods, output, _pods_table)
+
+
+def _sync_lines(report: dict[str, Any]) -> str:
+    lines = [report["message"], f"  token Secret: {report['secret']}"]
+    for key in ("adopted", "created", "rebuilt", "ended", "removed", "kept_busy"):
+        if report[key]:
+            lines.append(f"  {key.replace('_', ' ')}: {', '.join(report[key])}")
+    lines.extend(f"  pending {p['name']}: {p['reason']}" for p in report["pending"])
+    if report["frozen"]:
+        lines.append("  a freeze window is active: no Pod was created")
+    return "\n".join(lines)
+
+
+@pools_app.command("sync")
+def pools_sync(
+    pool: Annotated[str, typer.Argument(help="Pool id or name.")],
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    output: OutputOption = Output.table,
+) -> None:
+    """Sync the pool's Pods now: token Secret, Pods from the runtime, rebuilds, min_replicas."""
+    api = client(url, token)
+    try:
+        pool_id = api.find_pool(pool)["pool_id"]
+        report = api.json("POST", f"/api/v1/agent-pools/{pool_id}/sync-deployment")
+    except ApiError as exc:
+        raise fail(exc) from None
+    if output is Output.table:
+        out.print(_sync_lines(report), highlight=False, soft_wrap=True)
+    else:
+        emit(report, output)

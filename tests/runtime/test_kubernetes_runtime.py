@@ -31,6 +31,7 @@ from slotpool.domain.pods import PodContext, build_pod_manifest, pod_config_hash
 from slotpool.runtime.base import RuntimePod
 from slotpool.runtime.errors import (
     PermanentRuntimeError,
+    RuntimeApiError,
     TemporaryRuntimeError,
     runtime_error_from,
 )
@@ -436,3 +437,36 @@ async def test_an_unreachable_or_silent_server_is_a_temporary_error(listening: b
             await subject.aclose()
     assert failed.value.status is None
     assert ("timed out" in failed.value.message) is listening
+
+
+async def test_prepare_makes_a_restricted_namespace_once_and_again_after_it_was_deleted(
+    k8s: K8sTestEnv, pool_id: str
+) -> None:
+    namespace = f"slotpool-prepare-{secrets.token_hex(3)}"
+    subject = KubernetesRuntime.from_kubeconfig(k8s.kubeconfig, requests_per_second=500.0)
+    path = f"/api/v1/namespaces/{namespace}"
+    try:
+        await subject.prepare(namespace)
+        labels = (await asyncio.to_thread(k8s.client.get, path)).json()["metadata"]["labels"]
+        assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+        await asyncio.to_thread(k8s.wait_for_service_account, namespace)
+        pod = manifest(pool_id, namespace=namespace)
+        await subject.create_pod(pod)
+
+        # Deleted behind slotpool's back: creating fails until prepare makes it again.
+        await asyncio.to_thread(k8s.client.delete, path)
+        deadline = asyncio.get_running_loop().time() + 60
+        while True:
+            with pytest.raises(RuntimeApiError) as refused:
+                await subject.create_pod(pod)
+            if refused.value.status == 404 or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.5)  # 403 while the namespace is still terminating
+        assert refused.value.status == 404
+        await subject.prepare(namespace)
+        await asyncio.to_thread(k8s.wait_for_service_account, namespace)
+        created = await subject.create_pod(pod)
+        assert created.namespace == namespace
+    finally:
+        await subject.aclose()
+        await asyncio.to_thread(k8s.client.delete, path)

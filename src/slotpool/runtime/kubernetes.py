@@ -115,6 +115,7 @@ class KubernetesRuntime:
     def __init__(self, *, client: AsyncClient, requests_per_second: float) -> None:
         self._client = client
         self._bucket = TokenBucket(requests_per_second)
+        self._prepared: set[str] = set()  # namespaces known to exist: not asked again
 
     @classmethod
     def from_kubeconfig(
@@ -156,7 +157,12 @@ class KubernetesRuntime:
     async def create_pod(self, manifest: Mapping[str, Any]) -> RuntimePod:
         """Create a Pod from the builder's manifest, in the manifest's namespace."""
         pod = _pod_from_manifest(manifest)
-        created = await self._call(lambda: self._client.create(pod))
+        try:
+            created = await self._call(lambda: self._client.create(pod))
+        except RuntimeApiError as exc:
+            if exc.status == 404:  # the namespace was deleted behind our back
+                self._prepared.discard(str(manifest.get("metadata", {}).get("namespace")))
+            raise
         return runtime_pod(created)
 
     async def list_pods(self, namespace: str, pool_id: str) -> tuple[list[RuntimePod], str]:
@@ -238,8 +244,12 @@ class KubernetesRuntime:
     # -- the PodRuntime protocol (base.py) -----------------------------------------------------
 
     async def prepare(self, namespace: str) -> None:
-        """The pool's namespace, created enforcing the ``restricted`` Pod Security Standard."""
-        await self.ensure_namespace(namespace, labels=RESTRICTED_NAMESPACE_LABELS)
+        """The pool's namespace, created enforcing the ``restricted`` Pod Security Standard
+        (an existing one is left as its owner set it up). Asked once per namespace; a create
+        answered "namespace not found" makes the next ``prepare`` ask again."""
+        if namespace not in self._prepared:
+            await self.ensure_namespace(namespace, labels=RESTRICTED_NAMESPACE_LABELS)
+            self._prepared.add(namespace)
 
     async def read_token(self, namespace: str, pool_id: str) -> str | None:
         return await self.read_token_secret(namespace, pool_id)

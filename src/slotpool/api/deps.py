@@ -14,6 +14,7 @@ from slotpool.services.errors import Invalid
 from slotpool.services.freeze import FreezeService
 from slotpool.services.pod_keeper import PodKeeper
 from slotpool.services.pools import PoolService
+from slotpool.services.stats import StatsService
 from slotpool.services.tasks import TaskService
 from slotpool.services.tokens import AgentIdentity, TokenService
 from slotpool.settings import Settings
@@ -29,6 +30,7 @@ class Services:
     agents: AgentService
     settings: Settings
     pods: PodKeeper
+    stats: StatsService
 
 
 def services(request: Request) -> Services:

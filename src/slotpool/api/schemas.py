@@ -14,6 +14,7 @@ from slotpool.domain.pools import POOL_NAME_PATTERN, POOL_NAME_RULE, Pool
 from slotpool.domain.tasks import MAX_STEPS, StepStatus, Task, TaskStatus
 from slotpool.domain.text import Text
 from slotpool.domain.tokens import TOKEN_NAME_PATTERN, TOKEN_NAME_RULE, PoolToken, TokenStatus
+from slotpool.services.stats import PoolCounts
 
 AGENT_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 
@@ -121,9 +122,17 @@ class PoolOut(BaseModel):
     created_at: datetime
     updated_by: str
     updated_at: datetime
+    pods_ready: int = Field(description="Pods whose agent is registered and heartbeating.")
+    pods_total: int = Field(description="Pods of the pool in any state (failed ones too).")
+    slots_busy: int = Field(description="Slots running a task step.")
+    slots_reserved: int = Field(description="Slots kept for a task awaiting approval.")
+    slots_total: int = Field(description="Slots of the Pods not failed or terminating.")
+    queued_tasks: int = Field(description="Tasks waiting for a slot.")
 
     @classmethod
-    def of(cls, pool: Pool, *, config_hash: str | None, freeze: FreezeState) -> PoolOut:
+    def of(
+        cls, pool: Pool, *, config_hash: str | None, freeze: FreezeState, counts: PoolCounts
+    ) -> PoolOut:
         unfreeze = pool.unfreeze
         return cls(
             pool_id=pool.pool_id,
@@ -143,6 +152,12 @@ class PoolOut(BaseModel):
             created_at=pool.created_at,
             updated_by=pool.updated_by,
             updated_at=pool.updated_at,
+            pods_ready=counts.pods_ready,
+            pods_total=counts.pods_total,
+            slots_busy=counts.slots_busy,
+            slots_reserved=counts.slots_reserved,
+            slots_total=counts.slots_total,
+            queued_tasks=counts.queued_tasks,
         )
 
 

@@ -18,6 +18,7 @@ from slotpool.store.repositories import (
     PoolRepository,
     PoolTokenRepository,
 )
+from slotpool.store.stats import PoolStatsRepository
 from slotpool.store.work import PodRepository, TaskRepository
 
 
@@ -28,6 +29,7 @@ class UnitOfWork:
         self.pool_tokens = PoolTokenRepository(session)
         self.pods = PodRepository(session)
         self.tasks = TaskRepository(session, backend)
+        self.stats = PoolStatsRepository(session)
 
 
 class Store:

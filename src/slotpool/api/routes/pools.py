@@ -9,15 +9,29 @@ from fastapi import APIRouter, Path, Query, Response, status
 from slotpool.api.deps import Admin, ExpectedRevision, Services, ServicesDep
 from slotpool.api.schemas import PoolCreate, PoolList, PoolOut, PoolPatch
 from slotpool.domain.pools import POOL_ID_PATTERN, POOL_NAME_PATTERN, Pool
+from slotpool.services.stats import PoolCounts
 
 router = APIRouter(prefix="/api/v1/agent-pools", tags=["pools"])
 PoolId = Annotated[str, Path(pattern=POOL_ID_PATTERN, description="pool- and 16 of [a-z0-9]")]
 
 
-def pool_out(services: Services, pool: Pool) -> PoolOut:
+def pool_out(services: Services, pool: Pool, counts: PoolCounts) -> PoolOut:
     return PoolOut.of(
-        pool, config_hash=services.pools.config_hash(pool), freeze=services.freeze.state(pool)
+        pool,
+        config_hash=services.pools.config_hash(pool),
+        freeze=services.freeze.state(pool),
+        counts=counts,
     )
+
+
+async def pools_out(services: Services, pools: list[Pool]) -> list[PoolOut]:
+    """The pools with their Pod, slot and queue counts (one query for the whole page)."""
+    counts = await services.stats.pool_counts([p.pool_id for p in pools])
+    return [pool_out(services, p, counts[p.pool_id]) for p in pools]
+
+
+async def one_pool_out(services: Services, pool: Pool) -> PoolOut:
+    return (await pools_out(services, [pool]))[0]
 
 
 def etag(response: Response, pool: Pool) -> None:
@@ -35,9 +49,7 @@ async def list_pools(
     ] = None,
 ) -> PoolList:
     pools, total = await services.pools.list(limit=limit, offset=offset, name=name)
-    return PoolList(
-        items=[pool_out(services, p) for p in pools], total=total, limit=limit, offset=offset
-    )
+    return PoolList(items=await pools_out(services, pools), total=total, limit=limit, offset=offset)
 
 
 @router.post("", response_model=PoolOut, status_code=status.HTTP_201_CREATED)
@@ -53,14 +65,14 @@ async def create_pool(
     )
     response.headers["Location"] = f"{router.prefix}/{pool.pool_id}"
     etag(response, pool)
-    return pool_out(services, pool)
+    return await one_pool_out(services, pool)
 
 
 @router.get("/{pool_id}", response_model=PoolOut)
 async def get_pool(pool_id: PoolId, services: ServicesDep, _: Admin, response: Response) -> PoolOut:
     pool = await services.pools.get(pool_id)
     etag(response, pool)
-    return pool_out(services, pool)
+    return await one_pool_out(services, pool)
 
 
 @router.patch("/{pool_id}", response_model=PoolOut)
@@ -76,7 +88,7 @@ async def patch_pool(
         pool_id, changes=body.changes(), by=actor, expected_revision=revision
     )
     etag(response, pool)
-    return pool_out(services, pool)
+    return await one_pool_out(services, pool)
 
 
 @router.delete("/{pool_id}", status_code=status.HTTP_204_NO_CONTENT)

@@ -101,7 +101,7 @@ def local_pool(client: httpx.Client, *, pods: int, slots: int) -> str:
     body = {
         "name": "local",
         "pool_type": "local",
-        "k8s_config": {"min_replicas": pods, "slots_per_pod": slots},
+        "k8s_config": {"min_replicas": pods, "max_replicas": pods, "slots_per_pod": slots},
     }
     response = client.post("/api/v1/agent-pools", json=body)
     assert response.status_code == 201, response.text

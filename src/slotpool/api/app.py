@@ -22,6 +22,7 @@ from slotpool.runtime.local import LocalRuntime
 from slotpool.services.agents import AgentService
 from slotpool.services.auth import AdminAuth
 from slotpool.services.dispatch import Dispatcher
+from slotpool.services.events import EventService
 from slotpool.services.freeze import FreezeService
 from slotpool.services.notify import Notifier
 from slotpool.services.pod_keeper import PodKeeper
@@ -71,7 +72,7 @@ def build_services(
     freeze = FreezeService(store, settings, clock)
     tokens = TokenService(store, clock)
     notifier = Notifier()
-    dispatcher = Dispatcher(store, pools, notifier, clock)
+    dispatcher = Dispatcher(store, pools, notifier, clock, freeze)
     return Services(
         auth=AdminAuth(store, settings, clock),
         pools=pools,
@@ -92,12 +93,13 @@ def build_services(
             store=store,
             runtimes=runtimes or {},
             pools=pools,
-            freeze=freeze,
             tokens=tokens,
             notifier=notifier,
+            settings=settings,
             clock=clock,
         ),
         stats=StatsService(store),
+        events=EventService(store),
     )
 
 
@@ -148,6 +150,7 @@ def create_app(
     for module in (health, pools, config, freeze, tokens, pods, tasks, agent):
         app.include_router(module.router)
     app.include_router(pods.sync_router)
+    app.include_router(pods.events_router)
     app.mount("/metrics", make_asgi_app())
     ui.mount(app, settings)
     return app

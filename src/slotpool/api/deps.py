@@ -11,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from slotpool.services.agents import AgentService
 from slotpool.services.auth import AdminAuth
 from slotpool.services.errors import Invalid
+from slotpool.services.events import EventService
 from slotpool.services.freeze import FreezeService
 from slotpool.services.pod_keeper import PodKeeper
 from slotpool.services.pools import PoolService
@@ -31,6 +32,7 @@ class Services:
     settings: Settings
     pods: PodKeeper
     stats: StatsService
+    events: EventService
 
 
 def services(request: Request) -> Services:

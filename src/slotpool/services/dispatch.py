@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from dataclasses import replace
+from datetime import datetime
 
 import structlog
 
+from slotpool.domain.freeze import FreezePolicy
 from slotpool.domain.tasks import PodCapacity, place
+from slotpool.services.freeze import FreezeService
 from slotpool.services.notify import Notifier
 from slotpool.services.pools import Clock, PoolService
 from slotpool.store.uow import Store, UnitOfWork
@@ -34,9 +37,17 @@ def _use(capacities: list[PodCapacity], pod_id: int, slot: int) -> None:
 
 
 class Dispatcher:
-    def __init__(self, store: Store, pools: PoolService, notifier: Notifier, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: Store,
+        pools: PoolService,
+        notifier: Notifier,
+        clock: Clock,
+        freeze: FreezeService | None = None,
+    ) -> None:
         self._store = store
         self._pools = pools
+        self._freeze = freeze
         self._notifier = notifier
         self._clock = clock
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -55,6 +66,9 @@ class Dispatcher:
                     self._notifier.wake(("pod", pod_id))
                 if not more:
                     break
+        # Whatever happened (a task queued or placed, a slot freed, an agent arrived), the
+        # pool's controller looks again: demand and capacity may have changed.
+        self._notifier.wake(("pool", pool_id))
         return started
 
     async def _one_batch(self, pool_id: str) -> tuple[list[int], bool]:
@@ -62,7 +76,7 @@ class Dispatcher:
         now = self._clock()
         async with self._store.unit_of_work() as uow:
             queued = await uow.tasks.queued(pool_id, limit=BATCH)
-            if not queued:
+            if not queued or await self._change_freeze(uow, pool_id, now):
                 return [], False
             pods = {p.id: p for p in await uow.pods.of_pool(pool_id)}
             capacities = [p.capacity() for p in pods.values()]
@@ -82,6 +96,14 @@ class Dispatcher:
                 _use(capacities, pod_id, slot)
                 given.append(pod_id)
             return given, len(queued) == BATCH
+
+    async def _change_freeze(self, uow: UnitOfWork, pool_id: str, now: datetime) -> bool:
+        """A ``no_new_tasks`` window in force: queued tasks wait (the controller says why)."""
+        pool = await uow.pools.get(pool_id)
+        if pool is None or self._freeze is None:
+            return False
+        state = self._freeze.state(pool, now)
+        return state.active and state.policy is FreezePolicy.no_new_tasks
 
     async def _current_hash(self, uow: UnitOfWork, pool_id: str) -> str | None:
         pool = await uow.pools.get(pool_id)

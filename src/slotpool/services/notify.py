@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from weakref import WeakValueDictionary
 
 RECHECK_SECONDS = 1.0
@@ -18,11 +18,18 @@ RECHECK_SECONDS = 1.0
 class Notifier:
     def __init__(self) -> None:
         self._events: WeakValueDictionary[Hashable, asyncio.Event] = WeakValueDictionary()
+        self._listeners: list[Callable[[Hashable], None]] = []
 
     def wake(self, key: Hashable) -> None:
         event = self._events.get(key)
         if event is not None:
             event.set()
+        for listener in self._listeners:
+            listener(key)
+
+    def listen(self, listener: Callable[[Hashable], None]) -> None:
+        """Also call ``listener`` with every key woken (the controller's pool wake-ups)."""
+        self._listeners.append(listener)
 
     def arm(self, key: Hashable) -> asyncio.Event:
         """Call before looking at the database, so a wake-up in between is not missed; keep the

@@ -1,31 +1,32 @@
-"""The pods of ``k8s`` and ``local`` pools, kept in step with the runtime and the configuration.
+"""The pool controller: the pods of ``k8s`` and ``local`` pools, kept to what the work needs.
 
-One keeper serves both pool types through ``PodRuntime`` (``runtime/base.py``). A pass for a pool
-(every second in the background, on ``sync-deployment``, and after a configuration is saved):
+One controller serves both pool types through ``PodRuntime`` (``runtime/base.py``). A pass over a
+pool (one at a time per pool, pools in parallel) runs when something happened to it (a task
+queued, a slot freed, an agent registered or went silent, the config or freeze windows saved), when
+its plan asked to be woken (a delay ending, a pending timeout, a freeze boundary), on
+``sync-deployment`` and at least every ``resync`` seconds:
 
-1. ensures the pool's token Secret holds a token that authenticates for this pool (a new one is
-   minted when it is missing or no longer valid);
-2. syncs the pods the runtime reports into the database: unknown pods with the pool's labels are
-   adopted, the phase, Node and the runtime's reason (e.g. ``Unschedulable: 0/3 nodes ...``) are
-   recorded, pods that ended or vanished are retired (their tasks become ``lost`` with the reason)
-   and ended ones deleted;
-3. inside an active freeze window: deletes the pods whose slots are all idle and creates nothing;
-4. otherwise rebuilds every pod with an outdated config whose slots are all idle (delete, then a
-   replacement from the current config: the pod count is kept) and creates pods up to
-   ``min_replicas``.
-
-A pod is deleted only after ``drain_if_idle`` marked it ``draining`` in the transaction that saw
-all its slots idle, so no task can be given to it any more: no path here deletes a pod with a busy
-or reserved slot. Every mutation of a pool runs under that pool's lock, so a pass and a rebuild
-after a config save never act on each other's half-done work. Scaling to demand belongs to the
-controller, which builds on this.
+1. **observe**: the token Secret must hold a token that authenticates for this pool (checked on
+   sync and every ``SECRET_CHECK_SECONDS``; a new token is minted when it does not); the runtime's
+   pods go into the database: unknown pods with the pool's labels are adopted, phase, Node and the
+   runtime's reason (``Unschedulable: 0/3 nodes ...``) recorded, pods that ended or vanished
+   retired (their tasks become ``lost`` with the reason) and ended ones deleted;
+2. **decide**: ``slotpool.domain.scaling.plan`` (pure) turns the pods, their slots, the queue,
+   the freeze and the back-off into actions and holds, each with a reason;
+3. **act**: create Pods (bounded concurrency), delete or rebuild idle ones. A Pod is deleted only
+   after ``drain_if_idle`` marked it ``draining`` in the transaction that saw all its slots idle,
+   so no task can be given to it any more: no path here deletes a Pod with a busy or reserved
+   slot, whatever the plan says;
+4. **record**: every action and every new hold is a pool event (inputs, action, reason), and
+   queued tasks say why they wait.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -34,21 +35,38 @@ import structlog
 
 from slotpool.domain.config import PoolConfig, PoolType
 from slotpool.domain.errors import Issue
+from slotpool.domain.events import NewEvent, Outcome
+from slotpool.domain.freeze import FreezePolicy, FreezeState, freeze_state, next_boundary
 from slotpool.domain.pods import build_pod_manifest
 from slotpool.domain.pools import Pool
-from slotpool.domain.tasks import Pod, PodState, state_from_runtime
+from slotpool.domain.scaling import (
+    Action,
+    Backoff,
+    CreatePods,
+    DeleteStuckPod,
+    Observation,
+    Plan,
+    PodObservation,
+    Reason,
+    RebuildPod,
+    plan,
+)
+from slotpool.domain.tasks import Pod, PodState, SlotState, state_from_runtime
 from slotpool.runtime.base import PodRuntime, RuntimePod
 from slotpool.runtime.errors import PermanentRuntimeError, RuntimeApiError
-from slotpool.services.errors import Conflict, Invalid, RuntimeUnavailable, Unauthorized
-from slotpool.services.freeze import FreezeService
+from slotpool.services.errors import Conflict, Invalid, NotFound, RuntimeUnavailable, Unauthorized
 from slotpool.services.ids import new_token_id
 from slotpool.services.lifecycle import retire_pod
 from slotpool.services.notify import Notifier
 from slotpool.services.pools import Clock, PoolService
 from slotpool.services.tokens import TokenService
+from slotpool.settings import Settings
 from slotpool.store.uow import Store
 
 log = structlog.get_logger(__name__)
+SECRET_CHECK_SECONDS = 30.0
+CREATE_CONCURRENCY = 8
+EVENTS_KEPT = 1000
 REBUILD_REASON = "configuration changed: replaced because all its slots were idle"
 
 
@@ -68,7 +86,7 @@ class PendingPod:
 
 @dataclass
 class SyncReport:
-    """What one pass did, pod by pod."""
+    """What one pass did, pod by pod, and the decision behind it."""
 
     secret: str = "unchanged"
     adopted: list[str] = field(default_factory=list)
@@ -79,6 +97,20 @@ class SyncReport:
     kept_busy: list[str] = field(default_factory=list)
     pending: list[PendingPod] = field(default_factory=list)
     frozen: bool = False
+    failures: list[str] = field(default_factory=list)
+    decision: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _PoolState:
+    """What the controller remembers of a pool between passes (lost on restart, harmlessly:
+    the back-off starts again from zero and the next hold is recorded once more)."""
+
+    backoff: Backoff = field(default_factory=Backoff)
+    holds: frozenset[tuple[str, str]] = frozenset()
+    secret_checked: float | None = None
+    wake_at: datetime | None = None
+    poked: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class PodKeeper:
@@ -88,19 +120,21 @@ class PodKeeper:
         store: Store,
         runtimes: Mapping[PoolType, PodRuntime],
         pools: PoolService,
-        freeze: FreezeService,
         tokens: TokenService,
         notifier: Notifier,
+        settings: Settings,
         clock: Clock,
     ) -> None:
         self._store = store
         self._runtimes = dict(runtimes)
         self._pools = pools
-        self._freeze = freeze
         self._tokens = tokens
         self._notifier = notifier
+        self._default_tz = settings.default_timezone
         self._clock = clock
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._state: defaultdict[str, _PoolState] = defaultdict(_PoolState)
+        notifier.listen(self._on_wake)
 
     # -- entry points ----------------------------------------------------------------------------
 
@@ -119,59 +153,49 @@ class PodKeeper:
             raise Conflict("the local runtime is off in this server (SLOTPOOL_LOCAL_RUNTIME)")
         return runtime
 
-    async def run_forever(self, interval_seconds: float) -> None:
-        while True:
-            await self.pass_all()
-            await asyncio.sleep(interval_seconds)
+    def can_run(self, pool: Pool) -> bool:
+        """Whether this server runs the pool's pods (a runtime for its type, a config)."""
+        return pool.pool_type in self._runtimes and pool.effective_config() is not None
 
-    async def pass_all(self) -> None:
-        pools, _ = await self._pools.list(limit=1000, offset=0, name=None)
-        for pool in pools:
-            if pool.pool_type not in self._runtimes or pool.effective_config() is None:
-                continue
-            try:
-                await self.sync(pool)
-            except Exception:  # logged; the next pass tries again
-                log.exception("pod pass failed", pool_id=pool.pool_id)
+    def poke(self, pool_id: str) -> None:
+        """Something happened to the pool: its worker passes again now."""
+        self._state[pool_id].poked.set()
+
+    def _on_wake(self, key: Hashable) -> None:
+        if isinstance(key, tuple) and len(key) == 2 and key[0] == "pool":
+            self.poke(str(key[1]))
 
     async def sync(self, pool: Pool) -> SyncReport:
-        """Secret, pods from the runtime into the database, freeze, rebuild, ``min_replicas``."""
+        """A full pass now, the Secret checked whatever the last check said."""
+        return await self.reconcile(pool, check_secret=True)
+
+    async def rebuild_idle(self, pool: Pool) -> SyncReport:
+        """After a config save: a pass, which rebuilds every idle outdated Pod."""
+        log.info("Rebuilding idle pods for pool after config update", pool_id=pool.pool_id)
+        report = await self.reconcile(pool, check_secret=False)
+        if not report.frozen:
+            log.info(
+                f"Successfully rebuilt {len(report.rebuilt)} idle pods for pool "
+                "with updated configuration",
+                pool_id=pool.pool_id,
+                rebuilt=report.rebuilt,
+                kept_busy=report.kept_busy,
+            )
+        return report
+
+    async def reconcile(self, pool: Pool, *, check_secret: bool) -> SyncReport:
         runtime = self.runtime_for(pool)
         async with self._locks[pool.pool_id]:
             pool = await self._pools.get(pool.pool_id)  # the latest config, read under the lock
             config = self._config_of(pool)
             report = SyncReport()
             try:
-                await self._pass(pool, config, runtime, report, create=True)
+                await self._pass(pool, config, runtime, report, check_secret=check_secret)
             except RuntimeApiError as exc:
                 raise RuntimeFailed(str(exc), report) from exc
+            if report.failures:
+                raise RuntimeFailed("; ".join(report.failures), report)
             return report
-
-    async def rebuild_idle(self, pool: Pool) -> SyncReport:
-        """After a config save: replace every idle pod whose config is outdated now."""
-        runtime = self.runtime_for(pool)
-        async with self._locks[pool.pool_id]:
-            pool = await self._pools.get(pool.pool_id)
-            config = self._config_of(pool)
-            report = SyncReport()
-            log.info("Rebuilding idle pods for pool after config update", pool_id=pool.pool_id)
-            try:
-                await self._pass(pool, config, runtime, report, create=False)
-            except RuntimeApiError as exc:
-                raise RuntimeFailed(str(exc), report) from exc
-            if not report.frozen:
-                log.info(
-                    f"Successfully rebuilt {len(report.rebuilt)} idle pods for pool "
-                    "with updated configuration",
-                    pool_id=pool.pool_id,
-                    rebuilt=report.rebuilt,
-                    kept_busy=report.kept_busy,
-                )
-            return report
-
-    def can_run(self, pool: Pool) -> bool:
-        """Whether this server runs the pool's pods (a runtime for its type, a config)."""
-        return pool.pool_type in self._runtimes and pool.effective_config() is not None
 
     async def dry_run(self, pool: Pool, manifest: Mapping[str, Any]) -> dict[str, Any]:
         """The Pod as the cluster would admit it; refusals are ``Invalid`` in its words."""
@@ -187,6 +211,63 @@ class PodKeeper:
             raise RuntimeUnavailable(f"the dry run could not reach a verdict: {exc}") from exc
         assert admitted is not None  # the Kubernetes runtime always answers
         return admitted
+
+    # -- running in the background ---------------------------------------------------------------
+
+    async def run_forever(self, resync_seconds: float) -> None:
+        """One worker per pool with pods to keep; the list of pools is read every resync."""
+        workers: dict[str, asyncio.Task[None]] = {}
+        try:
+            while True:
+                try:
+                    wanted = {p.pool_id for p in await self._managed_pools()}
+                except Exception:  # logged; the next round tries again
+                    log.exception("listing pools failed")
+                    wanted = set(workers)
+                for pool_id in wanted - set(workers):
+                    workers[pool_id] = asyncio.create_task(self._worker(pool_id, resync_seconds))
+                for pool_id in set(workers) - wanted:
+                    workers.pop(pool_id).cancel()
+                    self._state.pop(pool_id, None)
+                await asyncio.sleep(resync_seconds)
+        finally:
+            for worker in workers.values():
+                worker.cancel()
+            for worker in workers.values():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
+
+    async def _managed_pools(self) -> list[Pool]:
+        found: list[Pool] = []
+        offset = 0
+        while True:
+            page, total = await self._pools.list(limit=1000, offset=offset, name=None)
+            found += [p for p in page if self.can_run(p)]
+            offset += len(page)
+            if not page or offset >= total:
+                return found
+
+    async def _worker(self, pool_id: str, resync_seconds: float) -> None:
+        state = self._state[pool_id]
+        while True:
+            state.poked.clear()
+            try:
+                pool = await self._pools.get(pool_id)
+                await self.reconcile(pool, check_secret=False)
+            except NotFound:
+                return  # the pool was deleted
+            except RuntimeFailed as exc:
+                log.warning("pool pass failed", pool_id=pool_id, error=str(exc))
+            except Conflict as exc:
+                log.info("pool not kept", pool_id=pool_id, why=exc.message)
+            except Exception:  # logged; the next pass tries again
+                log.exception("pool pass failed", pool_id=pool_id)
+            timeout = resync_seconds
+            if state.wake_at is not None:
+                until = (state.wake_at - self._clock()).total_seconds()
+                timeout = min(timeout, max(until, 0.05))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(state.poked.wait(), timeout)
 
     # -- one pass ----------------------------------------------------------------------------------
 
@@ -204,20 +285,31 @@ class PodKeeper:
         runtime: PodRuntime,
         report: SyncReport,
         *,
-        create: bool,
+        check_secret: bool,
     ) -> None:
+        state = self._state[pool.pool_id]
         namespace = self._pools.pod_context(pool).namespace_for(config)
         await runtime.prepare(namespace)
-        report.secret = await self._ensure_secret(pool, runtime, namespace)
-        alive = await self._observe(pool, runtime, namespace, report)
-        freeze = self._freeze.state(pool, self._clock())
-        if freeze.active:
-            report.frozen = True
-            await self._remove_idle(pool, runtime, namespace, alive, report, freeze.reason())
-            return
-        alive = await self._rebuild_outdated(pool, config, runtime, namespace, alive, report)
-        if create:
-            await self._create(pool, config, runtime, config.min_replicas - len(alive), report)
+        loop_now = asyncio.get_running_loop().time()
+        stale = (
+            state.secret_checked is None or loop_now - state.secret_checked > SECRET_CHECK_SECONDS
+        )
+        if check_secret or stale:
+            report.secret = await self._ensure_secret(pool, runtime, namespace)
+            state.secret_checked = loop_now
+        alive = await self._observe(pool, config, runtime, namespace, report)
+        now = self._clock()
+        observation = await self._observation(pool, config, alive, now)
+        decided = plan(observation, now)
+        state.backoff, state.wake_at = decided.backoff, decided.wake_at
+        report.frozen = observation.freeze.active
+        report.kept_busy = [
+            p.name for p in observation.pods if observation.outdated(p) and not p.all_idle
+        ]
+        report.decision = decided.summary()
+        events = await self._act(pool, config, runtime, namespace, decided, report)
+        events += self._new_holds(pool.pool_id, decided)
+        await self._record(pool, observation, decided, events)
 
     async def _ensure_secret(self, pool: Pool, runtime: PodRuntime, namespace: str) -> str:
         """The Secret must hold a token that authenticates for this pool, else a new one."""
@@ -239,12 +331,16 @@ class PodKeeper:
         return outcome
 
     async def _observe(
-        self, pool: Pool, runtime: PodRuntime, namespace: str, report: SyncReport
+        self,
+        pool: Pool,
+        config: PoolConfig,
+        runtime: PodRuntime,
+        namespace: str,
+        report: SyncReport,
     ) -> list[RuntimePod]:
         """The runtime's pods into the database; returns those that live and are not deleted."""
         listed_at = self._clock()
         seen = await runtime.pods(namespace, pool.pool_id)
-        slots = self._config_of(pool).slots_per_pod
         alive: list[RuntimePod] = []
         async with self._store.unit_of_work() as uow:
             known = {p.name: p for p in await uow.pods.of_pool(pool.pool_id)}
@@ -258,7 +354,7 @@ class PodKeeper:
                     await uow.pods.adopt(
                         pool_id=pool.pool_id,
                         name=pod.name,
-                        slots=slots,
+                        slots=config.slots_per_pod,
                         config_hash=pod.config_hash,
                         state=state,
                         phase=pod.phase,
@@ -273,7 +369,7 @@ class PodKeeper:
                     await retire_pod(uow, row, reason=why, now=listed_at, notifier=self._notifier)
                     report.ended.append(pod.name)
                     log.warning("pod ended", pool_id=pool.pool_id, pod=pod.name, reason=why)
-                elif row is not None:
+                elif row is not None and row.state is not PodState.failed:
                     await uow.pods.observed(
                         row.id,
                         state=state,
@@ -287,98 +383,157 @@ class PodKeeper:
                 if not pod.ended and not pod.deleting:
                     alive.append(pod)
             for row in known.values():
-                if _vanished(row, listed_at):
+                if not _vanished(row, listed_at):
+                    continue
+                if row.state is PodState.terminating:  # deleted by slotpool, now gone
+                    why = row.reason
+                else:
                     why = f"{runtime.name} pod {row.name} vanished (no longer in the runtime)"
-                    await retire_pod(uow, row, reason=why, now=listed_at, notifier=self._notifier)
                     report.ended.append(row.name)
                     log.warning("pod vanished", pool_id=pool.pool_id, pod=row.name)
+                await retire_pod(uow, row, reason=why, now=listed_at, notifier=self._notifier)
         for pod in seen:
             if pod.ended:  # its record is kept in the database; the runtime's copy goes
                 await runtime.delete_pod(namespace, pod.name)
         return alive
+
+    async def _observation(
+        self, pool: Pool, config: PoolConfig, alive: list[RuntimePod], now: datetime
+    ) -> Observation:
+        state = self._state[pool.pool_id]
+        async with self._store.unit_of_work() as uow:
+            rows = {p.name: p for p in await uow.pods.of_pool(pool.pool_id)}
+            queued = await uow.tasks.count_queued(pool.pool_id)
+        pods = tuple(_pod_observation(rows[pod.name], pod) for pod in alive if pod.name in rows)
+        unfreeze = pool.unfreeze.until if pool.unfreeze else None
+        return Observation(
+            pool_id=pool.pool_id,
+            config=config,
+            config_hash=self._pools.config_hash(pool) or "",
+            freeze=self._freeze_state(pool, now),
+            queued=queued,
+            pods=pods,
+            backoff=state.backoff,
+            next_freeze_boundary=next_boundary(
+                pool.freeze_schedules,
+                now=now,
+                default_tz=self._default_tz,
+                unfreeze_until=unfreeze,
+            ),
+        )
+
+    def _freeze_state(self, pool: Pool, now: datetime) -> FreezeState:
+        return freeze_state(
+            pool.freeze_schedules,
+            now=now,
+            default_tz=self._default_tz,
+            unfreeze_until=pool.unfreeze.until if pool.unfreeze else None,
+        )
+
+    # -- act ---------------------------------------------------------------------------------------
+
+    async def _act(
+        self,
+        pool: Pool,
+        config: PoolConfig,
+        runtime: PodRuntime,
+        namespace: str,
+        decided: Plan,
+        report: SyncReport,
+    ) -> list[NewEvent]:
+        events: list[NewEvent] = []
+        for action in decided.actions:
+            try:
+                outcome, pod = await self._apply(pool, config, runtime, namespace, action, report)
+            except RuntimeApiError as exc:
+                report.failures.append(f"{action.kind} failed: {exc}")
+                events.append(_event(action, decided, Outcome.failed, f" ({exc})"))
+                log.warning(
+                    "action failed", pool_id=pool.pool_id, action=action.kind, error=str(exc)
+                )
+                continue
+            events.append(_event(action, decided, outcome, pod=pod))
+        return events
+
+    async def _apply(
+        self,
+        pool: Pool,
+        config: PoolConfig,
+        runtime: PodRuntime,
+        namespace: str,
+        action: Action,
+        report: SyncReport,
+    ) -> tuple[Outcome, str | None]:
+        if isinstance(action, CreatePods):
+            created = await self._create(pool, config, runtime, action.count)
+            report.created += created
+            log.info("pods created", pool_id=pool.pool_id, pods=created, reason=action.reason)
+            return Outcome.done, ", ".join(created) or None
+        if isinstance(action, DeleteStuckPod):
+            await runtime.delete_pod(namespace, action.name)
+            await self._terminating(pool, action.name, f"deleted: {action.message}")
+            report.removed.append(action.name)
+            log.warning("stuck pod deleted", pool_id=pool.pool_id, pod=action.name)
+            return Outcome.done, action.name
+        if not await self._drain_if_idle(pool, action.name, action.message):
+            # A task took a slot between the observation and now: the Pod stays.
+            return Outcome.held, action.name
+        await runtime.delete_pod(namespace, action.name)
+        if isinstance(action, RebuildPod):
+            await self._terminating(pool, action.name, REBUILD_REASON)
+            replacement = await self._create(pool, config, runtime, 1)
+            report.rebuilt.append(action.name)
+            report.created += replacement
+            number = len(report.rebuilt)
+            log.info(f"Deleted idle pod {action.name} for rebuild ({number})", pool_id=pool.pool_id)
+            log.info(
+                f"Created replacement pod {replacement[0]} with new config ({number})",
+                pool_id=pool.pool_id,
+            )
+            return Outcome.done, action.name
+        await self._terminating(pool, action.name, f"deleted: {action.message}")
+        report.removed.append(action.name)
+        log.info("idle pod deleted", pool_id=pool.pool_id, pod=action.name, reason=action.reason)
+        return Outcome.done, action.name
 
     async def _drain_if_idle(self, pool: Pool, name: str, reason: str) -> bool:
         async with self._store.unit_of_work() as uow:
             row = await uow.pods.find(pool.pool_id, name)
             if row is None:
                 return False  # never seen by the database: an agent may be about to register
+            if row.state is PodState.failed:
+                return all(s.state is SlotState.idle for s in row.slots)  # retired: slots freed
             return await uow.pods.drain_if_idle(row.id, reason=reason, now=self._clock())
 
-    async def _forget(self, pool: Pool, name: str, reason: str) -> None:
+    async def _terminating(self, pool: Pool, name: str, reason: str) -> None:
+        """Deleted by slotpool: ``terminating`` until the runtime no longer lists it."""
         async with self._store.unit_of_work() as uow:
             row = await uow.pods.find(pool.pool_id, name)
-            if row is not None:
-                now = self._clock()
-                await retire_pod(uow, row, reason=reason, now=now, notifier=self._notifier)
-
-    async def _remove_idle(
-        self,
-        pool: Pool,
-        runtime: PodRuntime,
-        namespace: str,
-        alive: list[RuntimePod],
-        report: SyncReport,
-        why: str,
-    ) -> None:
-        for pod in alive:
-            if not await self._drain_if_idle(pool, pod.name, f"removed: {why}"):
-                report.kept_busy.append(pod.name)
-                continue
-            await runtime.delete_pod(namespace, pod.name)
-            await self._forget(pool, pod.name, f"deleted while idle: {why}")
-            report.removed.append(pod.name)
-            log.info("idle pod deleted (freeze)", pool_id=pool.pool_id, pod=pod.name, why=why)
-
-    async def _rebuild_outdated(
-        self,
-        pool: Pool,
-        config: PoolConfig,
-        runtime: PodRuntime,
-        namespace: str,
-        alive: list[RuntimePod],
-        report: SyncReport,
-    ) -> list[RuntimePod]:
-        current = self._pools.config_hash(pool)
-        outdated = [p for p in alive if p.config_hash != current]
-        if not outdated:
-            return alive
-        idle = [p for p in outdated if await self._drain_if_idle(pool, p.name, REBUILD_REASON)]
-        report.kept_busy.extend(p.name for p in outdated if p not in idle)
-        if idle:
-            log.info(f"Found {len(idle)} idle pods to rebuild for pool", pool_id=pool.pool_id)
-        kept = [p for p in alive if p not in idle]
-        for number, pod in enumerate(idle, start=1):
-            await runtime.delete_pod(namespace, pod.name)
-            await self._forget(pool, pod.name, REBUILD_REASON)
-            log.info(
-                f"Deleted idle pod {pod.name} for rebuild ({number}/{len(idle)})",
-                pool_id=pool.pool_id,
-            )
-            created = await self._create_one(pool, config, runtime)
-            report.rebuilt.append(pod.name)
-            report.created.append(created.name)
-            kept.append(created)
-            log.info(
-                f"Created replacement pod {created.name} with new config ({number}/{len(idle)})",
-                pool_id=pool.pool_id,
-            )
-        return kept
+            if row is not None and row.state is not PodState.failed:
+                await uow.pods.set_state(
+                    row.id, PodState.terminating, reason=reason, now=self._clock()
+                )
 
     async def _create(
-        self,
-        pool: Pool,
-        config: PoolConfig,
-        runtime: PodRuntime,
-        count: int,
-        report: SyncReport,
-    ) -> None:
-        for _ in range(count):
-            created = await self._create_one(pool, config, runtime)
-            report.created.append(created.name)
-            log.info("pod created", pool_id=pool.pool_id, pod=created.name)
+        self, pool: Pool, config: PoolConfig, runtime: PodRuntime, count: int
+    ) -> list[str]:
+        gate = asyncio.Semaphore(CREATE_CONCURRENCY)
+
+        async def one() -> str:
+            async with gate:
+                return (await self._create_one(pool, config, runtime)).name
+
+        results = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
+        created = [r for r in results if isinstance(r, str)]
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            if created:
+                log.warning("some pods not created", pool_id=pool.pool_id, created=created)
+            raise errors[0]
+        return created
 
     async def _create_one(self, pool: Pool, config: PoolConfig, runtime: PodRuntime) -> RuntimePod:
-        """Create the pod and record it at once, so the next pass does not count it missing."""
+        """Create the pod and record it at once, so the next pass counts it as coming."""
         manifest = build_pod_manifest(config, self._pools.pod_context(pool))
         pod = await runtime.create_pod(manifest)
         now = self._clock()
@@ -399,6 +554,96 @@ class PodKeeper:
                     now=now,
                 )
         return pod
+
+    # -- record ------------------------------------------------------------------------------------
+
+    def _new_holds(self, pool_id: str, decided: Plan) -> list[NewEvent]:
+        """A hold is recorded when it starts (or its words change), not on every pass."""
+        state = self._state[pool_id]
+        current = frozenset((h.reason.value, h.message) for h in decided.holds)
+        new = [h for h in decided.holds if (h.reason.value, h.message) not in state.holds]
+        state.holds = current
+        return [
+            NewEvent(
+                action="hold",
+                reason=h.reason.value,
+                message=h.message,
+                outcome=Outcome.held,
+                inputs=decided.summary(),
+            )
+            for h in new
+        ]
+
+    async def _record(
+        self, pool: Pool, observation: Observation, decided: Plan, events: list[NewEvent]
+    ) -> None:
+        why = _queue_reason(observation, decided)
+        async with self._store.unit_of_work() as uow:
+            if events:
+                await uow.events.add(pool.pool_id, events, now=self._clock())
+                await uow.events.prune(pool.pool_id, keep=EVENTS_KEPT)
+            if observation.queued:
+                await uow.tasks.explain_queued(pool.pool_id, reason=why)
+
+
+def _pod_observation(row: Pod, pod: RuntimePod) -> PodObservation:
+    busy = sum(1 for s in row.slots if s.state is SlotState.busy)
+    reserved = sum(1 for s in row.slots if s.state is SlotState.reserved)
+    idle = len(row.slots) - busy - reserved
+    idle_since = None
+    if busy == 0 and reserved == 0:
+        idle_since = max((s.since for s in row.slots), default=row.created_at)
+    return PodObservation(
+        name=row.name,
+        state=row.state,
+        config_hash=pod.config_hash if pod.config_hash is not None else row.config_hash,
+        created_at=row.created_at,
+        idle_since=idle_since,
+        busy=busy,
+        reserved=reserved,
+        idle=idle,
+        k8s_reason=pod.reason if row.state is PodState.pending else None,
+        k8s_message=pod.message if row.state is PodState.pending else None,
+    )
+
+
+def _event(
+    action: Action, decided: Plan, outcome: Outcome, suffix: str = "", pod: str | None = None
+) -> NewEvent:
+    name = getattr(action, "name", None)
+    return NewEvent(
+        action=action.kind,
+        reason=action.reason.value,
+        message=action.message + suffix,
+        outcome=outcome,
+        inputs=decided.summary(),
+        pod=name if isinstance(name, str) else pod,
+    )
+
+
+def _queue_reason(observation: Observation, decided: Plan) -> str:
+    """Why the pool's queued tasks wait, and until when if that is known."""
+    freeze = observation.freeze
+    if freeze.active:
+        until = f" until {_utc(freeze.until)}" if freeze.until else ""
+        if freeze.policy is FreezePolicy.no_new_tasks:
+            return f"waiting: change freeze (no_new_tasks){until}; {freeze.reason()}"
+        return f"waiting: {freeze.reason()}; no Pod is created{until}"
+    for hold in decided.holds:
+        if hold.reason is Reason.backoff:
+            return f"waiting: {hold.message}" + (f" until {_utc(hold.until)}" if hold.until else "")
+        if hold.reason is Reason.max_replicas:
+            return f"waiting for a free slot: {hold.message}"
+    return (
+        "waiting for a free slot: Pods are starting"
+        if decided.created
+        or any(p.state in (PodState.pending, PodState.starting) for p in observation.pods)
+        else "waiting for a free slot"
+    )
+
+
+def _utc(instant: datetime | None) -> str:
+    return "" if instant is None else instant.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _vanished(row: Pod, listed_at: datetime) -> bool:

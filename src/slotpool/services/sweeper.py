@@ -84,6 +84,7 @@ class Sweeper:
                 reason = f"agent {pod.name} stopped heartbeating (last heard {heard})"
                 await retire_pod(uow, pod, reason=reason, now=now, notifier=self._notifier)
                 log.warning("agent silent", pool_id=pod.pool_id, pod=pod.name, reason=reason)
+                self._notifier.wake(("pool", pod.pool_id))  # its Pod is replaced
 
     def _wake(self, task_id: str, pod_id: int | None) -> None:
         self._notifier.wake(("task", task_id))

@@ -221,3 +221,20 @@ class TaskLogRow(Base):
     seq: Mapped[int] = mapped_column(Integer)
     data: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PoolEventRow(Base):
+    """One decision or action of a pool's controller: the inputs it saw, what, and why."""
+
+    __tablename__ = "pool_events"
+    __table_args__ = (Index("ix_pool_events_pool_id_id", "pool_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    pool_id: Mapped[str] = mapped_column(ForeignKey("agent_pools.pool_id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    action: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text)
+    pod: Mapped[str | None] = mapped_column(String(253), nullable=True)
+    outcome: Mapped[str] = mapped_column(String(16))
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSONDocument)

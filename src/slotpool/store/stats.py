@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from slotpool.domain.tasks import PodState, SlotState, TaskStatus
 from slotpool.store.models import AgentPoolRow, PodRow, SlotRow, TaskRow
 
-
 ENDED = (PodState.failed.value, PodState.terminating.value)
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from slotpool.store.db import backend, create_engine
+from slotpool.store.events import PoolEventRepository
 from slotpool.store.repositories import (
     AdminTokenRepository,
     PoolRepository,
@@ -30,6 +31,7 @@ class UnitOfWork:
         self.pods = PodRepository(session)
         self.tasks = TaskRepository(session, backend)
         self.stats = PoolStatsRepository(session)
+        self.events = PoolEventRepository(session)
 
 
 class Store:

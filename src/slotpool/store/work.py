@@ -353,6 +353,26 @@ class TaskRepository:
         )
         return list(ids)
 
+    async def count_queued(self, pool_id: str) -> int:
+        count = await self._session.scalar(
+            select(func.count())
+            .select_from(TaskRow)
+            .where(TaskRow.pool_id == pool_id, TaskRow.status == TaskStatus.queued.value)
+        )
+        return int(count or 0)
+
+    async def explain_queued(self, pool_id: str, *, reason: str) -> None:
+        """Say on every queued task of the pool why it waits (one statement, only on change)."""
+        await self._session.execute(
+            update(TaskRow)
+            .where(
+                TaskRow.pool_id == pool_id,
+                TaskRow.status == TaskStatus.queued.value,
+                TaskRow.reason != reason,
+            )
+            .values(reason=reason)
+        )
+
     async def start(
         self, task_id: str, *, pod_id: int, pod_name: str, slot: int, now: datetime
     ) -> bool:
@@ -367,6 +387,7 @@ class TaskRepository:
                 slot_index=slot,
                 started_at=func.coalesce(TaskRow.started_at, now),
                 step_started_at=None,
+                reason="",
                 updated_at=now,
             )
         )

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from slotpool.api.deps import Admin, ServicesDep
 from slotpool.api.routes.pools import PoolId
+from slotpool.domain.events import Outcome
 from slotpool.domain.tasks import PodState, SlotState
 from slotpool.services.errors import RuntimeUnavailable
 from slotpool.services.pod_keeper import RuntimeFailed, SyncReport
@@ -59,6 +61,9 @@ class SyncOut(BaseModel):
     kept_busy: list[str] = Field(description="Outdated Pods kept: a slot is busy or reserved.")
     pending: list[PendingOut] = Field(description="Pods not running yet, with the reason.")
     frozen: bool
+    decision: dict[str, Any] = Field(
+        description="The controller's decision: inputs, desired Pods, actions, holds, wake_at."
+    )
 
 
 def sync_out(message: str, pool_id: str, report: SyncReport) -> SyncOut:
@@ -74,6 +79,7 @@ def sync_out(message: str, pool_id: str, report: SyncReport) -> SyncOut:
         kept_busy=report.kept_busy,
         pending=[PendingOut(name=p.name, reason=p.reason) for p in report.pending],
         frozen=report.frozen,
+        decision=report.decision,
     )
 
 
@@ -119,4 +125,56 @@ async def list_pods(pool_id: PoolId, services: ServicesDep, _: Admin) -> PodList
             )
             for p in pods
         ]
+    )
+
+
+class EventOut(BaseModel):
+    id: int
+    at: datetime
+    action: str = Field(description="create_pods, delete_pod, rebuild_pod, delete_stuck_pod, hold")
+    reason: str = Field(description="Why, as a code: scale_up, scale_down, freeze, backoff, ...")
+    message: str
+    pod: str | None
+    outcome: Outcome
+    inputs: dict[str, Any] = Field(
+        description="What the decision saw (queued, busy, reserved, idle slots, Pods by state, "
+        "min and max, freeze, back-off) and what it computed."
+    )
+
+
+class EventList(BaseModel):
+    items: list[EventOut]
+    total: int
+
+
+events_router = APIRouter(prefix="/api/v1/agent-pools/{pool_id}", tags=["pods"])
+
+
+@events_router.get("/events", response_model=EventList)
+async def list_events(
+    pool_id: PoolId,
+    services: ServicesDep,
+    _: Admin,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    before: Annotated[
+        int | None, Query(ge=1, le=2**31 - 1, description="Older than this id")
+    ] = None,
+) -> EventList:
+    """The controller's decisions and actions for this pool, newest first, with their reasons."""
+    events, total = await services.events.page(pool_id, limit=limit, before=before)
+    return EventList(
+        items=[
+            EventOut(
+                id=e.id,
+                at=e.at,
+                action=e.action,
+                reason=e.reason,
+                message=e.message,
+                pod=e.pod,
+                outcome=e.outcome,
+                inputs=e.inputs,
+            )
+            for e in events
+        ],
+        total=total,
     )

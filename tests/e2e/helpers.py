@@ -10,13 +10,15 @@ import httpx
 TASKS = "/api/v1/tasks"
 
 
-def wait_for(check: Any, *, what: str, seconds: float = 60) -> None:
+def wait_for(check: Any, *, what: str, seconds: float = 60, detail: Any | None = None) -> None:
+    """Poll ``check`` until true; on a timeout, ``detail()`` (if given) says what was seen."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if check():
             return
         time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    seen = f": {detail()}" if detail is not None else ""
+    raise AssertionError(f"timed out waiting for {what}{seen}")
 
 
 def task(client: httpx.Client, task_id: str) -> dict[str, Any]:

@@ -7,94 +7,15 @@ import contextlib
 import itertools
 import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
+from tests.e2e.conftest import Server, api, end_agents
 from tests.e2e.helpers import TASKS, submit, task, until_final, wait_for
-from tests.live import free_port
-
-ADMIN = "e2e-admin-token-0123456789abcdef"
-
-
-@dataclass
-class Server:
-    url: str
-    env: dict[str, str]
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def start_again(self) -> None:
-        self.process = _spawn(self.env, self.url, self.log)
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-
-def _spawn(env: dict[str, str], url: str, log: Path) -> subprocess.Popen[bytes]:
-    port = url.rsplit(":", 1)[1]
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "slotpool.cli", "server", "--port", port],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"server did not start: {log.read_text()[-2000:]}")
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    url = f"http://127.0.0.1:{free_port()}"
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("SLOTPOOL_")},
-        "SLOTPOOL_DATABASE_URL": f"sqlite:///{tmp_path}/slotpool.db",
-        "SLOTPOOL_DATA_DIR": str(tmp_path / "data"),
-        "SLOTPOOL_ADMIN_TOKEN": ADMIN,
-        "SLOTPOOL_PUBLIC_URL": url,
-        "SLOTPOOL_LOG_LEVEL": "warning",
-        # An agent the server cannot reach keeps trying; tests end them through the runtime.
-        "SLOTPOOL_CANCEL_GRACE_SECONDS": "2",
-    }
-    running = Server(url, env, _spawn(env, url, tmp_path / "server.log"), tmp_path / "server.log")
-    try:
-        yield running
-    finally:
-        running.process.kill()
-        running.process.wait(timeout=10)
-        _end_agents(tmp_path / "data" / "local-runtime" / "pods")
-
-
-def _end_agents(pods: Path) -> None:
-    import json
-
-    for record in pods.glob("*.json"):
-        pid = json.loads(record.read_text())["pid"]
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-
-
-def api(server: Server) -> httpx.Client:
-    return httpx.Client(
-        base_url=server.url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30
-    )
 
 
 def local_pool(client: httpx.Client, *, pods: int, slots: int) -> str:
@@ -202,7 +123,7 @@ def test_killing_an_agent_makes_its_tasks_lost_with_the_reason(
         )
         wait_for(marker.exists, what="the step to start")
         pods_dir = Path(server.env["SLOTPOOL_DATA_DIR"]) / "local-runtime" / "pods"
-        _end_agents(pods_dir)
+        end_agents(pods_dir)
         done = until_final(client, task_id)
     # A SIGKILLed agent cannot stop its step (steps run in sessions of their own): end it here.
     with contextlib.suppress(ProcessLookupError):

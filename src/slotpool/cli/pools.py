@@ -1,4 +1,4 @@
-"""`slotpool pools`: list, get, create, apply, export, preview, pods, sync."""
+"""`slotpool pools`: list, get, create, apply, export, preview, pods, sync, events."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from slotpool.cli.common import (
 from slotpool.client import ApiError, Client
 
 pools_app = typer.Typer(
-    help="Agent pools: list, inspect, create, apply, export, preview, pods, sync."
+    help="Agent pools: list, inspect, create, apply, export, preview, pods, sync, events."
 )
 POOL_DOC_KEYS = ("name", "description", "pool_type", "k8s_config")
 
@@ -291,3 +291,50 @@ def pools_sync(
         out.print(_sync_lines(report), highlight=False, soft_wrap=True)
     else:
         emit(report, output)
+
+
+def _events_table(events: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("TIME", "ACTION", "REASON", "OUTCOME", "POD"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("INPUTS", no_wrap=True)
+    table.add_column("MESSAGE", overflow="fold")
+    for event in events:
+        seen = event["inputs"].get("inputs", {})
+        pods = seen.get("pods", {})
+        inputs = (
+            f"q{seen.get('queued', 0)} b{seen.get('busy', 0)} r{seen.get('reserved', 0)} "
+            f"i{seen.get('idle', 0)} pods {sum(pods.values())} "
+            f"[{seen.get('min_replicas', '?')}..{seen.get('max_replicas', '?')}]"
+            + (" frozen" if seen.get("freeze", {}).get("active") else "")
+        )
+        table.add_row(
+            event["at"][:19].replace("T", " "),
+            event["action"],
+            event["reason"],
+            event["outcome"],
+            event["pod"] or "-",
+            inputs,
+            event["message"],
+        )
+    return table
+
+
+@pools_app.command("events")
+def pools_events(
+    pool: Annotated[str, typer.Argument(help="Pool id or name.")],
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    output: OutputOption = Output.table,
+) -> None:
+    """Why the pool scaled: the controller's actions and holds with their inputs and reasons
+    (inputs: q queued, b busy, r reserved, i idle slots, Pods, [min..max])."""
+    api = client(url, token)
+    try:
+        pool_id = api.find_pool(pool)["pool_id"]
+        path = f"/api/v1/agent-pools/{pool_id}/events"
+        events = api.json("GET", path, params={"limit": limit})["items"]
+    except ApiError as exc:
+        raise fail(exc) from None
+    show(events, output, _events_table)

@@ -73,12 +73,14 @@ class Dispatcher:
 
     async def _one_batch(self, pool_id: str) -> tuple[list[int], bool]:
         """Returns the pods that got a task, and whether work and room may both remain."""
-        now = self._clock()
         async with self._store.unit_of_work() as uow:
             queued = await uow.tasks.queued(pool_id, limit=BATCH)
-            if not queued or await self._change_freeze(uow, pool_id, now):
+            if not queued or await self._change_freeze(uow, pool_id, self._clock()):
                 return [], False
             pods = {p.id: p for p in await uow.pods.of_pool(pool_id)}
+            # Read after the slots: a slot seen idle was freed before this instant, so a task's
+            # start is never stamped before the end of the task that held the slot before it.
+            now = self._clock()
             capacities = [p.capacity() for p in pods.values()]
             current = await self._current_hash(uow, pool_id)
             given: list[int] = []

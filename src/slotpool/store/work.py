@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, and_, func, select, update
+from sqlalchemy import CursorResult, and_, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slotpool.domain.tasks import (
@@ -175,11 +175,19 @@ class PodRepository:
         reason: str,
         now: datetime,
     ) -> None:
-        """What the runtime reports now; a row already ``failed`` is left alone."""
+        """What the runtime reports now; a row already ``failed`` is left alone.
+
+        ``starting`` never overwrites ``ready``, ``draining`` or ``terminating`` (the rule of
+        ``state_from_runtime``), decided in the UPDATE itself: the agent may have registered
+        between the caller's read of the row and this write, and must not be undone by it."""
+        value: Any = state.value
+        if state is PodState.starting:
+            kept = (PodState.ready.value, PodState.draining.value, PodState.terminating.value)
+            value = case((PodRow.state.in_(kept), PodRow.state), else_=state.value)
         await self._session.execute(
             update(PodRow)
             .where(PodRow.id == pod_id, PodRow.state != PodState.failed.value)
-            .values(state=state.value, phase=phase, node=node, reason=reason, updated_at=now)
+            .values(state=value, phase=phase, node=node, reason=reason, updated_at=now)
         )
 
     async def get(self, pod_id: int) -> Pod | None:

@@ -1,0 +1,116 @@
+"""The pool controller end to end on local pools: a real server process, real agent processes,
+and the invariant checker over everything the server reports afterwards."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from tests.e2e.conftest import Server, api
+from tests.e2e.helpers import submit, task, until_final, wait_for
+from tests.invariants import violations
+
+POOLS = "/api/v1/agent-pools"
+
+
+def pool(client: httpx.Client, name: str, **config: Any) -> str:
+    body = {"name": name, "pool_type": "local", "k8s_config": config}
+    response = client.post(POOLS, json=body)
+    assert response.status_code == 201, response.text
+    pool_id: str = response.json()["pool_id"]
+    return pool_id
+
+
+def live_pods(client: httpx.Client, pool_id: str) -> list[dict[str, Any]]:
+    pods = client.get(f"{POOLS}/{pool_id}/pods").json()["items"]
+    return [p for p in pods if p["state"] not in ("failed", "terminating")]
+
+
+def events(client: httpx.Client, pool_id: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = client.get(f"{POOLS}/{pool_id}/events").json()["items"]
+    return items
+
+
+def test_scale_from_zero_and_back(server: Server) -> None:
+    with api(server) as client:
+        pool_id = pool(
+            client,
+            "zero",
+            min_replicas=0,
+            max_replicas=3,
+            slots_per_pod=2,
+            scale_down_delay_seconds=2,
+        )
+        time.sleep(1.5)  # the controller has passed over the pool: still nothing to run
+        assert live_pods(client, pool_id) == []
+
+        task_id = submit(client, pool_id, command="echo from zero")
+        done = until_final(client, task_id)
+        assert done["status"] == "succeeded"
+        assert client.get(f"/api/v1/tasks/{task_id}/logs").text == "from zero\n"
+        wait_for(lambda: live_pods(client, pool_id) == [], what="back to zero", seconds=30)
+
+        log = events(client, pool_id)
+        created = [e for e in log if e["action"] == "create_pods" and e["outcome"] == "done"]
+        assert [e["reason"] for e in created] == ["scale_up"]
+        assert created[0]["inputs"]["inputs"]["queued"] == 1
+        assert created[0]["inputs"]["desired_pods"] == 1
+        removed = [e for e in log if e["action"] == "delete_pod" and e["outcome"] == "done"]
+        assert [(e["reason"], e["pod"]) for e in removed] == [("scale_down", done["pod_name"])]
+        assert "idle for" in removed[0]["message"]
+        assert violations(client, pool_id) == []
+
+
+def test_a_burst_scales_to_max_replicas_and_back_to_min_removing_only_idle_pods(
+    server: Server,
+) -> None:
+    with api(server) as client:
+        pool_id = pool(
+            client,
+            "burst",
+            min_replicas=1,
+            max_replicas=5,
+            slots_per_pod=4,
+            scale_down_delay_seconds=2,
+        )
+        wait_for(lambda: len(live_pods(client, pool_id)) == 1, what="min_replicas")
+        ids = [submit(client, pool_id, command="sleep 2") for _ in range(40)]
+        most = 0
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            most = max(most, len(live_pods(client, pool_id)))
+            states = {task(client, t)["status"] for t in ids[-5:]}
+            if states == {"succeeded"}:
+                break
+            time.sleep(0.2)
+        done = [until_final(client, t, seconds=120) for t in ids]
+        assert [t["status"] for t in done] == ["succeeded"] * 40
+        assert most == 5
+
+        spans = sorted(
+            (datetime.fromisoformat(t["started_at"]), datetime.fromisoformat(t["finished_at"]))
+            for t in done
+        )
+        peak = max(sum(1 for s, f in spans if s <= start < f) for start, _ in spans)
+        assert peak <= 20
+        assert len({t["pod_name"] for t in done}) <= 5
+
+        wait_for(
+            lambda: len(live_pods(client, pool_id)) == 1,
+            what="back to min",
+            seconds=60,
+            detail=lambda: (
+                [(p["name"], p["state"], p["reason"]) for p in live_pods(client, pool_id)],
+                [(e["action"], e["reason"], e["message"]) for e in events(client, pool_id)[:8]],
+            ),
+        )
+        log = events(client, pool_id)
+        downs = [e for e in log if e["action"] == "delete_pod" and e["outcome"] == "done"]
+        assert len(downs) == 4
+        assert {e["reason"] for e in downs} == {"scale_down"}
+        holds = {e["reason"] for e in log if e["action"] == "hold"}
+        assert "max_replicas" in holds
+        assert violations(client, pool_id) == []

@@ -1,0 +1,86 @@
+"""A runtime observation never undoes an agent's registration that happened after it was read.
+
+The keeper reads a pod (``starting``), the agent registers (``ready``) in another transaction,
+then the keeper writes what the runtime reported: a running pod it still believes ``starting``.
+The pod must stay ``ready``; otherwise it would be stuck ``starting`` and never get a task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+
+from slotpool.domain.config import PoolType
+from slotpool.domain.tasks import PodState
+from slotpool.store.migrate import upgrade
+from slotpool.store.repositories import NewPool
+from slotpool.store.uow import Store
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+POOL = "pool-0123456789abcdef"
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    upgrade(database_url)
+    opened = Store(database_url)
+    async with opened.unit_of_work() as uow:
+        await uow.pools.add(NewPool(POOL, "p", "", PoolType.local, None, by="test", now=NOW))
+    yield opened
+    await opened.close()
+
+
+async def adopt_starting(store: Store, name: str) -> int:
+    async with store.unit_of_work() as uow:
+        pod = await uow.pods.adopt(
+            pool_id=POOL,
+            name=name,
+            slots=1,
+            config_hash="h",
+            state=PodState.starting,
+            phase="Running",
+            node="localhost",
+            reason="",
+            created_at=NOW,
+            now=NOW,
+        )
+    return pod.id
+
+
+async def state_of(store: Store, pod_id: int) -> PodState:
+    async with store.unit_of_work() as uow:
+        pod = await uow.pods.get(pod_id)
+    assert pod is not None
+    return pod.state
+
+
+@pytest.mark.parametrize("meanwhile", [PodState.ready, PodState.draining, PodState.terminating])
+async def test_a_stale_starting_observation_keeps_what_happened_meanwhile(
+    store: Store, meanwhile: PodState
+) -> None:
+    pod_id = await adopt_starting(store, "a")
+    async with store.unit_of_work() as uow:
+        await uow.pods.set_state(pod_id, meanwhile, reason="", now=NOW)
+    async with store.unit_of_work() as uow:  # the keeper's write, from its earlier read
+        await uow.pods.observed(
+            pod_id, state=PodState.starting, phase="Running", node="n1", reason="", now=NOW
+        )
+    assert await state_of(store, pod_id) is meanwhile
+
+
+async def test_other_observations_are_written(store: Store) -> None:
+    pod_id = await adopt_starting(store, "b")
+    async with store.unit_of_work() as uow:
+        await uow.pods.set_state(pod_id, PodState.ready, reason="", now=NOW)
+        await uow.pods.observed(
+            pod_id, state=PodState.terminating, phase="Running", node="n1", reason="", now=NOW
+        )
+    assert await state_of(store, pod_id) is PodState.terminating
+    pending = await adopt_starting(store, "c")
+    async with store.unit_of_work() as uow:
+        await uow.pods.observed(
+            pending, state=PodState.pending, phase="Pending", node=None, reason="x", now=NOW
+        )
+    assert await state_of(store, pending) is PodState.pending

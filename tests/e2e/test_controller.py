@@ -3,8 +3,11 @@ and the invariant checker over everything the server reports afterwards."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -114,3 +117,51 @@ def test_a_burst_scales_to_max_replicas_and_back_to_min_removing_only_idle_pods(
         holds = {e["reason"] for e in log if e["action"] == "hold"}
         assert "max_replicas" in holds
         assert violations(client, pool_id) == []
+
+
+def test_deleting_a_pool_is_refused_while_work_runs_unless_forced(
+    server: Server, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"
+    data = Path(server.env["SLOTPOOL_DATA_DIR"]) / "local-runtime"
+    with api(server) as client:
+        pool_id = pool(client, "doomed", min_replicas=1, max_replicas=1, slots_per_pod=1)
+        running = submit(client, pool_id, command=f"while [ ! -f {release} ]; do sleep 0.1; done")
+        wait_for(lambda: task(client, running)["status"] == "running", what="the task runs")
+        (agent,) = live_pods(client, pool_id)
+
+        refused = client.delete(f"{POOLS}/{pool_id}")
+        assert refused.status_code == 409, refused.text
+        assert "force=true" in refused.json()["error"]
+        assert task(client, running)["status"] == "running"
+
+        assert client.delete(f"{POOLS}/{pool_id}", params={"force": "true"}).status_code == 204
+        assert client.get(f"{POOLS}/{pool_id}").status_code == 404
+    assert not (data / "pods" / f"{agent['name']}.json").exists()  # its process was ended
+    assert not (data / "secrets" / f"slotpool-agent-token-{pool_id}.json").exists()
+
+
+def test_a_restarted_control_plane_removes_pods_of_pools_that_no_longer_exist(
+    server: Server, tmp_path: Path
+) -> None:
+    """An agent process recorded for a pool that is gone (its pool deleted while the control
+    plane was down, say) is found by the orphan sweep of the next start and ended."""
+    pods = Path(server.env["SLOTPOOL_DATA_DIR"]) / "local-runtime" / "pods"
+    pods.mkdir(parents=True, exist_ok=True)
+    ghost = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        record = {
+            "name": "slotpool-pool-0000000000000000-ghost",
+            "pool_id": "pool-0000000000000000",
+            "pid": ghost.pid,
+            "config_hash": "x",
+            "created_at": datetime.now(UTC).isoformat(),
+        }
+        server.kill()
+        (pods / f"{record['name']}.json").write_text(json.dumps(record))
+        server.start_again()
+        wait_for(lambda: ghost.poll() is not None, what="the orphan to be ended", seconds=30)
+        wait_for(lambda: not (pods / f"{record['name']}.json").exists(), what="its record to go")
+    finally:
+        ghost.kill()
+        ghost.wait()

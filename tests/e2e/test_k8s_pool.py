@@ -358,3 +358,29 @@ def test_a_cluster_failure_after_the_save_answers_with_the_seeds_message(
         assert "maximum cpu usage per Container is 1" in error
         saved = client.get(f"{POOLS}/{pool_id}/k8s-config").json()
         assert saved["resources"]["limits"]["cpu"] == "2"  # the save itself stands
+
+
+def test_deleting_a_pool_deletes_its_pods_and_secret_but_not_while_work_runs(
+    cluster: Cluster,
+) -> None:
+    namespace = new_namespace()
+    with cluster.api() as client:
+        pool_id = k8s_pool(client, config(namespace, min_replicas=2))
+        sync(client, pool_id)
+        wait_for(lambda: len(ready(client, pool_id)) == 2, what="2 ready pods", seconds=90)
+        release = cluster.work / f"release-{pool_id}"
+        running = submit(client, pool_id, command=waiting_step(release, "done"))
+        wait_for(lambda: task(client, running)["status"] == "running", what="the task runs")
+
+        refused = client.delete(f"{POOLS}/{pool_id}")
+        assert refused.status_code == 409, refused.text
+        assert "1 tasks queued, running or awaiting approval" in refused.json()["error"]
+        assert len(cluster.live_pods(namespace)) == 2  # nothing was touched
+
+        release.touch()
+        assert until_final(client, running)["status"] == "succeeded"
+        assert client.delete(f"{POOLS}/{pool_id}").status_code == 204
+        assert client.get(f"{POOLS}/{pool_id}").status_code == 404
+    assert cluster.live_pods(namespace) == []
+    secrets = cluster.kube.list(Secret, namespace=namespace)
+    assert [s.metadata.name for s in secrets if s.metadata is not None] == []

@@ -59,8 +59,14 @@ class PodRuntime(Protocol):
     async def write_token(self, namespace: str, pool_id: str, token: str) -> SecretOutcome:
         """Make the pool's Secret hold ``token``."""
 
+    async def delete_token(self, namespace: str, pool_id: str) -> None:
+        """Delete the pool's Secret; already gone is success."""
+
     async def pods(self, namespace: str, pool_id: str) -> list[RuntimePod]:
         """Every pod of the pool that exists, ended ones included."""
+
+    async def all_pods(self, namespace: str) -> list[RuntimePod]:
+        """Every pod slotpool manages in the namespace, of any pool (to find orphans)."""
 
     async def create_pod(self, manifest: Mapping[str, Any]) -> RuntimePod:
         """Create a pod from the builder's manifest."""

@@ -257,8 +257,17 @@ class KubernetesRuntime:
     async def write_token(self, namespace: str, pool_id: str, token: str) -> SecretOutcome:
         return await self.ensure_token_secret(namespace, pool_id, token)
 
+    async def delete_token(self, namespace: str, pool_id: str) -> None:
+        await self.delete_token_secret(namespace, pool_id)
+
     async def pods(self, namespace: str, pool_id: str) -> list[RuntimePod]:
         return (await self.list_pods(namespace, pool_id))[0]
+
+    async def all_pods(self, namespace: str) -> list[RuntimePod]:
+        labels: LabelSelector = {MANAGED_BY_LABEL: MANAGED_BY}
+        listing = self._client.list(Pod, namespace=namespace, labels=labels)
+        pods = await self._call(lambda: _collect(listing))
+        return [runtime_pod(pod) for pod in pods]
 
     async def dry_run(self, manifest: Mapping[str, Any]) -> dict[str, Any] | None:
         """The Pod as the API server would admit it (validation, defaults, Pod Security and

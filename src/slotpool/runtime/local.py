@@ -113,8 +113,14 @@ class LocalRuntime:
         self.write_secret(name, {TOKEN_SECRET_KEY: token})
         return "created" if existing is None else "updated"
 
+    async def delete_token(self, namespace: str, pool_id: str) -> None:
+        (self._secrets_dir / f"{token_secret_name(pool_id)}.json").unlink(missing_ok=True)
+
     async def pods(self, namespace: str, pool_id: str) -> list[RuntimePod]:
         return [pod.as_runtime_pod() for pod in self.list_pods(pool_id)]
+
+    async def all_pods(self, namespace: str) -> list[RuntimePod]:
+        return [pod.as_runtime_pod() for pod in self.list_pods()]
 
     async def create_pod(self, manifest: Mapping[str, Any]) -> RuntimePod:
         return self.start_pod(manifest).as_runtime_pod()

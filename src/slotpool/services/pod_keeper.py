@@ -67,6 +67,7 @@ log = structlog.get_logger(__name__)
 SECRET_CHECK_SECONDS = 30.0
 CREATE_CONCURRENCY = 8
 EVENTS_KEPT = 1000
+ORPHAN_SWEEP_SECONDS = 30.0
 REBUILD_REASON = "configuration changed: replaced because all its slots were idle"
 
 
@@ -212,13 +213,85 @@ class PodKeeper:
         assert admitted is not None  # the Kubernetes runtime always answers
         return admitted
 
+    async def remove_pool(self, pool_id: str, *, force: bool) -> list[str]:
+        """Delete a pool with its Pods and token Secret. Refused while it has work that has not
+        ended (queued, running or awaiting approval), unless ``force``. Returns the Pods deleted."""
+        pool = await self._pools.get(pool_id)
+        async with self._store.unit_of_work() as uow:
+            open_work = await uow.tasks.count_open(pool_id)
+        if open_work and not force:
+            raise Conflict(
+                f"agent pool {pool_id} still has {open_work} tasks queued, running or awaiting "
+                "approval: let them finish or cancel them, or delete with force=true (their "
+                "Pods are deleted and the tasks with the pool)"
+            )
+        deleted: list[str] = []
+        runtime = self._runtimes.get(pool.pool_type)
+        config = pool.effective_config()
+        async with self._locks[pool_id]:
+            if runtime is not None and config is not None:
+                namespace = self._pools.pod_context(pool).namespace_for(config)
+                try:
+                    for pod in await runtime.pods(namespace, pool_id):
+                        await runtime.delete_pod(namespace, pod.name)
+                        deleted.append(pod.name)
+                    await runtime.delete_token(namespace, pool_id)
+                except RuntimeApiError as exc:
+                    raise RuntimeUnavailable(
+                        f"agent pool {pool_id} was not deleted: removing its Pods failed ({exc})"
+                    ) from exc
+            await self._pools.delete(pool_id)
+        self._state.pop(pool_id, None)
+        log.info("pool deleted", pool_id=pool_id, pods=deleted, forced=force and bool(open_work))
+        return deleted
+
+    async def sweep_orphans(self) -> list[str]:
+        """Delete pods labelled for a pool that no longer exists (in the namespaces in use)."""
+        pools: list[Pool] = []
+        offset = 0
+        while True:
+            page, total = await self._pools.list(limit=1000, offset=offset, name=None)
+            pools += page
+            offset += len(page)
+            if not page or offset >= total:
+                break
+        known = {p.pool_id for p in pools}
+        removed: list[str] = []
+        for pool_type, runtime in self._runtimes.items():
+            namespaces = {self._pools.default_namespace}
+            for pool in pools:
+                config = pool.effective_config()
+                if pool.pool_type is pool_type and config is not None:
+                    namespaces.add(self._pools.pod_context(pool).namespace_for(config))
+            for namespace in sorted(namespaces):
+                try:
+                    found = await runtime.all_pods(namespace)
+                except RuntimeApiError as exc:
+                    if exc.status != 404:  # a namespace nobody made yet has no orphans
+                        log.warning("orphan sweep failed", namespace=namespace, error=str(exc))
+                    continue
+                for pod in found:
+                    if pod.pool_id not in known and not pod.deleting:
+                        await runtime.delete_pod(namespace, pod.name)
+                        removed.append(pod.name)
+                        log.warning("orphan pod deleted", pod=pod.name, pool_id=pod.pool_id)
+        return removed
+
     # -- running in the background ---------------------------------------------------------------
 
     async def run_forever(self, resync_seconds: float) -> None:
         """One worker per pool with pods to keep; the list of pools is read every resync."""
         workers: dict[str, asyncio.Task[None]] = {}
+        orphan_rounds = max(1, round(ORPHAN_SWEEP_SECONDS / max(resync_seconds, 0.1)))
+        rounds = 0
         try:
             while True:
+                if rounds % orphan_rounds == 0:
+                    try:
+                        await self.sweep_orphans()
+                    except Exception:  # logged; the next sweep tries again
+                        log.exception("orphan sweep failed")
+                rounds += 1
                 try:
                     wanted = {p.pool_id for p in await self._managed_pools()}
                 except Exception:  # logged; the next round tries again

@@ -73,6 +73,10 @@ class PoolService:
     def now(self) -> datetime:
         return self._clock()
 
+    @property
+    def default_namespace(self) -> str:
+        return self._settings.default_namespace
+
     def pod_context(self, pool: Pool) -> PodContext:
         return PodContext(
             pool_id=pool.pool_id,

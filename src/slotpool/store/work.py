@@ -369,6 +369,16 @@ class TaskRepository:
         )
         return int(count or 0)
 
+    async def count_open(self, pool_id: str) -> int:
+        """Tasks of the pool that have not ended: queued, running, awaiting approval."""
+        statuses = [TaskStatus.queued, TaskStatus.running, TaskStatus.awaiting_approval]
+        count = await self._session.scalar(
+            select(func.count())
+            .select_from(TaskRow)
+            .where(TaskRow.pool_id == pool_id, TaskRow.status.in_([s.value for s in statuses]))
+        )
+        return int(count or 0)
+
     async def explain_queued(self, pool_id: str, *, reason: str) -> None:
         """Say on every queued task of the pool why it waits (one statement, only on change)."""
         await self._session.execute(

@@ -92,6 +92,15 @@ async def patch_pool(
 
 
 @router.delete("/{pool_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_pool(pool_id: PoolId, services: ServicesDep, _: Admin) -> Response:
-    await services.pools.delete(pool_id)
+async def delete_pool(
+    pool_id: PoolId,
+    services: ServicesDep,
+    _: Admin,
+    force: Annotated[
+        bool,
+        Query(description="Delete even while tasks are queued, run or await approval."),
+    ] = False,
+) -> Response:
+    """Delete the pool, its Pods and its token Secret; 409 while it has open tasks."""
+    await services.pods.remove_pool(pool_id, force=force)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

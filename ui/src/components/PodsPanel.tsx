@@ -1,0 +1,143 @@
+import { useState } from "react";
+import { api, must, type Pod, type Pool } from "../api/client";
+import { age } from "../format";
+import { usePolled } from "../hooks";
+import { Link } from "../router";
+import { Badge, ErrorBox, Loading } from "./common";
+
+function SlotCell({ slot }: { slot: Pod["slots"][number] | undefined }) {
+  if (!slot) return <td className="slot slot-none" />;
+  return (
+    <td className={`slot slot-${slot.state}`}>
+      <span className="slot-state">{slot.state}</span>
+      {slot.task_id && (
+        <Link to={`/tasks/${slot.task_id}`} className="mono small">
+          {slot.task_id}
+        </Link>
+      )}
+    </td>
+  );
+}
+
+function PodRow({ pod, columns }: { pod: Pod; columns: number }) {
+  const slots = Array.from({ length: columns }, (_, i) => pod.slots.find((s) => s.index === i));
+  const ended = pod.state === "failed" || pod.state === "terminating";
+  return (
+    <tr className={ended ? "ended" : undefined}>
+      <th scope="row" className="mono">
+        {pod.name}
+      </th>
+      <td>
+        <Badge kind={pod.state}>{pod.state}</Badge>
+        {pod.outdated && <Badge kind="outdated">outdated</Badge>}
+        {pod.reason && <div className="muted small">{pod.reason}</div>}
+      </td>
+      <td>{age(pod.created_at)}</td>
+      <td>
+        {pod.node ?? <span className="muted">-</span>}
+        {pod.phase ? <div className="muted small">{pod.phase}</div> : null}
+      </td>
+      {slots.map((slot, i) => (
+        <SlotCell key={i} slot={slot} />
+      ))}
+    </tr>
+  );
+}
+
+export function PodsPanel({ pool }: { pool: Pool }) {
+  const pods = usePolled(
+    () =>
+      must(
+        api.GET("/api/v1/agent-pools/{pool_id}/pods", {
+          params: { path: { pool_id: pool.pool_id } },
+        }),
+      ),
+    pool.pool_id,
+    1000,
+  );
+  const [syncing, setSyncing] = useState(false);
+  const [syncResult, setSyncResult] = useState<string | null>(null);
+  const [syncError, setSyncError] = useState<unknown>(null);
+
+  const sync = async () => {
+    setSyncing(true);
+    setSyncError(null);
+    try {
+      const out = await must(
+        api.POST("/api/v1/agent-pools/{pool_id}/sync-deployment", {
+          params: { path: { pool_id: pool.pool_id } },
+        }),
+      );
+      const parts = [
+        out.created.length && `${out.created.length} created`,
+        out.rebuilt.length && `${out.rebuilt.length} rebuilt`,
+        out.removed.length && `${out.removed.length} removed`,
+        out.ended.length && `${out.ended.length} ended`,
+      ].filter(Boolean);
+      setSyncResult(`${out.message}${parts.length ? `: ${parts.join(", ")}` : ""}.`);
+      await pods.reload();
+    } catch (caught) {
+      setSyncError(caught);
+    } finally {
+      setSyncing(false);
+    }
+  };
+
+  // Pods that can still run something first; ended ones (kept with their reason) last.
+  const ended = (pod: Pod) => (pod.state === "failed" || pod.state === "terminating" ? 1 : 0);
+  const items = [...(pods.data?.items ?? [])].sort((a, b) => ended(a) - ended(b));
+  const columns = Math.max(0, ...items.map((p) => p.slots.length));
+  return (
+    <div>
+      <div className="toolbar">
+        <p className="muted">Updated every second.</p>
+        {pool.pool_type !== "static" && (
+          <button type="button" className="secondary" onClick={sync} disabled={syncing}>
+            Sync Pods now
+          </button>
+        )}
+      </div>
+      {syncResult && (
+        <p role="status" className="ok">
+          {syncResult}
+        </p>
+      )}
+      <ErrorBox error={syncError ?? pods.error} />
+      {pods.data === undefined ? (
+        <Loading what="Pods" />
+      ) : items.length === 0 ? (
+        <p>
+          No Pods.{" "}
+          {pool.freeze.active
+            ? "A freeze window is active: no Pod is created until it ends."
+            : pool.pool_type === "static"
+              ? "Start `slotpool agent` with a token of this pool."
+              : "Pods are created up to min_replicas once the pool has a configuration."}
+        </p>
+      ) : (
+        <div className="scroll-x">
+          <table className="data pods" aria-label="Pods and slots">
+            <thead>
+              <tr>
+                <th scope="col">Pod</th>
+                <th scope="col">State</th>
+                <th scope="col">Age</th>
+                <th scope="col">Node</th>
+                {Array.from({ length: columns }, (_, i) => (
+                  <th scope="col" key={i}>
+                    Slot {i}
+                  </th>
+                ))}
+              </tr>
+            </thead>
+            <tbody>
+              {items.map((pod) => (
+                <PodRow key={pod.name} pod={pod} columns={columns} />
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </div>
+  );
+}

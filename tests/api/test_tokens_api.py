@@ -115,3 +115,39 @@ async def test_deleting_a_pool_deletes_its_tokens(api: Api) -> None:
     token = (await new_token(api, pool["pool_id"]))["token"]
     assert (await api.client.delete(f"{POOLS}/{pool['pool_id']}")).status_code == 204
     assert (await as_agent(api, token, pool["pool_id"])).status_code == 401
+
+
+async def test_rotating_a_token_hands_out_a_successor_and_keeps_the_old_one_for_the_overlap(
+    api: Api,
+) -> None:
+    pool = await create_pool(api, k8s_config={"image": "busybox"})
+    pool_id = pool["pool_id"]
+    old = await new_token(api, pool_id, "ci")
+    response = await api.client.post(
+        f"{POOLS}/{pool_id}/tokens/ci/rotate", json={"overlap_seconds": 600}
+    )
+    assert response.status_code == 200, response.text
+    rotated = response.json()
+    assert rotated["secret"] is False
+    assert rotated["rebuild"] is None
+    assert rotated["new"]["name"].startswith("ci-")
+    assert rotated["token"].startswith("spt_")
+    assert rotated["old"]["name"] == "ci"
+    assert rotated["old"]["status"] == "active"
+    expires = rotated["old"]["expires_at"]
+    assert expires is not None
+    # Both work during the overlap; the old one stops when it ends.
+    assert (await as_agent(api, old["token"], pool_id)).status_code == 200
+    assert (await as_agent(api, rotated["token"], pool_id)).status_code == 200
+    api.clock.advance(seconds=601)
+    assert (await as_agent(api, old["token"], pool_id)).status_code == 401
+    assert (await as_agent(api, rotated["token"], pool_id)).status_code == 200
+
+    again = await api.client.post(f"{POOLS}/{pool_id}/tokens/ci/rotate", json={})
+    assert again.status_code == 409, again.text  # an expired token has nothing to rotate
+    bad = await api.client.post(
+        f"{POOLS}/{pool_id}/tokens/{rotated['new']['name']}/rotate",
+        json={"overlap_seconds": -1},
+    )
+    assert bad.status_code == 422
+    assert bad.json()["details"][0]["field"] == "overlap_seconds"

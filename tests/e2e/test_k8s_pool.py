@@ -384,3 +384,61 @@ def test_deleting_a_pool_deletes_its_pods_and_secret_but_not_while_work_runs(
     assert cluster.live_pods(namespace) == []
     secrets = cluster.kube.list(Secret, namespace=namespace)
     assert [s.metadata.name for s in secrets if s.metadata is not None] == []
+
+
+def test_rotating_the_secrets_token_rebuilds_idle_pods_and_revokes_the_old_token_once_unused(
+    cluster: Cluster,
+) -> None:
+    namespace = new_namespace()
+    with cluster.api() as client:
+        pool_id = k8s_pool(client, config(namespace, min_replicas=2))
+        sync(client, pool_id)
+        wait_for(lambda: len(ready(client, pool_id)) == 2, what="2 ready pods", seconds=90)
+        secret_name = f"slotpool-agent-token-{pool_id}"
+        before = cluster.kube.get(Secret, secret_name, namespace=namespace).data
+        old_token = client.get(f"{POOLS}/{pool_id}").json()["agent_token"]
+        release = cluster.work / f"release-{pool_id}"
+        busy_task = submit(client, pool_id, command=waiting_step(release, "done"))
+        wait_for(lambda: task(client, busy_task)["status"] == "running", what="the task runs")
+        busy_pod = task(client, busy_task)["pod_name"]
+        (idle_pod,) = ready(client, pool_id) - {busy_pod}
+
+        response = client.post(
+            f"{POOLS}/{pool_id}/tokens/{old_token}/rotate", json={"overlap_seconds": 600}
+        )
+        assert response.status_code == 200, response.text
+        rotated = response.json()
+        assert rotated["secret"] is True
+        assert rotated["token"] is None  # the value lives only in the Secret
+        assert rotated["rebuild"]["rebuilt"] == [idle_pod]
+        assert rotated["rebuild"]["kept_busy"] == [busy_pod]
+        assert rotated["old"]["status"] == "active"  # still valid: a Pod runs with it
+        new_token = rotated["new"]["name"]
+        assert cluster.kube.get(Secret, secret_name, namespace=namespace).data != before
+        pool = client.get(f"{POOLS}/{pool_id}").json()
+        assert (pool["agent_token"], pool["token_generation"]) == (new_token, 1)
+
+        # The replacement's agent registers with the new token; the busy Pod's task finishes.
+        (replacement,) = rotated["rebuild"]["created"]
+        wait_for(lambda: replacement in ready(client, pool_id), what="replacement ready")
+        release.touch()
+        assert until_final(client, busy_task)["status"] == "succeeded"
+
+        # Once idle the last Pod with the old token is rebuilt, and then the old token goes.
+        assert sync(client, pool_id)["rebuilt"] == [busy_pod]
+
+        def old_revoked() -> bool:
+            sync(client, pool_id)
+            status: str = client.get(f"{POOLS}/{pool_id}/tokens/{old_token}").json()["status"]
+            return status == "revoked"
+
+        wait_for(old_revoked, what="the old token revoked", seconds=60)
+        log = client.get(f"{POOLS}/{pool_id}/events").json()["items"]
+        actions = [e["action"] for e in log]
+        assert "rotate_token" in actions
+        assert "revoke_token" in actions
+        assert all(
+            p["config_hash"] == pool["config_hash"]
+            for p in pods(client, pool_id)
+            if p["state"] not in ("failed", "terminating")
+        )

@@ -128,6 +128,12 @@ class PoolOut(BaseModel):
     slots_reserved: int = Field(description="Slots kept for a task awaiting approval.")
     slots_total: int = Field(description="Slots of the Pods not failed or terminating.")
     queued_tasks: int = Field(description="Tasks waiting for a slot.")
+    agent_token: str | None = Field(
+        default=None, description="The name of the token the pool's Secret holds."
+    )
+    token_generation: int = Field(
+        default=0, description="Rotations of the Secret's token (part of the Pods' hash)."
+    )
 
     @classmethod
     def of(
@@ -158,6 +164,8 @@ class PoolOut(BaseModel):
             slots_reserved=counts.slots_reserved,
             slots_total=counts.slots_total,
             queued_tasks=counts.queued_tasks,
+            agent_token=pool.agent_token,
+            token_generation=pool.token_generation,
         )
 
 
@@ -236,6 +244,30 @@ class TokenCreated(TokenOut):
 
 class TokenList(BaseModel):
     items: list[TokenOut]
+
+
+class TokenRotate(_In):
+    overlap_seconds: int = Field(
+        default=3600,
+        ge=0,
+        le=7 * 86_400,
+        description="How long the old token stays valid at most (the Secret's token: or until "
+        "no Pod runs with it, whichever is first).",
+    )
+
+
+class TokenRotated(BaseModel):
+    message: str
+    old: TokenOut = Field(description="The rotated-out token, now expiring.")
+    new: TokenOut
+    token: str | None = Field(
+        description="The new token's value, shown only in this answer; None for the Secret's "
+        "token, whose value only the Secret holds."
+    )
+    secret: bool = Field(description="Whether this was the token in the pool's Secret.")
+    rebuild: RebuildOut | None = Field(
+        description="For the Secret's token: the Pods rebuilt to take the new token."
+    )
 
 
 class AgentPoolView(BaseModel):

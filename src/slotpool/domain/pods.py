@@ -39,17 +39,21 @@ class PodContext:
     pool_id: str
     control_plane_url: str
     default_namespace: str
+    token_generation: int = 0  # bumped by a token rotation, so every Pod becomes outdated
 
     def namespace_for(self, config: PoolConfig) -> str:
         return config.namespace or self.default_namespace
 
     def hash_inputs(self, config: PoolConfig) -> dict[str, str]:
-        return {
+        inputs = {
             "builder": BUILDER_VERSION,
             "pool_id": self.pool_id,
             "control_plane_url": self.control_plane_url,
             "namespace": self.namespace_for(config),
         }
+        if self.token_generation:  # (absent before the first rotation: hashes stay as they were)
+            inputs["token_generation"] = str(self.token_generation)
+        return inputs
 
 
 def pod_config_hash(config: PoolConfig, context: PodContext) -> str:

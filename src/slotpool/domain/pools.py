@@ -47,6 +47,9 @@ class Pool:
     created_at: datetime
     updated_by: str
     updated_at: datetime
+    agent_token: str | None = None  # the token the pool's Secret holds
+    token_generation: int = 0  # bumped by each rotation; part of the Pods' config hash
+    rotating_from: str | None = None  # the token a rotation replaced, until no Pod uses it
 
     def effective_config(self) -> PoolConfig | None:
         """The configuration Pods are built from: a local pool runs on defaults until it has one;

@@ -28,7 +28,7 @@ import contextlib
 from collections import defaultdict
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -382,6 +382,8 @@ class PodKeeper:
         report.decision = decided.summary()
         events = await self._act(pool, config, runtime, namespace, decided, report)
         events += self._new_holds(pool.pool_id, decided)
+        if not decided.actions:  # settled: the rotation may be complete
+            events += await self._finish_rotation(pool, observation)
         await self._record(pool, observation, decided, events)
 
     async def _ensure_secret(self, pool: Pool, runtime: PodRuntime, namespace: str) -> str:
@@ -394,14 +396,90 @@ class PodKeeper:
                 identity = None
             if identity is not None and identity.pool_id == pool.pool_id:
                 return "unchanged"
+        name = await self._mint_secret_token(pool, runtime, namespace)
+        outcome = "created" if held is None else "recreated"
+        log.info("pool token secret " + outcome, pool_id=pool.pool_id, token=name)
+        return outcome
+
+    async def _mint_secret_token(self, pool: Pool, runtime: PodRuntime, namespace: str) -> str:
+        """A new token into the pool's Secret, recorded as the one the Secret holds."""
         name = f"{runtime.name}-" + new_token_id().removeprefix("tok-")[:8]
         _token, value = await self._tokens.create(
             pool.pool_id, name=name, expires_at=None, by=f"slotpool ({runtime.name} runtime)"
         )
         await runtime.write_token(namespace, pool.pool_id, value)
-        outcome = "created" if held is None else "recreated"
-        log.info("pool token secret " + outcome, pool_id=pool.pool_id, token=name)
-        return outcome
+        async with self._store.unit_of_work() as uow:
+            await uow.pools.set_token_state(pool.pool_id, agent_token=name)
+        return name
+
+    async def rotate_secret_token(
+        self, pool_id: str, *, overlap: timedelta, by: str
+    ) -> tuple[str, str | None, SyncReport]:
+        """Rotate the token in the pool's Secret: a new token goes in, the generation counted in
+        the Pods' config hash moves (idle Pods are rebuilt now, busy ones once idle), and the old
+        token stays valid until no Pod runs with it or ``overlap`` ends, whichever is first.
+        Returns (new token name, old token name, the pass's report)."""
+        pool = await self._pools.get(pool_id)
+        runtime = self.runtime_for(pool)
+        config = self._config_of(pool)
+        namespace = self._pools.pod_context(pool).namespace_for(config)
+        async with self._locks[pool_id]:
+            old = pool.agent_token
+            try:
+                new = await self._mint_secret_token(pool, runtime, namespace)
+            except RuntimeApiError as exc:
+                raise RuntimeUnavailable(f"the token was not rotated: {exc}") from exc
+            now = self._clock()
+            async with self._store.unit_of_work() as uow:
+                if old is not None:
+                    token = await uow.pool_tokens.by_name(pool_id, old)
+                    if token is not None:
+                        await uow.pool_tokens.expire(token.id, at=now + overlap)
+                await uow.pools.set_token_state(
+                    pool_id,
+                    token_generation=pool.token_generation + 1,
+                    rotating_from=old if old is not None else pool.rotating_from,
+                )
+                await uow.events.add(
+                    pool_id,
+                    [
+                        NewEvent(
+                            action="rotate_token",
+                            reason="token_rotation",
+                            message=f"{by} rotated the Secret's token {old or '-'} -> {new}; "
+                            f"the old one is valid until no Pod uses it, at most until "
+                            f"{_utc(now + overlap)}",
+                            outcome=Outcome.done,
+                            inputs={"old": old, "new": new},
+                        )
+                    ],
+                    now=now,
+                )
+            self._state[pool_id].secret_checked = asyncio.get_running_loop().time()
+        report = await self.reconcile(pool, check_secret=False)
+        return new, old, report
+
+    async def _finish_rotation(self, pool: Pool, observation: Observation) -> list[NewEvent]:
+        """Once no Pod runs with the token a rotation replaced, revoke it."""
+        old = pool.rotating_from
+        if old is None or any(observation.outdated(p) for p in observation.pods):
+            return []
+        async with self._store.unit_of_work() as uow:
+            token = await uow.pool_tokens.by_name(pool.pool_id, old)
+            if token is not None and token.name != pool.agent_token:
+                await uow.pool_tokens.revoke(token.id, now=self._clock())
+            await uow.pools.set_token_state(pool.pool_id, rotating_from=None)
+        log.info("rotated-out token revoked", pool_id=pool.pool_id, token=old)
+        text = f"every Pod runs with the new token: the rotated-out token {old} is revoked"
+        return [
+            NewEvent(
+                action="revoke_token",
+                reason="rotation_done",
+                message=text,
+                outcome=Outcome.done,
+                inputs=observation.inputs(),
+            )
+        ]
 
     async def _observe(
         self,

@@ -82,6 +82,7 @@ class PoolService:
             pool_id=pool.pool_id,
             control_plane_url=self._settings.public_url,
             default_namespace=self._settings.default_namespace,
+            token_generation=pool.token_generation,
         )
 
     def config_hash(self, pool: Pool) -> str | None:

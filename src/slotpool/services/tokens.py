@@ -75,6 +75,25 @@ class TokenService:
                 raise Conflict(str(exc)) from None
         return token, value
 
+    async def rotate(
+        self, pool_id: str, name: str, *, overlap: timedelta, by: str
+    ) -> tuple[PoolToken, PoolToken, str]:
+        """A token handed out by hand: a successor named ``<name>-<4 chars>`` (its value shown
+        once), and the old one expires after ``overlap``. Returns (old, new, new value)."""
+        async with self._store.unit_of_work() as uow:
+            await require_pool(uow, pool_id)
+            old = await self._require(uow.pool_tokens, pool_id, name)
+        if old.status(self._clock()) is not TokenStatus.active:
+            raise Conflict(f"token {name} is {old.status(self._clock())}: nothing to rotate")
+        base = name[:58].rstrip("-")
+        successor = f"{base}-{secrets.token_hex(2)}"
+        new, value = await self.create(pool_id, name=successor, expires_at=None, by=by)
+        async with self._store.unit_of_work() as uow:
+            await uow.pool_tokens.expire(old.id, at=self._clock() + overlap)
+            expiring = await uow.pool_tokens.by_name(pool_id, name)
+        assert expiring is not None
+        return expiring, new, value
+
     async def revoke(self, pool_id: str, name: str) -> PoolToken:
         now = self._clock()
         async with self._store.unit_of_work() as uow:

@@ -76,6 +76,11 @@ class AgentPoolRow(Base):
     one_time_unfreeze_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     one_time_unfreeze_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     one_time_unfreeze_note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The pool's token Secret: which token it holds, its generation (counted in the Pods' config
+    # hash once rotated), and the token a rotation replaced, revoked once no Pod runs with it.
+    agent_token: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    token_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    rotating_from: Mapped[str | None] = mapped_column(String(63), nullable=True)
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_by: Mapped[str] = mapped_column(String(200))

@@ -58,6 +58,9 @@ def _pool(row: AgentPoolRow) -> Pool:
         created_at=row.created_at,
         updated_by=row.updated_by,
         updated_at=row.updated_at,
+        agent_token=row.agent_token,
+        token_generation=row.token_generation or 0,
+        rotating_from=row.rotating_from,
     )
 
 
@@ -130,6 +133,20 @@ class PoolRepository:
         row.revision += 1
         row.updated_by, row.updated_at = by, now
         await self._flush(f"a pool named {fields.get('name')!r} already exists")
+        return _pool(row)
+
+    async def set_token_state(self, pool_id: str, **fields: Any) -> Pool | None:
+        """The Secret's bookkeeping (agent_token, token_generation, rotating_from): kept by
+        slotpool itself, so the pool's revision (the operator's edits) does not move."""
+        row = await self._row(pool_id)
+        if row is None:
+            return None
+        for key in fields:
+            if key not in ("agent_token", "token_generation", "rotating_from"):
+                raise ValueError(f"not a token field: {key}")
+        for key, value in fields.items():
+            setattr(row, key, value)
+        await self._session.flush()
         return _pool(row)
 
     async def replace_schedules(
@@ -249,6 +266,17 @@ class PoolTokenRepository:
             update(PoolTokenRow)
             .where(PoolTokenRow.id == token_id, PoolTokenRow.revoked_at.is_(None))
             .values(revoked_at=now)
+        )
+
+    async def expire(self, token_id: str, *, at: datetime) -> None:
+        """Make the token expire at ``at`` (sooner than it would have, never later)."""
+        await self._session.execute(
+            update(PoolTokenRow)
+            .where(
+                PoolTokenRow.id == token_id,
+                or_(PoolTokenRow.expires_at.is_(None), PoolTokenRow.expires_at > at),
+            )
+            .values(expires_at=at)
         )
 
     async def touch(self, token_id: str, *, now: datetime, older_than: datetime) -> None:

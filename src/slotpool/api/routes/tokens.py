@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Path, status
 
 from slotpool.api.deps import Admin, ServicesDep
 from slotpool.api.routes.pools import PoolId
-from slotpool.api.schemas import TokenCreate, TokenCreated, TokenList, TokenOut
+from slotpool.api.schemas import (
+    RebuildOut,
+    TokenCreate,
+    TokenCreated,
+    TokenList,
+    TokenOut,
+    TokenRotate,
+    TokenRotated,
+)
 from slotpool.domain.tokens import TOKEN_NAME_PATTERN
 
 router = APIRouter(prefix="/api/v1/agent-pools/{pool_id}/tokens", tags=["tokens"])
@@ -36,6 +45,43 @@ async def create_token(
 @router.get("/{name}", response_model=TokenOut)
 async def get_token(pool_id: PoolId, name: TokenName, services: ServicesDep, _: Admin) -> TokenOut:
     return TokenOut.of(await services.tokens.get(pool_id, name), now=services.pools.now())
+
+
+@router.post("/{name}/rotate", response_model=TokenRotated)
+async def rotate_token(
+    pool_id: PoolId, name: TokenName, body: TokenRotate, services: ServicesDep, actor: Admin
+) -> TokenRotated:
+    """Replace a token with a new one; the old one stays valid for the overlap. The token in the
+    pool's Secret is replaced in the Secret, and the Pods are rebuilt to use the new one (idle
+    ones now, busy ones once idle); the old one is revoked as soon as no Pod runs with it."""
+    overlap = timedelta(seconds=body.overlap_seconds)
+    now = services.pools.now
+    pool = await services.pools.get(pool_id)
+    if pool.agent_token == name and services.pods.can_run(pool):
+        new_name, _old, report = await services.pods.rotate_secret_token(
+            pool_id, overlap=overlap, by=actor
+        )
+        old_token = await services.tokens.get(pool_id, name)
+        new_token = await services.tokens.get(pool_id, new_name)
+        return TokenRotated(
+            message=f"the Secret now holds {new_name}; Pods are being rebuilt to use it",
+            old=TokenOut.of(old_token, now=now()),
+            new=TokenOut.of(new_token, now=now()),
+            token=None,
+            secret=True,
+            rebuild=RebuildOut(
+                rebuilt=report.rebuilt, created=report.created, kept_busy=report.kept_busy
+            ),
+        )
+    old, new, value = await services.tokens.rotate(pool_id, name, overlap=overlap, by=actor)
+    return TokenRotated(
+        message=f"{new.name} replaces {name}, which expires after the overlap",
+        old=TokenOut.of(old, now=now()),
+        new=TokenOut.of(new, now=now()),
+        token=value,
+        secret=False,
+        rebuild=None,
+    )
 
 
 @router.delete("/{name}", response_model=TokenOut)

@@ -235,6 +235,7 @@ class Pod:
     slots: tuple[Slot, ...]
     phase: str | None = None
     node: str | None = None
+    updated_at: datetime | None = None
 
     @property
     def all_idle(self) -> bool:

@@ -14,7 +14,7 @@ from datetime import datetime
 import structlog
 
 from slotpool.domain.freeze import FreezePolicy
-from slotpool.domain.tasks import PodCapacity, place
+from slotpool.domain.tasks import PodCapacity, PodState, place
 from slotpool.services.freeze import FreezeService
 from slotpool.services.notify import Notifier
 from slotpool.services.pools import Clock, PoolService
@@ -51,11 +51,18 @@ class Dispatcher:
         self._notifier = notifier
         self._clock = clock
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._waiting: set[str] = set()  # pools with a dispatch waiting for the lock
 
     async def dispatch(self, pool_id: str) -> int:
         """Assign what can be assigned now; returns how many tasks were started."""
         started = 0
+        if pool_id in self._waiting:
+            # One dispatch already waits for the lock: it starts after this call's change was
+            # committed, so it sees it. A burst of submissions costs one pass, not one each.
+            return 0
+        self._waiting.add(pool_id)
         async with self._locks[pool_id]:
+            self._waiting.discard(pool_id)
             for _ in range(ATTEMPTS):
                 try:
                     batch, more = await self._one_batch(pool_id)
@@ -77,7 +84,9 @@ class Dispatcher:
             queued = await uow.tasks.queued(pool_id, limit=BATCH)
             if not queued or await self._change_freeze(uow, pool_id, self._clock()):
                 return [], False
-            pods = {p.id: p for p in await uow.pods.of_pool(pool_id)}
+            pods = {p.id: p for p in await uow.pods.of_pool(pool_id, states=[PodState.ready])}
+            if not any(p.capacity().idle_slots for p in pods.values()):
+                return [], False  # no room: the controller adds Pods, their agents come back
             # Read after the slots: a slot seen idle was freed before this instant, so a task's
             # start is never stamped before the end of the task that held the slot before it.
             now = self._clock()

@@ -68,6 +68,8 @@ SECRET_CHECK_SECONDS = 30.0
 CREATE_CONCURRENCY = 8
 EVENTS_KEPT = 1000
 ORPHAN_SWEEP_SECONDS = 30.0
+# Records of ended pods stay this long (the API and UI show why they ended), then go.
+ENDED_KEPT = timedelta(minutes=10)
 REBUILD_REASON = "configuration changed: replaced because all its slots were idle"
 
 
@@ -134,7 +136,10 @@ class PodKeeper:
         self._default_tz = settings.default_timezone
         self._clock = clock
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._state: defaultdict[str, _PoolState] = defaultdict(_PoolState)
+        self._state: dict[str, _PoolState] = {}
+        self._managed: set[str] = set()  # pools with a worker
+        self._known: set[str] = set()  # pools seen by the last listings
+        self._listing = asyncio.Event()
         notifier.listen(self._on_wake)
 
     # -- entry points ----------------------------------------------------------------------------
@@ -159,8 +164,15 @@ class PodKeeper:
         return pool.pool_type in self._runtimes and pool.effective_config() is not None
 
     def poke(self, pool_id: str) -> None:
-        """Something happened to the pool: its worker passes again now."""
-        self._state[pool_id].poked.set()
+        """Something happened to the pool: its worker passes again now (a pool without a
+        worker yet, one just created, makes the pool list be read again at once)."""
+        if pool_id in self._managed:
+            self._pool_state(pool_id).poked.set()
+        elif pool_id not in self._known:  # (static pools are known and need no worker)
+            self._listing.set()
+
+    def _pool_state(self, pool_id: str) -> _PoolState:
+        return self._state.setdefault(pool_id, _PoolState())
 
     def _on_wake(self, key: Hashable) -> None:
         if isinstance(key, tuple) and len(key) == 2 and key[0] == "pool":
@@ -292,6 +304,7 @@ class PodKeeper:
                     except Exception:  # logged; the next sweep tries again
                         log.exception("orphan sweep failed")
                 rounds += 1
+                self._listing.clear()  # a poke from here on lists again
                 try:
                     wanted = {p.pool_id for p in await self._managed_pools()}
                 except Exception:  # logged; the next round tries again
@@ -302,7 +315,9 @@ class PodKeeper:
                 for pool_id in set(workers) - wanted:
                     workers.pop(pool_id).cancel()
                     self._state.pop(pool_id, None)
-                await asyncio.sleep(resync_seconds)
+                self._managed = set(workers)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._listing.wait(), resync_seconds)
         finally:
             for worker in workers.values():
                 worker.cancel()
@@ -316,12 +331,13 @@ class PodKeeper:
         while True:
             page, total = await self._pools.list(limit=1000, offset=offset, name=None)
             found += [p for p in page if self.can_run(p)]
+            self._known.update(p.pool_id for p in page)
             offset += len(page)
             if not page or offset >= total:
                 return found
 
     async def _worker(self, pool_id: str, resync_seconds: float) -> None:
-        state = self._state[pool_id]
+        state = self._pool_state(pool_id)
         while True:
             state.poked.clear()
             try:
@@ -360,7 +376,7 @@ class PodKeeper:
         *,
         check_secret: bool,
     ) -> None:
-        state = self._state[pool.pool_id]
+        state = self._pool_state(pool.pool_id)
         namespace = self._pools.pod_context(pool).namespace_for(config)
         await runtime.prepare(namespace)
         loop_now = asyncio.get_running_loop().time()
@@ -455,7 +471,7 @@ class PodKeeper:
                     ],
                     now=now,
                 )
-            self._state[pool_id].secret_checked = asyncio.get_running_loop().time()
+            self._pool_state(pool_id).secret_checked = asyncio.get_running_loop().time()
         report = await self.reconcile(pool, check_secret=False)
         return new, old, report
 
@@ -520,7 +536,11 @@ class PodKeeper:
                     await retire_pod(uow, row, reason=why, now=listed_at, notifier=self._notifier)
                     report.ended.append(pod.name)
                     log.warning("pod ended", pool_id=pool.pool_id, pod=pod.name, reason=why)
-                elif row is not None and row.state is not PodState.failed:
+                elif (
+                    row is not None
+                    and row.state is not PodState.failed
+                    and _changed(row, state, pod, reason)
+                ):
                     await uow.pods.observed(
                         row.id,
                         state=state,
@@ -533,6 +553,14 @@ class PodKeeper:
                     report.pending.append(PendingPod(pod.name, reason or "not scheduled yet"))
                 if not pod.ended and not pod.deleting:
                     alive.append(pod)
+            cutoff = listed_at - ENDED_KEPT
+            await uow.pods.forget(
+                [
+                    r.id
+                    for r in known.values()
+                    if r.state is PodState.failed and r.updated_at and r.updated_at < cutoff
+                ]
+            )
             for row in known.values():
                 if not _vanished(row, listed_at):
                     continue
@@ -551,7 +579,7 @@ class PodKeeper:
     async def _observation(
         self, pool: Pool, config: PoolConfig, alive: list[RuntimePod], now: datetime
     ) -> Observation:
-        state = self._state[pool.pool_id]
+        state = self._pool_state(pool.pool_id)
         async with self._store.unit_of_work() as uow:
             rows = {p.name: p for p in await uow.pods.of_pool(pool.pool_id)}
             queued = await uow.tasks.count_queued(pool.pool_id)
@@ -710,7 +738,7 @@ class PodKeeper:
 
     def _new_holds(self, pool_id: str, decided: Plan) -> list[NewEvent]:
         """A hold is recorded when it starts (or its words change), not on every pass."""
-        state = self._state[pool_id]
+        state = self._pool_state(pool_id)
         current = frozenset((h.reason.value, h.message) for h in decided.holds)
         new = [h for h in decided.holds if (h.reason.value, h.message) not in state.holds]
         state.holds = current
@@ -795,6 +823,13 @@ def _queue_reason(observation: Observation, decided: Plan) -> str:
 
 def _utc(instant: datetime | None) -> str:
     return "" if instant is None else instant.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _changed(row: Pod, state: PodState, pod: RuntimePod, reason: str) -> bool:
+    """Whether the runtime reports something the record does not say yet (a pass writes only
+    what changed: most passes write nothing for most pods)."""
+    seen = (state, pod.phase, pod.node, reason or row.reason)
+    return seen != (row.state, row.phase, row.node, row.reason)
 
 
 def _vanished(row: Pod, listed_at: datetime) -> bool:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, and_, case, func, select, update
+from sqlalchemy import CursorResult, and_, case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slotpool.domain.tasks import (
@@ -76,6 +76,7 @@ def _pod(row: PodRow, slots: Sequence[SlotRow]) -> Pod:
         ),
         phase=row.phase,
         node=row.node,
+        updated_at=row.updated_at,
     )
 
 
@@ -190,6 +191,12 @@ class PodRepository:
             .values(state=value, phase=phase, node=node, reason=reason, updated_at=now)
         )
 
+    async def forget(self, pod_ids: Sequence[int]) -> None:
+        """Delete the records (and slots) of ended pods; tasks keep the pod's name."""
+        if pod_ids:
+            await self._session.execute(delete(SlotRow).where(SlotRow.pod_id.in_(pod_ids)))
+            await self._session.execute(delete(PodRow).where(PodRow.id.in_(pod_ids)))
+
     async def get(self, pod_id: int) -> Pod | None:
         row = await self._session.get(PodRow, pod_id, populate_existing=True)
         if row is None:
@@ -207,12 +214,12 @@ class PodRepository:
         )
         return None if pod_id is None else await self.get(pod_id)
 
-    async def of_pool(self, pool_id: str) -> list[Pod]:
-        rows = list(
-            await self._session.scalars(
-                select(PodRow).where(PodRow.pool_id == pool_id).order_by(PodRow.id)
-            )
-        )
+    async def of_pool(self, pool_id: str, *, states: Sequence[PodState] = ()) -> list[Pod]:
+        """The pool's pods with their slots; only those in ``states`` if any are given."""
+        query = select(PodRow).where(PodRow.pool_id == pool_id)
+        if states:
+            query = query.where(PodRow.state.in_([s.value for s in states]))
+        rows = list(await self._session.scalars(query.order_by(PodRow.id)))
         slots = await self._session.scalars(
             select(SlotRow).where(SlotRow.pod_id.in_([r.id for r in rows]))
         )

@@ -63,6 +63,7 @@ async def create_pool(
         config=body.k8s_config,
         by=actor,
     )
+    services.pods.poke(pool.pool_id)  # its controller starts now, not at the next listing
     response.headers["Location"] = f"{router.prefix}/{pool.pool_id}"
     etag(response, pool)
     return await one_pool_out(services, pool)

@@ -290,7 +290,8 @@ class AgentService:
                 task.id,
                 current_step=task.current_step + 1,
                 reserved_until=now + timedelta(seconds=ttl),
-                reason=f"waits for approval of step {task.current_step + 1}",
+                # Counted from 1, as people (and the UI) count steps.
+                reason=f"waits for approval of step {task.current_step + 2}",
                 **common,
             )
             return ResultAnswer(next=None, reserve=True, release=False)

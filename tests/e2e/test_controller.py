@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -165,3 +165,43 @@ def test_a_restarted_control_plane_removes_pods_of_pools_that_no_longer_exist(
     finally:
         ghost.kill()
         ghost.wait()
+
+
+def test_a_change_freeze_holds_queued_tasks_and_says_why_and_until_when(server: Server) -> None:
+    with api(server) as client:
+        pool_id = pool(client, "frozen", min_replicas=1, max_replicas=2, slots_per_pod=1)
+        wait_for(lambda: len(live_pods(client, pool_id)) == 1, what="min_replicas")
+        start = datetime.now(UTC) - timedelta(minutes=1)
+        end = start + timedelta(hours=1)
+        window = {
+            "from_time": start.strftime("%H:%M"),
+            "to_time": end.strftime("%H:%M"),
+            "weekdays": [start.isoweekday()],
+            "timezone": "UTC",
+            "policy": "no_new_tasks",
+        }
+        added = client.post(f"{POOLS}/{pool_id}/freeze-schedules", json=window)
+        assert added.status_code == 201, added.text
+        wait_for(lambda: live_pods(client, pool_id) == [], what="the idle Pod to go")
+
+        waiting = submit(client, pool_id, command="echo after the freeze")
+
+        def explained() -> bool:
+            reason: str = task(client, waiting)["reason"]
+            return reason.startswith("waiting: change freeze (no_new_tasks) until ")
+
+        wait_for(explained, what="the task to say why it waits")
+        found = task(client, waiting)
+        assert found["status"] == "queued"
+        assert end.strftime("%H:%M UTC") in found["reason"]
+        time.sleep(1.5)  # passes and dispatches go on: still nothing runs inside the window
+        assert task(client, waiting)["status"] == "queued"
+        assert live_pods(client, pool_id) == []
+
+        assert client.post(f"{POOLS}/{pool_id}/one-time-unfreeze", json={}).status_code == 200
+        done = until_final(client, waiting)
+        assert done["status"] == "succeeded"
+        assert done["reason"] == ""
+        holds = [e for e in events(client, pool_id) if e["action"] == "hold"]
+        assert any(e["reason"] == "frozen" for e in holds)
+        assert violations(client, pool_id) == []

@@ -233,6 +233,12 @@ class FakeRuntime:
         self._notify()
         return list(self.pods_of[pool_id].values())
 
+    async def all_pods(self, namespace: str) -> list[RuntimePod]:
+        return [pod for pods in self.pods_of.values() for pod in pods.values()]
+
+    async def delete_token(self, namespace: str, pool_id: str) -> None:
+        self.tokens.pop(pool_id, None)
+
     async def create_pod(self, manifest: Mapping[str, Any]) -> RuntimePod:
         called = time.perf_counter()
         meta = manifest["metadata"]
@@ -600,7 +606,7 @@ def controller_round(
 
 def finish_controller_round(api: httpx.Client, env: K8sTestEnv, pool_id: str) -> None:
     """Delete the pool (its tasks go with it), let its worker notice, then delete its Pods."""
-    api.delete(f"{POOLS}/{pool_id}").raise_for_status()
+    api.delete(f"{POOLS}/{pool_id}", params={"force": "true"}).raise_for_status()
     time.sleep(1.5)
     delete_all(env)
 
@@ -782,7 +788,7 @@ def static_round(
     before = CpuReading.now(env)
     began, submitted = runner.run(submit_all(url, pool_id, args.tasks, args.connections))
     usage = CpuUse.between(before, CpuReading.now(env))
-    api.delete(f"{POOLS}/{pool_id}").raise_for_status()
+    api.delete(f"{POOLS}/{pool_id}", params={"force": "true"}).raise_for_status()
     return BurstRound(
         way="static",
         index=index,

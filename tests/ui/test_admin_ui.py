@@ -326,6 +326,179 @@ def test_tokens_are_shown_once_copied_and_revoked(
     shot("token-revoked")
 
 
+def decision_log(page: Page) -> Locator:
+    return page.get_by_role("table", name="Decision log").locator("tbody tr")
+
+
+def decision(page: Page, action: str, reason: str | None = None) -> Locator:
+    """Rows of the decision log whose action (and reason, if given) is this."""
+    rows = decision_log(page).filter(has=page.get_by_role("rowheader", name=action, exact=True))
+    return rows.filter(has=page.get_by_role("cell", name=reason, exact=True)) if reason else rows
+
+
+def test_the_decision_log_says_why_the_pool_scaled_and_follows_a_secret_rotation(
+    signed_in: Page, server: Server, shot: Shots
+) -> None:
+    pool_id = server.create_pool("ui-decisions", min_replicas=2, max_replicas=3, slots_per_pod=1)
+    page = signed_in
+    page.goto(f"/pools/{pool_id}/pods")
+    expect_ready_pods(page, 2)
+    pods = ready_rows(page).get_by_role("rowheader").all_inner_texts()
+    # Three tasks for two slots: one waits, and the controller adds a Pod for it (max 3).
+    with server.api() as client:
+        task_ids = []
+        for n in range(3):
+            body = {"pool_id": pool_id, "name": f"decided-{n}", "command": "sleep 4; echo ran"}
+            response = client.post("/api/v1/tasks", json=body)
+            assert response.status_code == 201, response.text
+            task_ids.append(response.json()["id"])
+    for task_id in task_ids:
+        page.goto(f"/tasks/{task_id}")
+        expect(page.get_by_role("heading", level=1)).to_contain_text("succeeded", timeout=SLOW)
+
+    page.goto(f"/pools/{pool_id}")
+    page.get_by_role("link", name="Decision log").click()
+    expect(page).to_have_url(re.compile(f"/pools/{pool_id}/events$"))
+    # Why the pool has its first two Pods: min_replicas, with what the controller saw then.
+    first = decision(page, "create_pods", "min_replicas")
+    expect(first).to_have_count(1)
+    cells = first.get_by_role("cell")
+    expect(cells.nth(2)).to_have_text("done")  # outcome
+    for pod in pods:
+        expect(cells.nth(3)).to_contain_text(pod)
+    expect(cells.nth(4)).to_contain_text("queued 0 · busy 0 · reserved 0 · idle 0 slots")
+    expect(cells.nth(4)).to_contain_text("Pods 0 · desired 2 · min..max 2..3")
+    expect(cells.nth(4)).not_to_contain_text("frozen")
+    expect(cells.nth(5)).to_contain_text("(min 2, max 3)")  # the controller's message
+    # ...and the third: a queued task, with both slots busy.
+    third = decision(page, "create_pods", "scale_up")
+    expect(third).to_have_count(1)
+    expect(third.get_by_role("cell").nth(2)).to_have_text("done")
+    expect(third.get_by_role("cell").nth(4)).to_contain_text(
+        re.compile(r"queued [1-9]\d* · busy \d+ · reserved 0 · idle \d+ slots")
+    )
+    expect(third.get_by_role("cell").nth(4)).to_contain_text("desired 3 · min..max 2..3")
+    shot("decision-log-create-pods")
+
+    # Live: a rotation of the Pod Secret's token, made elsewhere, shows up without a reload,
+    # then the Pods rebuilt to take the new token, then the old token revoked.
+    with server.api() as client:
+        response = client.get(f"/api/v1/agent-pools/{pool_id}")
+        old_secret_token = response.json()["agent_token"]
+        assert old_secret_token, response.text
+        response = client.post(
+            f"/api/v1/agent-pools/{pool_id}/tokens/{old_secret_token}/rotate",
+            json={},
+            timeout=90,  # it answers once the idle Pods are rebuilt (their agents stopped)
+        )
+        assert response.status_code == 200, response.text
+        new_secret_token = response.json()["new"]["name"]
+    rotation = decision(page, "rotate_token")
+    expect(rotation).to_have_count(1, timeout=5_000)  # the log polls every 2 s
+    expect(rotation.get_by_role("cell").nth(1)).to_have_text("token_rotation")
+    expect(rotation).to_contain_text(f"old {old_secret_token} · new {new_secret_token}")
+    rebuilt = decision(page, "rebuild_pod")
+    expect(rebuilt.first.get_by_role("cell").nth(1)).to_have_text("config_changed", timeout=SLOW)
+    expect(decision(page, "revoke_token", "rotation_done")).to_have_count(1, timeout=SLOW)
+    shot("decision-log-secret-rotation")
+
+    # Older pages, five a page, down to the first decision: the min_replicas Pods.
+    page.get_by_label("Per page").select_option("5")
+    pager = page.get_by_role("navigation", name="Decision log pages")
+    status, older = pager.get_by_role("status"), pager.get_by_role("button", name="Older")
+    expect(status).to_have_text(re.compile(r"^Page 1 · ([6-9]|\d\d+) decisions in all$"))
+    expect(decision_log(page)).to_have_count(5)
+    expect(pager.get_by_role("button", name="Newest")).to_be_disabled()
+    expect(older).to_be_enabled()
+    older.click()
+    expect(status).to_have_text(re.compile(r"^Page 2 · "))
+    expect(page.get_by_text("An older page (not updated).")).to_be_visible()
+    number = 2
+    while older.is_enabled() and number < 20:  # the pages are drawn: their number is shown
+        older.click()
+        number += 1
+        expect(status).to_have_text(re.compile(f"^Page {number} · "))
+    expect(older).to_be_disabled()
+    # The oldest decision (never on page 1, which holds the five newest of six or more).
+    expect(decision(page, "create_pods", "min_replicas")).to_have_count(1)
+    shot("decision-log-oldest-page")
+    pager.get_by_role("button", name="Newest").click()
+    expect(status).to_have_text(re.compile(r"^Page 1 · "))
+    expect(decision_log(page)).to_have_count(5)
+    expect(page.get_by_text("Newest first, updated every 2 seconds.")).to_be_visible()
+
+    # The tokens list marks the token the Pod Secret now holds.
+    page.get_by_role("link", name="Tokens", exact=True).click()
+    secret_row = page.get_by_role("row").filter(has_text="in the Pod Secret")
+    expect(secret_row).to_have_count(1)
+    expect(secret_row.get_by_role("rowheader")).to_contain_text(new_secret_token)
+    expect(page.get_by_role("row").filter(has_text=old_secret_token)).to_contain_text("revoked")
+    shot("tokens-secret-marked")
+
+
+def test_rotate_a_token_shows_the_new_value_once_and_the_old_one_overlaps(
+    signed_in: Page, context: BrowserContext, server: Server, shot: Shots
+) -> None:
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
+    pool_id = server.create_pool("ui-rotate", min_replicas=0)
+    with server.api() as client:
+        response = client.post(f"/api/v1/agent-pools/{pool_id}/tokens", json={"name": "deployer"})
+        assert response.status_code == 201, response.text
+        old_value = response.json()["token"]
+    page = signed_in
+    page.goto(f"/pools/{pool_id}/tokens")
+    page.get_by_role("button", name="Rotate token deployer").click()
+    overlap = page.get_by_label("Overlap (seconds)")
+    expect(overlap).to_have_value("3600")
+    overlap.fill("600")
+    shot("rotate-form")
+    page.get_by_role("button", name="Rotate now").click()
+
+    shown = page.get_by_role("status").filter(has=page.get_by_label("New token value"))
+    expect(shown.get_by_role("heading")).to_have_text(
+        re.compile(r"^Token “deployer-[0-9a-f]{4}” replaces “deployer”$")
+    )
+    expect(shown).to_contain_text("which expires after the overlap")  # the server's message
+    value = page.get_by_label("New token value")
+    expect(value).to_have_value(re.compile(r".{20,}"))
+    new_value = value.input_value()
+    assert new_value != old_value
+    new_name = shown.get_by_role("heading").inner_text().split("“")[1].split("”")[0]
+    page.get_by_role("button", name="Copy", exact=True).click()
+    expect(page.get_by_role("button", name="Copied")).to_be_visible()
+    assert page.evaluate("navigator.clipboard.readText()") == new_value
+
+    # Both rows are active; the old one now expires after the overlap, the new one never.
+    old_row = page.get_by_role("row").filter(
+        has=page.get_by_role("rowheader", name="deployer", exact=True)
+    )
+    new_row = page.get_by_role("row").filter(
+        has=page.get_by_role("rowheader", name=new_name, exact=True)
+    )
+    expect(old_row).to_contain_text("active")
+    expect(old_row.get_by_role("cell").nth(2)).to_contain_text(re.compile(r"in (9|10)m$"))
+    expect(new_row).to_contain_text("active")
+    expect(new_row.get_by_role("cell").nth(2)).to_have_text("-")
+    # Tokens handed out by hand; the pool's own token (in its Pod Secret) is another row.
+    expect(page.get_by_text("in the Pod Secret")).to_have_count(1)
+    expect(old_row).not_to_contain_text("in the Pod Secret")
+    expect(new_row).not_to_contain_text("in the Pod Secret")
+    shot("rotated-new-value-shown-once")
+
+    agent_url = f"{server.url}/api/v1/agent/pools/{pool_id}"
+    for secret in (old_value, new_value):  # the overlap: both work
+        headers = {"Authorization": f"Bearer {secret}"}
+        assert httpx.get(agent_url, headers=headers).status_code == 200
+
+    page.get_by_role("button", name="Done").click()
+    expect(page.get_by_label("New token value")).to_have_count(0)
+    page.reload()
+    expect(new_row).to_contain_text("active")
+    expect(page.get_by_label("New token value")).to_have_count(0)  # shown once, never again
+    expect(page.get_by_role("button", name=f"Rotate token {new_name}")).to_be_visible()
+    shot("rotated-after-reload")
+
+
 def test_delete_a_pool(signed_in: Page, server: Server, shot: Shots) -> None:
     pool_id = server.create_pool("ui-delete-me", min_replicas=0)
     page = signed_in

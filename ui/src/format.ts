@@ -26,3 +26,10 @@ export function localInputToIso(value: string): string | undefined {
   const date = new Date(value);
   return Number.isNaN(date.getTime()) ? undefined : date.toISOString();
 }
+
+/** How long until `iso`, e.g. "in 59m"; "now" once it has passed. */
+export function fromNow(iso: string, now: number = Date.now()): string {
+  const ms = Date.parse(iso) - now;
+  if (ms <= 0) return "now";
+  return `in ${age(new Date(now - ms).toISOString(), now)}`;
+}

@@ -14,6 +14,8 @@ export type FreezeSchedule = Schemas["FreezeSchedule"];
 export type FreezeState = Schemas["FreezeStateOut"];
 export type Token = Schemas["TokenOut"];
 export type TokenCreated = Schemas["TokenCreated"];
+export type TokenRotated = Schemas["TokenRotated"];
+export type PoolEvent = Schemas["EventOut"];
 export type ErrorDetail = Schemas["ErrorDetail"];
 
 const TOKEN_KEY = "slotpool.admin-token";

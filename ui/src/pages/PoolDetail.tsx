@@ -2,6 +2,7 @@ import { useState } from "react";
 import { api, must, type Pool } from "../api/client";
 import { Badge, ErrorBox, Loading } from "../components/common";
 import { ConfigPanel } from "../components/ConfigPanel";
+import { EventsPanel } from "../components/EventsPanel";
 import { FreezePanel } from "../components/FreezePanel";
 import { PodsPanel } from "../components/PodsPanel";
 import { TasksPanel } from "../components/TasksPanel";
@@ -12,6 +13,7 @@ import { SlotCounts } from "./PoolsList";
 
 const TABS = [
   { id: "pods", label: "Pods" },
+  { id: "events", label: "Decision log" },
   { id: "config", label: "Configuration" },
   { id: "freeze", label: "Freeze windows" },
   { id: "tasks", label: "Tasks" },
@@ -118,10 +120,11 @@ export function PoolDetail({ poolId, tab }: { poolId: string; tab: string }) {
       {pool.data && (
         <div className="panel">
           {current.id === "pods" && <PodsPanel pool={pool.data} />}
+          {current.id === "events" && <EventsPanel pool={pool.data} />}
           {current.id === "config" && <ConfigPanel pool={pool.data} onSaved={pool.reload} />}
           {current.id === "freeze" && <FreezePanel pool={pool.data} onChange={pool.reload} />}
           {current.id === "tasks" && <TasksPanel pool={pool.data} />}
-          {current.id === "tokens" && <TokensPanel pool={pool.data} />}
+          {current.id === "tokens" && <TokensPanel pool={pool.data} onChange={pool.reload} />}
         </div>
       )}
       {pool.data && current.id === "pods" && <DeletePool pool={pool.data} />}

@@ -44,6 +44,8 @@ class Container:
 class AgentKubelet:
     kubeconfig: Path
     work_dir: Path
+    # Only the Pods of this namespace ("*": all), so Pods left by other tests get no agents.
+    namespace: str = "*"
     running: dict[str, Container] = field(default_factory=dict)
     started: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -84,7 +86,7 @@ class AgentKubelet:
     def _step(self) -> None:
         pods = {
             (p.metadata.namespace or "", p.metadata.name or ""): p
-            for p in self._client.list(Pod, namespace="*", labels=SELECTOR)
+            for p in self._client.list(Pod, namespace=self.namespace, labels=SELECTOR)
             if p.metadata is not None
         }
         with self._lock:

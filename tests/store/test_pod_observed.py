@@ -84,3 +84,39 @@ async def test_other_observations_are_written(store: Store) -> None:
             pending, state=PodState.pending, phase="Pending", node=None, reason="x", now=NOW
         )
     assert await state_of(store, pending) is PodState.pending
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (PodState.starting, PodState.ready),
+        (PodState.pending, PodState.ready),
+        (PodState.ready, PodState.ready),
+        # Found by the chaos run: an agent reconnecting after a control-plane restart revived
+        # a Pod that was being deleted, which then got tasks and took them down with it.
+        (PodState.draining, PodState.draining),
+        (PodState.terminating, PodState.terminating),
+        (PodState.failed, PodState.failed),
+    ],
+)
+async def test_an_agent_registering_again_does_not_put_a_pod_on_its_way_out_back_in_service(
+    store: Store, before: PodState, after: PodState
+) -> None:
+    pod_id = await adopt_starting(store, f"r-{before.value}")
+    async with store.unit_of_work() as uow:
+        await uow.pods.set_state(pod_id, before, reason="", now=NOW)
+        await uow.pods.register(
+            pool_id=POOL, name=f"r-{before.value}", slots=1, version="t", config_hash="h", now=NOW
+        )
+    assert await state_of(store, pod_id) is after
+
+
+async def test_a_draining_agents_heartbeat_only_drains_a_ready_pod(store: Store) -> None:
+    ready, leaving = await adopt_starting(store, "h1"), await adopt_starting(store, "h2")
+    async with store.unit_of_work() as uow:
+        await uow.pods.set_state(ready, PodState.ready, reason="", now=NOW)
+        await uow.pods.set_state(leaving, PodState.terminating, reason="", now=NOW)
+        await uow.pods.heartbeat(ready, now=NOW, draining=True)
+        await uow.pods.heartbeat(leaving, now=NOW, draining=True)
+    assert await state_of(store, ready) is PodState.draining
+    assert await state_of(store, leaving) is PodState.terminating

@@ -144,7 +144,12 @@ CASES: list[Any] = [
         [],
         1,
     ),
-    ("starting-pod-is-capacity", observe(pod("p1", starting), queued=3, min_replicas=0), [], 1),
+    (
+        "starting-pod-is-capacity",
+        observe(pod("p1", starting, age=30), queued=3, min_replicas=0),
+        [],
+        1,
+    ),
     ("min-replicas", observe(min_replicas=2), ["create 2 min_replicas"], 2),
     ("queued-above-min", observe(queued=9, min_replicas=2), ["create 3 scale_up"], 3),
     ("min-idle-slots", observe(pod("p1", busy=4), min_idle_slots=2), ["create 1 scale_up"], 2),
@@ -185,9 +190,16 @@ CASES: list[Any] = [
     ),
     (
         "starting-pod-not-scaled-down",
-        observe(pod("p1", starting, idle_for=900), min_replicas=0),
+        observe(pod("p1", starting, age=200, idle_for=900), min_replicas=0),
         [],
         0,
+    ),
+    (
+        # Running, but its agent never registered: replaced like a Pod stuck pending.
+        "starting-past-the-timeout-is-stuck",
+        observe(pod("p1", starting, age=300, k8s_reason="AgentNotRegistered")),
+        ["stuck p1 AgentNotRegistered"],
+        1,
     ),
     (
         "rebuild-outdated-idle-at-once",

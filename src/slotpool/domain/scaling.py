@@ -343,8 +343,11 @@ def desired_pods(demand: int, config: PoolConfig) -> int:
 
 
 def _stuck(pod: PodObservation, cfg: PoolConfig, now: datetime) -> bool:
+    """Pending (not scheduled or not started), or running with an agent that never registered
+    (``starting``), for longer than ``pending_timeout_seconds``."""
     timeout = timedelta(seconds=cfg.pending_timeout_seconds)
-    return pod.state is PodState.pending and pod.all_idle and now - pod.created_at >= timeout
+    waiting = pod.state in (PodState.pending, PodState.starting)
+    return waiting and pod.all_idle and now - pod.created_at >= timeout
 
 
 def _next_backoff(obs: Observation, stuck: Sequence[PodObservation], now: datetime) -> Backoff:
@@ -372,8 +375,8 @@ def _housekeeping(pods: Iterable[PodObservation]) -> list[Action]:
 def _unstick(pod: PodObservation, now: datetime) -> DeleteStuckPod:
     why = ": ".join(part for part in (pod.k8s_reason, pod.k8s_message) if part)
     text = (
-        f"{pod.name} has been pending for {_secs(now - pod.created_at)}, past the pending "
-        f"timeout ({why or 'Kubernetes gave no reason'}); deleted, creation backs off"
+        f"{pod.name} has been {pod.state.value} for {_secs(now - pod.created_at)}, past the "
+        f"pending timeout ({why or 'Kubernetes gave no reason'}); deleted, creation backs off"
     )
     return DeleteStuckPod(
         name=pod.name, k8s_reason=pod.k8s_reason, reason=Reason.pending_timeout, message=text

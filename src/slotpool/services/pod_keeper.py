@@ -517,6 +517,8 @@ class PodKeeper:
                     row.state if row else None, phase=pod.phase, deleting=pod.deleting
                 )
                 reason = pod.why() if state in (PodState.pending, PodState.failed) else ""
+                if state is PodState.terminating and not (row and row.reason):
+                    reason = f"{runtime.name} pod {pod.name} is being deleted, not by slotpool"
                 if row is None and not pod.ended:
                     await uow.pods.adopt(
                         pool_id=pool.pool_id,
@@ -564,7 +566,7 @@ class PodKeeper:
             for row in known.values():
                 if not _vanished(row, listed_at):
                     continue
-                if row.state is PodState.terminating:  # deleted by slotpool, now gone
+                if row.state is PodState.terminating and row.reason:  # deleted, now gone
                     why = row.reason
                 else:
                     why = f"{runtime.name} pod {row.name} vanished (no longer in the runtime)"
@@ -781,9 +783,18 @@ def _pod_observation(row: Pod, pod: RuntimePod) -> PodObservation:
         busy=busy,
         reserved=reserved,
         idle=idle,
-        k8s_reason=pod.reason if row.state is PodState.pending else None,
-        k8s_message=pod.message if row.state is PodState.pending else None,
+        k8s_reason=_waiting_reason(row, pod),
+        k8s_message=pod.message if row.state is PodState.pending else _NOT_REGISTERED,
     )
+
+
+_NOT_REGISTERED = "the Pod runs, but its agent has not registered with the control plane"
+
+
+def _waiting_reason(row: Pod, pod: RuntimePod) -> str | None:
+    if row.state is PodState.pending:
+        return pod.reason
+    return "AgentNotRegistered" if row.state is PodState.starting else None
 
 
 def _event(

@@ -103,7 +103,10 @@ class PodRepository:
         )
         if row is None:
             row = await self._new_row(pool_id, name, slots, config_hash, PodState.ready, now)
-        if row.state != PodState.draining.value:
+        # Only a pod on its way in becomes ready. One slotpool is draining, deleting or has
+        # retired stays so: an agent that reconnects (say after a control-plane restart) must
+        # not put a Pod that is being deleted back into service.
+        if row.state in (PodState.pending.value, PodState.starting.value):
             row.state = PodState.ready.value
         row.agent_version = version
         row.config_hash = row.config_hash or config_hash
@@ -230,11 +233,15 @@ class PodRepository:
 
     async def heartbeat(self, pod_id: int, *, now: datetime, draining: bool) -> None:
         values: dict[str, Any] = {"last_heartbeat_at": now, "updated_at": now}
-        if draining:
-            values["state"] = PodState.draining.value
         await self._session.execute(
             update(PodRow).where(PodRow.id == pod_id, PodRow.state != "failed").values(**values)
         )
+        if draining:  # the agent drains (SIGTERM): a ready pod takes no more tasks
+            await self._session.execute(
+                update(PodRow)
+                .where(PodRow.id == pod_id, PodRow.state == PodState.ready.value)
+                .values(state=PodState.draining.value)
+            )
 
     async def set_state(self, pod_id: int, state: PodState, *, reason: str, now: datetime) -> None:
         await self._session.execute(

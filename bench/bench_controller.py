@@ -1,7 +1,7 @@
 """The pool controller (``slotpool.services.pod_keeper.PodKeeper``): how fast it reacts, how it
 copes with a burst on a real cluster, and what one resync pass over many pools costs.
 
-Three parts, each with a baseline from the same run:
+Four parts, each with a baseline from the same run:
 
 1. **reaction**: an in-process server (``tests/live.py``, SQLite in a temporary directory,
    ``local_runtime=False``) whose runtimes are replaced by ``FakeRuntime``, a recording
@@ -27,6 +27,13 @@ Three parts, each with a baseline from the same run:
    Pod ``Running``. Rounds alternate (A B, B A, ...) after one warm-up each; everything is deleted
    between rounds. One more controller round is instrumented (wall time of the controller's
    steps, timeline of its passes) and one runs under cProfile in the server's thread.
+2b. **burst-queued**: the same cluster (one of its own) and direct rounds, but the controller
+   alone: a server with ``pod_sync_seconds=3600`` (no periodic pass), a new empty pool per round,
+   its first pass awaited and one ``sync-deployment`` with the queue empty; then the tasks are
+   inserted in one transaction by the bench's own ``Store`` (rows shaped as
+   ``TaskService.submit`` builds them; the server is not notified), it is asserted that the pool
+   has no Pod yet, and the clock runs from one ``POST .../sync-deployment`` (a controller pass
+   at once) to the 100th Pod ``Running``; the pool's events give its creating passes.
 3. **resync**: in-process, no server: a ``Store`` on SQLite and on PostgreSQL
    (``tests/pg_server.py``) with 1,000 k8s pools, each with 10 registered Pods (the agents'
    ``register``) that ``FakeRuntime`` reports ``Running``; one ``reconcile(pool,
@@ -109,17 +116,18 @@ from slotpool.domain.pods import (
     token_secret_name,
 )
 from slotpool.domain.pools import Pool
-from slotpool.domain.tasks import PodState
+from slotpool.domain.tasks import PodState, TaskStatus, TaskSubmit
 from slotpool.logs import configure_logging
 from slotpool.runtime.base import PodRuntime, RuntimePod, SecretOutcome
 from slotpool.runtime.kubernetes import FIELD_MANAGER, KubernetesRuntime
 from slotpool.services.dispatch import Dispatcher
+from slotpool.services.ids import new_task_id
 from slotpool.services.pod_keeper import PodKeeper, RuntimeFailed, SyncReport
 from slotpool.services.tasks import TaskService
 from slotpool.settings import Settings
 from slotpool.store.db import sync_url
 from slotpool.store.migrate import upgrade
-from slotpool.store.models import PodRow, SlotRow
+from slotpool.store.models import PodRow, SlotRow, TaskRow
 from slotpool.store.uow import Store
 from slotpool.store.work import PodRepository
 
@@ -441,6 +449,9 @@ class BurstRound:
     process_cpu: float
     usage: CpuUse
     passes: list[dict[str, Any]] = field(default_factory=list)
+    sync_created: int = 0  # queued: Pods the timed sync-deployment's own pass created
+    insert_s: float = 0.0  # queued: the one transaction that queued the tasks (not timed)
+    actions: dict[str, int] = field(default_factory=dict)  # queued: the pool's events
 
 
 @dataclass
@@ -763,10 +774,10 @@ def profiled_round(
 WAYS = ("controller", "direct", "static")
 
 
-def burst_schedule(rounds: int) -> list[tuple[int, str]]:
+def burst_schedule(rounds: int, ways: Sequence[str] = WAYS) -> list[tuple[int, str]]:
     order: list[tuple[int, str]] = []
     for index in range(1, rounds + 1):
-        order += [(index, way) for way in (WAYS if index % 2 else WAYS[::-1])]
+        order += [(index, way) for way in (ways if index % 2 else ways[::-1])]
     return order
 
 
@@ -929,6 +940,209 @@ def slotpool_hotspots(
             where = path.split("/slotpool/", 1)[1]
             found.append((f"{where}:{line} {name}", calls, own, cumulative))
     return sorted(found, key=lambda row: -row[3])[:top]
+
+
+# -- 2b. burst from a queue filled beforehand ------------------------------------------------------
+
+
+QUEUED_SYNC_SECONDS = 3600.0
+QUEUED_WAYS = ("queued", "direct")
+
+
+async def insert_tasks(url: str, pool_id: str, tasks: int) -> float:
+    """``tasks`` queued tasks shaped as ``TaskService.submit`` builds them, in one transaction of
+    the bench's own ``Store`` (the server is not told: no notifier wake-up). Returns seconds."""
+    store = Store(url)
+    try:
+        began = time.monotonic()
+        async with store.unit_of_work() as uow:
+            for i in range(tasks):
+                body = TaskSubmit(pool_id=pool_id, command="true", name=f"queued-{i}")
+                steps = body.step_list()
+                now = utc_now()
+                await uow.tasks.add(
+                    TaskRow(
+                        id=new_task_id(),
+                        pool_id=body.pool_id,
+                        name=body.name or steps[0].name or "task",
+                        status=TaskStatus.queued.value,
+                        env=dict(body.env),
+                        labels=dict(body.labels),
+                        steps=[s.model_dump(mode="json", exclude_none=True) for s in steps],
+                        results=[],
+                        current_step=0,
+                        cancel_requested=False,
+                        reason="",
+                        created_by="bench",
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+        return time.monotonic() - began
+    finally:
+        await store.close()
+
+
+def cluster_pods_of(env: K8sTestEnv, pool_id: str) -> list[str]:
+    """The pool's Pods as the API server lists them now (the watch may lag)."""
+    path = f"/api/v1/namespaces/{NAMESPACE}/pods"
+    response = env.client.get(path, params={"labelSelector": f"{POOL_LABEL}={pool_id}"})
+    response.raise_for_status()
+    return [item["metadata"]["name"] for item in response.json()["items"]]
+
+
+def pool_actions(api: httpx.Client, pool_id: str, since_wall: float) -> dict[str, int]:
+    """How many events of each action the pool's controller wrote since ``since_wall``."""
+    items = api.get(f"{POOLS}/{pool_id}/events", params={"limit": 500}).json()["items"]
+    return dict(
+        Counter(
+            event["action"]
+            for event in items
+            if datetime.fromisoformat(event["at"]).timestamp() >= since_wall
+        )
+    )
+
+
+def queued_round(
+    env: K8sTestEnv,
+    api: httpx.Client,
+    database_url: str,
+    watch: PodWatch,
+    runner: asyncio.Runner,
+    args: argparse.Namespace,
+    index: int,
+) -> BurstRound:
+    """A new empty pool; its first pass awaited (token Secret), then one sync-deployment with
+    an empty queue (it waits for any pass under way: the pool's lock); the tasks inserted in one
+    transaction; then the clock: one ``sync-deployment`` to the ``pods``th Pod Running."""
+    pool_id = create_pool(api, f"queued-{index}-{time.monotonic_ns()}")
+    wait_for_worker(env, pool_id)
+    sync = f"{POOLS}/{pool_id}/sync-deployment"
+    idle = api.post(sync)
+    idle.raise_for_status()
+    if idle.json()["created"]:
+        raise RuntimeError(f"the empty pool's sync created Pods: {idle.json()['created']}")
+    insert_s = runner.run(insert_tasks(database_url, pool_id, args.tasks))
+    queued = api.get(TASKS, params={"pool_id": pool_id, "status": "queued", "limit": 1}).json()
+    existing = cluster_pods_of(env, pool_id)
+    seen, _ = watch.of_pool(pool_id)
+    before_wall = time.time()
+    earlier = pool_actions(api, pool_id, 0.0).get("create_pods", 0)
+    # The background controller must not have reacted to the queue before the clock starts.
+    assert queued["total"] == args.tasks, f"{queued['total']} of {args.tasks} tasks queued"
+    assert not existing, f"the API server lists Pods of the pool before the clock: {existing}"
+    assert not seen, f"the watch saw Pods of the pool before the clock: {seen}"
+    assert not earlier, f"{earlier} create_pods events of the pool before the clock"
+    before = CpuReading.now(env)
+    began_wall = time.time()
+    began = time.monotonic()
+    response = api.post(sync)
+    synced = time.monotonic()
+    if response.status_code != 200:
+        raise RuntimeError(f"sync: HTTP {response.status_code}: {response.text}")
+    sync_created = len(response.json()["created"])
+    added, running = wait_running(watch, pool_id, args.pods)
+    usage = CpuUse.between(before, CpuReading.now(env))
+    time.sleep(0.5)  # a scale-up storm would show as more Pods than wanted
+    added, _ = watch.of_pool(pool_id)
+    passes = pool_passes(api, pool_id, began_wall)
+    actions = pool_actions(api, pool_id, before_wall)
+    finish_controller_round(api, env, pool_id)
+    return BurstRound(
+        way="queued",
+        index=index,
+        all_running=running[args.pods - 1] - began,
+        first_added=added[0] - began,
+        last_added=added[min(len(added), args.pods) - 1] - began,
+        submit_wall=synced - began,
+        pods_created=len(added),
+        process_cpu=usage.process,
+        usage=usage,
+        passes=passes,
+        sync_created=sync_created,
+        insert_s=insert_s,
+        actions=actions,
+    )
+
+
+def run_burst_queued(args: argparse.Namespace) -> BurstResult:
+    from tests.k8s_env import K8sTestEnv, bin_dir
+    from tests.live import live_server
+
+    started = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="slotpool-bench-queued-"))
+    print(f"burst-queued: starting the test cluster in {work / 'cluster'} ...", flush=True)
+    env = K8sTestEnv.start(work / "cluster", bin_dir())
+    try:
+        env.wait_for_nodes_ready()
+        result = BurstResult(args.rate, args.tasks, args.pods, node_capacity(env))
+        result.cluster_start_s = time.monotonic() - started
+        result.server_version = f"{env.client.get('/version').json().get('gitVersion', '?')}"
+        prepare_namespace(env)
+        settings = server_settings(
+            work,
+            kubeconfig=env.kubeconfig,
+            kube_requests_per_second=args.rate,
+            pod_sync_seconds=QUEUED_SYNC_SECONDS,
+        )
+        watch = PodWatch(env, NAMESPACE)
+        watch.start()
+        try:
+            with (
+                asyncio.Runner() as runner,
+                live_server(settings) as url,
+                api_client(url) as api,
+            ):
+                kube = AsyncClient(
+                    KubeConfig.from_file(env.kubeconfig), field_manager=FIELD_MANAGER
+                )
+                try:
+                    queued_rounds(env, api, settings, watch, runner, kube, args, result)
+                finally:
+                    runner.run(kube.close())
+        finally:
+            watch.stop()
+    finally:
+        env.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def queued_rounds(
+    env: K8sTestEnv,
+    api: httpx.Client,
+    settings: Settings,
+    watch: PodWatch,
+    runner: asyncio.Runner,
+    kube: AsyncClient,
+    args: argparse.Namespace,
+    result: BurstResult,
+) -> None:
+    def one(index: int, way: str, sizes: argparse.Namespace = args) -> BurstRound:
+        if way == "queued":
+            return queued_round(env, api, settings.database_url, watch, runner, sizes, index)
+        return direct_round(env, kube, watch, runner, sizes, index)
+
+    small = argparse.Namespace(**{**vars(args), "tasks": 40, "pods": 10})
+    for way in QUEUED_WAYS:  # warm-up (10 Pods): connections, caches; not reported
+        one(0, way, small)
+    plan = burst_schedule(args.rounds, QUEUED_WAYS)
+    for step, (index, way) in enumerate(plan, start=1):
+        time.sleep(args.settle)
+        r = one(index, way)
+        result.rounds.append(r)
+        extra = (
+            f"sync answered {r.submit_wall:5.3f} s ({r.sync_created} created by it), "
+            f"insert {r.insert_s:5.3f} s, events {r.actions}, "
+            if way == "queued"
+            else ""
+        )
+        print(
+            f"  [{step}/{len(plan)}] {way:<7} round {index}: all Running {r.all_running:6.3f} s "
+            f"(first Pod {r.first_added:5.3f} s, last created {r.last_added:5.3f} s, "
+            f"{r.pods_created} Pods), {extra}others' CPU {r.usage.others:5.2f} s",
+            flush=True,
+        )
 
 
 # -- 3. resync pass over many pools ----------------------------------------------------------------
@@ -1254,6 +1468,7 @@ class Run:
     seconds: float = 0.0
     reactions: list[Reaction] = field(default_factory=list)
     burst: BurstResult | None = None
+    queued: BurstResult | None = None
     resync: list[ResyncResult] = field(default_factory=list)
 
 
@@ -1500,6 +1715,93 @@ def passes_section(result: BurstResult) -> list[str]:
     return lines
 
 
+def queued_ratio(result: BurstResult) -> float:
+    ctl = statistics.median(r.all_running for r in result.of("queued"))
+    return ctl / statistics.median(r.all_running for r in result.of("direct"))
+
+
+def queued_section(run: Run) -> list[str]:
+    result = run.queued
+    if result is None:
+        return []
+    args = run.args
+    ratio = queued_ratio(result)
+    verdict = "met" if ratio <= GOALS["burst_ratio"] else "MISSED"
+    queued, direct = result.of("queued"), result.of("direct")
+    metrics: list[tuple[str, Callable[[BurstRound], float]]] = [
+        ("time to all Running (s)", lambda r: r.all_running),
+        ("to the first Pod created (s)", lambda r: r.first_added),
+        (f"to the {result.pods}th Pod created (s)", lambda r: r.last_added),
+        ("process CPU (server + bench) (s)", lambda r: r.process_cpu),
+        ("cluster CPU (s)", lambda r: r.usage.cluster_total),
+        ("others' CPU (s)", lambda r: r.usage.others),
+    ]
+    lines = [
+        "## 2b. Burst from a queue filled beforehand (test cluster, one `sync-deployment`)",
+        "",
+        f"* Cluster: as in part 2 (Kubernetes {result.server_version}, kwok; a cluster of its "
+        f"own, started in {result.cluster_start_s:.0f} s).",
+        f"* queued: an in-process server as in part 2 but with `pod_sync_seconds="
+        f"{QUEUED_SYNC_SECONDS:g}` (no periodic pass; a queued task wakes the controller only "
+        f"through the server's own notifier), a new empty pool per round, its first pass "
+        f"awaited (token Secret) and one `sync-deployment` with the queue empty (0 Pods). Then "
+        f"{args.tasks} tasks shaped as `TaskService.submit` builds them are inserted in ONE "
+        "transaction by the bench's own `Store` on the server's SQLite file (the server is not "
+        "notified), and it is checked that they are queued, that the API server lists no Pod "
+        "of the pool, the watch saw none and the pool has no `create_pods` event. Clock: one "
+        f"`POST {POOLS}/{{id}}/sync-deployment` (a controller pass at once) to the "
+        f"{args.pods}th Pod of the pool `Running`.",
+        f"* direct: as in part 2 ({args.pods} bare Pods, the same `TokenBucket` at "
+        f"{args.rate:g}/s). {args.rounds} rounds per way, alternating, after one warm-up each.",
+        "",
+        f"**Time to {args.pods} Pods Running, queued controller / direct: {ratio:.2f}** "
+        f"(goal at most {GOALS['burst_ratio']:.2f}: {verdict}).",
+        "",
+        "| measure | queued | direct | queued / direct | paired rounds |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, value in metrics:
+        a = statistics.median(value(r) for r in queued)
+        b = statistics.median(value(r) for r in direct)
+        pairs = [value(x) / value(y) for x, y in zip(queued, direct, strict=True) if value(y) > 0]
+        spread = f"{min(pairs):.2f}-{max(pairs):.2f}" if pairs else "-"
+        strong = "**" if name.startswith("time to all") else ""
+        lines.append(
+            f"| {name} | {a:.3f} | {b:.3f} | {strong}{a / b:.2f}{strong} | {spread} |"
+            if b > 0
+            else f"| {name} | {a:.3f} | {b:.3f} | - | - |"
+        )
+    sync = statistics.median(r.submit_wall for r in queued)
+    insert = statistics.median(r.insert_s for r in queued)
+    lines += [
+        f"| the `sync-deployment` answered (s) | {sync:.3f} | - | - | - |",
+        f"| (not timed) inserting the {result.tasks} tasks, one transaction (s) "
+        f"| {insert:.3f} | - | - | - |",
+        "",
+        "| # | way | round | all Running s | first Pod s | last Pod created s | sync answered s "
+        "| Pods | created by the sync's pass | creating passes (Pods each) | events "
+        "| process CPU s | cluster CPU s | others' CPU s |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|",
+    ]
+    for step, r in enumerate(result.rounds, start=1):
+        is_queued = r.way == "queued"
+        creating = (
+            f"{len(r.passes)} ({', '.join(str(p['created']) for p in r.passes)})"
+            if is_queued
+            else "-"
+        )
+        events = ", ".join(f"{k} {v}" for k, v in sorted(r.actions.items())) or "-"
+        synced = f"{r.submit_wall:.3f}" if is_queued else "-"
+        lines.append(
+            f"| {step} | {r.way} | {r.index} | {r.all_running:.3f} | {r.first_added:.3f} "
+            f"| {r.last_added:.3f} | {synced} | {r.pods_created} "
+            f"| {r.sync_created if is_queued else '-'} | {creating} | {events} "
+            f"| {r.process_cpu:.2f} | {r.usage.cluster_total:.2f} | {r.usage.others:.2f} |"
+        )
+    lines.append("")
+    return lines
+
+
 def resync_section(run: Run) -> list[str]:
     if not run.resync:
         return []
@@ -1581,6 +1883,14 @@ def goals_section(run: Run) -> list[str]:
             f"| burst: time to {run.burst.pods} Running, controller / direct | at most "
             f"{GOALS['burst_ratio']:.2f} | {ratio:.2f} | {ok} |"
         )
+    if run.queued is not None:
+        ratio = queued_ratio(run.queued)
+        ok = "met" if ratio <= GOALS["burst_ratio"] else "MISSED"
+        lines.append(
+            f"| burst, {run.queued.tasks} tasks queued beforehand, one `sync-deployment`: time to "
+            f"{run.queued.pods} Running, controller / direct | at most "
+            f"{GOALS['burst_ratio']:.2f} | {ratio:.2f} | {ok} |"
+        )
     for result in run.resync:
         base = result.get("of_pool read (baseline)")
         steady = result.get("reconcile, steady pass")
@@ -1620,6 +1930,7 @@ def report(run: Run, findings: str) -> str:
         *goals_section(run),
         *reaction_section(run),
         *burst_section(run),
+        *queued_section(run),
         *resync_section(run),
     ]
     if findings:
@@ -1649,7 +1960,7 @@ def print_summary(run: Run) -> None:
 # -- entry point -----------------------------------------------------------------------------------
 
 
-PARTS = ("reaction", "burst", "resync")
+PARTS = ("reaction", "burst", "burst-queued", "resync")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -1670,7 +1981,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         return parse
 
     parser.add_argument(
-        "--parts", type=listed(PARTS), default=list(PARTS), help="reaction,burst,resync"
+        "--parts",
+        type=listed(PARTS),
+        default=list(PARTS),
+        help="reaction,burst,burst-queued,resync",
     )
     parser.add_argument("--samples", type=int, default=200, help="reaction: tasks measured (200)")
     parser.add_argument("--warmups", type=int, default=5, help="reaction: tasks not measured (5)")
@@ -1680,11 +1994,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=[30.0, 1.0],
         help="reaction: pod_sync_seconds values (30,1)",
     )
-    parser.add_argument("--tasks", type=int, default=400, help="burst: tasks submitted (400)")
-    parser.add_argument("--pods", type=int, default=100, help="burst: Pods wanted (100)")
-    parser.add_argument("--rate", type=float, default=50.0, help="burst: requests/s limit (50)")
+    parser.add_argument("--tasks", type=int, default=400, help="burst(-queued): tasks (400)")
+    parser.add_argument("--pods", type=int, default=100, help="burst(-queued): Pods wanted (100)")
+    parser.add_argument("--rate", type=float, default=50.0, help="burst(-queued): requests/s (50)")
     parser.add_argument("--connections", type=int, default=16, help="burst: HTTP connections (16)")
-    parser.add_argument("--rounds", type=int, default=3, help="burst: rounds per way (3)")
+    parser.add_argument("--rounds", type=int, default=3, help="burst(-queued): rounds per way (3)")
     parser.add_argument(
         "--settle", type=float, default=1.0, help="burst: rest between rounds (1 s)"
     )
@@ -1752,6 +2066,8 @@ def main(argv: list[str] | None = None) -> int:
             )
     if "burst" in args.parts:
         run.burst = run_burst(args)
+    if "burst-queued" in args.parts:
+        run.queued = run_burst_queued(args)
     if "resync" in args.parts:
         print("resync ...", flush=True)
         run.resync = run_resync(args)

@@ -95,7 +95,7 @@ def build_services(
             pools=pools,
             tokens=tokens,
             notifier=notifier,
-            settings=settings,
+            freeze=freeze,
             clock=clock,
         ),
         stats=StatsService(store),

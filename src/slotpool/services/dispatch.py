@@ -9,16 +9,16 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from dataclasses import replace
-from datetime import datetime
 
 import structlog
 
 from slotpool.domain.freeze import FreezePolicy
+from slotpool.domain.pools import Pool
 from slotpool.domain.tasks import PodCapacity, PodState, place
 from slotpool.services.freeze import FreezeService
 from slotpool.services.notify import Notifier
 from slotpool.services.pools import Clock, PoolService
-from slotpool.store.uow import Store, UnitOfWork
+from slotpool.store.uow import Store
 
 log = structlog.get_logger(__name__)
 BATCH = 100
@@ -82,7 +82,8 @@ class Dispatcher:
         """Returns the pods that got a task, and whether work and room may both remain."""
         async with self._store.unit_of_work() as uow:
             queued = await uow.tasks.queued(pool_id, limit=BATCH)
-            if not queued or await self._change_freeze(uow, pool_id, self._clock()):
+            pool = await uow.pools.get(pool_id)
+            if not queued or pool is None or self._change_freeze(pool):
                 return [], False
             pods = {p.id: p for p in await uow.pods.of_pool(pool_id, states=[PodState.ready])}
             if not any(p.capacity().idle_slots for p in pods.values()):
@@ -91,7 +92,7 @@ class Dispatcher:
             # start is never stamped before the end of the task that held the slot before it.
             now = self._clock()
             capacities = [p.capacity() for p in pods.values()]
-            current = await self._current_hash(uow, pool_id)
+            current = self._pools.config_hash(pool)
             given: list[int] = []
             for task_id in queued:
                 spot = place(capacities, current_hash=current)
@@ -108,14 +109,9 @@ class Dispatcher:
                 given.append(pod_id)
             return given, len(queued) == BATCH
 
-    async def _change_freeze(self, uow: UnitOfWork, pool_id: str, now: datetime) -> bool:
+    def _change_freeze(self, pool: Pool) -> bool:
         """A ``no_new_tasks`` window in force: queued tasks wait (the controller says why)."""
-        pool = await uow.pools.get(pool_id)
-        if pool is None or self._freeze is None:
+        if self._freeze is None:
             return False
-        state = self._freeze.state(pool, now)
+        state = self._freeze.state(pool, self._clock())
         return state.active and state.policy is FreezePolicy.no_new_tasks
-
-    async def _current_hash(self, uow: UnitOfWork, pool_id: str) -> str | None:
-        pool = await uow.pools.get(pool_id)
-        return None if pool is None else self._pools.config_hash(pool)

@@ -5,7 +5,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from slotpool.domain.errors import Issue
-from slotpool.domain.freeze import FreezeSchedule, FreezeState, freeze_ends_at, freeze_state
+from slotpool.domain.freeze import (
+    FreezeSchedule,
+    FreezeState,
+    freeze_ends_at,
+    freeze_state,
+    next_boundary,
+)
 from slotpool.domain.pools import Pool
 from slotpool.services.errors import Conflict, Invalid, NotFound
 from slotpool.services.ids import new_schedule_id
@@ -26,6 +32,15 @@ class FreezeService:
         return freeze_state(
             pool.freeze_schedules,
             now=now or self._clock(),
+            default_tz=self._default_tz,
+            unfreeze_until=pool.unfreeze.until if pool.unfreeze else None,
+        )
+
+    def next_boundary(self, pool: Pool, now: datetime) -> datetime | None:
+        """When the pool's freeze next starts or ends (the controller wakes then)."""
+        return next_boundary(
+            pool.freeze_schedules,
+            now=now,
             default_tz=self._default_tz,
             unfreeze_until=pool.unfreeze.until if pool.unfreeze else None,
         )

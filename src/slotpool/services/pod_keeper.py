@@ -36,7 +36,7 @@ import structlog
 from slotpool.domain.config import PoolConfig, PoolType
 from slotpool.domain.errors import Issue
 from slotpool.domain.events import NewEvent, Outcome
-from slotpool.domain.freeze import FreezePolicy, FreezeState, freeze_state, next_boundary
+from slotpool.domain.freeze import FreezePolicy
 from slotpool.domain.pods import build_pod_manifest
 from slotpool.domain.pools import Pool
 from slotpool.domain.scaling import (
@@ -55,12 +55,12 @@ from slotpool.domain.tasks import Pod, PodState, SlotState, state_from_runtime
 from slotpool.runtime.base import PodRuntime, RuntimePod
 from slotpool.runtime.errors import PermanentRuntimeError, RuntimeApiError
 from slotpool.services.errors import Conflict, Invalid, NotFound, RuntimeUnavailable, Unauthorized
+from slotpool.services.freeze import FreezeService
 from slotpool.services.ids import new_token_id
 from slotpool.services.lifecycle import retire_pod
 from slotpool.services.notify import Notifier
 from slotpool.services.pools import Clock, PoolService
 from slotpool.services.tokens import TokenService
-from slotpool.settings import Settings
 from slotpool.store.uow import Store
 
 log = structlog.get_logger(__name__)
@@ -125,7 +125,7 @@ class PodKeeper:
         pools: PoolService,
         tokens: TokenService,
         notifier: Notifier,
-        settings: Settings,
+        freeze: FreezeService,
         clock: Clock,
     ) -> None:
         self._store = store
@@ -133,7 +133,7 @@ class PodKeeper:
         self._pools = pools
         self._tokens = tokens
         self._notifier = notifier
-        self._default_tz = settings.default_timezone
+        self._freeze = freeze
         self._clock = clock
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._state: dict[str, _PoolState] = {}
@@ -197,9 +197,13 @@ class PodKeeper:
         return report
 
     async def reconcile(self, pool: Pool, *, check_secret: bool) -> SyncReport:
-        runtime = self.runtime_for(pool)
-        async with self._locks[pool.pool_id]:
-            pool = await self._pools.get(pool.pool_id)  # the latest config, read under the lock
+        self.runtime_for(pool)  # refuse at once a pool this server keeps no pods for
+        return await self._reconcile(pool.pool_id, check_secret=check_secret)
+
+    async def _reconcile(self, pool_id: str, *, check_secret: bool) -> SyncReport:
+        async with self._locks[pool_id]:
+            pool = await self._pools.get(pool_id)  # the latest config, read under the lock
+            runtime = self.runtime_for(pool)
             config = self._config_of(pool)
             report = SyncReport()
             try:
@@ -259,14 +263,7 @@ class PodKeeper:
 
     async def sweep_orphans(self) -> list[str]:
         """Delete pods labelled for a pool that no longer exists (in the namespaces in use)."""
-        pools: list[Pool] = []
-        offset = 0
-        while True:
-            page, total = await self._pools.list(limit=1000, offset=offset, name=None)
-            pools += page
-            offset += len(page)
-            if not page or offset >= total:
-                break
+        pools = await self._all_pools()
         known = {p.pool_id for p in pools}
         removed: list[str] = []
         for pool_type, runtime in self._runtimes.items():
@@ -325,24 +322,25 @@ class PodKeeper:
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker
 
-    async def _managed_pools(self) -> list[Pool]:
+    async def _all_pools(self) -> list[Pool]:
+        """Every pool, page by page; remembered as known (a poke for one needs no listing)."""
         found: list[Pool] = []
-        offset = 0
         while True:
-            page, total = await self._pools.list(limit=1000, offset=offset, name=None)
-            found += [p for p in page if self.can_run(p)]
-            self._known.update(p.pool_id for p in page)
-            offset += len(page)
-            if not page or offset >= total:
+            page, total = await self._pools.list(limit=1000, offset=len(found), name=None)
+            found += page
+            if not page or len(found) >= total:
+                self._known.update(p.pool_id for p in found)
                 return found
+
+    async def _managed_pools(self) -> list[Pool]:
+        return [p for p in await self._all_pools() if self.can_run(p)]
 
     async def _worker(self, pool_id: str, resync_seconds: float) -> None:
         state = self._pool_state(pool_id)
         while True:
             state.poked.clear()
             try:
-                pool = await self._pools.get(pool_id)
-                await self.reconcile(pool, check_secret=False)
+                await self._reconcile(pool_id, check_secret=False)
             except NotFound:
                 return  # the pool was deleted
             except RuntimeFailed as exc:
@@ -586,29 +584,15 @@ class PodKeeper:
             rows = {p.name: p for p in await uow.pods.of_pool(pool.pool_id)}
             queued = await uow.tasks.count_queued(pool.pool_id)
         pods = tuple(_pod_observation(rows[pod.name], pod) for pod in alive if pod.name in rows)
-        unfreeze = pool.unfreeze.until if pool.unfreeze else None
         return Observation(
             pool_id=pool.pool_id,
             config=config,
             config_hash=self._pools.config_hash(pool) or "",
-            freeze=self._freeze_state(pool, now),
+            freeze=self._freeze.state(pool, now),
             queued=queued,
             pods=pods,
             backoff=state.backoff,
-            next_freeze_boundary=next_boundary(
-                pool.freeze_schedules,
-                now=now,
-                default_tz=self._default_tz,
-                unfreeze_until=unfreeze,
-            ),
-        )
-
-    def _freeze_state(self, pool: Pool, now: datetime) -> FreezeState:
-        return freeze_state(
-            pool.freeze_schedules,
-            now=now,
-            default_tz=self._default_tz,
-            unfreeze_until=pool.unfreeze.until if pool.unfreeze else None,
+            next_freeze_boundary=self._freeze.next_boundary(pool, now),
         )
 
     # -- act ---------------------------------------------------------------------------------------

@@ -520,7 +520,8 @@ def _backoff_hold(backoff: Backoff, missing: int, outdated: int) -> Hold:
 
 def _wake_at(obs: Observation, decision: _Decision, now: datetime) -> datetime | None:
     timeout = timedelta(seconds=obs.config.pending_timeout_seconds)
-    pending = [p.created_at for p in decision.remaining if p.state is PodState.pending]
+    waiting = (PodState.pending, PodState.starting)  # both are judged by the pending timeout
+    pending = [p.created_at for p in decision.remaining if p.state in waiting]
     if any(isinstance(a, CreatePods | RebuildPod) for a in decision.actions):
         pending.append(now)
     candidates = [

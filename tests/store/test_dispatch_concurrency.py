@@ -128,3 +128,44 @@ async def test_a_pod_is_never_drained_and_given_a_task_at_once(database_url: str
     assert found is not None
     assert found.state.value == "draining"
     assert all(s.state is SlotState.idle for s in found.slots)
+
+
+async def test_a_dispatch_cancelled_while_waiting_does_not_stop_later_ones(
+    database_url: str,
+) -> None:
+    """A dispatch waiting for the pool's lock is cancelled (its request's client went away):
+    later dispatches of the pool must still run, not return at once as if one were waiting."""
+    upgrade(database_url)
+    settings = Settings.model_validate({"database_url": database_url, "local_runtime": False})
+    store = Store(database_url)
+    try:
+        pools = PoolService(store, settings, clock)
+        pool = await pools.create(
+            name="cancelled",
+            description="",
+            pool_type=PoolType.static,
+            config=PoolConfig(slots_per_pod=2),
+            by="test",
+        )
+        async with store.unit_of_work() as uow:
+            await uow.pods.register(
+                pool_id=pool.pool_id, name="a", slots=2, version="t", config_hash=None, now=NOW
+            )
+        quiet = Dispatcher(store, pools, Notifier(), clock)
+        quiet.dispatch = _never  # type: ignore[method-assign]
+        body = TaskSubmit.model_validate({"pool_id": pool.pool_id, "command": "true"})
+        await TaskService(store, quiet, Notifier(), clock).submit(body, by="test")
+
+        dispatcher = Dispatcher(store, pools, Notifier(), clock)
+        lock = dispatcher._locks[pool.pool_id]
+        await lock.acquire()  # a dispatch in progress
+        waiting = asyncio.create_task(dispatcher.dispatch(pool.pool_id))
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+        lock.release()
+        started = await dispatcher.dispatch(pool.pool_id)
+    finally:
+        await store.close()
+    assert waiting.cancelled()
+    assert started == 1

@@ -61,8 +61,13 @@ class Dispatcher:
             # committed, so it sees it. A burst of submissions costs one pass, not one each.
             return 0
         self._waiting.add(pool_id)
-        async with self._locks[pool_id]:
+        try:
+            await self._locks[pool_id].acquire()
+        finally:
+            # Also when cancelled while waiting (a request whose client went away): a pool
+            # left marked as waiting would never be dispatched again in this process.
             self._waiting.discard(pool_id)
+        try:
             for _ in range(ATTEMPTS):
                 try:
                     batch, more = await self._one_batch(pool_id)
@@ -73,6 +78,8 @@ class Dispatcher:
                     self._notifier.wake(("pod", pod_id))
                 if not more:
                     break
+        finally:
+            self._locks[pool_id].release()
         # Whatever happened (a task queued or placed, a slot freed, an agent arrived), the
         # pool's controller looks again: demand and capacity may have changed.
         self._notifier.wake(("pool", pool_id))
@@ -81,13 +88,13 @@ class Dispatcher:
     async def _one_batch(self, pool_id: str) -> tuple[list[int], bool]:
         """Returns the pods that got a task, and whether work and room may both remain."""
         async with self._store.unit_of_work() as uow:
+            if not await uow.pods.has_room(pool_id):
+                return [], False  # no room: the controller adds Pods, their agents come back
             queued = await uow.tasks.queued(pool_id, limit=BATCH)
-            pool = await uow.pools.get(pool_id)
+            pool = await uow.pools.get(pool_id) if queued else None
             if not queued or pool is None or self._change_freeze(pool):
                 return [], False
             pods = {p.id: p for p in await uow.pods.of_pool(pool_id, states=[PodState.ready])}
-            if not any(p.capacity().idle_slots for p in pods.values()):
-                return [], False  # no room: the controller adds Pods, their agents come back
             # Read after the slots: a slot seen idle was freed before this instant, so a task's
             # start is never stamped before the end of the task that held the slot before it.
             now = self._clock()

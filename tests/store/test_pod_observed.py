@@ -57,16 +57,19 @@ async def state_of(store: Store, pod_id: int) -> PodState:
 
 
 @pytest.mark.parametrize("meanwhile", [PodState.ready, PodState.draining, PodState.terminating])
-async def test_a_stale_starting_observation_keeps_what_happened_meanwhile(
-    store: Store, meanwhile: PodState
+@pytest.mark.parametrize("read", [PodState.starting, PodState.ready, PodState.draining])
+async def test_a_stale_observation_keeps_what_happened_meanwhile(
+    store: Store, read: PodState, meanwhile: PodState
 ) -> None:
+    """The keeper read ``read`` (so a running Pod is reported as that), then ``meanwhile``
+    happened (the agent registered or drains, or slotpool began deleting the Pod)."""
     pod_id = await adopt_starting(store, "a")
+    async with store.unit_of_work() as uow:
+        await uow.pods.set_state(pod_id, read, reason="", now=NOW)
     async with store.unit_of_work() as uow:
         await uow.pods.set_state(pod_id, meanwhile, reason="", now=NOW)
     async with store.unit_of_work() as uow:  # the keeper's write, from its earlier read
-        await uow.pods.observed(
-            pod_id, state=PodState.starting, phase="Running", node="n1", reason="", now=NOW
-        )
+        await uow.pods.observed(pod_id, state=read, phase="Running", node="n1", reason="", now=NOW)
     assert await state_of(store, pod_id) is meanwhile
 
 

@@ -181,11 +181,13 @@ class PodRepository:
     ) -> None:
         """What the runtime reports now; a row already ``failed`` is left alone.
 
-        ``starting`` never overwrites ``ready``, ``draining`` or ``terminating`` (the rule of
-        ``state_from_runtime``), decided in the UPDATE itself: the agent may have registered
-        between the caller's read of the row and this write, and must not be undone by it."""
+        A running Pod's state (``starting``, or the ``ready``/``draining`` the caller read) never
+        overwrites ``ready``, ``draining`` or ``terminating`` (the rule of ``state_from_runtime``),
+        decided in the UPDATE itself: the agent may have registered, or started draining, or
+        slotpool may have begun deleting the Pod between the caller's read and this write, and
+        none of that may be undone by it."""
         value: Any = state.value
-        if state is PodState.starting:
+        if state in (PodState.starting, PodState.ready, PodState.draining):
             kept = (PodState.ready.value, PodState.draining.value, PodState.terminating.value)
             value = case((PodRow.state.in_(kept), PodRow.state), else_=state.value)
         await self._session.execute(

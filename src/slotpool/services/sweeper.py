@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from slotpool.domain.tasks import SlotState, TaskStatus
+from slotpool.domain.tasks import PodState, SlotState, TaskStatus
 from slotpool.services.dispatch import Dispatcher
 from slotpool.services.lifecycle import retire_pod
 from slotpool.services.notify import Notifier
@@ -51,14 +51,18 @@ class Sweeper:
             await asyncio.sleep(INTERVAL_SECONDS)
 
     async def sweep(self) -> None:
+        """One pass. Each step runs on its own, and each silent agent and each pool in its own
+        transaction: one that fails (logged) never keeps the rest from being done."""
         now = self._clock()
-        await self._expire_reservations(now)
-        if now - self._started >= self._timeout:
-            await self._lose_silent_agents(now)
-        async with self._store.unit_of_work() as uow:
-            pools = await uow.tasks.pools_with_queued()
-        for pool_id in pools:
-            await self._dispatcher.dispatch(pool_id)
+        for name, step in (
+            ("expire reservations", self._expire_reservations),
+            ("lose silent agents", self._lose_silent_agents),
+            ("dispatch queued", self._dispatch_queued),
+        ):
+            try:
+                await step(now)
+            except Exception:
+                log.exception("sweep step failed", step=name)
 
     async def _expire_reservations(self, now: datetime) -> None:
         async with self._store.unit_of_work() as uow:
@@ -78,18 +82,47 @@ class Sweeper:
                 self._wake(task.id, task.pod_id)
 
     async def _lose_silent_agents(self, now: datetime) -> None:
+        if now - self._started < self._timeout:
+            return  # agents may not have reconnected since this process started
+        heard_before = now - self._timeout
         async with self._store.unit_of_work() as uow:
-            for pod in await uow.pods.silent(heard_before=now - self._timeout):
-                heard = pod.last_heartbeat_at.isoformat() if pod.last_heartbeat_at else "never"
-                reason = f"agent {pod.name} stopped heartbeating (last heard {heard})"
-                await retire_pod(uow, pod, reason=reason, now=now, notifier=self._notifier)
-                log.warning("agent silent", pool_id=pod.pool_id, pod=pod.name, reason=reason)
-                self._notifier.wake(("pool", pod.pool_id))  # its Pod is replaced
+            silent = [p.id for p in await uow.pods.silent(heard_before=heard_before)]
+        for pod_id in silent:
+            try:
+                await self._lose(pod_id, heard_before, now)
+            except Exception:
+                log.exception("retiring a silent agent failed", pod_id=pod_id)
+
+    async def _lose(self, pod_id: int, heard_before: datetime, now: datetime) -> None:
+        async with self._store.unit_of_work() as uow:
+            pod = await uow.pods.get(pod_id)
+            if pod is None or pod.state not in (PodState.ready, PodState.draining):
+                return
+            heard = pod.last_heartbeat_at
+            if heard is not None and heard >= heard_before:
+                return  # it spoke up meanwhile
+            reason = f"agent {pod.name} stopped heartbeating (last heard {_when(heard)})"
+            await retire_pod(uow, pod, reason=reason, now=now, notifier=self._notifier)
+        log.warning("agent silent", pool_id=pod.pool_id, pod=pod.name, reason=reason)
+        self._notifier.wake(("pool", pod.pool_id))  # its Pod is replaced
+
+    async def _dispatch_queued(self, now: datetime) -> None:
+        async with self._store.unit_of_work() as uow:
+            pools = await uow.tasks.pools_with_queued()
+        for pool_id in pools:
+            try:
+                await self._dispatcher.dispatch(pool_id)
+            except Exception:
+                log.exception("dispatching queued tasks failed", pool_id=pool_id)
 
     def _wake(self, task_id: str, pod_id: int | None) -> None:
         self._notifier.wake(("task", task_id))
         if pod_id is not None:
             self._notifier.wake(("pod", pod_id))
+
+
+def _when(instant: datetime | None) -> str:
+    return instant.isoformat() if instant is not None else "never"
 
 
 async def stop(task: asyncio.Task[None]) -> None:

@@ -7,10 +7,10 @@ underneath, so one keeper (and later one controller) serves both pool types.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Protocol, TypeAlias
+from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
 SecretOutcome: TypeAlias = Literal["created", "updated", "unchanged"]
 # Kubernetes' Pod phases; a local process is Running while it lives, then Succeeded or Failed.
@@ -76,3 +76,13 @@ class PodRuntime(Protocol):
 
     async def dry_run(self, manifest: Mapping[str, Any]) -> dict[str, Any] | None:
         """The pod as the runtime would admit it, nothing created; None if it cannot tell."""
+
+
+@runtime_checkable
+class PodWatcher(Protocol):
+    """A runtime that can tell when its Pods change (Kubernetes: a watch), so the controller
+    need not wait for its next resync to notice a Pod that started, ended or was deleted."""
+
+    def watch_pools(self, namespace: str) -> AsyncIterator[str]:
+        """The pool id of every slotpool Pod of ``namespace`` that changes, as it changes."""
+        ...

@@ -165,8 +165,11 @@ class KubernetesRuntime:
             raise
         return runtime_pod(created)
 
-    async def list_pods(self, namespace: str, pool_id: str) -> tuple[list[RuntimePod], str]:
-        """The pool's Pods and the list's resourceVersion (where a watch starts)."""
+    async def list_pods(
+        self, namespace: str, pool_id: str | None
+    ) -> tuple[list[RuntimePod], str]:
+        """The pool's Pods (``None``: every slotpool Pod of the namespace) and the list's
+        resourceVersion (where a watch starts)."""
         listing = self._client.list(Pod, namespace=namespace, labels=_selector(pool_id))
         pods = await self._call(lambda: _collect(listing))
         return [runtime_pod(pod) for pod in pods], listing.resourceVersion
@@ -180,10 +183,21 @@ class KubernetesRuntime:
             lambda: self._client.delete(Pod, name, namespace=namespace, grace_period=grace_seconds),
         )
 
+    async def watch_pools(self, namespace: str) -> AsyncGenerator[str, None]:
+        """The pool of every slotpool Pod of the namespace that changes, as it changes: one
+        watch for all the namespace's pools (the controller's wake-up). It starts with every
+        pool that has Pods there, and goes on until the consumer stops or a runtime error."""
+        async for event in self.watch_pods(namespace, None, None):
+            if isinstance(event, PodSync):
+                for pool_id in sorted({p.pool_id for p in event.pods}):
+                    yield pool_id
+            else:
+                yield event.pod.pool_id
+
     async def watch_pods(
         self,
         namespace: str,
-        pool_id: str,
+        pool_id: str | None,
         resource_version: str | None,
         *,
         timeout_seconds: float = WATCH_TIMEOUT_SECONDS,
@@ -212,7 +226,7 @@ class KubernetesRuntime:
                 version = None
 
     async def _watch_once(
-        self, namespace: str, pool_id: str, version: str, window: float
+        self, namespace: str, pool_id: str | None, version: str, window: float
     ) -> AsyncGenerator[PodChange, None]:
         """One watch request, ended here after ``window`` seconds (lightkube reopens unmetered)."""
         await self._bucket.acquire()
@@ -264,10 +278,7 @@ class KubernetesRuntime:
         return (await self.list_pods(namespace, pool_id))[0]
 
     async def all_pods(self, namespace: str) -> list[RuntimePod]:
-        labels: LabelSelector = {MANAGED_BY_LABEL: MANAGED_BY}
-        listing = self._client.list(Pod, namespace=namespace, labels=labels)
-        pods = await self._call(lambda: _collect(listing))
-        return [runtime_pod(pod) for pod in pods]
+        return (await self.list_pods(namespace, None))[0]
 
     async def dry_run(self, manifest: Mapping[str, Any]) -> dict[str, Any] | None:
         """The Pod as the API server would admit it (validation, defaults, Pod Security and
@@ -337,7 +348,10 @@ def _pool_labels(pool_id: str) -> dict[str, str]:
     return {MANAGED_BY_LABEL: MANAGED_BY, POOL_LABEL: pool_id}
 
 
-def _selector(pool_id: str) -> LabelSelector:
+def _selector(pool_id: str | None) -> LabelSelector:
+    """The pool's Pods; ``None``: every Pod slotpool manages."""
+    if pool_id is None:
+        return {MANAGED_BY_LABEL: MANAGED_BY}
     return {**_pool_labels(pool_id)}
 
 

@@ -52,7 +52,7 @@ from slotpool.domain.scaling import (
     plan,
 )
 from slotpool.domain.tasks import Pod, PodState, SlotState, state_from_runtime
-from slotpool.runtime.base import PodRuntime, RuntimePod
+from slotpool.runtime.base import PodRuntime, PodWatcher, RuntimePod
 from slotpool.runtime.errors import PermanentRuntimeError, RuntimeApiError
 from slotpool.services.errors import Conflict, Invalid, NotFound, RuntimeUnavailable, Unauthorized
 from slotpool.services.freeze import FreezeService
@@ -66,6 +66,8 @@ from slotpool.store.uow import Store
 log = structlog.get_logger(__name__)
 SECRET_CHECK_SECONDS = 30.0
 CREATE_CONCURRENCY = 8
+WATCH_RETRY_SECONDS = 1.0
+WATCH_RETRY_MAX_SECONDS = 30.0
 EVENTS_KEPT = 1000
 ORPHAN_SWEEP_SECONDS = 30.0
 # Records of ended pods stay this long (the API and UI show why they ended), then go.
@@ -289,8 +291,12 @@ class PodKeeper:
     # -- running in the background ---------------------------------------------------------------
 
     async def run_forever(self, resync_seconds: float) -> None:
-        """One worker per pool with pods to keep; the list of pools is read every resync."""
+        """One worker per pool with pods to keep; the list of pools is read every resync. Where
+        the runtime can watch its Pods (Kubernetes), one watch per namespace in use wakes the
+        pool whose Pod changed, so a Pod that starts, ends or is deleted behind slotpool's back
+        is handled now rather than at the next resync."""
         workers: dict[str, asyncio.Task[None]] = {}
+        watchers: dict[tuple[str, str], asyncio.Task[None]] = {}
         orphan_rounds = max(1, round(ORPHAN_SWEEP_SECONDS / max(resync_seconds, 0.1)))
         rounds = 0
         try:
@@ -303,24 +309,59 @@ class PodKeeper:
                 rounds += 1
                 self._listing.clear()  # a poke from here on lists again
                 try:
-                    wanted = {p.pool_id for p in await self._managed_pools()}
+                    managed = await self._managed_pools()
                 except Exception:  # logged; the next round tries again
                     log.exception("listing pools failed")
-                    wanted = set(workers)
+                    managed = None
+                wanted = set(workers) if managed is None else {p.pool_id for p in managed}
                 for pool_id in wanted - set(workers):
                     workers[pool_id] = asyncio.create_task(self._worker(pool_id, resync_seconds))
                 for pool_id in set(workers) - wanted:
                     workers.pop(pool_id).cancel()
                     self._state.pop(pool_id, None)
                 self._managed = set(workers)
+                if managed is not None:
+                    self._keep_watches(watchers, managed)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._listing.wait(), resync_seconds)
         finally:
-            for worker in workers.values():
-                worker.cancel()
-            for worker in workers.values():
+            tasks = [*workers.values(), *watchers.values()]
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
-                    await worker
+                    await task
+
+    def _keep_watches(
+        self, watchers: dict[tuple[str, str], asyncio.Task[None]], managed: list[Pool]
+    ) -> None:
+        """A watch for each (runtime, namespace) the managed pools use, and no other."""
+        wanted: dict[tuple[str, str], PodWatcher] = {}
+        for pool in managed:
+            runtime = self._runtimes.get(pool.pool_type)
+            config = pool.effective_config()
+            if isinstance(runtime, PodWatcher) and config is not None:
+                namespace = self._pools.pod_context(pool).namespace_for(config)
+                wanted[(pool.pool_type.value, namespace)] = runtime
+        for key, watcher in wanted.items():
+            if key not in watchers:
+                watchers[key] = asyncio.create_task(self._watch(watcher, key[1]))
+        for key in set(watchers) - set(wanted):
+            watchers.pop(key).cancel()
+
+    async def _watch(self, runtime: PodWatcher, namespace: str) -> None:
+        """Wake the pool of every Pod that changes; after a failure, watch again (1 s, doubling
+        to 30 s). The resync goes on meanwhile, so a lost watch only makes reactions slower."""
+        delay = WATCH_RETRY_SECONDS
+        while True:
+            try:
+                async for pool_id in runtime.watch_pools(namespace):
+                    delay = WATCH_RETRY_SECONDS
+                    self.poke(pool_id)
+            except Exception as exc:  # logged; watched again after the delay
+                log.warning("pod watch failed", namespace=namespace, error=str(exc), retry=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, WATCH_RETRY_MAX_SECONDS)
 
     async def _all_pools(self) -> list[Pool]:
         """Every pool, page by page; remembered as known (a poke for one needs no listing)."""

@@ -34,7 +34,7 @@ async def store(database_url: str) -> AsyncIterator[Store]:
 
 async def adopt_starting(store: Store, name: str) -> int:
     async with store.unit_of_work() as uow:
-        pod = await uow.pods.adopt(
+        return await uow.pods.adopt(
             pool_id=POOL,
             name=name,
             slots=1,
@@ -46,7 +46,6 @@ async def adopt_starting(store: Store, name: str) -> int:
             created_at=NOW,
             now=NOW,
         )
-    return pod.id
 
 
 async def state_of(store: Store, pod_id: int) -> PodState:

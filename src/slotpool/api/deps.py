@@ -35,9 +35,15 @@ class Services:
     events: EventService
 
 
-def services(request: Request) -> Services:
+def _services(request: Request) -> Services:
     found: Services = request.app.state.services
     return found
+
+
+# The dependencies are ``async def`` although none of them awaits: FastAPI runs a plain ``def``
+# dependency in a worker thread, a thread hop on every request.
+async def services(request: Request) -> Services:
+    return _services(request)
 
 
 _bearer = HTTPBearer(auto_error=False, description="The admin token.")
@@ -52,10 +58,10 @@ async def admin(
 ) -> str:
     """Authenticates the caller; returns the actor name recorded in audit fields."""
     token = credentials.credentials if credentials else None
-    return await services(request).auth.authenticate(token)
+    return await _services(request).auth.authenticate(token)
 
 
-def expected_revision(
+async def expected_revision(
     if_match: Annotated[
         str | None,
         Header(description='Optional: the pool revision you read, e.g. "3"; 412 if it moved.'),
@@ -75,7 +81,7 @@ async def agent(
 ) -> AgentIdentity:
     """Authenticates an agent by its pool token (401); scope is checked per route (403)."""
     token = credentials.credentials if credentials else None
-    return await services(request).tokens.authenticate(token)
+    return await _services(request).tokens.authenticate(token)
 
 
 Admin = Annotated[str, Depends(admin)]

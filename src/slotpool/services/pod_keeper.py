@@ -723,43 +723,48 @@ class PodKeeper:
     async def _create(
         self, pool: Pool, config: PoolConfig, runtime: PodRuntime, count: int
     ) -> list[str]:
+        """Create ``count`` Pods (``CREATE_CONCURRENCY`` requests at a time), then record those
+        created in one transaction, before this pass ends: the next pass counts them as coming.
+        (If the process dies in between, the next pass adopts them from the runtime's list.)"""
         gate = asyncio.Semaphore(CREATE_CONCURRENCY)
+        context = self._pools.pod_context(pool)
 
-        async def one() -> str:
+        async def one() -> RuntimePod:
             async with gate:
-                return (await self._create_one(pool, config, runtime)).name
+                return await runtime.create_pod(build_pod_manifest(config, context))
 
         results = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
-        created = [r for r in results if isinstance(r, str)]
+        created = [r for r in results if isinstance(r, RuntimePod)]
         errors = [r for r in results if isinstance(r, BaseException)]
+        if created:
+            await self._record_created(pool, config, created)
         if errors:
             if created:
-                log.warning("some pods not created", pool_id=pool.pool_id, created=created)
+                names = [p.name for p in created]
+                log.warning("some pods not created", pool_id=pool.pool_id, created=names)
             raise errors[0]
-        return created
+        return [p.name for p in created]
 
-    async def _create_one(self, pool: Pool, config: PoolConfig, runtime: PodRuntime) -> RuntimePod:
-        """Create the pod and record it at once, so the next pass counts it as coming."""
-        manifest = build_pod_manifest(config, self._pools.pod_context(pool))
-        pod = await runtime.create_pod(manifest)
+    async def _record_created(
+        self, pool: Pool, config: PoolConfig, created: list[RuntimePod]
+    ) -> None:
         now = self._clock()
         async with self._store.unit_of_work() as uow:
-            state = state_from_runtime(None, phase=pod.phase, deleting=False)
-            existing = await uow.pods.find(pool.pool_id, pod.name)
-            if existing is None:  # (a local agent may have registered already)
+            for pod in created:
+                if await uow.pods.find(pool.pool_id, pod.name) is not None:
+                    continue  # a local agent registered already
                 await uow.pods.adopt(
                     pool_id=pool.pool_id,
                     name=pod.name,
                     slots=config.slots_per_pod,
                     config_hash=pod.config_hash,
-                    state=state,
+                    state=state_from_runtime(None, phase=pod.phase, deleting=False),
                     phase=pod.phase,
                     node=pod.node,
                     reason="",
                     created_at=now,
                     now=now,
                 )
-        return pod
 
     # -- record ------------------------------------------------------------------------------------
 

@@ -133,9 +133,8 @@ class PodRepository:
             slots=slots,
             state=state.value,
             config_hash=config_hash,
-            created_at=now,
             updated_at=now,
-            **{"reason": "", **observed},
+            **{"reason": "", "created_at": now, **observed},
         )
         self._session.add(row)
         await self._session.flush()
@@ -157,17 +156,22 @@ class PodRepository:
         reason: str,
         created_at: datetime,
         now: datetime,
-    ) -> Pod:
+    ) -> int:
         """Record a pod the runtime reports and the database does not know yet (one slotpool
-        just created, or one found in the cluster with the pool's labels)."""
+        just created, or one found in the cluster with the pool's labels); returns its id."""
         row = await self._new_row(
-            pool_id, name, slots, config_hash, state, now, phase=phase, node=node, reason=reason
+            pool_id,
+            name,
+            slots,
+            config_hash,
+            state,
+            now,
+            phase=phase,
+            node=node,
+            reason=reason,
+            created_at=created_at,
         )
-        row.created_at = created_at
-        await self._session.flush()
-        pod = await self.get(row.id)
-        assert pod is not None
-        return pod
+        return row.id
 
     async def observed(
         self,
@@ -262,6 +266,21 @@ class PodRepository:
         )
         pods = [await self.get(pod_id) for pod_id in ids]
         return [p for p in pods if p is not None]
+
+    async def has_room(self, pool_id: str) -> bool:
+        """Whether a ``ready`` pod of the pool has an idle slot (one query: the dispatcher's
+        first question, and under a burst into a full pool usually the last)."""
+        found = await self._session.scalar(
+            select(SlotRow.pod_id)
+            .join(PodRow, PodRow.id == SlotRow.pod_id)
+            .where(
+                PodRow.pool_id == pool_id,
+                PodRow.state == PodState.ready.value,
+                SlotRow.state == SlotState.idle.value,
+            )
+            .limit(1)
+        )
+        return found is not None
 
     async def take_slot(self, pod_id: int, index: int, *, task_id: str, now: datetime) -> bool:
         """Give the idle slot to ``task_id`` if the pod is still ``ready``.

@@ -133,6 +133,7 @@ from slotpool.store.work import PodRepository
 
 if TYPE_CHECKING:
     from tests.k8s_env import K8sTestEnv
+    from tests.live import ServerProcess
 
 DEFAULT_OUTPUT = ROOT / "bench" / "CONTROLLER.md"
 ADMIN = "bench-controller-admin-token-0123456789"
@@ -581,10 +582,26 @@ def pool_passes(api: httpx.Client, pool_id: str, began_wall: float) -> list[dict
     return passes
 
 
+class Usage:
+    """CPU between ``start`` and ``stop``: this process and the server process together count as
+    the process's (the others' share no longer includes the server)."""
+
+    def __init__(self, env: K8sTestEnv, server: ServerProcess) -> None:
+        self._env = env
+        self._server = server
+        self._before = CpuReading.now(env)
+        self._server_before = server.cpu_seconds()
+
+    def stop(self) -> CpuUse:
+        usage = CpuUse.between(self._before, CpuReading.now(self._env))
+        server = self._server.cpu_seconds() - self._server_before
+        return CpuUse(usage.process + server, usage.cluster, max(0.0, usage.others - server))
+
+
 def controller_round(
     env: K8sTestEnv,
     api: httpx.Client,
-    url: str,
+    server: ServerProcess,
     watch: PodWatch,
     runner: asyncio.Runner,
     args: argparse.Namespace,
@@ -592,11 +609,11 @@ def controller_round(
 ) -> BurstRound:
     pool_id = create_pool(api, f"burst-{index}-{time.monotonic_ns()}")
     wait_for_worker(env, pool_id)
-    before = CpuReading.now(env)
+    measured = Usage(env, server)
     began_wall = time.time()
-    began, submitted = runner.run(submit_all(url, pool_id, args.tasks, args.connections))
+    began, submitted = runner.run(submit_all(server.url, pool_id, args.tasks, args.connections))
     added, running = wait_running(watch, pool_id, args.pods)
-    usage = CpuUse.between(before, CpuReading.now(env))
+    usage = measured.stop()
     time.sleep(0.5)  # a scale-up storm would show as more Pods than wanted
     added, _ = watch.of_pool(pool_id)
     passes = pool_passes(api, pool_id, began_wall)
@@ -670,7 +687,8 @@ def instrumented(
         (PodKeeper, "_observe"),
         (PodKeeper, "_observation"),
         (PodKeeper, "_act"),
-        (PodKeeper, "_create_one"),
+        (PodKeeper, "_create"),
+        (PodKeeper, "_record_created"),
         (PodKeeper, "_record"),
         (KubernetesRuntime, "pods"),
         (KubernetesRuntime, "create_pod"),
@@ -784,7 +802,7 @@ def burst_schedule(rounds: int, ways: Sequence[str] = WAYS) -> list[tuple[int, s
 def static_round(
     env: K8sTestEnv,
     api: httpx.Client,
-    url: str,
+    server: ServerProcess,
     runner: asyncio.Runner,
     args: argparse.Namespace,
     index: int,
@@ -796,9 +814,9 @@ def static_round(
     if response.status_code != 201:
         raise RuntimeError(f"create pool: HTTP {response.status_code}: {response.text}")
     pool_id: str = response.json()["pool_id"]
-    before = CpuReading.now(env)
-    began, submitted = runner.run(submit_all(url, pool_id, args.tasks, args.connections))
-    usage = CpuUse.between(before, CpuReading.now(env))
+    measured = Usage(env, server)
+    began, submitted = runner.run(submit_all(server.url, pool_id, args.tasks, args.connections))
+    usage = measured.stop()
     api.delete(f"{POOLS}/{pool_id}", params={"force": "true"}).raise_for_status()
     return BurstRound(
         way="static",
@@ -824,7 +842,7 @@ def node_capacity(env: K8sTestEnv) -> list[str]:
 
 def run_burst(args: argparse.Namespace) -> BurstResult:
     from tests.k8s_env import K8sTestEnv, bin_dir
-    from tests.live import live_server
+    from tests.live import live_server, server_process
 
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="slotpool-bench-burst-"))
@@ -843,21 +861,30 @@ def run_burst(args: argparse.Namespace) -> BurstResult:
             kube_requests_per_second=args.rate,
             pod_sync_seconds=1.0,
         )
-        server = ServerLoop()
         watch = PodWatch(env, NAMESPACE)
         watch.start()
         try:
-            with (
-                asyncio.Runner() as runner,
-                runtimes_replaced(server.build),
-                live_server(settings) as url,
-                api_client(url) as api,
-            ):
+            with asyncio.Runner() as runner:
                 kube = AsyncClient(
                     KubeConfig.from_file(env.kubeconfig), field_manager=FIELD_MANAGER
                 )
                 try:
-                    burst_rounds(env, api, url, watch, runner, kube, server, args, result)
+                    # The measured rounds: the server as its own process, as it is deployed.
+                    with (
+                        server_process(settings, work / "server.log") as server,
+                        api_client(server.url) as api,
+                    ):
+                        burst_rounds(env, api, server, watch, runner, kube, args, result)
+                    # The diagnosis: the same server in a thread of this process, where its
+                    # steps can be timed and profiled (it shares this process's GIL with the
+                    # bench's client and watch, so its times are longer).
+                    loop = ServerLoop()
+                    with (
+                        runtimes_replaced(loop.build),
+                        live_server(settings) as url,
+                        api_client(url) as api,
+                    ):
+                        diagnose(env, api, url, watch, runner, loop, args, result)
                 finally:
                     runner.run(kube.close())
         finally:
@@ -871,19 +898,18 @@ def run_burst(args: argparse.Namespace) -> BurstResult:
 def burst_rounds(
     env: K8sTestEnv,
     api: httpx.Client,
-    url: str,
+    server: ServerProcess,
     watch: PodWatch,
     runner: asyncio.Runner,
     kube: AsyncClient,
-    server: ServerLoop,
     args: argparse.Namespace,
     result: BurstResult,
 ) -> None:
     def one(index: int, way: str, sizes: argparse.Namespace = args) -> BurstRound:
         if way == "controller":
-            return controller_round(env, api, url, watch, runner, sizes, index)
+            return controller_round(env, api, server, watch, runner, sizes, index)
         if way == "static":
-            return static_round(env, api, url, runner, sizes, index)
+            return static_round(env, api, server, runner, sizes, index)
         return direct_round(env, kube, watch, runner, sizes, index)
 
     small = argparse.Namespace(**{**vars(args), "tasks": 40, "pods": 10})
@@ -901,6 +927,18 @@ def burst_rounds(
             f"others' CPU {r.usage.others:5.2f} s",
             flush=True,
         )
+
+
+def diagnose(
+    env: K8sTestEnv,
+    api: httpx.Client,
+    url: str,
+    watch: PodWatch,
+    runner: asyncio.Runner,
+    server: ServerLoop,
+    args: argparse.Namespace,
+    result: BurstResult,
+) -> None:
     time.sleep(args.settle)
     result.instrumented = instrumented_round(env, api, url, watch, runner, args)
     print(f"  instrumented round: all Running {result.instrumented.all_running:.3f} s", flush=True)
@@ -1599,7 +1637,8 @@ def burst_section(run: Run) -> list[str]:
         "",
         f"* Cluster: `tests/k8s_env.py` (Kubernetes {result.server_version}, kwok), started in "
         f"{result.cluster_start_s:.0f} s; Nodes: {'; '.join(result.node_pods_capacity)}.",
-        f"* controller: an in-process server (`live_server`, SQLite, `pod_sync_seconds=1`, "
+        f"* controller: the server as its own process (`tests/live.py` `server_process`: "
+        f"`python -m slotpool.cli server`, SQLite, `pod_sync_seconds=1`, "
         f"`kube_requests_per_second={args.rate:g}`), a new empty pool per round "
         f"(`{json.dumps(BURST_CONFIG)}`), its first controller pass awaited (its token Secret "
         f"exists), then {args.tasks} tasks POSTed at once over {args.connections} keep-alive "

@@ -27,6 +27,7 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -495,6 +496,8 @@ def test_the_pool_controller_survives_chaos_and_keeps_every_invariant(
             kube.delete(Namespace, namespace)
         out = artifacts_dir() / f"chaos-{seed}.json"
         out.write_text(json.dumps(report, indent=2) + "\n")
+        if not report["passed"] and cp.log.exists():  # the whole server log, to diagnose from
+            shutil.copyfile(cp.log, out.with_suffix(".server.log"))
         print(f"chaos counts: {json.dumps(report.get('counts'))}")
         print(f"chaos outcome: {json.dumps(report.get('outcome'))}")
         print(f"written to {out}")

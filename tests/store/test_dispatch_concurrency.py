@@ -8,6 +8,7 @@ from collections import Counter
 from datetime import UTC, datetime
 
 from slotpool.domain.config import PoolConfig, PoolType
+from slotpool.domain.pools import Pool
 from slotpool.domain.tasks import SlotState, TaskStatus, TaskSubmit
 from slotpool.services.dispatch import Dispatcher
 from slotpool.services.notify import Notifier
@@ -24,19 +25,30 @@ def clock() -> datetime:
     return NOW
 
 
-async def test_racing_dispatchers_never_double_book(database_url: str) -> None:
+def settings_of(database_url: str) -> Settings:
     upgrade(database_url)
-    settings = Settings.model_validate({"database_url": database_url, "local_runtime": False})
+    return Settings.model_validate({"database_url": database_url, "local_runtime": False})
+
+
+async def static_pool(
+    store: Store, settings: Settings, name: str, *, slots: int
+) -> tuple[PoolService, Pool]:
+    pools = PoolService(store, settings, clock)
+    pool = await pools.create(
+        name=name,
+        description="",
+        pool_type=PoolType.static,
+        config=PoolConfig(slots_per_pod=slots),
+        by="test",
+    )
+    return pools, pool
+
+
+async def test_racing_dispatchers_never_double_book(database_url: str) -> None:
+    settings = settings_of(database_url)
     stores = [Store(database_url) for _ in range(6)]
     try:
-        pools = PoolService(stores[0], settings, clock)
-        pool = await pools.create(
-            name="race",
-            description="",
-            pool_type=PoolType.static,
-            config=PoolConfig(slots_per_pod=4),
-            by="test",
-        )
+        pools, pool = await static_pool(stores[0], settings, "race", slots=4)
         async with stores[0].unit_of_work() as uow:
             for name in ("a", "b", "c"):
                 await uow.pods.register(
@@ -87,14 +99,10 @@ async def test_a_pod_is_never_drained_and_given_a_task_at_once(database_url: str
     comes second waits for the first to commit and then sees its effect: a slot taken meanwhile
     stops the drain, a drain meanwhile stops the take. Without the pod-row write in take_slot,
     PostgreSQL would let both succeed (each sees the other's row unchanged)."""
-    upgrade(database_url)
-    settings = Settings.model_validate({"database_url": database_url, "local_runtime": False})
+    settings = settings_of(database_url)
     stores = [Store(database_url), Store(database_url)]
     try:
-        pools = PoolService(stores[0], settings, clock)
-        pool = await pools.create(
-            name="drain", description="", pool_type=PoolType.static, config=None, by="test"
-        )
+        _, pool = await static_pool(stores[0], settings, "drain", slots=2)
         async with stores[0].unit_of_work() as uow:
             pod = await uow.pods.register(
                 pool_id=pool.pool_id, name="p", slots=2, version="t", config_hash=None, now=NOW
@@ -135,18 +143,10 @@ async def test_a_dispatch_cancelled_while_waiting_does_not_stop_later_ones(
 ) -> None:
     """A dispatch waiting for the pool's lock is cancelled (its request's client went away):
     later dispatches of the pool must still run, not return at once as if one were waiting."""
-    upgrade(database_url)
-    settings = Settings.model_validate({"database_url": database_url, "local_runtime": False})
+    settings = settings_of(database_url)
     store = Store(database_url)
     try:
-        pools = PoolService(store, settings, clock)
-        pool = await pools.create(
-            name="cancelled",
-            description="",
-            pool_type=PoolType.static,
-            config=PoolConfig(slots_per_pod=2),
-            by="test",
-        )
+        pools, pool = await static_pool(store, settings, "cancelled", slots=2)
         async with store.unit_of_work() as uow:
             await uow.pods.register(
                 pool_id=pool.pool_id, name="a", slots=2, version="t", config_hash=None, now=NOW

@@ -1,8 +1,9 @@
-"""The controller hears the cluster: a Pod changed behind slotpool's back wakes its pool's worker
-through the namespace's watch, long before the next resync, on the real test API server.
+"""The controller and the cluster over time, on the real test API server.
 
-The controller runs as in the server (``PodKeeper.run_forever``) with a resync of an hour: only
-a wake-up can explain a reaction within seconds.
+* A Pod changed behind slotpool's back wakes its pool's worker through the namespace's watch,
+  long before the next resync: the controller runs as in the server (``PodKeeper.run_forever``)
+  with a resync of an hour, so only a wake-up explains a reaction within seconds.
+* The creation back-off survives a restart of the controller.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from lightkube import AsyncClient, KubeConfig
@@ -22,6 +24,7 @@ from slotpool.domain.config import PoolType, parse_config
 from slotpool.domain.pods import POOL_LABEL
 from slotpool.runtime.base import PodWatcher
 from slotpool.runtime.kubernetes import KubernetesRuntime
+from slotpool.services.pod_keeper import PodKeeper
 from slotpool.settings import Settings
 from slotpool.store.migrate import upgrade
 from slotpool.store.uow import Store
@@ -113,3 +116,70 @@ async def test_a_pod_deleted_behind_slotpools_back_is_replaced_without_waiting_f
 
 async def _one(kube: AsyncClient, namespace: str, pool_id: str) -> bool:
     return len(await names(kube, namespace, pool_id)) == 1
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def test_a_restart_resumes_the_creation_back_off(k8s: K8sTestEnv, tmp_path: Path) -> None:
+    """A Pod no Node can take is deleted at its pending timeout and creation backs off; a new
+    controller on the same database (a restart) keeps backing off instead of creating a Pod that
+    cannot start at once. The clock is the controller's own, moved by the test."""
+    url = f"sqlite:///{tmp_path}/slotpool.db"
+    upgrade(url)
+    settings = Settings(database_url=url, local_runtime=False, public_url="http://127.0.0.1:9")
+    namespace = f"slotpool-backoff-{secrets.token_hex(3)}"
+    clock = Clock()
+    store = Store(url)
+    kube = AsyncClient(KubeConfig.from_file(k8s.kubeconfig), field_manager="slotpool-tests")
+    runtimes: list[KubernetesRuntime] = []
+
+    def controller() -> PodKeeper:  # a fresh one: nothing remembered in memory
+        runtime = KubernetesRuntime.from_kubeconfig(k8s.kubeconfig, requests_per_second=100.0)
+        runtimes.append(runtime)
+        return build_services(store, settings, clock, {PoolType.k8s: runtime}).pods
+
+    config = parse_config(
+        {
+            "image": "ghcr.io/acme/agent:1.4",
+            "namespace": namespace,
+            "min_replicas": 1,
+            "max_replicas": 1,
+            "pending_timeout_seconds": 10,
+            "resources": {"requests": {"cpu": "64"}},  # more than any Node has
+        },
+        pool_type=PoolType.k8s,
+    )
+    try:
+        first = controller()
+        pool = await build_services(store, settings, clock).pools.create(
+            name="backoff", description="", pool_type=PoolType.k8s, config=config, by="test"
+        )
+        created = await first.sync(pool)
+        assert len(created.created) == 1, created
+        clock.now += timedelta(seconds=11)  # past the pending timeout
+        unstuck = await first.sync(pool)
+        assert unstuck.removed == created.created, unstuck
+        assert unstuck.created == [], "backing off: nothing is created in the same pass"
+
+        restarted = controller()
+        clock.now += timedelta(seconds=2)  # the back-off (10 s) still runs
+        after = await restarted.sync(pool)
+        assert after.created == [], f"a restart forgot the back-off: {after}"
+        holds = [h["reason"] for h in after.decision.get("holds", [])]
+        assert "backoff" in holds, after.decision
+
+        clock.now += timedelta(seconds=10)  # the back-off is over
+        assert len((await restarted.sync(pool)).created) == 1
+    finally:
+        for runtime in runtimes:
+            await runtime.aclose()
+        await store.close()
+        with contextlib.suppress(Exception):
+            await kube.delete(Namespace, namespace)
+        await kube.close()

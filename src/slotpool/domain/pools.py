@@ -50,6 +50,8 @@ class Pool:
     agent_token: str | None = None  # the token the pool's Secret holds
     token_generation: int = 0  # bumped by each rotation; part of the Pods' config hash
     rotating_from: str | None = None  # the token a rotation replaced, until no Pod uses it
+    backoff_failures: int = 0  # the controller's back-off on Pod creation (scaling.Backoff)
+    backoff_last_failure_at: datetime | None = None
 
     def effective_config(self) -> PoolConfig | None:
         """The configuration Pods are built from: a local pool runs on defaults until it has one;

@@ -108,10 +108,12 @@ class SyncReport:
 
 @dataclass
 class _PoolState:
-    """What the controller remembers of a pool between passes (lost on restart, harmlessly:
-    the back-off starts again from zero and the next hold is recorded once more)."""
+    """What the controller remembers of a pool between passes. The back-off is also written to
+    the pool's row and read back by the first pass after a restart; the holds are not (after a
+    restart the current hold is recorded once more)."""
 
     backoff: Backoff = field(default_factory=Backoff)
+    backoff_loaded: bool = False
     holds: frozenset[tuple[str, str]] = frozenset()
     secret_checked: float | None = None
     wake_at: datetime | None = None
@@ -425,10 +427,14 @@ class PodKeeper:
         if check_secret or stale:
             report.secret = await self._ensure_secret(pool, runtime, namespace)
             state.secret_checked = loop_now
+        if not state.backoff_loaded:  # the first pass of this process: resume the back-off
+            state.backoff = Backoff(pool.backoff_failures, pool.backoff_last_failure_at)
+            state.backoff_loaded = True
         alive = await self._observe(pool, config, runtime, namespace, report)
         now = self._clock()
         observation = await self._observation(pool, config, alive, now)
         decided = plan(observation, now)
+        backoff_moved = decided.backoff != state.backoff
         state.backoff, state.wake_at = decided.backoff, decided.wake_at
         report.frozen = observation.freeze.active
         report.kept_busy = [
@@ -439,7 +445,7 @@ class PodKeeper:
         events += self._new_holds(pool.pool_id, decided)
         if not decided.actions:  # settled: the rotation may be complete
             events += await self._finish_rotation(pool, observation)
-        await self._record(pool, observation, decided, events)
+        await self._record(pool, observation, decided, events, backoff_moved=backoff_moved)
 
     async def _ensure_secret(self, pool: Pool, runtime: PodRuntime, namespace: str) -> str:
         """The Secret must hold a token that authenticates for this pool, else a new one."""
@@ -786,10 +792,22 @@ class PodKeeper:
         ]
 
     async def _record(
-        self, pool: Pool, observation: Observation, decided: Plan, events: list[NewEvent]
+        self,
+        pool: Pool,
+        observation: Observation,
+        decided: Plan,
+        events: list[NewEvent],
+        *,
+        backoff_moved: bool,
     ) -> None:
         why = _queue_reason(observation, decided)
         async with self._store.unit_of_work() as uow:
+            if backoff_moved:
+                await uow.pools.set_backoff(
+                    pool.pool_id,
+                    failures=decided.backoff.failures,
+                    last_failure_at=decided.backoff.last_failure_at,
+                )
             if events:
                 await uow.events.add(pool.pool_id, events, now=self._clock())
                 await uow.events.prune(pool.pool_id, keep=EVENTS_KEPT)

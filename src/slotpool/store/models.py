@@ -81,6 +81,9 @@ class AgentPoolRow(Base):
     agent_token: Mapped[str | None] = mapped_column(String(63), nullable=True)
     token_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     rotating_from: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    # The controller's back-off on Pod creation (domain.scaling.Backoff), kept across restarts.
+    backoff_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    backoff_last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_by: Mapped[str] = mapped_column(String(200))

@@ -61,6 +61,8 @@ def _pool(row: AgentPoolRow) -> Pool:
         agent_token=row.agent_token,
         token_generation=row.token_generation or 0,
         rotating_from=row.rotating_from,
+        backoff_failures=row.backoff_failures or 0,
+        backoff_last_failure_at=row.backoff_last_failure_at,
     )
 
 
@@ -155,6 +157,16 @@ class PoolRepository:
             setattr(row, key, value)
         await self._session.flush()
         return _pool(row)
+
+    async def set_backoff(
+        self, pool_id: str, *, failures: int, last_failure_at: datetime | None
+    ) -> None:
+        """The controller's back-off; like the token state, not an edit (no revision)."""
+        await self._session.execute(
+            update(AgentPoolRow)
+            .where(AgentPoolRow.pool_id == pool_id)
+            .values(backoff_failures=failures, backoff_last_failure_at=last_failure_at)
+        )
 
     async def replace_schedules(
         self, pool_id: str, schedules: Sequence[FreezeSchedule], *, now: datetime

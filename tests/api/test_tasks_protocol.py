@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from slotpool.services import sweeper
 from slotpool.services.sweeper import Sweeper
 from tests.api.conftest import Api
 from tests.api.test_pools_api import POOLS, create_pool
@@ -325,23 +326,36 @@ async def test_an_unapproved_reservation_expires_and_frees_the_slot(api: Api) ->
     assert "reservation expired" in (await task(api, queued["id"]))["reason"]
 
 
-@pytest.mark.parametrize("reservation_step", ["works", "fails"])
+@pytest.mark.parametrize("trouble", ["none", "another step fails", "another step hangs"])
 async def test_a_silent_agent_loses_its_tasks_with_the_reason(
-    api: Api, monkeypatch: pytest.MonkeyPatch, reservation_step: str
+    api: Api, monkeypatch: pytest.MonkeyPatch, trouble: str
 ) -> None:
-    """Also when another sweeper step fails on every pass: the steps are independent."""
-    if reservation_step == "fails":
+    """Also when another sweeper step fails on every pass, or hangs: the steps are independent,
+    and a hung one is given up so that the sweeper's next passes come."""
+    if trouble == "another step fails":
 
         async def broken(self: Sweeper, now: object) -> None:
             raise RuntimeError("reservation step broken for this test")
 
         monkeypatch.setattr(Sweeper, "_expire_reservations", broken)
+    hanging = asyncio.Event()
+    if trouble == "another step hangs":
+
+        async def hung(self: Sweeper, now: object) -> None:
+            hanging.set()
+            await asyncio.Event().wait()
+
+        monkeypatch.setattr(sweeper, "STEP_TIMEOUT_SECONDS", 0.2)
+        monkeypatch.setattr(Sweeper, "_dispatch_queued", hung)
     pool_id, token = await pool_with_token(api)
     async with agent_client(api, token) as http:
         agent = FakeAgent(http, pool_id, "agent-1")
         await agent.register(1)
         queued = await submit(api, pool_id, command="sleep 100")
         await agent.claim([0])
+    if trouble == "another step hangs":  # a sweep hangs before the agent falls silent
+        hanging.clear()
+        await asyncio.wait_for(hanging.wait(), timeout=5)
     api.clock.advance(seconds=31)  # SLOTPOOL_AGENT_TIMEOUT_SECONDS defaults to 30
 
     async def lost() -> bool:

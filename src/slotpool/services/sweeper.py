@@ -23,6 +23,7 @@ from slotpool.store.uow import Store
 
 log = structlog.get_logger(__name__)
 INTERVAL_SECONDS = 1.0
+STEP_TIMEOUT_SECONDS = 60.0
 
 
 class Sweeper:
@@ -52,7 +53,8 @@ class Sweeper:
 
     async def sweep(self) -> None:
         """One pass. Each step runs on its own, and each silent agent and each pool in its own
-        transaction: one that fails (logged) never keeps the rest from being done."""
+        transaction: one that fails (logged) never keeps the rest from being done, and one that
+        hangs is given up after ``STEP_TIMEOUT_SECONDS`` (logged), so the next passes come."""
         now = self._clock()
         for name, step in (
             ("expire reservations", self._expire_reservations),
@@ -60,7 +62,10 @@ class Sweeper:
             ("dispatch queued", self._dispatch_queued),
         ):
             try:
-                await step(now)
+                async with asyncio.timeout(STEP_TIMEOUT_SECONDS):
+                    await step(now)
+            except TimeoutError:
+                log.error("sweep step timed out", step=name, seconds=STEP_TIMEOUT_SECONDS)
             except Exception:
                 log.exception("sweep step failed", step=name)
 

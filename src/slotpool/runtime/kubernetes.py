@@ -165,9 +165,7 @@ class KubernetesRuntime:
             raise
         return runtime_pod(created)
 
-    async def list_pods(
-        self, namespace: str, pool_id: str | None
-    ) -> tuple[list[RuntimePod], str]:
+    async def list_pods(self, namespace: str, pool_id: str | None) -> tuple[list[RuntimePod], str]:
         """The pool's Pods (``None``: every slotpool Pod of the namespace) and the list's
         resourceVersion (where a watch starts)."""
         listing = self._client.list(Pod, namespace=namespace, labels=_selector(pool_id))

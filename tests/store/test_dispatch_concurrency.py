@@ -7,6 +7,8 @@ import asyncio
 from collections import Counter
 from datetime import UTC, datetime
 
+import pytest
+
 from slotpool.domain.config import PoolConfig, PoolType
 from slotpool.domain.pools import Pool
 from slotpool.domain.tasks import SlotState, TaskStatus, TaskSubmit
@@ -169,3 +171,42 @@ async def test_a_dispatch_cancelled_while_waiting_does_not_stop_later_ones(
         await store.close()
     assert waiting.cancelled()
     assert started == 1
+
+
+async def test_explaining_the_queue_never_waits_for_a_task_being_started(
+    database_url: str,
+) -> None:
+    """A dispatcher holds a queued task's row (it is starting it) while the controller writes
+    why the pool's queued tasks wait: the controller skips that row instead of waiting for it,
+    so the two never deadlock (PostgreSQL found one in the dispatch benchmark: the dispatcher
+    takes rows one by one in queue order, the controller's single UPDATE in the table's)."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite has no row locks: one writer at a time, nothing to deadlock on")
+    settings = settings_of(database_url)
+    stores = [Store(database_url), Store(database_url)]
+    try:
+        _, pool = await static_pool(stores[0], settings, "explain", slots=1)
+        quiet = Dispatcher(stores[0], PoolService(stores[0], settings, clock), Notifier(), clock)
+        quiet.dispatch = _never  # type: ignore[method-assign]
+        body = TaskSubmit.model_validate({"pool_id": pool.pool_id, "command": "true"})
+        submitter = TaskService(stores[0], quiet, Notifier(), clock)
+        held, other = [await submitter.submit(body, by="test") for _ in range(2)]
+        async with stores[0].unit_of_work() as holding:
+            # The dispatcher's write to the first task, not committed yet.
+            assert await holding.tasks.update(held.id, reason="", updated_at=NOW)
+
+            async def explain() -> None:
+                async with stores[1].unit_of_work() as uow:
+                    await uow.tasks.explain_queued(pool.pool_id, reason="waiting: test")
+
+            await asyncio.wait_for(explain(), timeout=10)
+        async with stores[0].unit_of_work() as uow:
+            reasons = {t: (await uow.tasks.get(t)) for t in (held.id, other.id)}
+    finally:
+        for store in stores:
+            await store.close()
+    explained, skipped = reasons[other.id], reasons[held.id]
+    assert explained is not None
+    assert explained.reason == "waiting: test"
+    assert skipped is not None
+    assert skipped.reason == ""

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import create_engine, inspect
 
 from slotpool.domain.config import PoolType, parse_config, stored_form
+from slotpool.domain.events import NewEvent, Outcome
 from slotpool.domain.freeze import FreezeSchedule
 from slotpool.store.db import sync_url
 from slotpool.store.migrate import current_revision, downgrade, head_revision, upgrade
@@ -135,3 +136,24 @@ def test_the_migration_chain_matches_the_models(database_url: str) -> None:
             assert compare_metadata(context, Base.metadata) == []
     finally:
         engine.dispose()
+
+
+async def test_an_event_naming_many_pods_is_kept_whole(store: Store) -> None:
+    """A ``create_pods`` event names every Pod it created: longer than one Pod name may be (the
+    dispatch benchmark found PostgreSQL refusing it when the column was ``varchar(253)``)."""
+    names = ", ".join(f"slotpool-pool-0123456789abcdef-{i:05d}" for i in range(40))
+    async with store.unit_of_work() as uow:
+        await uow.pools.add(new_pool("pool-0123456789abcdef", "many"))
+        event = NewEvent(
+            action="create_pods",
+            reason="scale_up",
+            message="creating 40",
+            outcome=Outcome.done,
+            inputs={},
+            pod=names,
+        )
+        await uow.events.add("pool-0123456789abcdef", [event], now=NOW)
+    async with store.unit_of_work() as uow:
+        last = await uow.events.last("pool-0123456789abcdef")
+    assert last is not None
+    assert last.pod == names

@@ -243,6 +243,6 @@ class PoolEventRow(Base):
     action: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(String(64))
     message: Mapped[str] = mapped_column(Text)
-    pod: Mapped[str | None] = mapped_column(String(253), nullable=True)
+    pod: Mapped[str | None] = mapped_column(Text, nullable=True)  # one name, or several
     outcome: Mapped[str] = mapped_column(String(16))
     inputs: Mapped[dict[str, Any]] = mapped_column(JSONDocument)

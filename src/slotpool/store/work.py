@@ -415,16 +415,31 @@ class TaskRepository:
         return int(count or 0)
 
     async def explain_queued(self, pool_id: str, *, reason: str) -> None:
-        """Say on every queued task of the pool why it waits (one statement, only on change)."""
-        await self._session.execute(
-            update(TaskRow)
+        """Say on every queued task of the pool why it waits (only where it changed).
+
+        Rows another transaction holds are skipped (PostgreSQL's ``SKIP LOCKED``; SQLite has
+        one writer at a time): those are being started by a dispatcher, which clears the reason
+        anyway, and this statement never waits for it. Waiting would deadlock: the dispatcher
+        takes the rows one by one in queue order, one UPDATE here in the table's order."""
+        waiting = (
+            select(TaskRow.id)
             .where(
                 TaskRow.pool_id == pool_id,
                 TaskRow.status == TaskStatus.queued.value,
                 TaskRow.reason != reason,
             )
-            .values(reason=reason)
+            .with_for_update(skip_locked=True)
         )
+        ids = list(await self._session.scalars(waiting))
+        for start in range(0, len(ids), 1000):  # bound the statement's parameters
+            await self._session.execute(
+                update(TaskRow)
+                .where(
+                    TaskRow.id.in_(ids[start : start + 1000]),
+                    TaskRow.status == TaskStatus.queued.value,
+                )
+                .values(reason=reason)
+            )
 
     async def start(
         self, task_id: str, *, pod_id: int, pod_name: str, slot: int, now: datetime

@@ -144,6 +144,7 @@ class PodKeeper:
         self._managed: set[str] = set()  # pools with a worker
         self._known: set[str] = set()  # pools seen by the last listings
         self._listing = asyncio.Event()
+        self._new: set[str] = set()  # poked pools not seen yet: read at once, alone
         notifier.listen(self._on_wake)
 
     # -- entry points ----------------------------------------------------------------------------
@@ -173,6 +174,7 @@ class PodKeeper:
         if pool_id in self._managed:
             self._pool_state(pool_id).poked.set()
         elif pool_id not in self._known:  # (static pools are known and need no worker)
+            self._new.add(pool_id)
             self._listing.set()
 
     def _pool_state(self, pool_id: str) -> _PoolState:
@@ -299,33 +301,34 @@ class PodKeeper:
         is handled now rather than at the next resync."""
         workers: dict[str, asyncio.Task[None]] = {}
         watchers: dict[tuple[str, str], asyncio.Task[None]] = {}
-        orphan_rounds = max(1, round(ORPHAN_SWEEP_SECONDS / max(resync_seconds, 0.1)))
-        rounds = 0
+        loop = asyncio.get_running_loop()
+        next_listing = next_orphan_sweep = loop.time()
         try:
             while True:
-                if rounds % orphan_rounds == 0:
+                if loop.time() >= next_orphan_sweep:
+                    next_orphan_sweep = loop.time() + ORPHAN_SWEEP_SECONDS
                     try:
                         await self.sweep_orphans()
                     except Exception:  # logged; the next sweep tries again
                         log.exception("orphan sweep failed")
-                rounds += 1
-                self._listing.clear()  # a poke from here on lists again
-                try:
-                    managed = await self._managed_pools()
-                except Exception:  # logged; the next round tries again
-                    log.exception("listing pools failed")
-                    managed = None
-                wanted = set(workers) if managed is None else {p.pool_id for p in managed}
-                for pool_id in wanted - set(workers):
-                    workers[pool_id] = asyncio.create_task(self._worker(pool_id, resync_seconds))
-                for pool_id in set(workers) - wanted:
-                    workers.pop(pool_id).cancel()
-                    self._state.pop(pool_id, None)
+                self._listing.clear()  # a poke from here on is seen by the next round
+                new, self._new = self._new, set()
+                if loop.time() >= next_listing:  # every pool, every resync
+                    next_listing = loop.time() + resync_seconds
+                    managed = await self._listed(workers)
+                    if managed is not None:
+                        self._keep_watches(watchers, managed, prune=True)
+                else:  # woken for pools not seen yet: only those are read, not the list
+                    managed = await self._looked_up(new, workers)
+                    self._keep_watches(watchers, managed, prune=False)
+                for pool in managed or []:
+                    if pool.pool_id not in workers:
+                        worker = self._worker(pool.pool_id, resync_seconds)
+                        workers[pool.pool_id] = asyncio.create_task(worker)
                 self._managed = set(workers)
-                if managed is not None:
-                    self._keep_watches(watchers, managed)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._listing.wait(), resync_seconds)
+                    wait = max(next_listing - loop.time(), 0.0)
+                    await asyncio.wait_for(self._listing.wait(), wait)
         finally:
             tasks = [*workers.values(), *watchers.values()]
             for task in tasks:
@@ -335,9 +338,14 @@ class PodKeeper:
                     await task
 
     def _keep_watches(
-        self, watchers: dict[tuple[str, str], asyncio.Task[None]], managed: list[Pool]
+        self,
+        watchers: dict[tuple[str, str], asyncio.Task[None]],
+        managed: list[Pool],
+        *,
+        prune: bool,
     ) -> None:
-        """A watch for each (runtime, namespace) the managed pools use, and no other."""
+        """A watch for each (runtime, namespace) the pools use; with ``prune`` (``managed`` is
+        every managed pool), none for any other."""
         wanted: dict[tuple[str, str], PodWatcher] = {}
         for pool in managed:
             runtime = self._runtimes.get(pool.pool_type)
@@ -348,8 +356,9 @@ class PodKeeper:
         for key, watcher in wanted.items():
             if key not in watchers:
                 watchers[key] = asyncio.create_task(self._watch(watcher, key[1]))
-        for key in set(watchers) - set(wanted):
-            watchers.pop(key).cancel()
+        if prune:
+            for key in set(watchers) - set(wanted):
+                watchers.pop(key).cancel()
 
     async def _watch(self, runtime: PodWatcher, namespace: str) -> None:
         """Wake the pool of every Pod that changes; after a failure, watch again (1 s, doubling
@@ -364,6 +373,40 @@ class PodKeeper:
                 log.warning("pod watch failed", namespace=namespace, error=str(exc), retry=delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, WATCH_RETRY_MAX_SECONDS)
+
+    async def _listed(self, workers: dict[str, asyncio.Task[None]]) -> list[Pool] | None:
+        """Every pool this server runs; the workers of the others are stopped. None: the
+        listing failed (logged), nothing changes."""
+        try:
+            managed = await self._managed_pools()
+        except Exception:  # logged; the next round tries again
+            log.exception("listing pools failed")
+            return None
+        wanted = {p.pool_id for p in managed}
+        for pool_id in set(workers) - wanted:
+            workers.pop(pool_id).cancel()
+            self._state.pop(pool_id, None)
+        return managed
+
+    async def _looked_up(
+        self, pool_ids: set[str], workers: dict[str, asyncio.Task[None]]
+    ) -> list[Pool]:
+        """The pools among ``pool_ids`` this server runs, read one by one (a new pool, a Pod
+        of a pool not seen yet)."""
+        found: list[Pool] = []
+        for pool_id in sorted(pool_ids - set(workers)):
+            try:
+                pool = await self._pools.get(pool_id)
+            except NotFound:
+                continue  # (an orphan's Pod: the orphan sweep deletes it)
+            except Exception:  # logged; the next listing finds it
+                log.exception("reading a new pool failed", pool_id=pool_id)
+                continue
+            finally:
+                self._known.add(pool_id)
+            if self.can_run(pool):
+                found.append(pool)
+        return found
 
     async def _all_pools(self) -> list[Pool]:
         """Every pool, page by page; remembered as known (a poke for one needs no listing)."""

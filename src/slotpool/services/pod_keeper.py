@@ -70,6 +70,10 @@ WATCH_RETRY_SECONDS = 1.0
 WATCH_RETRY_MAX_SECONDS = 30.0
 EVENTS_KEPT = 1000
 ORPHAN_SWEEP_SECONDS = 30.0
+# The full list of pools is read this often (or every resync, if longer): it finds pools that
+# another server process created and stops the workers of deleted ones. A pool this process
+# creates or configures is poked and read alone at once, and each worker passes every resync.
+LISTING_SECONDS = 30.0
 # Records of ended pods stay this long (the API and UI show why they ended), then go.
 ENDED_KEPT = timedelta(minutes=10)
 REBUILD_REASON = "configuration changed: replaced because all its slots were idle"
@@ -168,12 +172,14 @@ class PodKeeper:
         """Whether this server runs the pool's pods (a runtime for its type, a config)."""
         return pool.pool_type in self._runtimes and pool.effective_config() is not None
 
-    def poke(self, pool_id: str) -> None:
-        """Something happened to the pool: its worker passes again now (a pool without a
-        worker yet, one just created, makes the pool list be read again at once)."""
+    def poke(self, pool_id: str, *, reread: bool = False) -> None:
+        """Something happened to the pool: its worker passes again now. A pool without a worker
+        that was not seen yet (one just created), or any with ``reread`` (its configuration
+        was saved: it may have become one to keep), is read at once and gets one if it needs
+        it. (Pools seen and not kept, static ones, need nothing on their frequent wake-ups.)"""
         if pool_id in self._managed:
             self._pool_state(pool_id).poked.set()
-        elif pool_id not in self._known:  # (static pools are known and need no worker)
+        elif reread or pool_id not in self._known:
             self._new.add(pool_id)
             self._listing.set()
 
@@ -313,8 +319,8 @@ class PodKeeper:
                         log.exception("orphan sweep failed")
                 self._listing.clear()  # a poke from here on is seen by the next round
                 new, self._new = self._new, set()
-                if loop.time() >= next_listing:  # every pool, every resync
-                    next_listing = loop.time() + resync_seconds
+                if loop.time() >= next_listing:  # every pool, every LISTING_SECONDS at most
+                    next_listing = loop.time() + max(resync_seconds, LISTING_SECONDS)
                     managed = await self._listed(workers)
                     if managed is not None:
                         self._keep_watches(watchers, managed, prune=True)

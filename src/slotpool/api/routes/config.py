@@ -52,6 +52,7 @@ async def put_config(
     seed's message: the config is saved, and the keeper keeps trying."""
     pool = await services.pools.save_config(pool_id, config, by=actor, expected_revision=revision)
     etag(response, pool)
+    services.pods.poke(pool.pool_id, reread=True)  # its controller starts now if it can run
     message, rebuild = SAVED, None
     if services.pods.can_run(pool):
         try:

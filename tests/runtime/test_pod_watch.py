@@ -183,3 +183,53 @@ async def test_a_restart_resumes_the_creation_back_off(k8s: K8sTestEnv, tmp_path
         with contextlib.suppress(Exception):
             await kube.delete(Namespace, namespace)
         await kube.close()
+
+
+async def test_a_pool_configured_while_the_controller_runs_gets_its_worker_at_once(
+    k8s: K8sTestEnv, tmp_path: Path
+) -> None:
+    """A k8s pool created without a configuration is seen and left alone; once a configuration
+    is saved and the pool poked to be read again (as ``PUT k8s-config`` does), its worker starts
+    at once and creates the Pod for ``min_replicas``, long before the next listing of pools."""
+    url = f"sqlite:///{tmp_path}/slotpool.db"
+    upgrade(url)
+    settings = Settings(
+        database_url=url,
+        local_runtime=False,
+        public_url="http://127.0.0.1:9",
+        pod_sync_seconds=RESYNC_SECONDS,
+    )
+    namespace = f"slotpool-configured-{secrets.token_hex(3)}"
+    runtime = KubernetesRuntime.from_kubeconfig(k8s.kubeconfig, requests_per_second=100.0)
+    store = Store(url)
+    kube = AsyncClient(KubeConfig.from_file(k8s.kubeconfig), field_manager="slotpool-tests")
+    services = build_services(store, settings, utc_now, {PoolType.k8s: runtime})
+    pool = await services.pools.create(
+        name="later", description="", pool_type=PoolType.k8s, config=None, by="test"
+    )
+    controller = asyncio.create_task(services.pods.run_forever(RESYNC_SECONDS))
+    try:
+        services.pods.poke(pool.pool_id)  # seen: no configuration, nothing to keep
+        await asyncio.sleep(1.0)
+        config = parse_config(
+            {
+                "image": "ghcr.io/acme/agent:1.4",
+                "namespace": namespace,
+                "min_replicas": 1,
+                "pending_timeout_seconds": 3600,
+                "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
+            },
+            pool_type=PoolType.k8s,
+        )
+        await services.pools.save_config(pool.pool_id, config, by="test", expected_revision=None)
+        services.pods.poke(pool.pool_id, reread=True)
+        await until(lambda: _one(kube, namespace, pool.pool_id), "the Pod for min_replicas 1")
+    finally:
+        controller.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await controller
+        await runtime.aclose()
+        await store.close()
+        with contextlib.suppress(Exception):
+            await kube.delete(Namespace, namespace)
+        await kube.close()

@@ -301,7 +301,9 @@ class PodKeeper:
     # -- running in the background ---------------------------------------------------------------
 
     async def run_forever(self, resync_seconds: float) -> None:
-        """One worker per pool with pods to keep; the list of pools is read every resync. Where
+        """One worker per pool with pods to keep, passing every resync. The list of pools is
+        read every ``LISTING_SECONDS`` (or resync, if longer); a poke for a pool not seen yet
+        reads that pool alone at once. Where
         the runtime can watch its Pods (Kubernetes), one watch per namespace in use wakes the
         pool whose Pod changed, so a Pod that starts, ends or is deleted behind slotpool's back
         is handled now rather than at the next resync."""

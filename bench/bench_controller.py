@@ -116,18 +116,17 @@ from slotpool.domain.pods import (
     token_secret_name,
 )
 from slotpool.domain.pools import Pool
-from slotpool.domain.tasks import PodState, TaskStatus, TaskSubmit
+from slotpool.domain.tasks import PodState, TaskSubmit
 from slotpool.logs import configure_logging
 from slotpool.runtime.base import PodRuntime, RuntimePod, SecretOutcome
 from slotpool.runtime.kubernetes import FIELD_MANAGER, KubernetesRuntime
 from slotpool.services.dispatch import Dispatcher
-from slotpool.services.ids import new_task_id
 from slotpool.services.pod_keeper import PodKeeper, RuntimeFailed, SyncReport
-from slotpool.services.tasks import TaskService
+from slotpool.services.tasks import TaskService, new_task_row
 from slotpool.settings import Settings
 from slotpool.store.db import sync_url
 from slotpool.store.migrate import upgrade
-from slotpool.store.models import PodRow, SlotRow, TaskRow
+from slotpool.store.models import PodRow, SlotRow
 from slotpool.store.uow import Store
 from slotpool.store.work import PodRepository
 
@@ -840,26 +839,41 @@ def node_capacity(env: K8sTestEnv) -> list[str]:
     ]
 
 
-def run_burst(args: argparse.Namespace) -> BurstResult:
+@dataclass
+class BurstSetup:
+    """What both burst parts run on: a test cluster of their own, the server's settings for it,
+    the Pod watch, an event loop for the bench's async calls and a lightkube client."""
+
+    env: K8sTestEnv
+    work: Path
+    settings: Settings
+    watch: PodWatch
+    runner: asyncio.Runner
+    kube: AsyncClient
+    result: BurstResult
+
+
+@contextlib.contextmanager
+def burst_setup(
+    args: argparse.Namespace, part: str, pod_sync_seconds: float
+) -> Iterator[BurstSetup]:
     from tests.k8s_env import K8sTestEnv, bin_dir
-    from tests.live import live_server, server_process
 
     started = time.monotonic()
-    work = Path(tempfile.mkdtemp(prefix="slotpool-bench-burst-"))
-    print(f"burst: starting the test cluster in {work / 'cluster'} ...", flush=True)
+    work = Path(tempfile.mkdtemp(prefix=f"slotpool-bench-{part}-"))
+    print(f"{part}: starting the test cluster in {work / 'cluster'} ...", flush=True)
     env = K8sTestEnv.start(work / "cluster", bin_dir())
     try:
         env.wait_for_nodes_ready()
         result = BurstResult(args.rate, args.tasks, args.pods, node_capacity(env))
         result.cluster_start_s = time.monotonic() - started
-        version = env.client.get("/version").json()
-        result.server_version = f"{version.get('gitVersion', '?')}"
+        result.server_version = f"{env.client.get('/version').json().get('gitVersion', '?')}"
         prepare_namespace(env)
         settings = server_settings(
             work,
             kubeconfig=env.kubeconfig,
             kube_requests_per_second=args.rate,
-            pod_sync_seconds=1.0,
+            pod_sync_seconds=pod_sync_seconds,
         )
         watch = PodWatch(env, NAMESPACE)
         watch.start()
@@ -869,22 +883,7 @@ def run_burst(args: argparse.Namespace) -> BurstResult:
                     KubeConfig.from_file(env.kubeconfig), field_manager=FIELD_MANAGER
                 )
                 try:
-                    # The measured rounds: the server as its own process, as it is deployed.
-                    with (
-                        server_process(settings, work / "server.log") as server,
-                        api_client(server.url) as api,
-                    ):
-                        burst_rounds(env, api, server, watch, runner, kube, args, result)
-                    # The diagnosis: the same server in a thread of this process, where its
-                    # steps can be timed and profiled (it shares this process's GIL with the
-                    # bench's client and watch, so its times are longer).
-                    loop = ServerLoop()
-                    with (
-                        runtimes_replaced(loop.build),
-                        live_server(settings) as url,
-                        api_client(url) as api,
-                    ):
-                        diagnose(env, api, url, watch, runner, loop, args, result)
+                    yield BurstSetup(env, work, settings, watch, runner, kube, result)
                 finally:
                     runner.run(kube.close())
         finally:
@@ -892,7 +891,29 @@ def run_burst(args: argparse.Namespace) -> BurstResult:
     finally:
         env.stop()
         shutil.rmtree(work, ignore_errors=True)
-    return result
+
+
+def run_burst(args: argparse.Namespace) -> BurstResult:
+    from tests.live import live_server, server_process
+
+    with burst_setup(args, "burst", pod_sync_seconds=1.0) as b:
+        # The measured rounds: the server as its own process, as it is deployed.
+        with (
+            server_process(b.settings, b.work / "server.log") as server,
+            api_client(server.url) as api,
+        ):
+            burst_rounds(b.env, api, server, b.watch, b.runner, b.kube, args, b.result)
+        # The diagnosis: the same server in a thread of this process, where its steps can be
+        # timed and profiled (it shares this process's GIL with the bench's client and watch,
+        # so its times are longer).
+        loop = ServerLoop()
+        with (
+            runtimes_replaced(loop.build),
+            live_server(b.settings) as url,
+            api_client(url) as api,
+        ):
+            diagnose(b.env, api, url, b.watch, b.runner, loop, args, b.result)
+        return b.result
 
 
 def burst_rounds(
@@ -988,7 +1009,7 @@ QUEUED_WAYS = ("queued", "direct")
 
 
 async def insert_tasks(url: str, pool_id: str, tasks: int) -> float:
-    """``tasks`` queued tasks shaped as ``TaskService.submit`` builds them, in one transaction of
+    """``tasks`` queued tasks built as ``TaskService.submit`` builds them, in one transaction of
     the bench's own ``Store`` (the server is not told: no notifier wake-up). Returns seconds."""
     store = Store(url)
     try:
@@ -996,26 +1017,7 @@ async def insert_tasks(url: str, pool_id: str, tasks: int) -> float:
         async with store.unit_of_work() as uow:
             for i in range(tasks):
                 body = TaskSubmit(pool_id=pool_id, command="true", name=f"queued-{i}")
-                steps = body.step_list()
-                now = utc_now()
-                await uow.tasks.add(
-                    TaskRow(
-                        id=new_task_id(),
-                        pool_id=body.pool_id,
-                        name=body.name or steps[0].name or "task",
-                        status=TaskStatus.queued.value,
-                        env=dict(body.env),
-                        labels=dict(body.labels),
-                        steps=[s.model_dump(mode="json", exclude_none=True) for s in steps],
-                        results=[],
-                        current_step=0,
-                        cancel_requested=False,
-                        reason="",
-                        created_by="bench",
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
+                await uow.tasks.add(new_task_row(body, by="bench", now=utc_now()))
         return time.monotonic() - began
     finally:
         await store.close()
@@ -1104,46 +1106,15 @@ def queued_round(
 
 
 def run_burst_queued(args: argparse.Namespace) -> BurstResult:
-    from tests.k8s_env import K8sTestEnv, bin_dir
     from tests.live import live_server
 
-    started = time.monotonic()
-    work = Path(tempfile.mkdtemp(prefix="slotpool-bench-queued-"))
-    print(f"burst-queued: starting the test cluster in {work / 'cluster'} ...", flush=True)
-    env = K8sTestEnv.start(work / "cluster", bin_dir())
-    try:
-        env.wait_for_nodes_ready()
-        result = BurstResult(args.rate, args.tasks, args.pods, node_capacity(env))
-        result.cluster_start_s = time.monotonic() - started
-        result.server_version = f"{env.client.get('/version').json().get('gitVersion', '?')}"
-        prepare_namespace(env)
-        settings = server_settings(
-            work,
-            kubeconfig=env.kubeconfig,
-            kube_requests_per_second=args.rate,
-            pod_sync_seconds=QUEUED_SYNC_SECONDS,
-        )
-        watch = PodWatch(env, NAMESPACE)
-        watch.start()
-        try:
-            with (
-                asyncio.Runner() as runner,
-                live_server(settings) as url,
-                api_client(url) as api,
-            ):
-                kube = AsyncClient(
-                    KubeConfig.from_file(env.kubeconfig), field_manager=FIELD_MANAGER
-                )
-                try:
-                    queued_rounds(env, api, settings, watch, runner, kube, args, result)
-                finally:
-                    runner.run(kube.close())
-        finally:
-            watch.stop()
-    finally:
-        env.stop()
-        shutil.rmtree(work, ignore_errors=True)
-    return result
+    with (
+        burst_setup(args, "burst-queued", pod_sync_seconds=QUEUED_SYNC_SECONDS) as b,
+        live_server(b.settings) as url,
+        api_client(url) as api,
+    ):
+        queued_rounds(b.env, api, b.settings, b.watch, b.runner, b.kube, args, b.result)
+        return b.result
 
 
 def queued_rounds(

@@ -3,6 +3,7 @@
 * A Pod changed behind slotpool's back wakes its pool's worker through the namespace's watch,
   long before the next resync: the controller runs as in the server (``PodKeeper.run_forever``)
   with a resync of an hour, so only a wake-up explains a reaction within seconds.
+* A pool configured while the controller runs gets its worker at once.
 * The creation back-off survives a restart of the controller.
 """
 
@@ -12,15 +13,19 @@ import asyncio
 import contextlib
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import pytest
 from lightkube import AsyncClient, KubeConfig
 from lightkube.resources.core_v1 import Namespace, Pod
 
-from slotpool.api.app import build_services, utc_now
-from slotpool.domain.config import PoolType, parse_config
+from slotpool.api.app import build_services
+from slotpool.api.deps import Services
+from slotpool.domain.config import PoolConfig, PoolType, parse_config
 from slotpool.domain.pods import POOL_LABEL
 from slotpool.runtime.base import PodWatcher
 from slotpool.runtime.kubernetes import KubernetesRuntime
@@ -34,15 +39,86 @@ RESYNC_SECONDS = 3600.0
 REACTION_LIMIT_SECONDS = 20.0
 
 
-async def names(kube: AsyncClient, namespace: str, pool_id: str) -> set[str]:
-    return {
-        p.metadata.name
-        for p in [pod async for pod in kube.list(Pod, namespace=namespace)]
-        if p.metadata is not None
-        and p.metadata.name is not None
-        and p.metadata.deletionTimestamp is None
-        and (p.metadata.labels or {}).get(POOL_LABEL) == pool_id
-    }
+class Clock:
+    """The controller's clock: the real time, moved forward by ``ahead`` when a test says so."""
+
+    def __init__(self) -> None:
+        self.ahead = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.ahead
+
+
+@dataclass
+class World:
+    """A database, a namespace of its own on the test cluster, and controllers built on them."""
+
+    k8s: K8sTestEnv
+    store: Store
+    settings: Settings
+    kube: AsyncClient
+    namespace: str
+    clock: Clock = field(default_factory=Clock)
+    runtimes: list[KubernetesRuntime] = field(default_factory=list)
+
+    def services(self) -> Services:
+        """A fresh set (as after a restart: nothing remembered in memory), with its own runtime."""
+        runtime = KubernetesRuntime.from_kubeconfig(self.k8s.kubeconfig, requests_per_second=100.0)
+        self.runtimes.append(runtime)
+        return build_services(self.store, self.settings, self.clock, {PoolType.k8s: runtime})
+
+    def config(self, **values: Any) -> PoolConfig:
+        raw = {"image": "ghcr.io/acme/agent:1.4", "namespace": self.namespace, **values}
+        return parse_config(raw, pool_type=PoolType.k8s)
+
+    async def names(self, pool_id: str) -> set[str]:
+        """The pool's Pods in the cluster, not being deleted."""
+        return {
+            p.metadata.name
+            for p in [pod async for pod in self.kube.list(Pod, namespace=self.namespace)]
+            if p.metadata is not None
+            and p.metadata.name is not None
+            and p.metadata.deletionTimestamp is None
+            and (p.metadata.labels or {}).get(POOL_LABEL) == pool_id
+        }
+
+    async def one_pod(self, pool_id: str) -> bool:
+        return len(await self.names(pool_id)) == 1
+
+
+@pytest.fixture
+async def world(k8s: K8sTestEnv, tmp_path: Path) -> AsyncIterator[World]:
+    url = f"sqlite:///{tmp_path}/slotpool.db"
+    upgrade(url)
+    settings = Settings(
+        database_url=url,
+        local_runtime=False,
+        public_url="http://127.0.0.1:9",
+        pod_sync_seconds=RESYNC_SECONDS,
+    )
+    kube = AsyncClient(KubeConfig.from_file(k8s.kubeconfig), field_manager="slotpool-tests")
+    world = World(k8s, Store(url), settings, kube, f"slotpool-ctl-{secrets.token_hex(3)}")
+    try:
+        yield world
+    finally:
+        for runtime in world.runtimes:
+            await runtime.aclose()
+        await world.store.close()
+        with contextlib.suppress(Exception):
+            await kube.delete(Namespace, world.namespace)
+        await kube.close()
+
+
+@contextlib.asynccontextmanager
+async def running(keeper: PodKeeper) -> AsyncIterator[None]:
+    """The controller as the server runs it, with a resync of an hour."""
+    controller = asyncio.create_task(keeper.run_forever(RESYNC_SECONDS))
+    try:
+        yield
+    finally:
+        controller.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await controller
 
 
 async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
@@ -53,183 +129,92 @@ async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
 
 
 async def test_a_pod_deleted_behind_slotpools_back_is_replaced_without_waiting_for_the_resync(
-    k8s: K8sTestEnv, tmp_path: Path
+    world: World,
 ) -> None:
-    url = f"sqlite:///{tmp_path}/slotpool.db"
-    upgrade(url)
-    settings = Settings(
-        database_url=url,
-        local_runtime=False,
-        public_url="http://127.0.0.1:9",
-        pod_sync_seconds=RESYNC_SECONDS,
-    )
-    namespace = f"slotpool-watch-{secrets.token_hex(3)}"
-    runtime = KubernetesRuntime.from_kubeconfig(k8s.kubeconfig, requests_per_second=100.0)
-    assert isinstance(runtime, PodWatcher)
-    store = Store(url)
-    kube = AsyncClient(KubeConfig.from_file(k8s.kubeconfig), field_manager="slotpool-tests")
-    services = build_services(store, settings, utc_now, {PoolType.k8s: runtime})
-    config = parse_config(
-        {
-            "image": "ghcr.io/acme/agent:1.4",
-            "namespace": namespace,
-            "min_replicas": 1,
-            "max_replicas": 1,
-            "pending_timeout_seconds": 3600,  # no agent registers here: not judged stuck
-            "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
-        },
-        pool_type=PoolType.k8s,
+    services = world.services()
+    assert isinstance(world.runtimes[0], PodWatcher)
+    config = world.config(
+        min_replicas=1,
+        max_replicas=1,
+        pending_timeout_seconds=3600,  # no agent registers here: not judged stuck
+        resources={"requests": {"cpu": "10m", "memory": "16Mi"}},
     )
     pool = await services.pools.create(
         name="watched", description="", pool_type=PoolType.k8s, config=config, by="test"
     )
-    controller = asyncio.create_task(services.pods.run_forever(RESYNC_SECONDS))
-    try:
-        await until(lambda: _one(kube, namespace, pool.pool_id), "the first Pod for min_replicas 1")
-        (first,) = await names(kube, namespace, pool.pool_id)
+    async with running(services.pods):
+        await until(lambda: world.one_pod(pool.pool_id), "the first Pod for min_replicas 1")
+        (first,) = await world.names(pool.pool_id)
         await asyncio.sleep(1.0)  # the watch is open (it started with the Pod's namespace)
 
-        await kube.delete(Pod, first, namespace=namespace, grace_period=0)
+        await world.kube.delete(Pod, first, namespace=world.namespace, grace_period=0)
         began = time.monotonic()
 
         async def replaced() -> bool:
-            now = await names(kube, namespace, pool.pool_id)
+            now = await world.names(pool.pool_id)
             return len(now) == 1 and first not in now
 
         await until(replaced, f"a new Pod instead of {first}")
         reaction = time.monotonic() - began
-        async with store.unit_of_work() as uow:
-            pods = {p.name: p for p in await uow.pods.of_pool(pool.pool_id)}
-        assert pods[first].state.value == "failed"
-        assert "vanished" in pods[first].reason or "being deleted" in pods[first].reason
-        print(f"replaced {first} {reaction:.2f} s after its deletion (resync: 1 h)")
-    finally:
-        controller.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await controller
-        await runtime.aclose()
-        await store.close()
-        with contextlib.suppress(Exception):
-            await kube.delete(Namespace, namespace)
-        await kube.close()
-
-
-async def _one(kube: AsyncClient, namespace: str, pool_id: str) -> bool:
-    return len(await names(kube, namespace, pool_id)) == 1
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-async def test_a_restart_resumes_the_creation_back_off(k8s: K8sTestEnv, tmp_path: Path) -> None:
-    """A Pod no Node can take is deleted at its pending timeout and creation backs off; a new
-    controller on the same database (a restart) keeps backing off instead of creating a Pod that
-    cannot start at once. The clock is the controller's own, moved by the test."""
-    url = f"sqlite:///{tmp_path}/slotpool.db"
-    upgrade(url)
-    settings = Settings(database_url=url, local_runtime=False, public_url="http://127.0.0.1:9")
-    namespace = f"slotpool-backoff-{secrets.token_hex(3)}"
-    clock = Clock()
-    store = Store(url)
-    kube = AsyncClient(KubeConfig.from_file(k8s.kubeconfig), field_manager="slotpool-tests")
-    runtimes: list[KubernetesRuntime] = []
-
-    def controller() -> PodKeeper:  # a fresh one: nothing remembered in memory
-        runtime = KubernetesRuntime.from_kubeconfig(k8s.kubeconfig, requests_per_second=100.0)
-        runtimes.append(runtime)
-        return build_services(store, settings, clock, {PoolType.k8s: runtime}).pods
-
-    config = parse_config(
-        {
-            "image": "ghcr.io/acme/agent:1.4",
-            "namespace": namespace,
-            "min_replicas": 1,
-            "max_replicas": 1,
-            "pending_timeout_seconds": 10,
-            "resources": {"requests": {"cpu": "64"}},  # more than any Node has
-        },
-        pool_type=PoolType.k8s,
-    )
-    try:
-        first = controller()
-        pool = await build_services(store, settings, clock).pools.create(
-            name="backoff", description="", pool_type=PoolType.k8s, config=config, by="test"
-        )
-        created = await first.sync(pool)
-        assert len(created.created) == 1, created
-        clock.now += timedelta(seconds=11)  # past the pending timeout
-        unstuck = await first.sync(pool)
-        assert unstuck.removed == created.created, unstuck
-        assert unstuck.created == [], "backing off: nothing is created in the same pass"
-
-        restarted = controller()
-        clock.now += timedelta(seconds=2)  # the back-off (10 s) still runs
-        after = await restarted.sync(pool)
-        assert after.created == [], f"a restart forgot the back-off: {after}"
-        holds = [h["reason"] for h in after.decision.get("holds", [])]
-        assert "backoff" in holds, after.decision
-
-        clock.now += timedelta(seconds=10)  # the back-off is over
-        assert len((await restarted.sync(pool)).created) == 1
-    finally:
-        for runtime in runtimes:
-            await runtime.aclose()
-        await store.close()
-        with contextlib.suppress(Exception):
-            await kube.delete(Namespace, namespace)
-        await kube.close()
+    async with world.store.unit_of_work() as uow:
+        pods = {p.name: p for p in await uow.pods.of_pool(pool.pool_id)}
+    assert pods[first].state.value == "failed"
+    assert "vanished" in pods[first].reason or "being deleted" in pods[first].reason
+    print(f"replaced {first} {reaction:.2f} s after its deletion (resync: 1 h)")
 
 
 async def test_a_pool_configured_while_the_controller_runs_gets_its_worker_at_once(
-    k8s: K8sTestEnv, tmp_path: Path
+    world: World,
 ) -> None:
     """A k8s pool created without a configuration is seen and left alone; once a configuration
     is saved and the pool poked to be read again (as ``PUT k8s-config`` does), its worker starts
     at once and creates the Pod for ``min_replicas``, long before the next listing of pools."""
-    url = f"sqlite:///{tmp_path}/slotpool.db"
-    upgrade(url)
-    settings = Settings(
-        database_url=url,
-        local_runtime=False,
-        public_url="http://127.0.0.1:9",
-        pod_sync_seconds=RESYNC_SECONDS,
-    )
-    namespace = f"slotpool-configured-{secrets.token_hex(3)}"
-    runtime = KubernetesRuntime.from_kubeconfig(k8s.kubeconfig, requests_per_second=100.0)
-    store = Store(url)
-    kube = AsyncClient(KubeConfig.from_file(k8s.kubeconfig), field_manager="slotpool-tests")
-    services = build_services(store, settings, utc_now, {PoolType.k8s: runtime})
+    services = world.services()
     pool = await services.pools.create(
         name="later", description="", pool_type=PoolType.k8s, config=None, by="test"
     )
-    controller = asyncio.create_task(services.pods.run_forever(RESYNC_SECONDS))
-    try:
+    async with running(services.pods):
         services.pods.poke(pool.pool_id)  # seen: no configuration, nothing to keep
         await asyncio.sleep(1.0)
-        config = parse_config(
-            {
-                "image": "ghcr.io/acme/agent:1.4",
-                "namespace": namespace,
-                "min_replicas": 1,
-                "pending_timeout_seconds": 3600,
-                "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
-            },
-            pool_type=PoolType.k8s,
+        config = world.config(
+            min_replicas=1,
+            pending_timeout_seconds=3600,
+            resources={"requests": {"cpu": "10m", "memory": "16Mi"}},
         )
         await services.pools.save_config(pool.pool_id, config, by="test", expected_revision=None)
         services.pods.poke(pool.pool_id, reread=True)
-        await until(lambda: _one(kube, namespace, pool.pool_id), "the Pod for min_replicas 1")
-    finally:
-        controller.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await controller
-        await runtime.aclose()
-        await store.close()
-        with contextlib.suppress(Exception):
-            await kube.delete(Namespace, namespace)
-        await kube.close()
+        await until(lambda: world.one_pod(pool.pool_id), "the Pod for min_replicas 1")
+
+
+async def test_a_restart_resumes_the_creation_back_off(world: World) -> None:
+    """A Pod no Node can take is deleted at its pending timeout and creation backs off; a new
+    controller on the same database (a restart) keeps backing off instead of creating a Pod that
+    cannot start at once. The clock is the controller's own, moved by the test."""
+    clock = world.clock
+    config = world.config(
+        min_replicas=1,
+        max_replicas=1,
+        pending_timeout_seconds=10,
+        resources={"requests": {"cpu": "64"}},  # more than any Node has
+    )
+    services = world.services()
+    first = services.pods
+    pool = await services.pools.create(
+        name="backoff", description="", pool_type=PoolType.k8s, config=config, by="test"
+    )
+    created = await first.sync(pool)
+    assert len(created.created) == 1, created
+    clock.ahead += timedelta(seconds=11)  # past the pending timeout
+    unstuck = await first.sync(pool)
+    assert unstuck.removed == created.created, unstuck
+    assert unstuck.created == [], "backing off: nothing is created in the same pass"
+
+    restarted = world.services().pods
+    clock.ahead += timedelta(seconds=2)  # the back-off (10 s) still runs
+    after = await restarted.sync(pool)
+    assert after.created == [], f"a restart forgot the back-off: {after}"
+    holds = [h["reason"] for h in after.decision.get("holds", [])]
+    assert "backoff" in holds, after.decision
+
+    clock.ahead += timedelta(seconds=10)  # the back-off is over
+    assert len((await restarted.sync(pool)).created) == 1

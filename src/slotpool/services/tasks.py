@@ -25,6 +25,29 @@ async def require_task(uow: UnitOfWork, task_id: str) -> Task:
     return task
 
 
+def new_task_row(body: TaskSubmit, *, by: str, now: datetime) -> TaskRow:
+    """A submitted task as stored: ``queued``, or ``awaiting_approval`` if its first step is
+    gated."""
+    steps = body.step_list()
+    gated = steps[0].requires_approval
+    return TaskRow(
+        id=new_task_id(),
+        pool_id=body.pool_id,
+        name=body.name or steps[0].name or "task",
+        status=(TaskStatus.awaiting_approval if gated else TaskStatus.queued).value,
+        env=dict(body.env),
+        labels=dict(body.labels),
+        steps=[s.model_dump(mode="json", exclude_none=True) for s in steps],
+        results=[],
+        current_step=0,
+        cancel_requested=False,
+        reason="the first step waits for approval" if gated else "",
+        created_by=by,
+        created_at=now,
+        updated_at=now,
+    )
+
+
 class TaskService:
     def __init__(
         self, store: Store, dispatcher: Dispatcher, notifier: Notifier, clock: Clock
@@ -35,31 +58,12 @@ class TaskService:
         self._clock = clock
 
     async def submit(self, body: TaskSubmit, *, by: str) -> Task:
-        steps = body.step_list()
-        now = self._clock()
-        gated = steps[0].requires_approval
         async with self._store.unit_of_work() as uow:
             if not await uow.pools.exists(body.pool_id):
                 raise Invalid(
                     "nothing was submitted", [Issue("pool_id", f"no agent pool {body.pool_id}")]
                 )
-            row = TaskRow(
-                id=new_task_id(),
-                pool_id=body.pool_id,
-                name=body.name or steps[0].name or "task",
-                status=(TaskStatus.awaiting_approval if gated else TaskStatus.queued).value,
-                env=dict(body.env),
-                labels=dict(body.labels),
-                steps=[s.model_dump(mode="json", exclude_none=True) for s in steps],
-                results=[],
-                current_step=0,
-                cancel_requested=False,
-                reason="the first step waits for approval" if gated else "",
-                created_by=by,
-                created_at=now,
-                updated_at=now,
-            )
-            task = await uow.tasks.add(row)
+            task = await uow.tasks.add(new_task_row(body, by=by, now=self._clock()))
         if not await self._dispatcher.dispatch(task.pool_id):
             return task  # as written: nothing was started by this call (under a burst, the rule)
         return await self.get(task.id)  # it may have been started: the answer says so

@@ -1,4 +1,4 @@
-"""The pool controller (``slotpool.services.pod_keeper.PodKeeper``): how fast it reacts, how it
+"""The pool controller (``slotpool.controller``): how fast it reacts, how it
 copes with a burst on a real cluster, and what one resync pass over many pools costs.
 
 Four parts, each with a baseline from the same run:
@@ -106,29 +106,31 @@ from bench_k8s import (
 )
 from bench_k8s import machine as k8s_machine
 from slotpool.api import app as app_module
-from slotpool.api.app import build_services, utc_now
+from slotpool.api.app import build_services
+from slotpool.clock import utc_now
+from slotpool.controller.pool_controller import PoolController, RuntimeFailed, SyncReport
 from slotpool.domain.config import PoolType, parse_config
-from slotpool.domain.pods import (
+from slotpool.domain.manifest import (
     CONFIG_HASH_ANNOTATION,
     POOL_LABEL,
     PodContext,
     build_pod_manifest,
     token_secret_name,
 )
+from slotpool.domain.pods import PodState
 from slotpool.domain.pools import Pool
-from slotpool.domain.tasks import PodState, TaskSubmit
+from slotpool.domain.tasks import TaskSubmit
 from slotpool.logs import configure_logging
 from slotpool.runtime.base import PodRuntime, RuntimePod, SecretOutcome
 from slotpool.runtime.kubernetes import FIELD_MANAGER, KubernetesRuntime
 from slotpool.services.dispatch import Dispatcher
-from slotpool.services.pod_keeper import PodKeeper, RuntimeFailed, SyncReport
 from slotpool.services.tasks import TaskService, new_task_row
 from slotpool.settings import Settings
 from slotpool.store.db import sync_url
 from slotpool.store.migrate import upgrade
 from slotpool.store.models import PodRow, SlotRow
+from slotpool.store.pods import PodRepository
 from slotpool.store.uow import Store
-from slotpool.store.work import PodRepository
 
 if TYPE_CHECKING:
     from tests.k8s_env import K8sTestEnv
@@ -681,14 +683,14 @@ def instrumented(
 ) -> Iterator[None]:
     """Time (wall, per call) the controller's steps and the request handlers around them."""
     targets: list[tuple[type, str]] = [
-        (PodKeeper, "_pass"),
-        (PodKeeper, "_ensure_secret"),
-        (PodKeeper, "_observe"),
-        (PodKeeper, "_observation"),
-        (PodKeeper, "_act"),
-        (PodKeeper, "_create"),
-        (PodKeeper, "_record_created"),
-        (PodKeeper, "_record"),
+        (PoolController, "_pass"),
+        (PoolController, "_ensure_secret"),
+        (PoolController, "_observe"),
+        (PoolController, "_observation"),
+        (PoolController, "_act"),
+        (PoolController, "_create"),
+        (PoolController, "_record_created"),
+        (PoolController, "_record"),
         (KubernetesRuntime, "pods"),
         (KubernetesRuntime, "create_pod"),
         (KubernetesRuntime, "prepare"),
@@ -1375,7 +1377,7 @@ async def resync_backend(
         settings = server_settings(work, database_url=url)
         fake = FakeRuntime()
         services = build_services(store, settings, utc_now, {PoolType.k8s: fake})
-        keeper = services.pods
+        keeper = services.controller
         db = DbCpu(url)
         pools = await seed_pools(store, services, fake, args.pools, args.pods_per_pool)
         result.seed_seconds = time.monotonic() - started

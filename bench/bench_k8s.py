@@ -5,7 +5,7 @@ controller-manager and kwok with 3 fake Nodes of 4 CPUs) and, in one namespace t
 ``restricted`` Pod Security Standard, creates batches of Pods (100 by default) two ways:
 
 * ``runtime``: ``KubernetesRuntime.create_pod(manifest)``, the manifest from the one Pod builder
-  (``slotpool.domain.pods.build_pod_manifest``), i.e. what the controller does: the manifest is
+  (``slotpool.domain.manifest.build_pod_manifest``), i.e. what the controller does: the manifest is
   turned into lightkube's ``Pod`` and checked for dropped fields, the call goes through the
   runtime's token bucket and error mapping, and the answer becomes a ``RuntimePod``;
 * ``direct``: the same lightkube ``AsyncClient`` (one client for both) sending ``client.create``
@@ -62,7 +62,7 @@ from lightkube.resources.core_v1 import Pod
 from bench_api import ROOT, cpu_check_ms, cpu_description, read_first
 from bench_dispatch import busy_processes, code_fingerprint, cpu_seconds, machine_busy_seconds
 from slotpool.domain.config import PoolType, parse_config
-from slotpool.domain.pods import MANAGED_BY, MANAGED_BY_LABEL, PodContext, build_pod_manifest
+from slotpool.domain.manifest import MANAGED_BY, MANAGED_BY_LABEL, PodContext, build_pod_manifest
 from slotpool.runtime import kubernetes as runtime_module
 from slotpool.runtime.kubernetes import FIELD_MANAGER, KubernetesRuntime, TokenBucket
 

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from slotpool.services import sweeper
-from slotpool.services.sweeper import Sweeper
+from slotpool.controller import sweeper
+from slotpool.controller.sweeper import Sweeper
 from tests.api.conftest import Api
 from tests.api.test_pools_api import POOLS, create_pool
 

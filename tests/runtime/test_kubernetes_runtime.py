@@ -27,7 +27,7 @@ from lightkube.models.meta_v1 import Status
 from lightkube.resources.core_v1 import Secret
 
 from slotpool.domain.config import PoolType, parse_config
-from slotpool.domain.pods import PodContext, build_pod_manifest, pod_config_hash
+from slotpool.domain.manifest import PodContext, build_pod_manifest, pod_config_hash
 from slotpool.runtime.base import RuntimePod
 from slotpool.runtime.errors import (
     PermanentRuntimeError,
@@ -35,13 +35,7 @@ from slotpool.runtime.errors import (
     TemporaryRuntimeError,
     runtime_error_from,
 )
-from slotpool.runtime.kubernetes import (
-    KubernetesRuntime,
-    PodChange,
-    PodEvent,
-    PodSync,
-    TokenBucket,
-)
+from slotpool.runtime.kubernetes import KubernetesRuntime, PodChange, PodEvent, PodSync, TokenBucket
 from tests.k8s_env import K8sTestEnv
 
 NAMESPACE = "slotpool-runtime"

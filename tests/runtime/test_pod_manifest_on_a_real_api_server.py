@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from slotpool.domain.config import PoolType, parse_config
-from slotpool.domain.pods import CONFIG_HASH_ANNOTATION, PodContext, build_pod_manifest
+from slotpool.domain.manifest import CONFIG_HASH_ANNOTATION, PodContext, build_pod_manifest
 from tests.k8s_env import K8sTestEnv
 
 NAMESPACE = "slotpool-agents"

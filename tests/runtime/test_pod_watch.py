@@ -1,7 +1,7 @@
 """The controller and the cluster over time, on the real test API server.
 
 * A Pod changed behind slotpool's back wakes its pool's worker through the namespace's watch,
-  long before the next resync: the controller runs as in the server (``PodKeeper.run_forever``)
+  long before the next resync: the controller runs as in the server (``PoolController.run_forever``)
   with a resync of an hour, so only a wake-up explains a reaction within seconds.
 * A pool configured while the controller runs gets its worker at once.
 * The creation back-off survives a restart of the controller.
@@ -25,11 +25,11 @@ from lightkube.resources.core_v1 import Namespace, Pod
 
 from slotpool.api.app import build_services
 from slotpool.api.deps import Services
+from slotpool.controller.pool_controller import PoolController
 from slotpool.domain.config import PoolConfig, PoolType, parse_config
-from slotpool.domain.pods import POOL_LABEL
+from slotpool.domain.manifest import POOL_LABEL
 from slotpool.runtime.base import PodWatcher
 from slotpool.runtime.kubernetes import KubernetesRuntime
-from slotpool.services.pod_keeper import PodKeeper
 from slotpool.settings import Settings
 from slotpool.store.migrate import upgrade
 from slotpool.store.uow import Store
@@ -110,7 +110,7 @@ async def world(k8s: K8sTestEnv, tmp_path: Path) -> AsyncIterator[World]:
 
 
 @contextlib.asynccontextmanager
-async def running(keeper: PodKeeper) -> AsyncIterator[None]:
+async def running(keeper: PoolController) -> AsyncIterator[None]:
     """The controller as the server runs it, with a resync of an hour."""
     controller = asyncio.create_task(keeper.run_forever(RESYNC_SECONDS))
     try:
@@ -142,7 +142,7 @@ async def test_a_pod_deleted_behind_slotpools_back_is_replaced_without_waiting_f
     pool = await services.pools.create(
         name="watched", description="", pool_type=PoolType.k8s, config=config, by="test"
     )
-    async with running(services.pods):
+    async with running(services.controller):
         await until(lambda: world.one_pod(pool.pool_id), "the first Pod for min_replicas 1")
         (first,) = await world.names(pool.pool_id)
         await asyncio.sleep(1.0)  # the watch is open (it started with the Pod's namespace)
@@ -173,8 +173,8 @@ async def test_a_pool_configured_while_the_controller_runs_gets_its_worker_at_on
     pool = await services.pools.create(
         name="later", description="", pool_type=PoolType.k8s, config=None, by="test"
     )
-    async with running(services.pods):
-        services.pods.poke(pool.pool_id)  # seen: no configuration, nothing to keep
+    async with running(services.controller):
+        services.controller.poke(pool.pool_id)  # seen: no configuration, nothing to keep
         await asyncio.sleep(1.0)
         config = world.config(
             min_replicas=1,
@@ -182,7 +182,7 @@ async def test_a_pool_configured_while_the_controller_runs_gets_its_worker_at_on
             resources={"requests": {"cpu": "10m", "memory": "16Mi"}},
         )
         await services.pools.save_config(pool.pool_id, config, by="test", expected_revision=None)
-        services.pods.poke(pool.pool_id, reread=True)
+        services.controller.poke(pool.pool_id, reread=True)
         await until(lambda: world.one_pod(pool.pool_id), "the Pod for min_replicas 1")
 
 
@@ -198,7 +198,7 @@ async def test_a_restart_resumes_the_creation_back_off(world: World) -> None:
         resources={"requests": {"cpu": "64"}},  # more than any Node has
     )
     services = world.services()
-    first = services.pods
+    first = services.controller
     pool = await services.pools.create(
         name="backoff", description="", pool_type=PoolType.k8s, config=config, by="test"
     )
@@ -209,7 +209,7 @@ async def test_a_restart_resumes_the_creation_back_off(world: World) -> None:
     assert unstuck.removed == created.created, unstuck
     assert unstuck.created == [], "backing off: nothing is created in the same pass"
 
-    restarted = world.services().pods
+    restarted = world.services().controller
     clock.ahead += timedelta(seconds=2)  # the back-off (10 s) still runs
     after = await restarted.sync(pool)
     assert after.created == [], f"a restart forgot the back-off: {after}"

@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 import pytest
 
 from slotpool.domain.config import PoolConfig, PoolType
+from slotpool.domain.pods import SlotState
 from slotpool.domain.pools import Pool
-from slotpool.domain.tasks import SlotState, TaskStatus, TaskSubmit
+from slotpool.domain.tasks import TaskStatus, TaskSubmit
 from slotpool.services.dispatch import Dispatcher
 from slotpool.services.notify import Notifier
 from slotpool.services.pools import PoolService

@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 import pytest
 
 from slotpool.domain.config import PoolType
-from slotpool.domain.tasks import PodState
+from slotpool.domain.pods import PodState
 from slotpool.store.migrate import upgrade
-from slotpool.store.repositories import NewPool
+from slotpool.store.pools import NewPool
 from slotpool.store.uow import Store
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

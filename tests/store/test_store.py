@@ -11,8 +11,9 @@ from slotpool.domain.config import PoolType, parse_config, stored_form
 from slotpool.domain.events import NewEvent, Outcome
 from slotpool.domain.freeze import FreezeSchedule
 from slotpool.store.db import sync_url
+from slotpool.store.errors import Conflict
 from slotpool.store.migrate import current_revision, downgrade, head_revision, upgrade
-from slotpool.store.repositories import Conflict, NewPool
+from slotpool.store.pools import NewPool
 from slotpool.store.uow import Store
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from slotpool.domain.config import PoolConfig, PoolType, parse_config
-from slotpool.domain.pods import (
+from slotpool.domain.manifest import (
     CONFIG_HASH_ANNOTATION,
     POOL_LABEL,
     PodContext,

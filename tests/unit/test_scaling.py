@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from slotpool.domain.config import PoolConfig
 from slotpool.domain.freeze import FreezePolicy, FreezeSchedule, FreezeState, freeze_state
+from slotpool.domain.pods import PodState
 from slotpool.domain.scaling import (
     Backoff,
     CreatePods,
@@ -28,7 +29,6 @@ from slotpool.domain.scaling import (
     desired_pods,
     plan,
 )
-from slotpool.domain.tasks import PodState
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)  # a Monday
 POOL = "pool-aaaaaaaaaaaaaaaa"

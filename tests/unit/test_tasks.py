@@ -9,18 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from slotpool.domain.tasks import (
-    Next,
-    PodCapacity,
-    PodState,
-    StepSpec,
-    StepStatus,
-    TaskStatus,
-    TaskSubmit,
-    after_step,
-    place,
-    state_from_runtime,
-)
+from slotpool.domain.pods import PodCapacity, PodState, place, state_from_runtime
+from slotpool.domain.tasks import Next, StepSpec, StepStatus, TaskStatus, TaskSubmit, after_step
 
 PLAN_APPLY = [StepSpec(run="plan"), StepSpec(run="apply", requires_approval=True)]
 THREE = [StepSpec(run="a"), StepSpec(run="b"), StepSpec(run="c")]

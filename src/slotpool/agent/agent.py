@@ -24,13 +24,7 @@ from slotpool.agent.config import AgentConfig
 from slotpool.agent.outbox import Outbox
 from slotpool.agent.protocol import Assignment, ClaimAnswer, RegisterAnswer, StepOutcome
 from slotpool.agent.runner import SlotRunner
-from slotpool.agent.slots import (
-    AlreadyRunning,
-    SlotConflict,
-    SlotStillBusy,
-    SlotTable,
-    Workdirs,
-)
+from slotpool.agent.slots import AlreadyRunning, SlotConflict, SlotStillBusy, SlotTable, Workdirs
 from slotpool.domain.tasks import StepStatus
 
 log = structlog.get_logger(__name__)

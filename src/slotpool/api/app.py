@@ -6,7 +6,7 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 
 from fastapi import FastAPI
 from prometheus_client import make_asgi_app
@@ -15,6 +15,9 @@ from slotpool import __version__
 from slotpool.api import errors, ui
 from slotpool.api.deps import Services
 from slotpool.api.routes import agent, config, freeze, health, pods, pools, tasks, tokens
+from slotpool.clock import utc_now
+from slotpool.controller.pool_controller import PoolController
+from slotpool.controller.sweeper import Sweeper, stop
 from slotpool.domain.config import PoolType
 from slotpool.runtime.base import PodRuntime
 from slotpool.runtime.kubernetes import KubernetesRuntime
@@ -25,18 +28,12 @@ from slotpool.services.dispatch import Dispatcher
 from slotpool.services.events import EventService
 from slotpool.services.freeze import FreezeService
 from slotpool.services.notify import Notifier
-from slotpool.services.pod_keeper import PodKeeper
 from slotpool.services.pools import PoolService
 from slotpool.services.stats import StatsService
-from slotpool.services.sweeper import Sweeper, stop
 from slotpool.services.tasks import TaskService
 from slotpool.services.tokens import TokenService
 from slotpool.settings import Settings
 from slotpool.store.uow import Store
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def announce_admin_token(token: str) -> None:
@@ -89,7 +86,7 @@ def build_services(
             clock=clock,
         ),
         settings=settings,
-        pods=PodKeeper(
+        controller=PoolController(
             store=store,
             runtimes=runtimes or {},
             pools=pools,
@@ -128,7 +125,7 @@ def create_app(
         loop = asyncio.get_running_loop()
         background = [loop.create_task(sweeper.run_forever())]
         if runtimes and settings.pod_sync_seconds > 0:
-            keeper = services.pods.run_forever(settings.pod_sync_seconds)
+            keeper = services.controller.run_forever(settings.pod_sync_seconds)
             background.append(loop.create_task(keeper))
         try:
             yield

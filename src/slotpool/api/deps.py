@@ -8,12 +8,12 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from slotpool.controller.pool_controller import PoolController
 from slotpool.services.agents import AgentService
 from slotpool.services.auth import AdminAuth
 from slotpool.services.errors import Invalid
 from slotpool.services.events import EventService
 from slotpool.services.freeze import FreezeService
-from slotpool.services.pod_keeper import PodKeeper
 from slotpool.services.pools import PoolService
 from slotpool.services.stats import StatsService
 from slotpool.services.tasks import TaskService
@@ -30,7 +30,7 @@ class Services:
     tasks: TaskService
     agents: AgentService
     settings: Settings
-    pods: PodKeeper
+    controller: PoolController
     stats: StatsService
     events: EventService
 

@@ -64,7 +64,7 @@ def admin_token_create(
     name: Annotated[str, typer.Option(help="Who or what the token is for.")] = "admin",
 ) -> None:
     """Create another admin token in the database (e.g. when the first one was lost)."""
-    from slotpool.api.app import utc_now
+    from slotpool.clock import utc_now
     from slotpool.services.auth import AdminAuth
     from slotpool.settings import Settings
     from slotpool.store.uow import Store
@@ -138,7 +138,7 @@ def _local_admin_token(path: Path) -> str:
 
 
 async def _ensure_demo_pool(settings: Any) -> None:
-    from slotpool.api.app import utc_now
+    from slotpool.clock import utc_now
     from slotpool.domain.config import PoolConfig, PoolType
     from slotpool.services.pools import PoolService
     from slotpool.store.uow import Store

@@ -56,7 +56,7 @@ from typing import Any, ClassVar
 
 from slotpool.domain.config import PoolConfig
 from slotpool.domain.freeze import FreezeState
-from slotpool.domain.tasks import PodState
+from slotpool.domain.pods import PodState
 
 BACKOFF_BASE = timedelta(seconds=10)
 BACKOFF_CAP = timedelta(minutes=5)

@@ -1,4 +1,4 @@
-"""Tasks: what a submitter may ask for, the lifecycle, and where a queued task should go.
+"""Tasks: what a submitter may ask for and the lifecycle of its steps.
 
 Pure rules, so the dispatcher and the agent protocol can be reasoned about (and tested) without
 a database: the step transition after a result, and the slot a task is placed in.
@@ -50,21 +50,6 @@ class StepStatus(StrEnum):
     failed = "failed"
     timed_out = "timed_out"
     cancelled = "cancelled"
-
-
-class SlotState(StrEnum):
-    idle = "idle"
-    busy = "busy"
-    reserved = "reserved"
-
-
-class PodState(StrEnum):
-    pending = "pending"
-    starting = "starting"
-    ready = "ready"
-    draining = "draining"
-    terminating = "terminating"
-    failed = "failed"
 
 
 class _Strict(BaseModel):
@@ -143,47 +128,6 @@ def after_step(
 
 
 @dataclass(frozen=True)
-class PodCapacity:
-    """A pod as placement sees it."""
-
-    pod_id: int
-    state: PodState
-    config_hash: str | None
-    idle_slots: tuple[int, ...]
-    used_slots: int  # busy or reserved
-
-
-def place(pods: Sequence[PodCapacity], *, current_hash: str | None) -> tuple[int, int] | None:
-    """The (pod, slot) for the next queued task: a ready pod's idle slot, pods with the current
-    config first, then the fullest (packing frees whole pods for scale-down), then the oldest."""
-    candidates = [p for p in pods if p.state is PodState.ready and p.idle_slots]
-    if not candidates:
-        return None
-    best = min(
-        candidates,
-        key=lambda p: (p.config_hash != current_hash, -p.used_slots, p.pod_id),
-    )
-    return best.pod_id, min(best.idle_slots)
-
-
-def state_from_runtime(current: PodState | None, *, phase: str, deleting: bool) -> PodState:
-    """A pod's state after the runtime reported ``phase``: a running pod is ``starting`` until
-    its agent registers (``ready``), and what the agent or slotpool decided (``ready``,
-    ``draining``, ``failed``) is not undone by a report of the same phase."""
-    if current is PodState.failed:
-        return current
-    if deleting:
-        return PodState.terminating
-    if phase == "Pending":
-        return PodState.pending
-    if phase in ("Succeeded", "Failed"):
-        return PodState.failed
-    if current in (PodState.ready, PodState.draining, PodState.terminating):
-        return current
-    return PodState.starting
-
-
-@dataclass(frozen=True)
 class Task:
     id: str
     pool_id: str
@@ -210,42 +154,3 @@ class Task:
     @property
     def final(self) -> bool:
         return self.status in FINAL
-
-
-@dataclass(frozen=True)
-class Slot:
-    index: int
-    state: SlotState
-    task_id: str | None
-    since: datetime
-
-
-@dataclass(frozen=True)
-class Pod:
-    id: int
-    pool_id: str
-    name: str
-    state: PodState
-    config_hash: str | None
-    reason: str
-    agent_version: str | None
-    registered_at: datetime | None
-    last_heartbeat_at: datetime | None
-    created_at: datetime
-    slots: tuple[Slot, ...]
-    phase: str | None = None
-    node: str | None = None
-    updated_at: datetime | None = None
-
-    @property
-    def all_idle(self) -> bool:
-        return all(s.state is SlotState.idle for s in self.slots)
-
-    def capacity(self) -> PodCapacity:
-        return PodCapacity(
-            pod_id=self.id,
-            state=self.state,
-            config_hash=self.config_hash,
-            idle_slots=tuple(s.index for s in self.slots if s.state is SlotState.idle),
-            used_slots=sum(1 for s in self.slots if s.state is not SlotState.idle),
-        )

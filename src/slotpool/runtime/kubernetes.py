@@ -33,7 +33,7 @@ from lightkube.models.core_v1 import ContainerStatus, PodStatus
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Namespace, Pod, Secret
 
-from slotpool.domain.pods import (
+from slotpool.domain.manifest import (
     CONFIG_HASH_ANNOTATION,
     MANAGED_BY,
     MANAGED_BY_LABEL,
@@ -342,7 +342,7 @@ def runtime_pod(pod: Pod) -> RuntimePod:
 
 
 def _pool_labels(pool_id: str) -> dict[str, str]:
-    """``slotpool.domain.pods.pool_selector`` as the mapping lightkube takes."""
+    """``slotpool.domain.manifest.pool_selector`` as the mapping lightkube takes."""
     return {MANAGED_BY_LABEL: MANAGED_BY, POOL_LABEL: pool_id}
 
 

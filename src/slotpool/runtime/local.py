@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from slotpool.domain.pods import TOKEN_SECRET_KEY, token_secret_name
+from slotpool.domain.manifest import TOKEN_SECRET_KEY, token_secret_name
 from slotpool.runtime.base import FAILED, RUNNING, SUCCEEDED, RuntimePod, SecretOutcome
 
 NAME_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"

@@ -12,21 +12,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from slotpool.clock import Clock
 from slotpool.domain.config import PoolConfig
 from slotpool.domain.errors import Issue
-from slotpool.domain.tasks import (
-    Next,
-    Pod,
-    SlotState,
-    StepStatus,
-    Task,
-    TaskStatus,
-    after_step,
-)
+from slotpool.domain.pods import Pod, SlotState
+from slotpool.domain.tasks import Next, StepStatus, Task, TaskStatus, after_step
 from slotpool.services.dispatch import Dispatcher
 from slotpool.services.errors import Conflict, Invalid, NotFound
 from slotpool.services.notify import Notifier
-from slotpool.services.pools import Clock, PoolService, require_pool
+from slotpool.services.pools import PoolService, require_pool
 from slotpool.services.tasks import require_task
 from slotpool.services.tokens import AgentIdentity, TokenService
 from slotpool.settings import Settings

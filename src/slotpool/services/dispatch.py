@@ -12,12 +12,13 @@ from dataclasses import replace
 
 import structlog
 
+from slotpool.clock import Clock
 from slotpool.domain.freeze import FreezePolicy
+from slotpool.domain.pods import PodCapacity, PodState, place
 from slotpool.domain.pools import Pool
-from slotpool.domain.tasks import PodCapacity, PodState, place
 from slotpool.services.freeze import FreezeService
 from slotpool.services.notify import Notifier
-from slotpool.services.pools import Clock, PoolService
+from slotpool.services.pools import PoolService
 from slotpool.store.uow import Store
 
 log = structlog.get_logger(__name__)

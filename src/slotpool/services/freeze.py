@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from slotpool.clock import Clock
 from slotpool.domain.errors import Issue
 from slotpool.domain.freeze import (
     FreezeSchedule,
@@ -15,7 +16,7 @@ from slotpool.domain.freeze import (
 from slotpool.domain.pools import Pool
 from slotpool.services.errors import Conflict, Invalid, NotFound
 from slotpool.services.ids import new_schedule_id
-from slotpool.services.pools import Clock, require_pool
+from slotpool.services.pools import require_pool
 from slotpool.settings import Settings
 from slotpool.store.uow import Store
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from slotpool.domain.tasks import Pod, PodState, TaskStatus
+from slotpool.domain.pods import Pod, PodState
+from slotpool.domain.tasks import TaskStatus
 from slotpool.services.notify import Notifier
 from slotpool.store.uow import UnitOfWork
 

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from slotpool.clock import Clock
 from slotpool.domain.config import PoolConfig, PoolType, check_config, stored_form
 from slotpool.domain.errors import ConfigInvalid
 from slotpool.domain.freeze import FreezeSchedule
-from slotpool.domain.pods import PodContext, build_pod_manifest, pod_config_hash
+from slotpool.domain.manifest import PodContext, build_pod_manifest, pod_config_hash
 from slotpool.domain.pools import Pool
 from slotpool.services.errors import Conflict, Invalid, NotFound, PreconditionFailed
 from slotpool.services.ids import new_pool_id, new_schedule_id
 from slotpool.settings import Settings
-from slotpool.store import repositories
+from slotpool.store.errors import Conflict as StoreConflict
+from slotpool.store.pools import NewPool
 from slotpool.store.uow import Store, UnitOfWork
-
-Clock = Callable[[], datetime]
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ class PoolService:
     ) -> Pool:
         if config is not None:
             config = self._checked(config, pool_type)
-        new = repositories.NewPool(
+        new = NewPool(
             pool_id=new_pool_id(),
             name=name,
             description=description,
@@ -120,7 +120,7 @@ class PoolService:
         async with self._store.unit_of_work() as uow:
             try:
                 await uow.pools.add(new)
-            except repositories.Conflict as exc:
+            except StoreConflict as exc:
                 raise Conflict(str(exc)) from None
             if config is not None and config.freeze_schedules:
                 await uow.pools.replace_schedules(
@@ -135,7 +135,7 @@ class PoolService:
             check_revision(await require_pool(uow, pool_id), expected_revision)
             try:
                 updated = await uow.pools.update(pool_id, by=by, now=self._clock(), **changes)
-            except repositories.Conflict as exc:
+            except StoreConflict as exc:
                 raise Conflict(str(exc)) from None
             assert updated is not None  # the row was read in this transaction
             return updated

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import datetime
 
+from slotpool.clock import Clock
 from slotpool.domain.errors import Issue
-from slotpool.domain.tasks import FINAL, SlotState, Task, TaskStatus, TaskSubmit
+from slotpool.domain.pods import SlotState
+from slotpool.domain.tasks import FINAL, Task, TaskStatus, TaskSubmit
 from slotpool.services.dispatch import Dispatcher
 from slotpool.services.errors import Conflict, Invalid, NotFound
 from slotpool.services.ids import new_task_id
 from slotpool.services.notify import Notifier
-from slotpool.services.pools import Clock
 from slotpool.store.models import TaskRow
 from slotpool.store.uow import Store, UnitOfWork
 

@@ -10,17 +10,14 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from slotpool.clock import Clock
 from slotpool.domain.errors import Issue
-from slotpool.domain.tokens import (
-    TOKEN_PREFIX,
-    PoolToken,
-    TokenStatus,
-    token_digest,
-)
+from slotpool.domain.tokens import TOKEN_PREFIX, PoolToken, TokenStatus, token_digest
 from slotpool.services.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from slotpool.services.ids import new_token_id
-from slotpool.services.pools import Clock, require_pool
-from slotpool.store import repositories
+from slotpool.services.pools import require_pool
+from slotpool.store.errors import Conflict as StoreConflict
+from slotpool.store.tokens import PoolTokenRepository
 from slotpool.store.uow import Store
 
 # last_used_at is written at most this often per token; agents call every few seconds.
@@ -71,7 +68,7 @@ class TokenService:
             await require_pool(uow, pool_id)
             try:
                 await uow.pool_tokens.add(token, token_hash=token_digest(value))
-            except repositories.Conflict as exc:
+            except StoreConflict as exc:
                 raise Conflict(str(exc)) from None
         return token, value
 
@@ -124,9 +121,7 @@ class TokenService:
             raise Forbidden(f"this agent token belongs to {identity.pool_id}, not to {pool_id}")
 
     @staticmethod
-    async def _require(
-        tokens: repositories.PoolTokenRepository, pool_id: str, name: str
-    ) -> PoolToken:
+    async def _require(tokens: PoolTokenRepository, pool_id: str, name: str) -> PoolToken:
         token = await tokens.by_name(pool_id, name)
         if token is None:
             raise NotFound(f"token {name} not found in {pool_id}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import CursorResult, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
@@ -15,3 +15,9 @@ def insert_ignoring_duplicates(table: Table, backend: str, values: dict[str, Any
     if backend == "postgresql":
         return postgresql.insert(table).values(**values).on_conflict_do_nothing()
     return sqlite.insert(table).values(**values).on_conflict_do_nothing()
+
+
+def rowcount(result: Any) -> int:
+    """The rows an UPDATE or DELETE matched: how a conditional write says who won."""
+    assert isinstance(result, CursorResult)
+    return int(result.rowcount)

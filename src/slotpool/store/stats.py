@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, ScalarSelect, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from slotpool.domain.tasks import PodState, SlotState, TaskStatus
+from slotpool.domain.pods import PodState, SlotState
+from slotpool.domain.tasks import TaskStatus
 from slotpool.store.models import AgentPoolRow, PodRow, SlotRow, TaskRow
 
 ENDED = (PodState.failed.value, PodState.terminating.value)

@@ -16,13 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from slotpool.store.db import backend, create_engine
 from slotpool.store.events import PoolEventRepository
-from slotpool.store.repositories import (
-    AdminTokenRepository,
-    PoolRepository,
-    PoolTokenRepository,
-)
+from slotpool.store.pods import PodRepository
+from slotpool.store.pools import PoolRepository
 from slotpool.store.stats import PoolStatsRepository
-from slotpool.store.work import PodRepository, TaskRepository
+from slotpool.store.tasks import TaskRepository
+from slotpool.store.tokens import AdminTokenRepository, PoolTokenRepository
 
 # Set while the current task is inside a unit of work that holds the SQLite writer turn: a unit
 # of work opened inside it (same task) does not wait for itself.

@@ -11,9 +11,9 @@ from fastapi import APIRouter, Query, Response
 from slotpool.api.deps import Admin, ExpectedRevision, Services, ServicesDep
 from slotpool.api.routes.pools import PoolId, etag
 from slotpool.api.schemas import ConfigSaved, ErrorBody, RebuildOut, config_view
+from slotpool.controller.pool_controller import RuntimeFailed
 from slotpool.domain.config import PoolConfig
 from slotpool.services.errors import RuntimeUnavailable
-from slotpool.services.pod_keeper import RuntimeFailed
 from slotpool.services.pools import Preview
 
 router = APIRouter(prefix="/api/v1/agent-pools/{pool_id}", tags=["config"])
@@ -52,11 +52,11 @@ async def put_config(
     seed's message: the config is saved, and the keeper keeps trying."""
     pool = await services.pools.save_config(pool_id, config, by=actor, expected_revision=revision)
     etag(response, pool)
-    services.pods.poke(pool.pool_id, reread=True)  # its controller starts now if it can run
+    services.controller.poke(pool.pool_id, reread=True)  # its controller starts now if it can run
     message, rebuild = SAVED, None
-    if services.pods.can_run(pool):
+    if services.controller.can_run(pool):
         try:
-            report = await services.pods.rebuild_idle(pool)
+            report = await services.controller.rebuild_idle(pool)
         except RuntimeFailed as exc:
             raise RuntimeUnavailable(REBUILD_FAILED.format(exc)) from exc
         message = FROZEN if report.frozen else REBUILDING
@@ -104,7 +104,7 @@ DryRun = Annotated[
 async def checked(services: Services, pool_id: str, preview: Preview, dry_run: bool) -> Preview:
     if dry_run:
         pool = await services.pools.get(pool_id)
-        await services.pods.dry_run(pool, preview.manifest)
+        await services.controller.dry_run(pool, preview.manifest)
     return preview
 
 

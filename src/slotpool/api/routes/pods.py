@@ -10,10 +10,10 @@ from pydantic import BaseModel, Field
 
 from slotpool.api.deps import Admin, ServicesDep
 from slotpool.api.routes.pools import PoolId
+from slotpool.controller.pool_controller import RuntimeFailed, SyncReport
 from slotpool.domain.events import Outcome
-from slotpool.domain.tasks import PodState, SlotState
+from slotpool.domain.pods import PodState, SlotState
 from slotpool.services.errors import RuntimeUnavailable
-from slotpool.services.pod_keeper import RuntimeFailed, SyncReport
 
 router = APIRouter(prefix="/api/v1/agent-pools/{pool_id}/pods", tags=["pods"])
 
@@ -93,7 +93,7 @@ async def sync_deployment(pool_id: PoolId, services: ServicesDep, _: Admin) -> S
     name; slotpool never makes a Deployment.)"""
     pool = await services.pools.get(pool_id)
     try:
-        report = await services.pods.sync(pool)
+        report = await services.controller.sync(pool)
     except RuntimeFailed as exc:
         raise RuntimeUnavailable(f"failed to sync Pods: {exc}") from exc
     return sync_out("Pod configuration synced successfully", pool_id, report)

@@ -57,8 +57,8 @@ async def rotate_token(
     overlap = timedelta(seconds=body.overlap_seconds)
     now = services.pools.now
     pool = await services.pools.get(pool_id)
-    if pool.agent_token == name and services.pods.can_run(pool):
-        new_name, _old, report = await services.pods.rotate_secret_token(
+    if pool.agent_token == name and services.controller.can_run(pool):
+        new_name, _old, report = await services.controller.rotate_secret_token(
             pool_id, overlap=overlap, by=actor
         )
         old_token = await services.tokens.get(pool_id, name)

@@ -33,11 +33,13 @@ from typing import Any
 
 import structlog
 
+from slotpool.clock import Clock
 from slotpool.domain.config import PoolConfig, PoolType
 from slotpool.domain.errors import Issue
 from slotpool.domain.events import NewEvent, Outcome
 from slotpool.domain.freeze import FreezePolicy
-from slotpool.domain.pods import build_pod_manifest
+from slotpool.domain.manifest import build_pod_manifest
+from slotpool.domain.pods import Pod, PodState, SlotState, state_from_runtime
 from slotpool.domain.pools import Pool
 from slotpool.domain.scaling import (
     Action,
@@ -51,7 +53,6 @@ from slotpool.domain.scaling import (
     RebuildPod,
     plan,
 )
-from slotpool.domain.tasks import Pod, PodState, SlotState, state_from_runtime
 from slotpool.runtime.base import PodRuntime, PodWatcher, RuntimePod
 from slotpool.runtime.errors import PermanentRuntimeError, RuntimeApiError
 from slotpool.services.errors import Conflict, Invalid, NotFound, RuntimeUnavailable, Unauthorized
@@ -59,7 +60,7 @@ from slotpool.services.freeze import FreezeService
 from slotpool.services.ids import new_token_id
 from slotpool.services.lifecycle import retire_pod
 from slotpool.services.notify import Notifier
-from slotpool.services.pools import Clock, PoolService
+from slotpool.services.pools import PoolService
 from slotpool.services.tokens import TokenService
 from slotpool.store.uow import Store
 
@@ -124,7 +125,7 @@ class _PoolState:
     poked: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-class PodKeeper:
+class PoolController:
     def __init__(
         self,
         *,

@@ -1,8 +1,10 @@
-"""Pods, slots, tasks and their logs: the queries of the dispatcher and the agent protocol.
+"""Pods and their slots: what the controller records of the runtime, what agents report, and the
+conditional UPDATEs that make a slot take and a drain exclusive.
 
-Slots and queued tasks are taken with conditional UPDATEs (``WHERE state = 'idle'``,
-``WHERE status = 'queued'``) and the row count says who won, so no slot is given twice and no
-task is started twice, however many requests or processes race, on SQLite and PostgreSQL alike.
+A slot is taken with ``WHERE state = 'idle'`` on a pod written first (and so locked) with
+``WHERE state = 'ready'``; ``drain_if_idle`` writes the same pod row first. The row count says who
+won, so no slot is given twice and no Pod is drained while a task is given to it, however many
+requests or processes race, on SQLite and PostgreSQL alike.
 """
 
 from __future__ import annotations
@@ -11,51 +13,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, and_, case, delete, func, select, update
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from slotpool.domain.tasks import (
-    Pod,
-    PodState,
-    Slot,
-    SlotState,
-    StepSpec,
-    Task,
-    TaskStatus,
-)
-from slotpool.store.dialect import insert_ignoring_duplicates
-from slotpool.store.models import PodRow, SlotRow, TaskLogRow, TaskRow
-
-
-def _rowcount(result: Any) -> int:
-    assert isinstance(result, CursorResult)
-    return int(result.rowcount)
-
-
-def _task(row: TaskRow) -> Task:
-    return Task(
-        id=row.id,
-        pool_id=row.pool_id,
-        name=row.name,
-        status=TaskStatus(row.status),
-        env=dict(row.env),
-        labels=dict(row.labels),
-        steps=tuple(StepSpec.model_validate(s) for s in row.steps),
-        results=tuple(row.results),
-        current_step=row.current_step,
-        pod_id=row.pod_id,
-        pod_name=row.pod_name,
-        slot_index=row.slot_index,
-        cancel_requested=row.cancel_requested,
-        reason=row.reason,
-        created_by=row.created_by,
-        created_at=row.created_at,
-        started_at=row.started_at,
-        step_started_at=row.step_started_at,
-        finished_at=row.finished_at,
-        reserved_until=row.reserved_until,
-        updated_at=row.updated_at,
-    )
+from slotpool.domain.pods import Pod, PodState, Slot, SlotState
+from slotpool.store.dialect import rowcount
+from slotpool.store.models import PodRow, SlotRow
 
 
 def _pod(row: PodRow, slots: Sequence[SlotRow]) -> Pod:
@@ -292,7 +255,7 @@ class PodRepository:
             .where(PodRow.id == pod_id, PodRow.state == PodState.ready.value)
             .values(updated_at=now)
         )
-        if _rowcount(locked) != 1:
+        if rowcount(locked) != 1:
             return False
         result = await self._session.execute(
             update(SlotRow)
@@ -303,7 +266,7 @@ class PodRepository:
             )
             .values(state=SlotState.busy.value, task_id=task_id, since=now)
         )
-        return _rowcount(result) == 1
+        return rowcount(result) == 1
 
     async def drain_if_idle(self, pod_id: int, *, reason: str, now: datetime) -> bool:
         """Mark the pod ``draining`` if every slot is idle, in one transaction: from then on no
@@ -316,7 +279,7 @@ class PodRepository:
             .where(PodRow.id == pod_id, PodRow.state == state)
             .values(state=PodState.draining.value, reason=reason, updated_at=now)
         )
-        if _rowcount(locked) != 1:
+        if rowcount(locked) != 1:
             return False
         # After the write: on PostgreSQL this statement sees every slot committed before it.
         used = await self._session.scalar(
@@ -346,175 +309,3 @@ class PodRepository:
             .where(SlotRow.pod_id == pod_id)
             .values(state=SlotState.idle.value, task_id=None, since=now)
         )
-
-
-class TaskRepository:
-    def __init__(self, session: AsyncSession, backend: str) -> None:
-        self._session = session
-        self._backend = backend
-
-    async def add(self, row: TaskRow) -> Task:
-        self._session.add(row)
-        await self._session.flush()
-        return _task(row)
-
-    async def get(self, task_id: str) -> Task | None:
-        row = await self._session.get(TaskRow, task_id, populate_existing=True)
-        return None if row is None else _task(row)
-
-    async def page(
-        self, *, pool_id: str | None, status: TaskStatus | None, limit: int, offset: int
-    ) -> tuple[list[Task], int]:
-        conditions = []
-        if pool_id is not None:
-            conditions.append(TaskRow.pool_id == pool_id)
-        if status is not None:
-            conditions.append(TaskRow.status == status.value)
-        where = and_(True, *conditions)
-        rows = await self._session.scalars(
-            select(TaskRow)
-            .where(where)
-            .order_by(TaskRow.created_at.desc(), TaskRow.id)
-            .limit(limit)
-            .offset(offset)
-        )
-        total = await self._session.scalar(select(func.count()).select_from(TaskRow).where(where))
-        return [_task(r) for r in rows], int(total or 0)
-
-    async def pools_with_queued(self) -> list[str]:
-        pools = await self._session.scalars(
-            select(TaskRow.pool_id).where(TaskRow.status == TaskStatus.queued.value).distinct()
-        )
-        return list(pools)
-
-    async def queued(self, pool_id: str, *, limit: int) -> list[str]:
-        ids = await self._session.scalars(
-            select(TaskRow.id)
-            .where(TaskRow.pool_id == pool_id, TaskRow.status == TaskStatus.queued.value)
-            .order_by(TaskRow.created_at, TaskRow.id)
-            .limit(limit)
-        )
-        return list(ids)
-
-    async def count_queued(self, pool_id: str) -> int:
-        count = await self._session.scalar(
-            select(func.count())
-            .select_from(TaskRow)
-            .where(TaskRow.pool_id == pool_id, TaskRow.status == TaskStatus.queued.value)
-        )
-        return int(count or 0)
-
-    async def count_open(self, pool_id: str) -> int:
-        """Tasks of the pool that have not ended: queued, running, awaiting approval."""
-        statuses = [TaskStatus.queued, TaskStatus.running, TaskStatus.awaiting_approval]
-        count = await self._session.scalar(
-            select(func.count())
-            .select_from(TaskRow)
-            .where(TaskRow.pool_id == pool_id, TaskRow.status.in_([s.value for s in statuses]))
-        )
-        return int(count or 0)
-
-    async def explain_queued(self, pool_id: str, *, reason: str) -> None:
-        """Say on every queued task of the pool why it waits (only where it changed).
-
-        Rows another transaction holds are skipped (PostgreSQL's ``SKIP LOCKED``; SQLite has
-        one writer at a time): those are being started by a dispatcher, which clears the reason
-        anyway, and this statement never waits for it. Waiting would deadlock: the dispatcher
-        takes the rows one by one in queue order, one UPDATE here in the table's order."""
-        waiting = (
-            select(TaskRow.id)
-            .where(
-                TaskRow.pool_id == pool_id,
-                TaskRow.status == TaskStatus.queued.value,
-                TaskRow.reason != reason,
-            )
-            .with_for_update(skip_locked=True)
-        )
-        ids = list(await self._session.scalars(waiting))
-        for start in range(0, len(ids), 1000):  # bound the statement's parameters
-            await self._session.execute(
-                update(TaskRow)
-                .where(
-                    TaskRow.id.in_(ids[start : start + 1000]),
-                    TaskRow.status == TaskStatus.queued.value,
-                )
-                .values(reason=reason)
-            )
-
-    async def start(
-        self, task_id: str, *, pod_id: int, pod_name: str, slot: int, now: datetime
-    ) -> bool:
-        """queued -> running on (pod, slot); False if someone else started or cancelled it."""
-        result = await self._session.execute(
-            update(TaskRow)
-            .where(TaskRow.id == task_id, TaskRow.status == TaskStatus.queued.value)
-            .values(
-                status=TaskStatus.running.value,
-                pod_id=pod_id,
-                pod_name=pod_name,
-                slot_index=slot,
-                started_at=func.coalesce(TaskRow.started_at, now),
-                step_started_at=None,
-                reason="",
-                updated_at=now,
-            )
-        )
-        return _rowcount(result) == 1
-
-    async def update(
-        self, task_id: str, *, expect: TaskStatus | None = None, **values: Any
-    ) -> bool:
-        statement = update(TaskRow).where(TaskRow.id == task_id)
-        if expect is not None:
-            statement = statement.where(TaskRow.status == expect.value)
-        result = await self._session.execute(statement.values(**values))
-        return _rowcount(result) == 1
-
-    async def on_pod(self, pod_id: int, statuses: Sequence[TaskStatus]) -> list[Task]:
-        rows = await self._session.scalars(
-            select(TaskRow).where(
-                TaskRow.pod_id == pod_id, TaskRow.status.in_([s.value for s in statuses])
-            )
-        )
-        return [_task(r) for r in rows]
-
-    async def last_on_slot(self, pod_id: int, slot: int) -> Task | None:
-        row = await self._session.scalar(
-            select(TaskRow)
-            .where(TaskRow.pod_id == pod_id, TaskRow.slot_index == slot)
-            .order_by(TaskRow.updated_at.desc())
-            .limit(1)
-        )
-        return None if row is None else _task(row)
-
-    async def reservations_expired(self, *, now: datetime) -> list[Task]:
-        rows = await self._session.scalars(
-            select(TaskRow).where(
-                TaskRow.status == TaskStatus.awaiting_approval.value,
-                TaskRow.reserved_until < now,
-            )
-        )
-        return [_task(r) for r in rows]
-
-    async def add_log(self, task_id: str, *, step: int, seq: int, data: str, now: datetime) -> None:
-        values = {
-            "task_id": task_id,
-            "step_index": step,
-            "seq": seq,
-            "data": data,
-            "created_at": now,
-        }
-        table = TaskLogRow.__table__
-        await self._session.execute(insert_ignoring_duplicates(table, self._backend, values))  # type: ignore[arg-type]
-
-    async def logs(
-        self, task_id: str, *, after: int, limit: int
-    ) -> list[tuple[int, int, int, str]]:
-        """(id, step, seq, data) after the chunk id ``after``, in the order they were written."""
-        rows = await self._session.execute(
-            select(TaskLogRow.id, TaskLogRow.step_index, TaskLogRow.seq, TaskLogRow.data)
-            .where(TaskLogRow.task_id == task_id, TaskLogRow.id > after)
-            .order_by(TaskLogRow.id)
-            .limit(limit)
-        )
-        return [(r[0], r[1], r[2], r[3]) for r in rows]

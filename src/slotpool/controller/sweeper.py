@@ -13,11 +13,12 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from slotpool.domain.tasks import PodState, SlotState, TaskStatus
+from slotpool.clock import Clock
+from slotpool.domain.pods import PodState, SlotState
+from slotpool.domain.tasks import TaskStatus
 from slotpool.services.dispatch import Dispatcher
 from slotpool.services.lifecycle import retire_pod
 from slotpool.services.notify import Notifier
-from slotpool.services.pools import Clock
 from slotpool.settings import Settings
 from slotpool.store.uow import Store
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from weakref import WeakValueDictionary
+
+from slotpool.domain.signals import Signal
 
 RECHECK_SECONDS = 1.0
 
@@ -26,6 +28,11 @@ class Notifier:
             event.set()
         for listener in self._listeners:
             listener(key)
+
+    def deliver(self, signals: Sequence[Signal]) -> None:
+        """The store's subscriber: the signals of a unit of work that committed."""
+        for signal in signals:
+            self.wake(signal)
 
     def listen(self, listener: Callable[[Hashable], None]) -> None:
         """Also call ``listener`` with every key woken (the controller's pool wake-ups)."""

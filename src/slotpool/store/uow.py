@@ -2,18 +2,23 @@
 
 Services open a unit of work, call repositories (which only flush) and leave it; it commits on a
 clean exit and rolls back on an exception, so a refused request leaves nothing behind.
+
+What a change must tell others (a waiting agent, a log follower, the pool's controller) is said
+with ``uow.signal(...)`` beside the write, and handed to the store's subscribers only once the
+transaction has committed: a rolled-back change wakes nobody, and a committed one always does.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from slotpool.domain.signals import Signal
 from slotpool.store.db import backend, create_engine
 from slotpool.store.events import PoolEventRepository
 from slotpool.store.pods import PodRepository
@@ -26,6 +31,8 @@ from slotpool.store.tokens import AdminTokenRepository, PoolTokenRepository
 # of work opened inside it (same task) does not wait for itself.
 _HOLDING: ContextVar[bool] = ContextVar("slotpool_store_turn", default=False)
 
+Subscriber = Callable[[Sequence[Signal]], None]
+
 
 class UnitOfWork:
     def __init__(self, session: AsyncSession, backend: str) -> None:
@@ -36,6 +43,13 @@ class UnitOfWork:
         self.tasks = TaskRepository(session, backend)
         self.stats = PoolStatsRepository(session)
         self.events = PoolEventRepository(session)
+        self.signals: list[Signal] = []
+
+    def signal(self, *signals: Signal) -> None:
+        """Tell the subscribers once this unit of work has committed (duplicates are sent once)."""
+        for signal in signals:
+            if signal not in self.signals:
+                self.signals.append(signal)
 
 
 class Store:
@@ -49,20 +63,37 @@ class Store:
         # turns here instead, in arrival order: under load that is the difference between
         # queueing for a few milliseconds and sleeping for hundreds. PostgreSQL needs no turns.
         self._turn = asyncio.Lock() if self.backend == "sqlite" else None
+        self._subscribers: list[Subscriber] = []
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        """Call ``subscriber`` with the signals of every unit of work that commits."""
+        self._subscribers.append(subscriber)
+
+    def _publish(self, uow: UnitOfWork) -> None:
+        if uow.signals:
+            for subscriber in self._subscribers:
+                subscriber(uow.signals)
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
         if self._turn is None or _HOLDING.get():
-            async with self._sessions() as session, session.begin():
-                yield UnitOfWork(session, self.backend)
+            async with self._transaction() as uow:
+                yield uow
+            self._publish(uow)
             return
         async with self._turn:
             holding = _HOLDING.set(True)
             try:
-                async with self._sessions() as session, session.begin():
-                    yield UnitOfWork(session, self.backend)
+                async with self._transaction() as uow:
+                    yield uow
             finally:
                 _HOLDING.reset(holding)
+        self._publish(uow)  # after the turn is given back: subscribers may start new work
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[UnitOfWork]:
+        async with self._sessions() as session, session.begin():
+            yield UnitOfWork(session, self.backend)
 
     async def ping(self) -> None:
         async with self._engine.connect() as connection:

@@ -1,6 +1,7 @@
 // The configuration form's model, apart from its components: the form's fields as typed, how
-// they are read from the stored configuration, how the candidate configuration is built from
-// them, and which input a server message about a field belongs to.
+// they are read from the stored configuration, how the candidate configuration is built (the
+// stored one with the form laid over it), and which input a server message about a field
+// belongs to.
 import type { ErrorDetail, PoolConfig, Schemas } from "../api/client";
 
 type PullPolicy = Schemas["PullPolicy"];
@@ -26,16 +27,9 @@ export type Form = {
   pending_timeout_seconds: string;
 };
 
-// Saved keys the form does not show; sent back as they are so a save never drops them.
-// freeze_schedules is left out on purpose: absent from a PUT, the pool keeps its windows.
-const KEPT = [
-  "service_account",
-  "node_selector",
-  "tolerations",
-  "labels",
-  "annotations",
-  "reservation_ttl_seconds",
-] as const;
+// Shown and edited on the Freeze windows tab. Absent from a PUT, the pool keeps its windows, so
+// the form leaves them out rather than send back the ones it read when it opened.
+const EDITED_ELSEWHERE = ["freeze_schedules"] as const;
 
 function text(value: unknown): string {
   return value === undefined || value === null ? "" : String(value);
@@ -87,6 +81,21 @@ function numberOf(value: string): number | undefined {
   return value.trim() === "" ? undefined : Number(value);
 }
 
+function trimmed(value: string): string | undefined {
+  return value.trim() || undefined;
+}
+
+function envOf(value: string): Record<string, string> | undefined {
+  const env: Record<string, string> = {};
+  for (const line of value.split("\n")) {
+    if (!line.trim()) continue;
+    const at = line.indexOf("=");
+    if (at < 0) env[line.trim()] = "";
+    else env[line.slice(0, at).trim()] = line.slice(at + 1);
+  }
+  return Object.keys(env).length ? env : undefined;
+}
+
 function withQuantities(
   base: Record<string, string>,
   cpu: string,
@@ -103,27 +112,10 @@ function withQuantities(
   return out;
 }
 
-/** The candidate configuration, typed by the API contract (resources.limits.cpu, not cpu_limit). */
-export function configOf(form: Form, stored: Stored | null): PoolConfig {
-  const config: PoolConfig = { image_pull_policy: form.image_pull_policy };
-  for (const key of KEPT) {
-    if (stored && stored[key] !== undefined) {
-      (config as Record<string, unknown>)[key] = stored[key];
-    }
-  }
-  if (form.image.trim()) config.image = form.image.trim();
-  const command = listOf(form.command);
-  if (command) config.command = command;
-  const args = listOf(form.args);
-  if (args) config.args = args;
-  const env: Record<string, string> = {};
-  for (const line of form.env.split("\n")) {
-    if (!line.trim()) continue;
-    const at = line.indexOf("=");
-    if (at < 0) env[line.trim()] = "";
-    else env[line.slice(0, at).trim()] = line.slice(at + 1);
-  }
-  if (Object.keys(env).length) config.env = env;
+/** The form's CPU and memory over the stored resources; other names (nvidia.com/gpu) stay. No
+ * resources at all when nothing is left: an empty block would change the Pod's config hash. */
+function resourcesOf(form: Form, stored: Stored | null): PoolConfig["resources"] {
+  const { requests: _, limits: __, ...other } = (stored?.resources ?? {}) as Stored;
   const requests = withQuantities(
     quantities(stored, "requests"),
     form.requests_cpu,
@@ -131,15 +123,38 @@ export function configOf(form: Form, stored: Stored | null): PoolConfig {
   );
   const limits = withQuantities(quantities(stored, "limits"), form.limits_cpu, form.limits_memory);
   if (Object.keys(requests).length || Object.keys(limits).length) {
-    config.resources = { requests, limits };
+    return { ...other, requests, limits };
   }
-  config.min_replicas = numberOf(form.min_replicas);
-  config.max_replicas = numberOf(form.max_replicas);
-  config.slots_per_pod = numberOf(form.slots_per_pod);
-  if (form.namespace.trim()) config.namespace = form.namespace.trim();
-  config.scale_down_delay_seconds = numberOf(form.scale_down_delay_seconds);
-  config.min_idle_slots = numberOf(form.min_idle_slots);
-  config.pending_timeout_seconds = numberOf(form.pending_timeout_seconds);
+  return Object.keys(other).length ? other : undefined;
+}
+
+/** Every field the form shows, read from its inputs; undefined where an input is left empty. Typed
+ * by the API contract, so a misplaced key (cpu_limit for resources.limits.cpu) fails `tsc`. */
+function shownFields(form: Form, stored: Stored | null): PoolConfig {
+  return {
+    image: trimmed(form.image),
+    image_pull_policy: form.image_pull_policy,
+    command: listOf(form.command),
+    args: listOf(form.args),
+    env: envOf(form.env),
+    resources: resourcesOf(form, stored),
+    min_replicas: numberOf(form.min_replicas),
+    max_replicas: numberOf(form.max_replicas),
+    slots_per_pod: numberOf(form.slots_per_pod),
+    namespace: trimmed(form.namespace),
+    scale_down_delay_seconds: numberOf(form.scale_down_delay_seconds),
+    min_idle_slots: numberOf(form.min_idle_slots),
+    pending_timeout_seconds: numberOf(form.pending_timeout_seconds),
+  };
+}
+
+/** The candidate configuration: the stored one, whole, as the API returned it, with the form's
+ * fields laid over it. A field the form does not show (service_account, tolerations, or one the
+ * model gains later) goes back exactly as it was read; an input left empty removes its field, so
+ * the server's default applies. */
+export function configOf(form: Form, stored: Stored | null): PoolConfig {
+  const config: Stored = { ...stored, ...shownFields(form, stored) };
+  for (const key of EDITED_ELSEWHERE) delete config[key];
   return JSON.parse(JSON.stringify(config)) as PoolConfig; // drops the undefined keys
 }
 

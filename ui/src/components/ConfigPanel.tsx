@@ -1,8 +1,18 @@
 import { useEffect, useMemo, useState, type FormEvent } from "react";
-import { api, ApiError, must, type Pool } from "../api/client";
+import { api, ApiError, must, type Pool, type Schemas } from "../api/client";
+import { useAction } from "../hooks";
 import { configOf, formOf, splitIssues, type Form, type Stored } from "./configForm";
 import { ErrorBox, Field, Loading } from "./common";
 import { previewText, PreviewPane } from "./PodPreview";
+
+function savedMessage(out: Schemas["ConfigSaved"]): string {
+  const rebuild = out.rebuild;
+  const detail = rebuild
+    ? ` (${rebuild.created.length} Pods created, ${rebuild.rebuilt.length} rebuilt, ` +
+      `${rebuild.kept_busy.length} busy kept)`
+    : "";
+  return `${out.message}${detail}.`;
+}
 
 export function ConfigPanel({ pool, onSaved }: { pool: Pool; onSaved: () => void }) {
   const poolId = pool.pool_id;
@@ -11,9 +21,8 @@ export function ConfigPanel({ pool, onSaved }: { pool: Pool; onSaved: () => void
   const [form, setForm] = useState<Form>();
   const [savedYaml, setSavedYaml] = useState<string>();
   const [loadError, setLoadError] = useState<unknown>(null);
-  const [saveError, setSaveError] = useState<unknown>(null);
+  const saving = useAction();
   const [saved, setSaved] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
   const [edited, setEdited] = useState<Set<keyof Form>>(new Set());
 
   // What the running Pods are built from: the saved configuration (or the defaults, if none).
@@ -57,20 +66,18 @@ export function ConfigPanel({ pool, onSaved }: { pool: Pool; onSaved: () => void
     setSaved(null);
     setEdited(new Set(edited).add(key));
   };
-  const details = saveError instanceof ApiError ? saveError.details : [];
+  const details = saving.error instanceof ApiError ? saving.error.details : [];
   const { byField: answered, rest } = splitIssues(details);
   // The server's message stays next to its field until that field is edited.
   const byField = Object.fromEntries(
     Object.entries(answered).filter(([key]) => !edited.has(key as keyof Form)),
   ) as typeof answered;
 
-  const save = async (event: FormEvent) => {
+  const save = (event: FormEvent) => {
     event.preventDefault();
-    setBusy(true);
-    setSaveError(null);
     setSaved(null);
     setEdited(new Set());
-    try {
+    void saving.run(async () => {
       const out = await must(
         api.PUT("/api/v1/agent-pools/{pool_id}/k8s-config", {
           params: {
@@ -84,19 +91,10 @@ export function ConfigPanel({ pool, onSaved }: { pool: Pool; onSaved: () => void
       setStored(config);
       setRevision(out.revision);
       setForm(formOf(config));
-      const rebuild = out.rebuild;
-      const detail = rebuild
-        ? ` (${rebuild.created.length} Pods created, ${rebuild.rebuilt.length} rebuilt, ` +
-          `${rebuild.kept_busy.length} busy kept)`
-        : "";
-      setSaved(`${out.message}${detail}.`);
+      setSaved(savedMessage(out));
       await loadSavedPreview();
       onSaved();
-    } catch (caught) {
-      setSaveError(caught);
-    } finally {
-      setBusy(false);
-    }
+    });
   };
 
   const input = (key: keyof Form, label: string, extra: Record<string, string> = {}) => (
@@ -169,22 +167,22 @@ export function ConfigPanel({ pool, onSaved }: { pool: Pool; onSaved: () => void
           </div>
           {input("namespace", "Namespace", { placeholder: "server default" })}
         </fieldset>
-        <ErrorBox error={saveError} details={rest} />
+        <ErrorBox error={saving.error} details={rest} />
         {saved && (
           <p role="status" className="ok">
             {saved}
           </p>
         )}
         <div className="actions sticky">
-          <button type="submit" disabled={busy}>
-            {busy ? "Saving…" : "Save configuration"}
+          <button type="submit" disabled={saving.busy}>
+            {saving.busy ? "Saving…" : "Save configuration"}
           </button>
           <button
             type="button"
             className="secondary"
             onClick={() => {
               setForm(formOf(stored));
-              setSaveError(null);
+              saving.clear();
             }}
           >
             Reset form

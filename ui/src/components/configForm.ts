@@ -112,8 +112,9 @@ function withQuantities(
   return out;
 }
 
-/** The form's CPU and memory over the stored resources; other names (nvidia.com/gpu) stay. No
- * resources at all when nothing is left: an empty block would change the Pod's config hash. */
+/** The form's CPU and memory laid over the stored resources: other resource names
+ * (nvidia.com/gpu) and anything else in the block stay. No block at all when nothing is left: an
+ * empty one would change the Pod's config hash. */
 function resourcesOf(form: Form, stored: Stored | null): PoolConfig["resources"] {
   const { requests: _, limits: __, ...other } = (stored?.resources ?? {}) as Stored;
   const requests = withQuantities(

@@ -55,3 +55,32 @@ export function useDebounced<T>(value: T, ms: number): T {
   }, [value, ms]);
   return settled;
 }
+
+export type Action = {
+  /** True while an action runs: its buttons are disabled. */
+  busy: boolean;
+  /** What the last action threw (an ApiError, mostly), until the next one starts. */
+  error: unknown;
+  /** Runs `act`, keeping `busy` and `error` for the form or panel that shows them. */
+  run: (act: () => Promise<unknown>) => Promise<void>;
+  clear: () => void;
+};
+
+/** The busy flag and the error of what a form or panel asks the server to do. */
+export function useAction(): Action {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const run = useCallback(async (act: () => Promise<unknown>) => {
+    setBusy(true);
+    setError(null);
+    try {
+      await act();
+    } catch (caught) {
+      setError(caught);
+    } finally {
+      setBusy(false);
+    }
+  }, []);
+  const clear = useCallback(() => setError(null), []);
+  return { busy, error, run, clear };
+}

@@ -9,7 +9,7 @@ import {
   type Schemas,
 } from "../api/client";
 import { localInputToIso, when } from "../format";
-import { usePolled } from "../hooks";
+import { useAction, usePolled } from "../hooks";
 import { Badge, ErrorBox, Field, Loading } from "./common";
 import { DAYS, WeekView } from "./WeekView";
 
@@ -30,22 +30,15 @@ function ActiveState({ freeze, poolId, onChange }: {
   onChange: () => void;
 }) {
   const [until, setUntil] = useState("");
-  const [error, setError] = useState<unknown>(null);
-  const [busy, setBusy] = useState(false);
+  const action = useAction();
+  const { busy, error } = action;
   const path = { pool_id: poolId };
 
-  const run = async (call: () => Promise<unknown>) => {
-    setBusy(true);
-    setError(null);
-    try {
+  const run = (call: () => Promise<unknown>) =>
+    action.run(async () => {
       await call();
       onChange();
-    } catch (caught) {
-      setError(caught);
-    } finally {
-      setBusy(false);
-    }
-  };
+    });
   const lift = () =>
     run(() => {
       const iso = localInputToIso(until);
@@ -123,15 +116,12 @@ function ScheduleForm({
   onCancel?: () => void;
 }) {
   const [draft, setDraft] = useState<FreezeSchedule>(initial);
-  const [error, setError] = useState<unknown>(null);
-  const [busy, setBusy] = useState(false);
+  const { busy, error, run } = useAction();
   const editing = !!initial.id;
 
-  const submit = async (event: FormEvent) => {
+  const submit = (event: FormEvent) => {
     event.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
+    void run(async () => {
       const body: FreezeSchedule = {
         from_time: draft.from_time,
         to_time: draft.to_time,
@@ -157,11 +147,7 @@ function ScheduleForm({
         setDraft(EMPTY);
       }
       onDone();
-    } catch (caught) {
-      setError(caught);
-    } finally {
-      setBusy(false);
-    }
+    });
   };
 
   const details = error instanceof ApiError ? error.details : [];
@@ -273,26 +259,22 @@ export function FreezePanel({ pool, onChange }: { pool: Pool; onChange: () => vo
     5000,
   );
   const [editing, setEditing] = useState<string | null>(null);
-  const [error, setError] = useState<unknown>(null);
+  const removing = useAction();
 
   const changed = async () => {
     setEditing(null);
     await list.reload();
     onChange();
   };
-  const remove = async (id: string) => {
-    setError(null);
-    try {
+  const remove = (id: string) =>
+    removing.run(async () => {
       await must(
         api.DELETE("/api/v1/agent-pools/{pool_id}/freeze-schedules/{schedule_id}", {
           params: { path: { pool_id: pool.pool_id, schedule_id: id } },
         }),
       );
       await changed();
-    } catch (caught) {
-      setError(caught);
-    }
-  };
+    });
 
   if (list.data === undefined) {
     return list.error ? <ErrorBox error={list.error} /> : <Loading what="freeze windows" />;
@@ -306,7 +288,7 @@ export function FreezePanel({ pool, onChange }: { pool: Pool; onChange: () => vo
   return (
     <div>
       <ActiveState freeze={freeze} poolId={pool.pool_id} onChange={changed} />
-      <ErrorBox error={error ?? list.error} />
+      <ErrorBox error={removing.error ?? list.error} />
       <div className="two-col">
         <div>
           <h2>Windows</h2>

@@ -1,7 +1,7 @@
 import { useState } from "react";
 import { api, must, type Pod, type Pool } from "../api/client";
 import { age } from "../format";
-import { usePolled } from "../hooks";
+import { useAction, usePolled } from "../hooks";
 import { Link } from "../router";
 import { Badge, ErrorBox, Loading } from "./common";
 
@@ -55,14 +55,11 @@ export function PodsPanel({ pool }: { pool: Pool }) {
     pool.pool_id,
     1000,
   );
-  const [syncing, setSyncing] = useState(false);
+  const syncing = useAction();
   const [syncResult, setSyncResult] = useState<string | null>(null);
-  const [syncError, setSyncError] = useState<unknown>(null);
 
-  const sync = async () => {
-    setSyncing(true);
-    setSyncError(null);
-    try {
+  const sync = () =>
+    syncing.run(async () => {
       const out = await must(
         api.POST("/api/v1/agent-pools/{pool_id}/sync-deployment", {
           params: { path: { pool_id: pool.pool_id } },
@@ -76,12 +73,7 @@ export function PodsPanel({ pool }: { pool: Pool }) {
       ].filter(Boolean);
       setSyncResult(`${out.message}${parts.length ? `: ${parts.join(", ")}` : ""}.`);
       await pods.reload();
-    } catch (caught) {
-      setSyncError(caught);
-    } finally {
-      setSyncing(false);
-    }
-  };
+    });
 
   // Pods that can still run something first; ended ones (kept with their reason) last.
   const ended = (pod: Pod) => (pod.state === "failed" || pod.state === "terminating" ? 1 : 0);
@@ -92,7 +84,7 @@ export function PodsPanel({ pool }: { pool: Pool }) {
       <div className="toolbar">
         <p className="muted">Updated every second.</p>
         {pool.pool_type !== "static" && (
-          <button type="button" className="secondary" onClick={sync} disabled={syncing}>
+          <button type="button" className="secondary" onClick={sync} disabled={syncing.busy}>
             Sync Pods now
           </button>
         )}
@@ -102,7 +94,7 @@ export function PodsPanel({ pool }: { pool: Pool }) {
           {syncResult}
         </p>
       )}
-      <ErrorBox error={syncError ?? pods.error} />
+      <ErrorBox error={syncing.error ?? pods.error} />
       {pods.data === undefined ? (
         <Loading what="Pods" />
       ) : items.length === 0 ? (

@@ -1,7 +1,7 @@
 import { useState, type FormEvent } from "react";
 import { api, ApiError, must, type Pool, type StepSpec, type Task } from "../api/client";
 import { when } from "../format";
-import { usePolled } from "../hooks";
+import { useAction, usePolled } from "../hooks";
 import { Link, navigate } from "../router";
 import { Badge, ErrorBox, Field, Loading } from "./common";
 
@@ -20,17 +20,14 @@ export function StatusBadge({ status }: { status: string }) {
 function SubmitTask({ pool }: { pool: Pool }) {
   const [name, setName] = useState("");
   const [steps, setSteps] = useState<StepDraft[]>([{ name: "", run: "", requires_approval: false }]);
-  const [error, setError] = useState<unknown>(null);
-  const [busy, setBusy] = useState(false);
+  const submitting = useAction();
 
   const update = (index: number, change: Partial<StepDraft>) =>
     setSteps(steps.map((s, i) => (i === index ? { ...s, ...change } : s)));
 
-  const submit = async (event: FormEvent) => {
+  const submit = (event: FormEvent) => {
     event.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
+    void submitting.run(async () => {
       const body: StepSpec[] = steps.map((s, i) => ({
         name: s.name.trim() || `step ${i + 1}`,
         run: s.run,
@@ -42,13 +39,10 @@ function SubmitTask({ pool }: { pool: Pool }) {
         }),
       );
       navigate(`/tasks/${task.id}`);
-    } catch (caught) {
-      setError(caught);
-    } finally {
-      setBusy(false);
-    }
+    });
   };
 
+  const { busy, error } = submitting;
   const details = error instanceof ApiError ? error.details : [];
   const issuesOf = (prefix: string) => details.filter((d) => d.field.startsWith(prefix));
   return (

@@ -8,7 +8,7 @@ import {
   type TokenRotated,
 } from "../api/client";
 import { age, fromNow, localInputToIso, when } from "../format";
-import { usePolled } from "../hooks";
+import { useAction, usePolled } from "../hooks";
 import { Badge, ErrorBox, Field, Loading } from "./common";
 
 function ShownOnce({
@@ -101,16 +101,13 @@ function RotateForm({
   onCancel: () => void;
 }) {
   const [overlap, setOverlap] = useState("3600");
-  const [error, setError] = useState<unknown>(null);
-  const [busy, setBusy] = useState(false);
+  const rotating = useAction();
   const inSecret = pool.agent_token === name;
   const seconds = Number(overlap);
 
-  const submit = async (event: FormEvent) => {
+  const submit = (event: FormEvent) => {
     event.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
+    void rotating.run(async () => {
       const rotated = await must(
         api.POST("/api/v1/agent-pools/{pool_id}/tokens/{name}/rotate", {
           params: { path: { pool_id: pool.pool_id, name } },
@@ -118,13 +115,10 @@ function RotateForm({
         }),
       );
       onDone(rotated);
-    } catch (caught) {
-      setError(caught);
-    } finally {
-      setBusy(false);
-    }
+    });
   };
 
+  const { busy, error } = rotating;
   const details = error instanceof ApiError ? error.details : [];
   const valid = overlap.trim() !== "" && Number.isInteger(seconds) && seconds >= 0;
   return (
@@ -189,14 +183,12 @@ export function TokensPanel({ pool, onChange }: { pool: Pool; onChange?: () => v
   const [created, setCreated] = useState<TokenCreated | null>(null);
   const [rotating, setRotating] = useState<string | null>(null);
   const [rotated, setRotated] = useState<TokenRotated | null>(null);
-  const [error, setError] = useState<unknown>(null);
-  const [busy, setBusy] = useState(false);
+  // Creating and revoking share one message box, as they always have.
+  const action = useAction();
 
-  const create = async (event: FormEvent) => {
+  const create = (event: FormEvent) => {
     event.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
+    void action.run(async () => {
       const iso = localInputToIso(expires);
       const token = await must(
         api.POST("/api/v1/agent-pools/{pool_id}/tokens", {
@@ -209,25 +201,18 @@ export function TokensPanel({ pool, onChange }: { pool: Pool; onChange?: () => v
       setName("");
       setExpires("");
       await tokens.reload();
-    } catch (caught) {
-      setError(caught);
-    } finally {
-      setBusy(false);
-    }
+    });
   };
-  const revoke = async (tokenName: string) => {
+  const revoke = (tokenName: string) => {
     if (!window.confirm(`Revoke token ${tokenName}? Agents using it stop working.`)) return;
-    setError(null);
-    try {
+    void action.run(async () => {
       await must(
         api.DELETE("/api/v1/agent-pools/{pool_id}/tokens/{name}", {
           params: { path: { ...path, name: tokenName } },
         }),
       );
       await tokens.reload();
-    } catch (caught) {
-      setError(caught);
-    }
+    });
   };
 
   const rotatedNow = async (result: TokenRotated) => {
@@ -238,6 +223,7 @@ export function TokensPanel({ pool, onChange }: { pool: Pool; onChange?: () => v
     onChange?.(); // the pool's agent_token changes when the Secret's token was rotated
   };
 
+  const { busy, error } = action;
   const details = error instanceof ApiError ? error.details : [];
   return (
     <div className="two-col">

@@ -1,4 +1,3 @@
-import { useState } from "react";
 import { api, must, type Pool } from "../api/client";
 import { Badge, ErrorBox, Loading } from "../components/common";
 import { ConfigPanel } from "../components/ConfigPanel";
@@ -7,7 +6,7 @@ import { FreezePanel } from "../components/FreezePanel";
 import { PodsPanel } from "../components/PodsPanel";
 import { TasksPanel } from "../components/TasksPanel";
 import { TokensPanel } from "../components/TokensPanel";
-import { usePolled } from "../hooks";
+import { useAction, usePolled } from "../hooks";
 import { Link, navigate } from "../router";
 import { SlotCounts } from "./PoolsList";
 
@@ -60,21 +59,15 @@ function Summary({ pool }: { pool: Pool }) {
 }
 
 function DeletePool({ pool }: { pool: Pool }) {
-  const [error, setError] = useState<unknown>(null);
-  const [busy, setBusy] = useState(false);
-  const remove = async () => {
+  const { busy, error, run } = useAction();
+  const remove = () => {
     if (!window.confirm(`Delete pool ${pool.name}? This cannot be undone.`)) return;
-    setBusy(true);
-    setError(null);
-    try {
+    void run(async () => {
       await must(
         api.DELETE("/api/v1/agent-pools/{pool_id}", { params: { path: { pool_id: pool.pool_id } } }),
       );
       navigate("/");
-    } catch (caught) {
-      setError(caught);
-      setBusy(false);
-    }
+    });
   };
   return (
     <div className="danger-zone">

@@ -1,7 +1,7 @@
 import { useState, type FormEvent } from "react";
 import { api, ApiError, must, type ErrorDetail, type Pool, type Schemas } from "../api/client";
 import { Badge, ErrorBox, Field, Loading } from "../components/common";
-import { usePolled } from "../hooks";
+import { useAction, usePolled } from "../hooks";
 import { Link, navigate } from "../router";
 
 type PoolType = Schemas["PoolType"];
@@ -51,24 +51,17 @@ function PoolRow({ pool }: { pool: Pool }) {
 function CreatePool({ onCreated }: { onCreated: (pool: Pool) => void }) {
   const [name, setName] = useState("");
   const [poolType, setPoolType] = useState<PoolType>("local");
-  const [error, setError] = useState<unknown>(null);
-  const [busy, setBusy] = useState(false);
+  const { busy, error, run } = useAction();
 
-  const submit = async (event: FormEvent) => {
+  const submit = (event: FormEvent) => {
     event.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
+    void run(async () => {
       const pool = await must(
         api.POST("/api/v1/agent-pools", { body: { name: name.trim(), pool_type: poolType } }),
       );
       setName("");
       onCreated(pool);
-    } catch (caught) {
-      setError(caught);
-    } finally {
-      setBusy(false);
-    }
+    });
   };
 
   const details: ErrorDetail[] = error instanceof ApiError ? error.details : [];

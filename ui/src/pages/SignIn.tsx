@@ -1,28 +1,29 @@
 import { useState, type FormEvent } from "react";
-import { signIn } from "../api/client";
+import { message, signIn } from "../api/client";
+import { useAction } from "../hooks";
+
+/** `token`, once the API has accepted it; a wrong token stays on this page with the reason. */
+async function accepted(token: string): Promise<string> {
+  let response: Response;
+  try {
+    response = await fetch("/api/v1/agent-pools?limit=1", {
+      headers: { Authorization: `Bearer ${token}` },
+    });
+  } catch {
+    throw new Error("The server cannot be reached.");
+  }
+  if (response.status === 401) throw new Error("The server refused this token.");
+  if (!response.ok) throw new Error(`The server answered HTTP ${response.status}.`);
+  return token;
+}
 
 export function SignIn() {
   const [token, setToken] = useState("");
-  const [error, setError] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
+  const { busy, error, run } = useAction();
 
-  const submit = async (event: FormEvent) => {
+  const submit = (event: FormEvent) => {
     event.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      // Checked against the API before it is kept: a wrong token stays on this page.
-      const response = await fetch("/api/v1/agent-pools?limit=1", {
-        headers: { Authorization: `Bearer ${token.trim()}` },
-      });
-      if (response.status === 401) setError("The server refused this token.");
-      else if (!response.ok) setError(`The server answered HTTP ${response.status}.`);
-      else signIn(token.trim());
-    } catch {
-      setError("The server cannot be reached.");
-    } finally {
-      setBusy(false);
-    }
+    void run(async () => signIn(await accepted(token.trim())));
   };
 
   return (
@@ -46,11 +47,11 @@ export function SignIn() {
             autoFocus
           />
         </div>
-        {error && (
+        {error ? (
           <p className="field-error" role="alert">
-            {error}
+            {message(error)}
           </p>
-        )}
+        ) : null}
         <button type="submit" disabled={busy || !token.trim()}>
           Sign in
         </button>

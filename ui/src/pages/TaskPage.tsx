@@ -3,7 +3,7 @@ import { api, must, type Task } from "../api/client";
 import { ErrorBox, Loading } from "../components/common";
 import { isFinal, StatusBadge } from "../components/TasksPanel";
 import { when } from "../format";
-import { usePolled } from "../hooks";
+import { useAction, usePolled } from "../hooks";
 import { Link } from "../router";
 
 /** Follows the task's log: the server streams it until the task ends; reconnects if cut. */
@@ -135,8 +135,7 @@ export function TaskPage({ taskId }: { taskId: string }) {
     1000,
   );
   const log = useLog(taskId);
-  const [actionError, setActionError] = useState<unknown>(null);
-  const [busy, setBusy] = useState(false);
+  const acting = useAction();
   const logRef = useRef<HTMLPreElement>(null);
 
   useEffect(() => {
@@ -144,10 +143,8 @@ export function TaskPage({ taskId }: { taskId: string }) {
     if (el) el.scrollTop = el.scrollHeight;
   }, [log.text]);
 
-  const act = async (action: "approve" | "cancel") => {
-    setBusy(true);
-    setActionError(null);
-    try {
+  const act = (action: "approve" | "cancel") =>
+    acting.run(async () => {
       const path = { task_id: taskId };
       if (action === "approve") {
         await must(api.POST("/api/v1/tasks/{task_id}/approve", { params: { path } }));
@@ -155,12 +152,7 @@ export function TaskPage({ taskId }: { taskId: string }) {
         await must(api.POST("/api/v1/tasks/{task_id}/cancel", { params: { path } }));
       }
       await task.reload();
-    } catch (caught) {
-      setActionError(caught);
-    } finally {
-      setBusy(false);
-    }
-  };
+    });
 
   const t = task.data;
   return (
@@ -176,7 +168,7 @@ export function TaskPage({ taskId }: { taskId: string }) {
       <h1>
         {t?.name || taskId} {t && <StatusBadge status={t.status} />}
       </h1>
-      <ErrorBox error={task.error ?? actionError} />
+      <ErrorBox error={task.error ?? acting.error} />
       {!t ? (
         <Loading what="the task" />
       ) : (
@@ -210,7 +202,7 @@ export function TaskPage({ taskId }: { taskId: string }) {
           {t.reason && <p className="reason">{t.reason}</p>}
           <div className="actions">
             {t.status === "awaiting_approval" && (
-              <button type="button" onClick={() => act("approve")} disabled={busy}>
+              <button type="button" onClick={() => act("approve")} disabled={acting.busy}>
                 Approve step {t.current_step + 1}
               </button>
             )}
@@ -219,7 +211,7 @@ export function TaskPage({ taskId }: { taskId: string }) {
                 type="button"
                 className="danger"
                 onClick={() => act("cancel")}
-                disabled={busy || t.cancel_requested}
+                disabled={acting.busy || t.cancel_requested}
               >
                 {t.cancel_requested ? "Cancelling…" : "Cancel task"}
               </button>

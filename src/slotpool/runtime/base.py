@@ -15,6 +15,11 @@ To add a runtime (say Nomad or plain Docker), one touches:
 2. a ``PoolType`` value for its pools (``domain/config.py``);
 3. a line in ``build_runtimes`` (``api/app.py``) that registers it (or says why it is off);
 4. its tests (``tests/runtime/``).
+
+Beyond the runtime's reach for now: the database still checks ``pool_type`` against a fixed list
+(``store/models.py``, so a migration), the UI lists the pool types it offers
+(``ui/src/pages/PoolsList.tsx``), and a runtime that needs configuring adds its settings
+(``settings.py``).
 """
 
 from __future__ import annotations

@@ -5,16 +5,16 @@ Four parts, each with a baseline from the same run:
 
 1. **reaction**: an in-process server (``tests/live.py``, SQLite in a temporary directory,
    ``local_runtime=False``) whose runtimes are replaced by ``FakeRuntime``, a recording
-   ``PodRuntime``: it stamps ``time.perf_counter()`` when ``create_pod`` is called and reports
+   ``PodRuntime``: it stamps ``time.perf_counter()`` when ``create_agent`` is called and reports
    every Pod ``Running``, but no agent ever registers, so a k8s pool with ``slots_per_pod=1``,
    ``min_replicas=0`` needs a new Pod for every queued task. N tasks are submitted one after the
    other and each one is timed from ``POST /api/v1/tasks`` (sent, and returned) to the controller's
-   ``create_pod`` call. The runtime is injected by replacing ``slotpool.api.app.build_runtimes``
+   ``create_agent`` call. The runtime is injected by replacing ``slotpool.api.app.build_runtimes``
    in this process while the server starts (the app factory has no other way in); the pool is
    written to the database before the server starts, so its worker exists from the start. Run
    with ``pod_sync_seconds=30`` (only the event wake-up can trigger the create) and with the
    default 1.0. Then a pool created through the API while the server runs gets one task, and the
-   time to its first ``create_pod`` is taken (the controller only starts a worker for a pool when
+   time to its first ``create_agent`` is taken (the controller only starts a worker for a pool when
    it lists the pools, every ``pod_sync_seconds``).
 2. **burst**: the test cluster of ``tests/k8s_env.py`` (etcd, kube-apiserver, scheduler,
    controller-manager, kwok, 3 fake 4-CPU Nodes of 110 Pods). ``controller`` rounds: a server with
@@ -71,7 +71,7 @@ import threading
 import time
 import tracemalloc
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -109,19 +109,26 @@ from slotpool.api import app as app_module
 from slotpool.api.app import build_services
 from slotpool.clock import utc_now
 from slotpool.controller.pool_controller import PoolController, RuntimeFailed, SyncReport
+from slotpool.domain.agent_spec import AgentSpec
 from slotpool.domain.config import PoolType, parse_config
 from slotpool.domain.manifest import (
-    CONFIG_HASH_ANNOTATION,
     POOL_LABEL,
     PodContext,
     build_pod_manifest,
+    pod_manifest,
     token_secret_name,
 )
 from slotpool.domain.pods import PodState
 from slotpool.domain.pools import Pool
 from slotpool.domain.tasks import TaskSubmit
 from slotpool.logs import configure_logging
-from slotpool.runtime.base import PodRuntime, RuntimePod, SecretOutcome
+from slotpool.runtime.base import (
+    Capability,
+    PodRuntime,
+    RuntimePod,
+    RuntimeRegistry,
+    SecretOutcome,
+)
 from slotpool.runtime.kubernetes import FIELD_MANAGER, KubernetesRuntime
 from slotpool.services.dispatch import Dispatcher
 from slotpool.services.tasks import TaskService, new_task_row
@@ -190,9 +197,10 @@ def ms_stats(values: Sequence[float]) -> str:
 
 class FakeRuntime:
     """A ``PodRuntime`` that keeps its Pods in memory, reports them all ``Running`` and records
-    when ``create_pod`` was called (``time.perf_counter()``, so other threads can compare)."""
+    when ``create_agent`` was called (``time.perf_counter()``, so other threads can compare)."""
 
     name = "fake"
+    capabilities = frozenset({Capability.dry_run})
 
     def __init__(self) -> None:
         self.pods_of: defaultdict[str, dict[str, RuntimePod]] = defaultdict(dict)
@@ -249,12 +257,11 @@ class FakeRuntime:
     async def delete_token(self, namespace: str, pool_id: str) -> None:
         self.tokens.pop(pool_id, None)
 
-    async def create_pod(self, manifest: Mapping[str, Any]) -> RuntimePod:
+    async def create_agent(self, spec: AgentSpec) -> RuntimePod:
         called = time.perf_counter()
-        meta = manifest["metadata"]
-        pool_id = meta["labels"][POOL_LABEL]
-        name = f"{meta['generateName']}{next(self._serial):05d}"
-        self.add(pool_id, name, meta["annotations"][CONFIG_HASH_ANNOTATION], datetime.now(UTC))
+        pool_id = spec.pool_id
+        name = f"{spec.name_prefix}{next(self._serial):05d}"
+        self.add(pool_id, name, spec.config_hash, datetime.now(UTC))
         with self._changed:
             self.created[pool_id].append(called)
             self._changed.notify_all()
@@ -264,19 +271,22 @@ class FakeRuntime:
         for pods in self.pods_of.values():
             pods.pop(name, None)
 
-    async def dry_run(self, manifest: Mapping[str, Any]) -> dict[str, Any] | None:
-        return dict(manifest)
+    async def dry_run(self, spec: AgentSpec) -> dict[str, Any]:
+        return pod_manifest(spec)
+
+    async def close(self) -> None:
+        return None
 
 
 def runtimes_replaced(
-    build: Callable[[Settings], dict[PoolType, PodRuntime]],
+    build: Callable[[Settings], RuntimeRegistry],
 ) -> contextlib.AbstractContextManager[Any]:
     """``create_app``'s lifespan calls ``build_runtimes(settings)``: replaced while it runs."""
     return mock.patch.object(app_module, "build_runtimes", build)
 
 
-def only_runtime(runtime: PodRuntime) -> dict[PoolType, PodRuntime]:
-    return {PoolType.k8s: runtime}
+def only_runtime(runtime: PodRuntime) -> RuntimeRegistry:
+    return RuntimeRegistry({PoolType.k8s: runtime})
 
 
 def server_settings(work: Path, **overrides: Any) -> Settings:
@@ -374,7 +384,7 @@ def created_more(fake: FakeRuntime, pool_id: str, before: int) -> bool:
 
 
 def new_pool_reaction(api: httpx.Client, fake: FakeRuntime, resync: float) -> float | None:
-    """A pool created while the server runs, one task at once: ms to its first ``create_pod``."""
+    """A pool created while the server runs, one task at once: ms to its first ``create_agent``."""
     body = {"name": "reaction-new", "pool_type": "k8s", "k8s_config": REACTION_CONFIG}
     response = api.post(POOLS, json=body)
     if response.status_code != 201:
@@ -491,9 +501,9 @@ class ServerLoop:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._original = app_module.build_runtimes
 
-    def build(self, settings: Settings) -> dict[PoolType, PodRuntime]:
+    def build(self, settings: Settings) -> RuntimeRegistry:
         self.loop = asyncio.get_running_loop()
-        return dict(self._original(settings))
+        return self._original(settings)
 
     def run(self, call: Callable[[], object]) -> None:
         """Run ``call`` in the server's thread and wait for it."""
@@ -1376,7 +1386,7 @@ async def resync_backend(
     try:
         settings = server_settings(work, database_url=url)
         fake = FakeRuntime()
-        services = build_services(store, settings, utc_now, {PoolType.k8s: fake})
+        services = build_services(store, settings, utc_now, only_runtime(fake))
         keeper = services.controller
         db = DbCpu(url)
         pools = await seed_pools(store, services, fake, args.pools, args.pods_per_pool)
@@ -1507,7 +1517,7 @@ def reaction_section(run: Run) -> list[str]:
         f"{args.warmups} unmeasured tasks, then {args.samples} tasks submitted one after the other "
         "(the next once the previous one's Pod was created). Every Pod reports `Running` but no "
         "agent registers, so each task needs a new Pod and the pool grows to "
-        f"{args.warmups + args.samples} Pods. Time from the POST to `create_pod` being called "
+        f"{args.warmups + args.samples} Pods. Time from the POST to `create_agent` being called "
         "(`time.perf_counter()` in the fake runtime; the server runs in a thread of this process). "
         "The runtime is injected by replacing `slotpool.api.app.build_runtimes` in the bench "
         "process while the server starts.",
@@ -1525,7 +1535,7 @@ def reaction_section(run: Run) -> list[str]:
             f"| {ms_stats(r.after_send_ms)} | |",
             f"| {r.resync:g} | (the POST itself) | {len(r.post_ms)} | {ms_stats(r.post_ms)} | |",
         ]
-    lines += ["", "As the pool grows (POST answered to `create_pod`, ms):", ""]
+    lines += ["", "As the pool grows (POST answered to `create_agent`, ms):", ""]
     lines += ["| `pod_sync_seconds` | Pods before the task | p50 ms | p90 ms | p99 ms | max ms |"]
     lines += ["|---:|---|---:|---:|---:|---:|"]
     for r in run.reactions:
@@ -1540,7 +1550,7 @@ def reaction_section(run: Run) -> list[str]:
         timeouts = f", {r.timeouts} samples timed out" if r.timeouts else ""
         lines.append(
             f"* `pod_sync_seconds={r.resync:g}`: a pool created through the API while the server "
-            f"runs, one task submitted at once: first `create_pod` after **{new}**{timeouts}. "
+            f"runs, one task submitted at once: first `create_agent` after **{new}**{timeouts}. "
             f"Other processes used {r.others_cpu:.1f} CPU-s during this part ({r.seconds:.0f} s)."
         )
     return [*lines, ""]
@@ -1885,7 +1895,7 @@ def goals_section(run: Run) -> list[str]:
             ok = "met" if p99 < GOALS["reaction_ms"] else "MISSED"
             lines.append(
                 f"| scale-up reaction, `pod_sync_seconds={r.resync:g}` (POST answered to "
-                f"`create_pod`) | under {GOALS['reaction_ms']:.0f} ms | p50 {p50:.1f} ms, "
+                f"`create_agent`) | under {GOALS['reaction_ms']:.0f} ms | p50 {p50:.1f} ms, "
                 f"p99 {p99:.1f} ms | {ok} |"
             )
     if run.burst is not None:
@@ -2071,7 +2081,8 @@ def main(argv: list[str] | None = None) -> int:
             reaction = run_reaction(resync, args.samples, args.warmups)
             run.reactions.append(reaction)
             print(
-                f"  POST answered -> create_pod: p50 {percent(reaction.after_return_ms, 50):.1f} ms"
+                "  POST answered -> create_agent: "
+                f"p50 {percent(reaction.after_return_ms, 50):.1f} ms"
                 f", p99 {percent(reaction.after_return_ms, 99):.1f} ms; new pool: "
                 f"{reaction.new_pool_ms} ms",
                 flush=True,

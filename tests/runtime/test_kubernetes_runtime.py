@@ -57,7 +57,7 @@ async def runtime(k8s: K8sTestEnv) -> AsyncIterator[KubernetesRuntime]:
     await runtime.ensure_namespace(NAMESPACE, labels=RESTRICTED)  # exists: fine
     await asyncio.to_thread(k8s.wait_for_service_account, NAMESPACE)
     yield runtime
-    await runtime.aclose()
+    await runtime.close()
     # Free the fake nodes' CPU for later tests; the namespace controller removes the Pods.
     await asyncio.to_thread(k8s.client.delete, f"/api/v1/namespaces/{NAMESPACE}")
 
@@ -299,7 +299,7 @@ async def test_a_watch_without_a_version_starts_with_the_current_pods_and_reopen
             assert isinstance(event, PodChange)
             assert event.pod.name == after.name
     finally:
-        await watching.aclose()
+        await watching.close()
     assert boundary.watches == 2
 
 
@@ -324,7 +324,7 @@ async def test_a_watch_that_is_too_old_lists_again_and_carries_on(
             later = await runtime.create_pod(manifest(pool_id))
             await next_event(events, change("ADDED", later.name))
     finally:
-        await expiring.aclose()
+        await expiring.close()
     assert boundary.watches == 2
 
 
@@ -347,8 +347,8 @@ async def test_the_rate_limit_spaces_every_call_even_concurrent_ones(
     try:
         fast, slow = await elapsed(unlimited), await elapsed(limited)
     finally:
-        await limited.aclose()
-        await unlimited.aclose()
+        await limited.close()
+        await unlimited.close()
     assert slow >= (calls - 1) / rate
     assert slow > fast
 
@@ -428,7 +428,7 @@ async def test_an_unreachable_or_silent_server_is_a_temporary_error(listening: b
             with pytest.raises(TemporaryRuntimeError) as failed:
                 await subject.list_pods(NAMESPACE, "pool-x")
         finally:
-            await subject.aclose()
+            await subject.close()
     assert failed.value.status is None
     assert ("timed out" in failed.value.message) is listening
 
@@ -462,5 +462,5 @@ async def test_prepare_makes_a_restricted_namespace_once_and_again_after_it_was_
         created = await subject.create_pod(pod)
         assert created.namespace == namespace
     finally:
-        await subject.aclose()
+        await subject.close()
         await asyncio.to_thread(k8s.client.delete, path)

@@ -28,7 +28,7 @@ from slotpool.api.deps import Services
 from slotpool.controller.pool_controller import PoolController
 from slotpool.domain.config import PoolConfig, PoolType, parse_config
 from slotpool.domain.manifest import POOL_LABEL
-from slotpool.runtime.base import PodWatcher
+from slotpool.runtime.base import PodWatcher, RuntimeRegistry
 from slotpool.runtime.kubernetes import KubernetesRuntime
 from slotpool.settings import Settings
 from slotpool.store.migrate import upgrade
@@ -65,7 +65,8 @@ class World:
         """A fresh set (as after a restart: nothing remembered in memory), with its own runtime."""
         runtime = KubernetesRuntime.from_kubeconfig(self.k8s.kubeconfig, requests_per_second=100.0)
         self.runtimes.append(runtime)
-        return build_services(self.store, self.settings, self.clock, {PoolType.k8s: runtime})
+        runtimes = RuntimeRegistry({PoolType.k8s: runtime})
+        return build_services(self.store, self.settings, self.clock, runtimes)
 
     def config(self, **values: Any) -> PoolConfig:
         raw = {"image": "ghcr.io/acme/agent:1.4", "namespace": self.namespace, **values}
@@ -102,7 +103,7 @@ async def world(k8s: K8sTestEnv, tmp_path: Path) -> AsyncIterator[World]:
         yield world
     finally:
         for runtime in world.runtimes:
-            await runtime.aclose()
+            await runtime.close()
         await world.store.close()
         with contextlib.suppress(Exception):
             await kube.delete(Namespace, world.namespace)

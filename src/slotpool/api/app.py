@@ -19,7 +19,7 @@ from slotpool.clock import utc_now
 from slotpool.controller.pool_controller import PoolController
 from slotpool.controller.sweeper import Sweeper, stop
 from slotpool.domain.config import PoolType
-from slotpool.runtime.base import PodRuntime
+from slotpool.runtime.base import RuntimeRegistry
 from slotpool.runtime.kubernetes import KubernetesRuntime
 from slotpool.runtime.local import LocalRuntime
 from slotpool.services.agents import AgentService
@@ -35,6 +35,12 @@ from slotpool.services.tokens import TokenService
 from slotpool.settings import Settings
 from slotpool.store.uow import Store
 
+LOCAL_OFF = "the local runtime is off in this server (SLOTPOOL_LOCAL_RUNTIME)"
+KUBERNETES_OFF = (
+    "no Kubernetes cluster is configured in this server: set SLOTPOOL_KUBECONFIG "
+    "(or SLOTPOOL_KUBERNETES_IN_CLUSTER=true) and restart"
+)
+
 
 def announce_admin_token(token: str) -> None:
     """Shown once: only its hash is kept."""
@@ -47,23 +53,32 @@ def announce_admin_token(token: str) -> None:
     )
 
 
-def build_runtimes(settings: Settings) -> dict[PoolType, PodRuntime]:
-    runtimes: dict[PoolType, PodRuntime] = {}
+def build_runtimes(settings: Settings) -> RuntimeRegistry:
+    """The runtime of each pool type the settings turn on; for the others, why there is none."""
+    runtimes = RuntimeRegistry()
     if settings.local_runtime:
-        runtimes[PoolType.local] = LocalRuntime(settings.data_dir / "local-runtime")
+        runtimes.add(PoolType.local, LocalRuntime(settings.data_dir / "local-runtime"))
+    else:
+        runtimes.off(PoolType.local, LOCAL_OFF)
     if settings.kubernetes_enabled:
-        runtimes[PoolType.k8s] = KubernetesRuntime.from_kubeconfig(
-            None if settings.kubernetes_in_cluster else settings.kubeconfig,
-            requests_per_second=settings.kube_requests_per_second,
-        )
+        runtimes.add(PoolType.k8s, kubernetes_runtime(settings))
+    else:
+        runtimes.off(PoolType.k8s, KUBERNETES_OFF)
     return runtimes
+
+
+def kubernetes_runtime(settings: Settings) -> KubernetesRuntime:
+    return KubernetesRuntime.from_kubeconfig(
+        None if settings.kubernetes_in_cluster else settings.kubeconfig,
+        requests_per_second=settings.kube_requests_per_second,
+    )
 
 
 def build_services(
     store: Store,
     settings: Settings,
     clock: Callable[[], datetime],
-    runtimes: dict[PoolType, PodRuntime] | None = None,
+    runtimes: RuntimeRegistry | None = None,
 ) -> Services:
     pools = PoolService(store, settings, clock)
     freeze = FreezeService(store, settings, clock)
@@ -88,7 +103,7 @@ def build_services(
         settings=settings,
         controller=PoolController(
             store=store,
-            runtimes=runtimes or {},
+            runtimes=RuntimeRegistry() if runtimes is None else runtimes,
             pools=pools,
             tokens=tokens,
             notifier=notifier,
@@ -132,9 +147,7 @@ def create_app(
         finally:
             for task in background:
                 await stop(task)
-            kubernetes = runtimes.get(PoolType.k8s)
-            if isinstance(kubernetes, KubernetesRuntime):
-                await kubernetes.aclose()
+            await runtimes.close_all()
             await store.close()
 
     app = FastAPI(

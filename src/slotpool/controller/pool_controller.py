@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,11 +34,11 @@ from typing import Any
 import structlog
 
 from slotpool.clock import Clock
-from slotpool.domain.config import PoolConfig, PoolType
+from slotpool.domain.agent_spec import AgentSpec, agent_spec
+from slotpool.domain.config import PoolConfig
 from slotpool.domain.errors import Issue
 from slotpool.domain.events import NewEvent, Outcome
 from slotpool.domain.freeze import FreezePolicy
-from slotpool.domain.manifest import build_pod_manifest
 from slotpool.domain.pods import Pod, PodState, SlotState, state_from_runtime
 from slotpool.domain.pools import Pool
 from slotpool.domain.scaling import (
@@ -53,7 +53,7 @@ from slotpool.domain.scaling import (
     RebuildPod,
     plan,
 )
-from slotpool.runtime.base import PodRuntime, PodWatcher, RuntimePod
+from slotpool.runtime.base import NoRuntime, PodRuntime, PodWatcher, RuntimePod, RuntimeRegistry
 from slotpool.runtime.errors import PermanentRuntimeError, RuntimeApiError
 from slotpool.services.errors import Conflict, Invalid, NotFound, RuntimeUnavailable, Unauthorized
 from slotpool.services.freeze import FreezeService
@@ -130,7 +130,7 @@ class PoolController:
         self,
         *,
         store: Store,
-        runtimes: Mapping[PoolType, PodRuntime],
+        runtimes: RuntimeRegistry,
         pools: PoolService,
         tokens: TokenService,
         notifier: Notifier,
@@ -138,7 +138,7 @@ class PoolController:
         clock: Clock,
     ) -> None:
         self._store = store
-        self._runtimes = dict(runtimes)
+        self._runtimes = runtimes
         self._pools = pools
         self._tokens = tokens
         self._notifier = notifier
@@ -155,19 +155,10 @@ class PoolController:
     # -- entry points ----------------------------------------------------------------------------
 
     def runtime_for(self, pool: Pool) -> PodRuntime:
-        if pool.pool_type is PoolType.static:
-            raise Conflict(
-                f"{pool.pool_id} is a static pool: its agents are started by hand, no Pods"
-            )
-        runtime = self._runtimes.get(pool.pool_type)
-        if runtime is None:
-            if pool.pool_type is PoolType.k8s:
-                raise Conflict(
-                    "no Kubernetes cluster is configured in this server: set "
-                    "SLOTPOOL_KUBECONFIG (or SLOTPOOL_KUBERNETES_IN_CLUSTER=true) and restart"
-                )
-            raise Conflict("the local runtime is off in this server (SLOTPOOL_LOCAL_RUNTIME)")
-        return runtime
+        try:
+            return self._runtimes.get(pool.pool_type, pool.pool_id)
+        except NoRuntime as exc:
+            raise Conflict(str(exc)) from None
 
     def can_run(self, pool: Pool) -> bool:
         """Whether this server runs the pool's pods (a runtime for its type, a config)."""
@@ -227,19 +218,19 @@ class PoolController:
                 raise RuntimeFailed("; ".join(report.failures), report)
             return report
 
-    async def dry_run(self, pool: Pool, manifest: Mapping[str, Any]) -> dict[str, Any]:
+    async def dry_run(self, pool: Pool, spec: AgentSpec) -> dict[str, Any]:
         """The Pod as the cluster would admit it; refusals are ``Invalid`` in its words."""
-        if pool.pool_type is not PoolType.k8s:
+        runtime = self._runtimes.dry_runner(pool.pool_type)
+        if runtime is None:
+            self.runtime_for(pool)  # no runtime at all: it says why (static, none configured)
             raise Conflict(f"a dry run needs a k8s pool; {pool.pool_id} is {pool.pool_type}")
-        runtime = self.runtime_for(pool)
         try:
-            admitted = await runtime.dry_run(manifest)
+            admitted = await runtime.dry_run(spec)
         except PermanentRuntimeError as exc:
             detail = Issue("k8s_config", f"the API server refused the Pod: {exc.message}")
             raise Invalid("the cluster refused the Pod (dry run)", [detail]) from exc
         except RuntimeApiError as exc:
             raise RuntimeUnavailable(f"the dry run could not reach a verdict: {exc}") from exc
-        assert admitted is not None  # the Kubernetes runtime always answers
         return admitted
 
     async def remove_pool(self, pool_id: str, *, force: bool) -> list[str]:
@@ -255,7 +246,7 @@ class PoolController:
                 "Pods are deleted and the tasks with the pool)"
             )
         deleted: list[str] = []
-        runtime = self._runtimes.get(pool.pool_type)
+        runtime = self._runtimes.find(pool.pool_type)
         config = pool.effective_config()
         async with self._locks[pool_id]:
             if runtime is not None and config is not None:
@@ -357,9 +348,9 @@ class PoolController:
         every managed pool), none for any other."""
         wanted: dict[tuple[str, str], PodWatcher] = {}
         for pool in managed:
-            runtime = self._runtimes.get(pool.pool_type)
+            runtime = self._runtimes.watcher(pool.pool_type)
             config = pool.effective_config()
-            if isinstance(runtime, PodWatcher) and config is not None:
+            if runtime is not None and config is not None:
                 namespace = self._pools.pod_context(pool).namespace_for(config)
                 wanted[(pool.pool_type.value, namespace)] = runtime
         for key, watcher in wanted.items():
@@ -785,11 +776,11 @@ class PoolController:
         created in one transaction, before this pass ends: the next pass counts them as coming.
         (If the process dies in between, the next pass adopts them from the runtime's list.)"""
         gate = asyncio.Semaphore(CREATE_CONCURRENCY)
-        context = self._pools.pod_context(pool)
+        spec = agent_spec(config, self._pools.pod_context(pool))
 
         async def one() -> RuntimePod:
             async with gate:
-                return await runtime.create_pod(build_pod_manifest(config, context))
+                return await runtime.create_agent(spec)
 
         results = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
         created = [r for r in results if isinstance(r, RuntimePod)]

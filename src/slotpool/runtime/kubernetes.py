@@ -33,15 +33,17 @@ from lightkube.models.core_v1 import ContainerStatus, PodStatus
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Namespace, Pod, Secret
 
+from slotpool.domain.agent_spec import AgentSpec
 from slotpool.domain.manifest import (
     CONFIG_HASH_ANNOTATION,
     MANAGED_BY,
     MANAGED_BY_LABEL,
     POOL_LABEL,
     TOKEN_SECRET_KEY,
+    pod_manifest,
     token_secret_name,
 )
-from slotpool.runtime.base import RuntimePod, SecretOutcome
+from slotpool.runtime.base import Capability, RuntimePod, SecretOutcome
 from slotpool.runtime.errors import PermanentRuntimeError, RuntimeApiError, runtime_error_from
 
 FIELD_MANAGER = "slotpool"
@@ -111,6 +113,7 @@ class KubernetesRuntime:
     """Pods, namespaces and token Secrets of slotpool's pools in one cluster."""
 
     name = "kubernetes"
+    capabilities = frozenset({Capability.watch, Capability.dry_run})
 
     def __init__(self, *, client: AsyncClient, requests_per_second: float) -> None:
         self._client = client
@@ -126,7 +129,7 @@ class KubernetesRuntime:
         client = AsyncClient(config, field_manager=FIELD_MANAGER)
         return cls(client=client, requests_per_second=requests_per_second)
 
-    async def aclose(self) -> None:
+    async def close(self) -> None:
         await self._client.close()
 
     # -- the one way out -----------------------------------------------------------------------
@@ -155,7 +158,8 @@ class KubernetesRuntime:
         await self._call_unless(409, lambda: self._client.create(namespace))
 
     async def create_pod(self, manifest: Mapping[str, Any]) -> RuntimePod:
-        """Create a Pod from the builder's manifest, in the manifest's namespace."""
+        """Create a Pod from a manifest, in the manifest's namespace (``create_agent`` builds
+        it with the one Pod builder; this is the request alone)."""
         pod = _pod_from_manifest(manifest)
         try:
             created = await self._call(lambda: self._client.create(pod))
@@ -278,10 +282,14 @@ class KubernetesRuntime:
     async def all_pods(self, namespace: str) -> list[RuntimePod]:
         return (await self.list_pods(namespace, None))[0]
 
-    async def dry_run(self, manifest: Mapping[str, Any]) -> dict[str, Any] | None:
-        """The Pod as the API server would admit it (validation, defaults, Pod Security and
-        other admission), with nothing created; a refusal raises ``PermanentRuntimeError``."""
-        pod = _pod_from_manifest(manifest)
+    async def create_agent(self, spec: AgentSpec) -> RuntimePod:
+        """The spec's Pod, built by the one Pod builder: the preview shows the same manifest."""
+        return await self.create_pod(pod_manifest(spec))
+
+    async def dry_run(self, spec: AgentSpec) -> dict[str, Any]:
+        """The spec's Pod as the API server would admit it (validation, defaults, Pod Security
+        and other admission), nothing created; a refusal raises ``PermanentRuntimeError``."""
+        pod = _pod_from_manifest(pod_manifest(spec))
         admitted = await self._call(lambda: self._client.create(pod, dry_run=True))
         return cast(dict[str, Any], admitted.to_dict())
 

@@ -1,11 +1,14 @@
 """The local runtime: a "pod" is an agent process on this host.
 
-It is started with exactly the environment the Pod builder puts into a Pod (same variable names;
-the Secret reference resolved from a file the runtime keeps like a Secret), in its own session
-so it outlives a control plane that is killed, and its output goes to a file. Each pod leaves a
-record (pid, pool, name) on disk, so a restarted control plane finds its pods again rather than
-trusting memory. Deleting a pod ends its whole process group: SIGTERM (the agent drains), then
-SIGKILL after the grace period.
+It is started from the domain's ``AgentSpec`` with the spec's environment, the one the Pod builder
+puts into a Pod (same variable names; the token's ``SecretRef`` resolved from a file the runtime
+keeps like a Secret, the agent's name its own), in its own session so it outlives a control plane
+that is killed, and its output goes to a file. What only a container has (image, command,
+resources, the Kubernetes part) means nothing here: the agent is this installation's.
+
+Each pod leaves a record (pid, pool, name) on disk, so a restarted control plane finds its pods
+again rather than trusting memory. Deleting a pod ends its whole process group: SIGTERM (the
+agent drains), then SIGKILL after the grace period.
 """
 
 from __future__ import annotations
@@ -24,8 +27,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from slotpool.domain.manifest import TOKEN_SECRET_KEY, token_secret_name
-from slotpool.runtime.base import FAILED, RUNNING, SUCCEEDED, RuntimePod, SecretOutcome
+from slotpool.domain.agent_spec import (
+    TOKEN_SECRET_KEY,
+    AgentNameRef,
+    AgentSpec,
+    EnvValue,
+    token_secret_name,
+)
+from slotpool.runtime.base import (
+    FAILED,
+    RUNNING,
+    SUCCEEDED,
+    Capability,
+    RuntimePod,
+    SecretOutcome,
+)
 
 NAME_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 POLL_SECONDS = 0.05
@@ -70,6 +86,7 @@ class LocalRuntime:
     """Implements ``slotpool.runtime.base.PodRuntime``; namespaces mean nothing here."""
 
     name = "local"
+    capabilities: frozenset[Capability] = frozenset()  # no watch (resyncs see it), no dry run
 
     def __init__(self, base_dir: Path) -> None:
         self._pods_dir = base_dir / "pods"
@@ -122,24 +139,22 @@ class LocalRuntime:
     async def all_pods(self, namespace: str) -> list[RuntimePod]:
         return [pod.as_runtime_pod() for pod in self.list_pods()]
 
-    async def create_pod(self, manifest: Mapping[str, Any]) -> RuntimePod:
-        return self.start_pod(manifest).as_runtime_pod()
+    async def create_agent(self, spec: AgentSpec) -> RuntimePod:
+        return self.start_agent(spec).as_runtime_pod()
 
     async def delete_pod(self, namespace: str, name: str) -> None:
         await self.stop_pod(name, grace_seconds=DELETE_GRACE_SECONDS)
 
-    async def dry_run(self, manifest: Mapping[str, Any]) -> dict[str, Any] | None:
-        return None  # no API server to ask: the builder's manifest is what runs
+    async def close(self) -> None:
+        return None  # nothing held open; the agents outlive the control plane on purpose
 
     # -- pods ----------------------------------------------------------------------------------
 
-    def start_pod(self, manifest: Mapping[str, Any]) -> LocalPod:
-        """Start the agent a Pod built from ``manifest`` would run."""
-        meta = manifest["metadata"]
-        name = meta["generateName"] + "".join(secrets.choice(NAME_ALPHABET) for _ in range(5))
-        pool_id = meta["labels"]["slotpool.io/pool-id"]
-        config_hash = meta["annotations"]["slotpool.io/config-hash"]
-        env = self._environment(manifest["spec"]["containers"][0]["env"], name)
+    def start_agent(self, spec: AgentSpec) -> LocalPod:
+        """Start the agent process ``spec`` describes, named like a Pod of its pool."""
+        name = spec.name_prefix + "".join(secrets.choice(NAME_ALPHABET) for _ in range(5))
+        pool_id, config_hash = spec.pool_id, spec.config_hash
+        env = self._environment(spec.environment, name)
         env["SLOTPOOL_WORK_DIR"] = str(self._work_dir / name)
         log_path = self._pods_dir / f"{name}.log"
         with log_path.open("ab") as log:
@@ -163,17 +178,15 @@ class LocalRuntime:
         (self._pods_dir / f"{name}.json").write_text(json.dumps(record))
         return LocalPod(name, pool_id, child.pid, config_hash, log_path, True, None, created)
 
-    def _environment(self, entries: list[dict[str, Any]], name: str) -> dict[str, str]:
+    def _environment(self, spec_env: Mapping[str, EnvValue], name: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SLOTPOOL_")}
-        for entry in entries:
-            if "value" in entry:
-                env[entry["name"]] = entry["value"]
-            elif "fieldRef" in entry["valueFrom"]:
-                env[entry["name"]] = name  # metadata.name: the only field the builder uses
+        for variable, value in spec_env.items():
+            if isinstance(value, str):
+                env[variable] = value
+            elif isinstance(value, AgentNameRef):
+                env[variable] = name
             else:
-                ref = entry["valueFrom"]["secretKeyRef"]
-                secret = self.read_secret(ref["name"]) or {}
-                env[entry["name"]] = secret.get(ref.get("key", TOKEN_SECRET_KEY), "")
+                env[variable] = (self.read_secret(value.secret) or {}).get(value.key, "")
         return env
 
     def list_pods(self, pool_id: str | None = None) -> list[LocalPod]:

@@ -8,10 +8,11 @@ from datetime import datetime
 from typing import Any
 
 from slotpool.clock import Clock
+from slotpool.domain.agent_spec import AgentSpec, PodContext, agent_spec, pod_config_hash
 from slotpool.domain.config import PoolConfig, PoolType, check_config, stored_form
 from slotpool.domain.errors import ConfigInvalid
 from slotpool.domain.freeze import FreezeSchedule
-from slotpool.domain.manifest import PodContext, build_pod_manifest, pod_config_hash
+from slotpool.domain.manifest import pod_manifest
 from slotpool.domain.pools import Pool
 from slotpool.services.errors import Conflict, Invalid, NotFound, PreconditionFailed
 from slotpool.services.ids import new_pool_id, new_schedule_id
@@ -23,8 +24,14 @@ from slotpool.store.uow import Store, UnitOfWork
 
 @dataclass(frozen=True)
 class Preview:
+    """The agent a config makes, and its Pod as the Kubernetes runtime would create it."""
+
+    spec: AgentSpec
     manifest: dict[str, Any]
-    config_hash: str
+
+    @property
+    def config_hash(self) -> str:
+        return self.spec.config_hash
 
 
 def invalid(exc: ConfigInvalid) -> Invalid:
@@ -172,8 +179,8 @@ class PoolService:
                 f"agent pool {pool_id} has no configuration yet: PUT /k8s-config first, "
                 "or POST a candidate configuration to /pod-preview"
             )
-        context = self.pod_context(pool)
-        return Preview(build_pod_manifest(config, context), pod_config_hash(config, context))
+        spec = agent_spec(config, self.pod_context(pool))
+        return Preview(spec=spec, manifest=pod_manifest(spec))
 
     @staticmethod
     def _checked(config: PoolConfig, pool_type: PoolType) -> PoolConfig:

@@ -104,7 +104,7 @@ DryRun = Annotated[
 async def checked(services: Services, pool_id: str, preview: Preview, dry_run: bool) -> Preview:
     if dry_run:
         pool = await services.pools.get(pool_id)
-        await services.controller.dry_run(pool, preview.manifest)
+        await services.controller.dry_run(pool, preview.spec)
     return preview
 
 

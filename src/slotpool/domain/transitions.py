@@ -255,7 +255,8 @@ def reservation_expired(task: Task, *, now: datetime) -> TaskChange:
 def agent_gone(task: Task, *, reason: str, now: datetime) -> TaskChange:
     """The task's agent is gone (silent, its Pod ended or vanished): running or awaiting, the
     task is lost (never rerun: a step may have had effects) and its slot freed."""
-    return TaskChange(
+    freed = _slot(task, SlotState.idle)
+    lost = TaskChange(
         task.id,
         Cause.lost,
         from_statuses=HOLDING,
@@ -263,8 +264,13 @@ def agent_gone(task: Task, *, reason: str, now: datetime) -> TaskChange:
         now=now,
         reason=reason,
         finished_at=now,
-        slot=_slot(task, SlotState.idle),
+        slot=freed,
     )
+    if freed is None:
+        # Read before it had a slot (a first step awaiting approval): it may have been approved
+        # and started since, so only while it is still as read.
+        return replace(lost, from_statuses=frozenset({task.status}), at_step=task.current_step)
+    return lost
 
 
 def step_gone(task: Task, *, agent: str, now: datetime) -> TaskChange:

@@ -16,9 +16,13 @@ from slotpool.domain.config import PoolType
 from slotpool.domain.pods import Pod, PodState, SlotState
 from slotpool.domain.tasks import StepStatus, Task, TaskStatus, TaskSubmit
 from slotpool.domain.transitions import StepReport
+from slotpool.services.dispatch import Dispatcher
+from slotpool.services.errors import Conflict
 from slotpool.services.lifecycle import retire_pod
 from slotpool.services.notify import Notifier
-from slotpool.services.tasks import new_task_row
+from slotpool.services.pools import PoolService
+from slotpool.services.tasks import TaskService, new_task_row
+from slotpool.settings import Settings
 from slotpool.store.migrate import upgrade
 from slotpool.store.pools import NewPool
 from slotpool.store.uow import Store
@@ -219,3 +223,67 @@ async def test_retiring_a_pod_loses_its_tasks_and_frees_their_slots(store: Store
         retired = await uow.pods.get(pod.id)
     assert retired is not None
     assert retired.state is PodState.failed
+
+
+def later() -> datetime:
+    return LATER
+
+
+def task_service(store: Store, database_url: str) -> TaskService:
+    settings = Settings.model_validate({"database_url": database_url, "local_runtime": False})
+    dispatcher = Dispatcher(store, PoolService(store, settings, later), Notifier(), later)
+    return TaskService(store, dispatcher, Notifier(), later)
+
+
+async def test_a_cancel_racing_a_start_asks_the_started_task_to_stop(
+    database_url: str, store: Store, pod: Pod
+) -> None:
+    """The cancel reads the task queued while a dispatcher is starting it: its write waits for
+    the start, finds the task no longer queued, and cancels it as it now is (running: the agent
+    is asked to stop), instead of ending a task that runs in a slot."""
+    if database_url.startswith("sqlite"):
+        pytest.skip(
+            "SQLite has one writer at a time: no start comes between a cancel's read and write"
+        )
+    task = await queued(store)
+    other = Store(database_url)
+    cancels = task_service(other, database_url)
+    try:
+        async with store.unit_of_work() as uow:  # the dispatcher's start, not committed yet
+            assert await uow.pods.take_slot(pod.id, 0, task_id=task.id, now=NOW)
+            assert await uow.tasks.start(task.id, pod_id=pod.id, pod_name="p", slot=0, now=NOW)
+            cancelling = asyncio.create_task(cancels.cancel(task.id, by="bob"))
+            await asyncio.sleep(0.5)
+            assert not cancelling.done(), "the cancel did not wait for the start"
+        answered = await cancelling
+    finally:
+        await other.close()
+    assert (answered.status, answered.cancel_requested) == (TaskStatus.running, True)
+    assert (await slots(store, pod))[0] == (SlotState.busy, task.id)
+
+
+async def test_an_approval_racing_the_expiry_is_refused_and_takes_no_slot(
+    database_url: str, store: Store, pod: Pod
+) -> None:
+    """The approval reads the task awaiting while the sweeper expires it: its write waits for
+    the expiry, finds the task no longer awaiting and is refused; the freed slot stays free."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite has one writer at a time: no expiry comes between a read and a write")
+    task = await running(store, pod, 0, PLAN_APPLY)
+    assert await apply(store, ended(task))
+    waiting = await read(store, task.id)
+    other = Store(database_url)
+    try:
+        async with store.unit_of_work() as uow:  # the sweeper's expiry, not committed yet
+            assert await uow.tasks.apply(transitions.reservation_expired(waiting, now=LATER))
+            approving = asyncio.create_task(
+                task_service(other, database_url).approve(task.id, by="c")
+            )
+            await asyncio.sleep(0.5)
+            assert not approving.done(), "the approval did not wait for the expiry"
+        with pytest.raises(Conflict, match="is expired, not awaiting_approval"):
+            await approving
+    finally:
+        await other.close()
+    assert (await read(store, task.id)).status is TaskStatus.expired
+    assert (await slots(store, pod))[0] == (SlotState.idle, None)

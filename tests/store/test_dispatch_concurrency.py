@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from slotpool.domain import transitions
 from slotpool.domain.config import PoolConfig, PoolType
 from slotpool.domain.pods import SlotState
 from slotpool.domain.pools import Pool
-from slotpool.domain.tasks import TaskStatus, TaskSubmit
+from slotpool.domain.tasks import StepStatus, TaskStatus, TaskSubmit
+from slotpool.domain.transitions import StepReport
 from slotpool.services.dispatch import Dispatcher
 from slotpool.services.notify import Notifier
 from slotpool.services.pools import PoolService
@@ -105,15 +107,20 @@ async def test_a_pod_is_never_drained_and_given_a_task_at_once(database_url: str
     settings = settings_of(database_url)
     stores = [Store(database_url), Store(database_url)]
     try:
-        _, pool = await static_pool(stores[0], settings, "drain", slots=2)
+        pools, pool = await static_pool(stores[0], settings, "drain", slots=2)
         async with stores[0].unit_of_work() as uow:
             pod = await uow.pods.register(
                 pool_id=pool.pool_id, name="p", slots=2, version="t", config_hash=None, now=NOW
             )
+        quiet = Dispatcher(stores[0], pools, Notifier(), clock)
+        quiet.dispatch = _never  # type: ignore[method-assign]
+        body = TaskSubmit.model_validate({"pool_id": pool.pool_id, "command": "true"})
+        first = await TaskService(stores[0], quiet, Notifier(), clock).submit(body, by="test")
 
         # A slot is being taken: the drain waits for that transaction, then refuses.
         async with stores[0].unit_of_work() as uow:
-            assert await uow.pods.take_slot(pod.id, 0, task_id="task-1", now=NOW)
+            assert await uow.pods.take_slot(pod.id, 0, task_id=first.id, now=NOW)
+            assert await uow.tasks.start(first.id, pod_id=pod.id, pod_name="p", slot=0, now=NOW)
             drain = asyncio.create_task(_drain(stores[1], pod.id))
             await asyncio.sleep(0.5)
             assert not drain.done(), "the drain did not wait for the open take"
@@ -122,7 +129,11 @@ async def test_a_pod_is_never_drained_and_given_a_task_at_once(database_url: str
             found = await uow.pods.get(pod.id)
             assert found is not None
             assert found.state.value == "ready"
-            await uow.pods.set_slot(pod.id, 0, state=SlotState.idle, task_id=None, now=NOW)
+            running = await uow.tasks.get(first.id)
+            assert running is not None
+            report = StepReport(0, StepStatus.succeeded, exit_code=0, message="")
+            ended = transitions.step_ended(running, report, reservation_ttl=timedelta(), now=NOW)
+            assert await uow.tasks.apply(ended)  # the task ends, its slot is idle again
 
         # The pod is being drained: a take waits for that transaction, then refuses.
         async with stores[0].unit_of_work() as uow:
@@ -194,7 +205,7 @@ async def test_explaining_the_queue_never_waits_for_a_task_being_started(
         held, other = [await submitter.submit(body, by="test") for _ in range(2)]
         async with stores[0].unit_of_work() as holding:
             # The dispatcher's write to the first task, not committed yet.
-            assert await holding.tasks.update(held.id, reason="", updated_at=NOW)
+            assert await holding.tasks.start(held.id, pod_id=1, pod_name="p", slot=0, now=NOW)
 
             async def explain() -> None:
                 async with stores[1].unit_of_work() as uow:

@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 import structlog
 
 from slotpool.clock import Clock
-from slotpool.domain.pods import PodState, SlotState
-from slotpool.domain.tasks import TaskStatus
+from slotpool.domain import transitions
+from slotpool.domain.pods import PodState
 from slotpool.services.dispatch import Dispatcher
 from slotpool.services.lifecycle import retire_pod
 from slotpool.services.notify import Notifier
@@ -73,18 +73,7 @@ class Sweeper:
     async def _expire_reservations(self, now: datetime) -> None:
         async with self._store.unit_of_work() as uow:
             for task in await uow.tasks.reservations_expired(now=now):
-                if task.pod_id is not None and task.slot_index is not None:
-                    await uow.pods.set_slot(
-                        task.pod_id, task.slot_index, state=SlotState.idle, task_id=None, now=now
-                    )
-                await uow.tasks.update(
-                    task.id,
-                    expect=TaskStatus.awaiting_approval,
-                    status=TaskStatus.expired.value,
-                    reason="no approval before the reservation expired; the slot was freed",
-                    finished_at=now,
-                    updated_at=now,
-                )
+                await uow.tasks.apply(transitions.reservation_expired(task, now=now))
                 self._wake(task.id, task.pod_id)
 
     async def _lose_silent_agents(self, now: datetime) -> None:

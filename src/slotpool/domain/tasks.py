@@ -1,7 +1,8 @@
 """Tasks: what a submitter may ask for and the lifecycle of its steps.
 
 Pure rules, so the dispatcher and the agent protocol can be reasoned about (and tested) without
-a database: the step transition after a result, and the slot a task is placed in.
+a database: what follows a step's result (``after_step``). The changes a task's record goes
+through, and what each does to its slot, are built on it in ``transitions.py``.
 """
 
 from __future__ import annotations

@@ -13,10 +13,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from slotpool.clock import Clock
+from slotpool.domain import transitions
 from slotpool.domain.config import PoolConfig
 from slotpool.domain.errors import Issue
 from slotpool.domain.pods import Pod, SlotState
-from slotpool.domain.tasks import Next, StepStatus, Task, TaskStatus, after_step
+from slotpool.domain.tasks import Next, StepStatus, Task, TaskStatus
+from slotpool.domain.transitions import Cause, StepReport, TaskChange
 from slotpool.services.dispatch import Dispatcher
 from slotpool.services.errors import Conflict, Invalid, NotFound
 from slotpool.services.notify import Notifier
@@ -128,12 +130,7 @@ class AgentService:
         for task in await uow.tasks.on_pod(pod.id, [TaskStatus.running]):
             if task.step_started_at is None or (task.id, task.current_step) in still:
                 continue
-            await self._lose(
-                uow,
-                task,
-                reason=f"agent {pod.name} re-registered without step {task.current_step}",
-                now=now,
-            )
+            await self._lose(uow, transitions.step_gone(task, agent=pod.name, now=now))
 
     async def heartbeat(
         self, identity: AgentIdentity, pool_id: str, name: str, *, draining: bool
@@ -196,7 +193,7 @@ class AgentService:
                             assignment(task, new_workdir=task.current_step == 0)
                         )
                     if task.step_started_at is None:
-                        await uow.tasks.update(task.id, step_started_at=now, updated_at=now)
+                        await uow.tasks.apply(transitions.delivered(task, now=now))
                 elif slot.index in reserved_slots and slot.state is SlotState.idle:
                     last = await uow.tasks.last_on_slot(pod.id, slot.index)
                     if last is not None and last.final:
@@ -235,65 +232,34 @@ class AgentService:
             if task.current_step != step_index or task.status is not TaskStatus.running:
                 # Reported before (a retry after a lost answer): answer from the task's state.
                 return self._answer_from_state(task, step_index)
-            result = {
-                "step_index": step_index,
-                "status": status.value,
-                "exit_code": exit_code,
-                "message": message,
-                "started_at": task.step_started_at.isoformat() if task.step_started_at else None,
-                "finished_at": now.isoformat(),
-            }
-            results: list[dict[str, Any]] = [*task.results, result]
-            move = after_step(
-                task.steps,
-                index=step_index,
-                outcome=status,
-                cancel_requested=task.cancel_requested,
-            )
-            answer = await self._apply(uow, task, move.next, move.status, results, now=now)
+            report = StepReport(step_index, status, exit_code=exit_code, message=message)
+            hold = await self._hold_for_approval(uow, task, report)
+            change = transitions.step_ended(task, report, reservation_ttl=hold, now=now)
+            answer = await self._apply(uow, task, change)
         self._after(task, answer)
         return answer
 
-    async def _apply(
-        self,
-        uow: UnitOfWork,
-        task: Task,
-        next_: Next,
-        status: TaskStatus,
-        results: list[dict[str, Any]],
-        *,
-        now: datetime,
-    ) -> ResultAnswer:
-        assert task.pod_id is not None
-        assert task.slot_index is not None
-        common: dict[str, Any] = {"results": results, "updated_at": now, "status": status.value}
-        if next_ is Next.continue_:
-            step = task.current_step + 1
-            await uow.tasks.update(task.id, current_step=step, step_started_at=now, **common)
+    @staticmethod
+    async def _hold_for_approval(uow: UnitOfWork, task: Task, report: StepReport) -> timedelta:
+        """How long the slot is kept if the next step waits for approval: the pool's setting,
+        read only then."""
+        if transitions.next_move(task, report).next is not Next.await_approval:
+            return timedelta(0)
+        pool = await require_pool(uow, task.pool_id)
+        return timedelta(seconds=(pool.config or PoolConfig()).reservation_ttl_seconds)
+
+    async def _apply(self, uow: UnitOfWork, task: Task, change: TaskChange) -> ResultAnswer:
+        if not await uow.tasks.apply(change):
+            # The task moved on since it was read (the same report racing itself after a lost
+            # answer, or its agent declared gone): answer from where it went.
+            return self._answer_from_state(await require_task(uow, task.id), task.current_step)
+        if change.cause is Cause.continued:
             following = await require_task(uow, task.id)
             return ResultAnswer(
                 next=assignment(following, new_workdir=False), reserve=False, release=False
             )
-        if next_ is Next.await_approval:
-            pool = await require_pool(uow, task.pool_id)
-            ttl = (pool.config or PoolConfig()).reservation_ttl_seconds
-            await uow.pods.set_slot(
-                task.pod_id, task.slot_index, state=SlotState.reserved, task_id=task.id, now=now
-            )
-            await uow.tasks.update(
-                task.id,
-                current_step=task.current_step + 1,
-                reserved_until=now + timedelta(seconds=ttl),
-                # Counted from 1, as people (and the UI) count steps.
-                reason=f"waits for approval of step {task.current_step + 2}",
-                **common,
-            )
+        if change.cause is Cause.awaits_approval:
             return ResultAnswer(next=None, reserve=True, release=False)
-        await uow.pods.set_slot(
-            task.pod_id, task.slot_index, state=SlotState.idle, task_id=None, now=now
-        )
-        reason = "cancelled on request" if status is TaskStatus.cancelled else ""
-        await uow.tasks.update(task.id, finished_at=now, reason=reason, **common)
         return ResultAnswer(next=None, reserve=False, release=True)
 
     def _after(self, task: Task, answer: ResultAnswer) -> None:
@@ -312,15 +278,9 @@ class AgentService:
             return ResultAnswer(next=None, reserve=True, release=False)
         return ResultAnswer(next=None, reserve=False, release=task.final)
 
-    async def _lose(self, uow: UnitOfWork, task: Task, *, reason: str, now: datetime) -> None:
-        if task.pod_id is not None and task.slot_index is not None:
-            await uow.pods.set_slot(
-                task.pod_id, task.slot_index, state=SlotState.idle, task_id=None, now=now
-            )
-        await uow.tasks.update(
-            task.id, status=TaskStatus.lost.value, reason=reason, finished_at=now, updated_at=now
-        )
-        self._notifier.wake(("task", task.id))
+    async def _lose(self, uow: UnitOfWork, change: TaskChange) -> None:
+        await uow.tasks.apply(change)
+        self._notifier.wake(("task", change.task_id))
 
     async def _pod(self, uow: UnitOfWork, pool_id: str, name: str) -> Pod:
         pod = await uow.pods.find(pool_id, name)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from slotpool.domain import transitions
 from slotpool.domain.pods import Pod, PodState
-from slotpool.domain.tasks import TaskStatus
 from slotpool.services.notify import Notifier
 from slotpool.store.uow import UnitOfWork
 
@@ -14,15 +14,15 @@ from slotpool.store.uow import UnitOfWork
 async def retire_pod(
     uow: UnitOfWork, pod: Pod, *, reason: str, now: datetime, notifier: Notifier
 ) -> list[str]:
-    """Mark the pod failed, free its slots, and make its running and reserved tasks ``lost``
-    with the reason (they are not rerun). Returns the ids of the tasks lost."""
+    """Mark the pod failed, and make its running and reserved tasks ``lost`` with the reason
+    (they are not rerun), which frees their slots. Returns the ids of the tasks lost.
+
+    The pod is written first: from then on no task is given to it (``take_slot`` wants it
+    ``ready``), so the tasks read after it are all the tasks it holds."""
     await uow.pods.set_state(pod.id, PodState.failed, reason=reason, now=now)
-    await uow.pods.free_slots_of(pod.id, now=now)
     lost = []
-    for task in await uow.tasks.on_pod(pod.id, [TaskStatus.running, TaskStatus.awaiting_approval]):
-        await uow.tasks.update(
-            task.id, status=TaskStatus.lost.value, reason=reason, finished_at=now, updated_at=now
-        )
+    for task in await uow.tasks.on_pod(pod.id, sorted(transitions.HOLDING)):
+        if await uow.tasks.apply(transitions.agent_gone(task, reason=reason, now=now)):
+            lost.append(task.id)
         notifier.wake(("task", task.id))
-        lost.append(task.id)
     return lost

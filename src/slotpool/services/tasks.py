@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 
 from slotpool.clock import Clock
+from slotpool.domain import transitions
 from slotpool.domain.errors import Issue
-from slotpool.domain.pods import SlotState
 from slotpool.domain.tasks import FINAL, Task, TaskStatus, TaskSubmit
 from slotpool.services.dispatch import Dispatcher
 from slotpool.services.errors import Conflict, Invalid, NotFound
@@ -17,6 +17,7 @@ from slotpool.store.models import TaskRow
 from slotpool.store.uow import Store, UnitOfWork
 
 LOG_PAGE = 1000
+CANCEL_ATTEMPTS = 3
 
 
 async def require_task(uow: UnitOfWork, task_id: str) -> Task:
@@ -104,31 +105,10 @@ class TaskService:
         now = self._clock()
         async with self._store.unit_of_work() as uow:
             task = await require_task(uow, task_id)
-            if task.status is not TaskStatus.awaiting_approval:
-                raise Conflict(f"task {task_id} is {task.status}, not awaiting_approval")
-            results = [*task.results, {"approved_by": by, "approved_at": now.isoformat()}]
-            if task.pod_id is None or task.slot_index is None:
-                await uow.tasks.update(
-                    task_id,
-                    status=TaskStatus.queued.value,
-                    reason="",
-                    results=results,
-                    updated_at=now,
-                )
-            else:
-                await uow.pods.set_slot(
-                    task.pod_id, task.slot_index, state=SlotState.busy, task_id=task_id, now=now
-                )
-                await uow.tasks.update(
-                    task_id,
-                    expect=TaskStatus.awaiting_approval,
-                    status=TaskStatus.running.value,
-                    reason="",
-                    results=results,
-                    reserved_until=None,
-                    step_started_at=None,
-                    updated_at=now,
-                )
+            change = transitions.approve(task, by=by, now=now)
+            if change is None or not await uow.tasks.apply(change):
+                current = await require_task(uow, task_id)  # it may have moved on since read
+                raise Conflict(f"task {task_id} is {current.status}, not awaiting_approval")
         if task.pod_id is None:
             await self._dispatcher.dispatch(task.pool_id)
         else:
@@ -138,31 +118,22 @@ class TaskService:
     async def cancel(self, task_id: str, *, by: str) -> Task:
         now = self._clock()
         async with self._store.unit_of_work() as uow:
-            task = await require_task(uow, task_id)
-            if task.final:
-                raise Conflict(f"task {task_id} has already ended: {task.status}")
-            if task.status is TaskStatus.running:
-                # The agent stops the step (SIGTERM, then SIGKILL) and reports it cancelled.
-                await uow.tasks.update(task_id, cancel_requested=True, updated_at=now)
-            else:
-                await self._end_now(uow, task, reason=f"cancelled by {by}", now=now)
+            task = await self._cancel(uow, task_id, by=by, now=now)
         if task.pod_id is not None:
             self._notifier.wake(("pod", task.pod_id))
         self._notifier.wake(("task", task_id))
         return await self.get(task_id)
 
     @staticmethod
-    async def _end_now(uow: UnitOfWork, task: Task, *, reason: str, now: datetime) -> None:
-        if task.pod_id is not None and task.slot_index is not None:
-            await uow.pods.set_slot(
-                task.pod_id, task.slot_index, state=SlotState.idle, task_id=None, now=now
-            )
-        await uow.tasks.update(
-            task.id,
-            status=TaskStatus.cancelled.value,
-            reason=reason,
-            cancel_requested=True,
-            finished_at=now,
-            reserved_until=None,
-            updated_at=now,
-        )
+    async def _cancel(uow: UnitOfWork, task_id: str, *, by: str, now: datetime) -> Task:
+        """Cancel the task as it is when written; returns it as it was cancelled. One read a
+        moment before may have moved on meanwhile (started, approved): then the cancel fitting
+        its new status is applied."""
+        for _ in range(CANCEL_ATTEMPTS):
+            task = await require_task(uow, task_id)
+            change = transitions.cancel(task, by=by, now=now)
+            if change is None:
+                raise Conflict(f"task {task_id} has already ended: {task.status}")
+            if await uow.tasks.apply(change):
+                return task
+        raise Conflict(f"task {task_id} kept changing while being cancelled: try again")

@@ -4,7 +4,8 @@ conditional UPDATEs that make a slot take and a drain exclusive.
 A slot is taken with ``WHERE state = 'idle'`` on a pod written first (and so locked) with
 ``WHERE state = 'ready'``; ``drain_if_idle`` writes the same pod row first. The row count says who
 won, so no slot is given twice and no Pod is drained while a task is given to it, however many
-requests or processes race, on SQLite and PostgreSQL alike.
+requests or processes race, on SQLite and PostgreSQL alike. Once taken, a slot changes only
+with its task (reserved, busy again, freed), through ``TaskRepository.apply``.
 """
 
 from __future__ import annotations
@@ -293,19 +294,3 @@ class PodRepository:
             )
             return False
         return True
-
-    async def set_slot(
-        self, pod_id: int, index: int, *, state: SlotState, task_id: str | None, now: datetime
-    ) -> None:
-        await self._session.execute(
-            update(SlotRow)
-            .where(SlotRow.pod_id == pod_id, SlotRow.slot_index == index)
-            .values(state=state.value, task_id=task_id, since=now)
-        )
-
-    async def free_slots_of(self, pod_id: int, *, now: datetime) -> None:
-        await self._session.execute(
-            update(SlotRow)
-            .where(SlotRow.pod_id == pod_id)
-            .values(state=SlotState.idle.value, task_id=None, since=now)
-        )

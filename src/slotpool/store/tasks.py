@@ -1,5 +1,7 @@
 """Tasks and their logs: the queue, starts taken with ``WHERE status = 'queued'`` (the row count
-says who won, so no task is started twice), and the log chunks agents ship.
+says who won, so no task is started twice), every later change of a task through ``apply`` (the
+gate: a transition of ``domain.transitions`` written conditionally, with the slot it frees,
+reserves or takes), and the log chunks agents ship.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from typing import Any
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from slotpool.domain.pods import SlotState
 from slotpool.domain.tasks import StepSpec, Task, TaskStatus
+from slotpool.domain.transitions import SlotChange, TaskChange
 from slotpool.store.dialect import insert_ignoring_duplicates, rowcount
-from slotpool.store.models import TaskLogRow, TaskRow
+from slotpool.store.models import SlotRow, TaskLogRow, TaskRow
 
 
 def _task(row: TaskRow) -> Task:
@@ -40,6 +44,13 @@ def _task(row: TaskRow) -> Task:
         reserved_until=row.reserved_until,
         updated_at=row.updated_at,
     )
+
+
+def _columns(change: TaskChange) -> dict[str, Any]:
+    columns: dict[str, Any] = {"status": change.to.value, "updated_at": change.now}
+    for name, value in change.sets().items():
+        columns[name] = list(value) if name == "results" else value  # a JSON array
+    return columns
 
 
 class TaskRepository:
@@ -155,14 +166,41 @@ class TaskRepository:
         )
         return rowcount(result) == 1
 
-    async def update(
-        self, task_id: str, *, expect: TaskStatus | None = None, **values: Any
-    ) -> bool:
-        statement = update(TaskRow).where(TaskRow.id == task_id)
-        if expect is not None:
-            statement = statement.where(TaskRow.status == expect.value)
-        result = await self._session.execute(statement.values(**values))
-        return rowcount(result) == 1
+    async def apply(self, change: TaskChange) -> bool:
+        """Apply a transition if the task is still where it was computed from (its statuses, and
+        its step if the change names one); only then change the slot, and only if this task
+        still holds it. Returns whether the task was written.
+
+        The task row is written first, so two transitions of one task are applied one after the
+        other (the second waits for the first to commit, then finds its condition gone); the slot
+        row is written second, as the task's own, so a slot given to another task is never
+        freed or taken by a stale transition."""
+        statement = update(TaskRow).where(
+            TaskRow.id == change.task_id,
+            TaskRow.status.in_([s.value for s in change.from_statuses]),
+        )
+        if change.at_step is not None:
+            statement = statement.where(TaskRow.current_step == change.at_step)
+        result = await self._session.execute(statement.values(**_columns(change)))
+        if rowcount(result) != 1:
+            return False
+        if change.slot is not None:
+            await self._move_slot(change.task_id, change.slot, now=change.now)
+        return True
+
+    async def _move_slot(self, task_id: str, slot: SlotChange, *, now: datetime) -> None:
+        values: dict[str, Any] = {"state": slot.to.value, "since": now}
+        if slot.to is SlotState.idle:
+            values["task_id"] = None
+        await self._session.execute(
+            update(SlotRow)
+            .where(
+                SlotRow.pod_id == slot.pod_id,
+                SlotRow.slot_index == slot.index,
+                SlotRow.task_id == task_id,
+            )
+            .values(**values)
+        )
 
     async def on_pod(self, pod_id: int, statuses: Sequence[TaskStatus]) -> list[Task]:
         rows = await self._session.scalars(

@@ -60,13 +60,13 @@ async def test_racing_dispatchers_never_double_book(database_url: str) -> None:
                     pool_id=pool.pool_id, name=name, slots=4, version="t", config_hash=None, now=NOW
                 )
         # Queue the tasks without dispatching them, then let six dispatchers loose at once.
-        quiet = Dispatcher(stores[0], pools, Notifier(), clock)
+        quiet = Dispatcher(stores[0], pools, clock)
         quiet.dispatch = _never  # type: ignore[method-assign]
         submitter = TaskService(stores[0], quiet, Notifier(), clock)
         body = TaskSubmit.model_validate({"pool_id": pool.pool_id, "command": "true"})
         for _ in range(30):
             await submitter.submit(body, by="test")
-        racers = [Dispatcher(s, PoolService(s, settings, clock), Notifier(), clock) for s in stores]
+        racers = [Dispatcher(s, PoolService(s, settings, clock), clock) for s in stores]
         started = await asyncio.gather(*(r.dispatch(pool.pool_id) for r in racers))
         async with stores[0].unit_of_work() as uow:
             pods = await uow.pods.of_pool(pool.pool_id)
@@ -112,7 +112,7 @@ async def test_a_pod_is_never_drained_and_given_a_task_at_once(database_url: str
             pod = await uow.pods.register(
                 pool_id=pool.pool_id, name="p", slots=2, version="t", config_hash=None, now=NOW
             )
-        quiet = Dispatcher(stores[0], pools, Notifier(), clock)
+        quiet = Dispatcher(stores[0], pools, clock)
         quiet.dispatch = _never  # type: ignore[method-assign]
         body = TaskSubmit.model_validate({"pool_id": pool.pool_id, "command": "true"})
         first = await TaskService(stores[0], quiet, Notifier(), clock).submit(body, by="test")
@@ -165,12 +165,12 @@ async def test_a_dispatch_cancelled_while_waiting_does_not_stop_later_ones(
             await uow.pods.register(
                 pool_id=pool.pool_id, name="a", slots=2, version="t", config_hash=None, now=NOW
             )
-        quiet = Dispatcher(store, pools, Notifier(), clock)
+        quiet = Dispatcher(store, pools, clock)
         quiet.dispatch = _never  # type: ignore[method-assign]
         body = TaskSubmit.model_validate({"pool_id": pool.pool_id, "command": "true"})
         await TaskService(store, quiet, Notifier(), clock).submit(body, by="test")
 
-        dispatcher = Dispatcher(store, pools, Notifier(), clock)
+        dispatcher = Dispatcher(store, pools, clock)
         lock = dispatcher._locks[pool.pool_id]
         await lock.acquire()  # a dispatch in progress
         waiting = asyncio.create_task(dispatcher.dispatch(pool.pool_id))
@@ -198,7 +198,7 @@ async def test_explaining_the_queue_never_waits_for_a_task_being_started(
     stores = [Store(database_url), Store(database_url)]
     try:
         _, pool = await static_pool(stores[0], settings, "explain", slots=1)
-        quiet = Dispatcher(stores[0], PoolService(stores[0], settings, clock), Notifier(), clock)
+        quiet = Dispatcher(stores[0], PoolService(stores[0], settings, clock), clock)
         quiet.dispatch = _never  # type: ignore[method-assign]
         body = TaskSubmit.model_validate({"pool_id": pool.pool_id, "command": "true"})
         submitter = TaskService(stores[0], quiet, Notifier(), clock)

@@ -209,7 +209,7 @@ async def test_retiring_a_pod_loses_its_tasks_and_frees_their_slots(store: Store
     assert await apply(store, ended(reserved))
     async with store.unit_of_work() as uow:
         why = "agent-1 went silent"
-        lost = await retire_pod(uow, pod, reason=why, now=LATER, notifier=Notifier())
+        lost = await retire_pod(uow, pod, reason=why, now=LATER)
     assert sorted(lost) == sorted([busy.id, reserved.id])
     for task_id in lost:
         gone = await read(store, task_id)
@@ -231,7 +231,7 @@ def later() -> datetime:
 
 def task_service(store: Store, database_url: str) -> TaskService:
     settings = Settings.model_validate({"database_url": database_url, "local_runtime": False})
-    dispatcher = Dispatcher(store, PoolService(store, settings, later), Notifier(), later)
+    dispatcher = Dispatcher(store, PoolService(store, settings, later), later)
     return TaskService(store, dispatcher, Notifier(), later)
 
 

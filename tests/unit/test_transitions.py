@@ -12,6 +12,7 @@ import pytest
 
 from slotpool.domain import transitions
 from slotpool.domain.pods import SlotState
+from slotpool.domain.signals import Signal
 from slotpool.domain.tasks import FINAL, StepSpec, StepStatus, Task, TaskStatus
 from slotpool.domain.transitions import (
     AWAITING,
@@ -416,3 +417,49 @@ def test_every_final_status_frees_the_slot(status: TaskStatus) -> None:
     ending = [c for c in changes if c.to is status]
     assert ending, f"nothing ends a task as {status}"
     assert all(c.slot == slot(SlotState.idle) for c in ending)
+
+
+POOL = "pool-0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("make", "told"),
+    [
+        (lambda: transitions.delivered(task(), now=NOW), {Signal.task("task-1")}),
+        (
+            lambda: only(transitions.cancel(task(), by="bob", now=NOW)),
+            {Signal.task("task-1"), Signal.pod(7)},
+        ),
+        (
+            lambda: only(transitions.cancel(task(TaskStatus.awaiting_approval), by="b", now=NOW)),
+            {Signal.task("task-1"), Signal.pod(7), Signal.pool(POOL)},
+        ),
+        (
+            lambda: only(
+                transitions.cancel(
+                    task(TaskStatus.queued, pod_id=None, slot_index=None), by="b", now=NOW
+                )
+            ),
+            {Signal.task("task-1")},
+        ),
+        (ended(StepStatus.failed), {Signal.task("task-1"), Signal.pool(POOL)}),
+        (
+            lambda: transitions.agent_gone(task(), reason="gone", now=NOW),
+            {Signal.task("task-1"), Signal.pool(POOL)},
+        ),
+        (
+            lambda: transitions.reservation_expired(task(TaskStatus.awaiting_approval), now=NOW),
+            {Signal.task("task-1"), Signal.pod(7), Signal.pool(POOL)},
+        ),
+        (
+            lambda: only(transitions.approve(task(TaskStatus.awaiting_approval), by="b", now=NOW)),
+            {Signal.task("task-1"), Signal.pod(7)},
+        ),
+    ],
+)
+def test_who_is_told_once_a_change_commits(
+    make: Callable[[], TaskChange], told: set[Signal]
+) -> None:
+    """Followers always; the agent when the change did not come from it; the pool's dispatcher
+    and controller when a slot came free."""
+    assert set(make().signals()) == told

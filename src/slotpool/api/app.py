@@ -84,7 +84,8 @@ def build_services(
     freeze = FreezeService(store, settings, clock)
     tokens = TokenService(store, clock)
     notifier = Notifier()
-    dispatcher = Dispatcher(store, pools, notifier, clock, freeze)
+    store.subscribe(notifier.deliver)  # what a committed unit of work signals wakes its waiters
+    dispatcher = Dispatcher(store, pools, clock, freeze)
     return Services(
         auth=AdminAuth(store, settings, clock),
         pools=pools,
@@ -131,7 +132,6 @@ def create_app(
             store=store,
             settings=settings,
             dispatcher=services.agents.dispatcher,
-            notifier=services.agents.notifier,
             clock=clock,
         )
         token = await app.state.services.auth.ensure_token()

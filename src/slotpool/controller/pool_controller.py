@@ -53,6 +53,7 @@ from slotpool.domain.scaling import (
     RebuildPod,
     plan,
 )
+from slotpool.domain.signals import Signal, Topic
 from slotpool.runtime.base import NoRuntime, PodRuntime, PodWatcher, RuntimePod, RuntimeRegistry
 from slotpool.runtime.errors import PermanentRuntimeError, RuntimeApiError
 from slotpool.services.errors import Conflict, Invalid, NotFound, RuntimeUnavailable, Unauthorized
@@ -179,8 +180,8 @@ class PoolController:
         return self._state.setdefault(pool_id, _PoolState())
 
     def _on_wake(self, key: Hashable) -> None:
-        if isinstance(key, tuple) and len(key) == 2 and key[0] == "pool":
-            self.poke(str(key[1]))
+        if isinstance(key, Signal) and key.topic in (Topic.pool, Topic.pool_config):
+            self.poke(key.key, reread=key.topic is Topic.pool_config)
 
     async def sync(self, pool: Pool) -> SyncReport:
         """A full pass now, the Secret checked whatever the last check said."""
@@ -623,7 +624,7 @@ class PoolController:
                     report.adopted.append(pod.name)
                 elif row is not None and pod.ended and row.state is not PodState.failed:
                     why = f"{runtime.name} pod {pod.name} ended: {pod.why() or pod.phase}"
-                    await retire_pod(uow, row, reason=why, now=listed_at, notifier=self._notifier)
+                    await retire_pod(uow, row, reason=why, now=listed_at)
                     report.ended.append(pod.name)
                     log.warning("pod ended", pool_id=pool.pool_id, pod=pod.name, reason=why)
                 elif (
@@ -660,7 +661,7 @@ class PoolController:
                     why = f"{runtime.name} pod {row.name} vanished (no longer in the runtime)"
                     report.ended.append(row.name)
                     log.warning("pod vanished", pool_id=pool.pool_id, pod=row.name)
-                await retire_pod(uow, row, reason=why, now=listed_at, notifier=self._notifier)
+                await retire_pod(uow, row, reason=why, now=listed_at)
         for pod in seen:
             if pod.ended:  # its record is kept in the database; the runtime's copy goes
                 await runtime.delete_pod(namespace, pod.name)

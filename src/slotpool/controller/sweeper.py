@@ -18,7 +18,6 @@ from slotpool.domain import transitions
 from slotpool.domain.pods import PodState
 from slotpool.services.dispatch import Dispatcher
 from slotpool.services.lifecycle import retire_pod
-from slotpool.services.notify import Notifier
 from slotpool.settings import Settings
 from slotpool.store.uow import Store
 
@@ -34,13 +33,11 @@ class Sweeper:
         store: Store,
         settings: Settings,
         dispatcher: Dispatcher,
-        notifier: Notifier,
         clock: Clock,
     ) -> None:
         self._store = store
         self._timeout = timedelta(seconds=settings.agent_timeout_seconds)
         self._dispatcher = dispatcher
-        self._notifier = notifier
         self._clock = clock
         self._started = clock()
 
@@ -73,8 +70,7 @@ class Sweeper:
     async def _expire_reservations(self, now: datetime) -> None:
         async with self._store.unit_of_work() as uow:
             for task in await uow.tasks.reservations_expired(now=now):
-                await uow.tasks.apply(transitions.reservation_expired(task, now=now))
-                self._wake(task.id, task.pod_id)
+                await uow.apply(transitions.reservation_expired(task, now=now))
 
     async def _lose_silent_agents(self, now: datetime) -> None:
         if now - self._started < self._timeout:
@@ -97,9 +93,8 @@ class Sweeper:
             if heard is not None and heard >= heard_before:
                 return  # it spoke up meanwhile
             reason = f"agent {pod.name} stopped heartbeating (last heard {_when(heard)})"
-            await retire_pod(uow, pod, reason=reason, now=now, notifier=self._notifier)
+            await retire_pod(uow, pod, reason=reason, now=now)
         log.warning("agent silent", pool_id=pod.pool_id, pod=pod.name, reason=reason)
-        self._notifier.wake(("pool", pod.pool_id))  # its Pod is replaced
 
     async def _dispatch_queued(self, now: datetime) -> None:
         async with self._store.unit_of_work() as uow:
@@ -109,11 +104,6 @@ class Sweeper:
                 await self._dispatcher.dispatch(pool_id)
             except Exception:
                 log.exception("dispatching queued tasks failed", pool_id=pool_id)
-
-    def _wake(self, task_id: str, pod_id: int | None) -> None:
-        self._notifier.wake(("task", task_id))
-        if pod_id is not None:
-            self._notifier.wake(("pod", pod_id))
 
 
 def _when(instant: datetime | None) -> str:

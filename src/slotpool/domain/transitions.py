@@ -21,6 +21,7 @@ from enum import Enum, StrEnum
 from typing import Any
 
 from slotpool.domain.pods import SlotState
+from slotpool.domain.signals import Signal
 from slotpool.domain.tasks import Next, StepStatus, Task, TaskStatus, Transition, after_step
 
 
@@ -79,6 +80,8 @@ class TaskChange:
     alone), and only then ``slot`` is changed, if the task still holds it."""
 
     task_id: str
+    pool_id: str
+    pod_id: int | None
     cause: Cause
     from_statuses: frozenset[TaskStatus]
     to: TaskStatus
@@ -106,6 +109,22 @@ class TaskChange:
         }
         return {name: value for name, value in fields.items() if value is not KEEP}
 
+    def signals(self) -> tuple[Signal, ...]:
+        """Who must look again once the change is committed: the task's followers always; its
+        agent when the change did not come from the agent (it has a step to run, to stop, or
+        a reserved slot to let go); the pool's dispatcher and controller when a slot came free."""
+        said: list[Signal] = [Signal.task(self.task_id)]
+        if self.pod_id is not None and self.cause in _AGENT_MUST_LOOK:
+            said.append(Signal.pod(self.pod_id))
+        if self.slot is not None and self.slot.to is SlotState.idle:
+            said.append(Signal.pool(self.pool_id))
+        return tuple(said)
+
+
+_AGENT_MUST_LOOK = frozenset(
+    {Cause.cancel_requested, Cause.cancelled, Cause.approved, Cause.reservation_expired}
+)
+
 
 def _slot(task: Task, to: SlotState) -> SlotChange | None:
     if task.pod_id is None or task.slot_index is None:
@@ -117,6 +136,8 @@ def delivered(task: Task, *, now: datetime) -> TaskChange:
     """The running step was handed to the agent: it counts as started from now."""
     return TaskChange(
         task.id,
+        task.pool_id,
+        task.pod_id,
         Cause.delivered,
         from_statuses=RUNNING,
         at_step=task.current_step,
@@ -158,6 +179,8 @@ def step_ended(
     move = next_move(task, report)
     ended = TaskChange(
         task.id,
+        task.pool_id,
+        task.pod_id,
         Cause.finished,
         from_statuses=RUNNING,
         at_step=report.index,
@@ -192,6 +215,8 @@ def cancel(task: Task, *, by: str, now: datetime) -> TaskChange | None:
     if task.status is TaskStatus.running:
         return TaskChange(
             task.id,
+            task.pool_id,
+            task.pod_id,
             Cause.cancel_requested,
             from_statuses=RUNNING,
             to=TaskStatus.running,
@@ -200,6 +225,8 @@ def cancel(task: Task, *, by: str, now: datetime) -> TaskChange | None:
         )
     return TaskChange(
         task.id,
+        task.pool_id,
+        task.pod_id,
         Cause.cancelled,
         # Only from the status it was read in: one started or approved meanwhile is running,
         # and is asked to stop instead.
@@ -221,6 +248,8 @@ def approve(task: Task, *, by: str, now: datetime) -> TaskChange | None:
         return None
     approved = TaskChange(
         task.id,
+        task.pool_id,
+        task.pod_id,
         Cause.approved,
         from_statuses=AWAITING,
         at_step=task.current_step,
@@ -241,6 +270,8 @@ def reservation_expired(task: Task, *, now: datetime) -> TaskChange:
     """Nobody approved the next step in time: the task ends and its reserved slot is freed."""
     return TaskChange(
         task.id,
+        task.pool_id,
+        task.pod_id,
         Cause.reservation_expired,
         from_statuses=AWAITING,
         at_step=task.current_step,
@@ -258,6 +289,8 @@ def agent_gone(task: Task, *, reason: str, now: datetime) -> TaskChange:
     freed = _slot(task, SlotState.idle)
     lost = TaskChange(
         task.id,
+        task.pool_id,
+        task.pod_id,
         Cause.lost,
         from_statuses=HOLDING,
         to=TaskStatus.lost,

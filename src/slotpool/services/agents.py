@@ -17,6 +17,7 @@ from slotpool.domain import transitions
 from slotpool.domain.config import PoolConfig
 from slotpool.domain.errors import Issue
 from slotpool.domain.pods import Pod, SlotState
+from slotpool.domain.signals import Signal
 from slotpool.domain.tasks import Next, StepStatus, Task, TaskStatus
 from slotpool.domain.transitions import Cause, StepReport, TaskChange
 from slotpool.services.dispatch import Dispatcher
@@ -118,6 +119,7 @@ class AgentService:
                 now=now,
             )
             await self._forget_what_it_no_longer_runs(uow, pod, running, now=now)
+            uow.signal(Signal.pool(pool_id))  # capacity arrived: the controller looks again
         await self._dispatcher.dispatch(pool_id)
         return pod
 
@@ -161,8 +163,7 @@ class AgentService:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_seconds
         while True:
-            pod_key = ("pod", await self._pod_id(pool_id, name))
-            woken = self._notifier.arm(pod_key)
+            woken = self._notifier.arm(Signal.pod(await self._pod_id(pool_id, name)))
             if free_slots:
                 await self._dispatcher.dispatch(pool_id)
             answer = await self._answer(pool_id, name, free_slots, reserved_slots)
@@ -193,7 +194,7 @@ class AgentService:
                             assignment(task, new_workdir=task.current_step == 0)
                         )
                     if task.step_started_at is None:
-                        await uow.tasks.apply(transitions.delivered(task, now=now))
+                        await uow.apply(transitions.delivered(task, now=now))
                 elif slot.index in reserved_slots and slot.state is SlotState.idle:
                     last = await uow.tasks.last_on_slot(pod.id, slot.index)
                     if last is not None and last.final:
@@ -212,7 +213,7 @@ class AgentService:
         async with self._store.unit_of_work() as uow:
             await self._task_of(uow, pool_id, task_id)
             await uow.tasks.add_log(task_id, step=step, seq=seq, data=data, now=self._clock())
-        self._notifier.wake(("task", task_id))
+            uow.signal(Signal.task(task_id))  # its followers read on
 
     async def result(
         self,
@@ -249,7 +250,7 @@ class AgentService:
         return timedelta(seconds=(pool.config or PoolConfig()).reservation_ttl_seconds)
 
     async def _apply(self, uow: UnitOfWork, task: Task, change: TaskChange) -> ResultAnswer:
-        if not await uow.tasks.apply(change):
+        if not await uow.apply(change):
             # The task moved on since it was read (the same report racing itself after a lost
             # answer, or its agent declared gone): answer from where it went.
             return self._answer_from_state(await require_task(uow, task.id), task.current_step)
@@ -263,7 +264,6 @@ class AgentService:
         return ResultAnswer(next=None, reserve=False, release=True)
 
     def _after(self, task: Task, answer: ResultAnswer) -> None:
-        self._notifier.wake(("task", task.id))
         if answer.release:
             # A slot came free: queued work of the pool may go there now.
             asyncio.get_running_loop().create_task(self._dispatcher.dispatch(task.pool_id))
@@ -279,8 +279,7 @@ class AgentService:
         return ResultAnswer(next=None, reserve=False, release=task.final)
 
     async def _lose(self, uow: UnitOfWork, change: TaskChange) -> None:
-        await uow.tasks.apply(change)
-        self._notifier.wake(("task", change.task_id))
+        await uow.apply(change)
 
     async def _pod(self, uow: UnitOfWork, pool_id: str, name: str) -> Pod:
         pod = await uow.pods.find(pool_id, name)

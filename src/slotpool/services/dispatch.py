@@ -16,8 +16,8 @@ from slotpool.clock import Clock
 from slotpool.domain.freeze import FreezePolicy
 from slotpool.domain.pods import PodCapacity, PodState, place
 from slotpool.domain.pools import Pool
+from slotpool.domain.signals import Signal
 from slotpool.services.freeze import FreezeService
-from slotpool.services.notify import Notifier
 from slotpool.services.pools import PoolService
 from slotpool.store.uow import Store
 
@@ -42,14 +42,12 @@ class Dispatcher:
         self,
         store: Store,
         pools: PoolService,
-        notifier: Notifier,
         clock: Clock,
         freeze: FreezeService | None = None,
     ) -> None:
         self._store = store
         self._pools = pools
         self._freeze = freeze
-        self._notifier = notifier
         self._clock = clock
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._waiting: set[str] = set()  # pools with a dispatch waiting for the lock
@@ -75,15 +73,10 @@ class Dispatcher:
                 except _LostRace:
                     continue
                 started += len(batch)
-                for pod_id in set(batch):
-                    self._notifier.wake(("pod", pod_id))
                 if not more:
                     break
         finally:
             self._locks[pool_id].release()
-        # Whatever happened (a task queued or placed, a slot freed, an agent arrived), the
-        # pool's controller looks again: demand and capacity may have changed.
-        self._notifier.wake(("pool", pool_id))
         return started
 
     async def _one_batch(self, pool_id: str) -> tuple[list[int], bool]:
@@ -114,6 +107,9 @@ class Dispatcher:
                 ):
                     raise _LostRace
                 _use(capacities, pod_id, slot)
+                # Once committed: the agent's waiting claim answers, the task's followers see
+                # it run, the pool's controller counts the slot as used.
+                uow.signal(Signal.pod(pod_id), Signal.task(task_id), Signal.pool(pool_id))
                 given.append(pod_id)
             return given, len(queued) == BATCH
 

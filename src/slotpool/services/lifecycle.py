@@ -7,22 +7,21 @@ from datetime import datetime
 
 from slotpool.domain import transitions
 from slotpool.domain.pods import Pod, PodState
-from slotpool.services.notify import Notifier
+from slotpool.domain.signals import Signal
 from slotpool.store.uow import UnitOfWork
 
 
-async def retire_pod(
-    uow: UnitOfWork, pod: Pod, *, reason: str, now: datetime, notifier: Notifier
-) -> list[str]:
+async def retire_pod(uow: UnitOfWork, pod: Pod, *, reason: str, now: datetime) -> list[str]:
     """Mark the pod failed, and make its running and reserved tasks ``lost`` with the reason
-    (they are not rerun), which frees their slots. Returns the ids of the tasks lost.
+    (they are not rerun), which frees their slots. Returns the ids of the tasks lost. Once
+    committed, the pool's controller is told: the Pod is replaced if the pool still needs it.
 
     The pod is written first: from then on no task is given to it (``take_slot`` wants it
     ``ready``), so the tasks read after it are all the tasks it holds."""
     await uow.pods.set_state(pod.id, PodState.failed, reason=reason, now=now)
     lost = []
     for task in await uow.tasks.on_pod(pod.id, sorted(transitions.HOLDING)):
-        if await uow.tasks.apply(transitions.agent_gone(task, reason=reason, now=now)):
+        if await uow.apply(transitions.agent_gone(task, reason=reason, now=now)):
             lost.append(task.id)
-        notifier.wake(("task", task.id))
+    uow.signal(Signal.pool(pod.pool_id))
     return lost

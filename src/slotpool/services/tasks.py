@@ -8,6 +8,7 @@ from datetime import datetime
 from slotpool.clock import Clock
 from slotpool.domain import transitions
 from slotpool.domain.errors import Issue
+from slotpool.domain.signals import Signal
 from slotpool.domain.tasks import FINAL, Task, TaskStatus, TaskSubmit
 from slotpool.services.dispatch import Dispatcher
 from slotpool.services.errors import Conflict, Invalid, NotFound
@@ -66,6 +67,7 @@ class TaskService:
                     "nothing was submitted", [Issue("pool_id", f"no agent pool {body.pool_id}")]
                 )
             task = await uow.tasks.add(new_task_row(body, by=by, now=self._clock()))
+            uow.signal(Signal.pool(task.pool_id))  # demand changed: the controller looks
         if not await self._dispatcher.dispatch(task.pool_id):
             return task  # as written: nothing was started by this call (under a burst, the rule)
         return await self.get(task.id)  # it may have been started: the answer says so
@@ -91,7 +93,7 @@ class TaskService:
         """The log as it grows, until the task has ended and everything was read."""
         after = 0
         while True:
-            woken = self._notifier.arm(("task", task_id))
+            woken = self._notifier.arm(Signal.task(task_id))
             task, chunks = await self.logs(task_id, after=after)
             for chunk_id, _step, _seq, data in chunks:
                 after = chunk_id
@@ -106,22 +108,17 @@ class TaskService:
         async with self._store.unit_of_work() as uow:
             task = await require_task(uow, task_id)
             change = transitions.approve(task, by=by, now=now)
-            if change is None or not await uow.tasks.apply(change):
+            if change is None or not await uow.apply(change):
                 current = await require_task(uow, task_id)  # it may have moved on since read
                 raise Conflict(f"task {task_id} is {current.status}, not awaiting_approval")
-        if task.pod_id is None:
+        if task.pod_id is None:  # back in the queue: it may start now
             await self._dispatcher.dispatch(task.pool_id)
-        else:
-            self._notifier.wake(("pod", task.pod_id))
         return await self.get(task_id)
 
     async def cancel(self, task_id: str, *, by: str) -> Task:
         now = self._clock()
         async with self._store.unit_of_work() as uow:
-            task = await self._cancel(uow, task_id, by=by, now=now)
-        if task.pod_id is not None:
-            self._notifier.wake(("pod", task.pod_id))
-        self._notifier.wake(("task", task_id))
+            await self._cancel(uow, task_id, by=by, now=now)
         return await self.get(task_id)
 
     @staticmethod
@@ -134,6 +131,6 @@ class TaskService:
             change = transitions.cancel(task, by=by, now=now)
             if change is None:
                 raise Conflict(f"task {task_id} has already ended: {task.status}")
-            if await uow.tasks.apply(change):
+            if await uow.apply(change):
                 return task
         raise Conflict(f"task {task_id} kept changing while being cancelled: try again")

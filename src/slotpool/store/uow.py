@@ -19,6 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from slotpool.domain.signals import Signal
+from slotpool.domain.transitions import TaskChange
 from slotpool.store.db import backend, create_engine
 from slotpool.store.events import PoolEventRepository
 from slotpool.store.pods import PodRepository
@@ -44,6 +45,14 @@ class UnitOfWork:
         self.stats = PoolStatsRepository(session)
         self.events = PoolEventRepository(session)
         self.signals: list[Signal] = []
+
+    async def apply(self, change: TaskChange) -> bool:
+        """The one gate for task and slot state: the change is applied if its condition still
+        holds, and then those it concerns are told once the unit of work commits."""
+        applied = await self.tasks.apply(change)
+        if applied:
+            self.signal(*change.signals())
+        return applied
 
     def signal(self, *signals: Signal) -> None:
         """Tell the subscribers once this unit of work has committed (duplicates are sent once)."""

@@ -7,9 +7,9 @@ import os
 import time
 from pathlib import Path
 
-from slotpool.agent.process import CHUNK_BYTES, Cancellation, Chunker, run_process
-from slotpool.agent.protocol import StepOutcome
+from slotpool.agent.process import CHUNK_BYTES, Cancellation, Chunker, StepOutcome, run_process
 from slotpool.domain.tasks import StepStatus
+from slotpool.protocol import MAX_MESSAGE, StepResult
 from tests.agent.helpers import alive, read_pid, wait_until
 
 # A child shell that starts a grandchild and waits for it: both must go when the step is stopped.
@@ -165,3 +165,13 @@ async def test_an_agent_that_stops_kills_its_running_steps(tmp_path: Path) -> No
     assert step.cancelled()
     # A killed process is gone a moment later, not at once.
     await wait_until(lambda: not alive(grandchild), seconds=5)
+
+
+def test_an_outcome_is_reported_as_a_result_the_control_plane_accepts() -> None:
+    outcome = StepOutcome(StepStatus.failed, None, "bad\x00path \udcff " + "x" * 5000)
+    result = outcome.result()
+    assert (result.status, result.exit_code) == (StepStatus.failed, None)
+    assert result.message.startswith("bad\ufffdpath ? x")
+    assert len(result.message) == MAX_MESSAGE
+    # What the agent sends is what the control plane's route reads.
+    assert StepResult.model_validate(result.model_dump(mode="json")) == result

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from slotpool.agent.protocol import Assignment, ResultAnswer, Step, StepOutcome
+from slotpool.agent.process import StepOutcome
 from slotpool.agent.runner import SlotRunner
 from slotpool.agent.slots import AlreadyRunning, SlotConflict, SlotTable, Workdirs
 from slotpool.domain.tasks import StepStatus
+from slotpool.protocol import AssignedStep, Assignment, ResultAnswer
 
 TASK = "task-aaaaaaaaaaaaaaaa"
 
@@ -47,7 +48,7 @@ def step(
         task_id=task_id,
         slot=slot,
         step_index=index,
-        step=Step(name=f"step {index}", argv=("/bin/sh", "-c", script), timeout_seconds=None),
+        step=AssignedStep(name=f"step {index}", run=script),
         env=env or {},
         new_workdir=new_workdir,
     )

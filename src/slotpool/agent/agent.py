@@ -22,10 +22,11 @@ import structlog
 from slotpool.agent.client import REQUEST_TIMEOUT, Aborted, AgentClient, AuthError
 from slotpool.agent.config import AgentConfig
 from slotpool.agent.outbox import Outbox
-from slotpool.agent.protocol import Assignment, ClaimAnswer, RegisterAnswer, StepOutcome
+from slotpool.agent.process import StepOutcome
 from slotpool.agent.runner import SlotRunner
 from slotpool.agent.slots import AlreadyRunning, SlotConflict, SlotStillBusy, SlotTable, Workdirs
 from slotpool.domain.tasks import StepStatus
+from slotpool.protocol import Assignment, ClaimAnswer, RegisterAnswer, RegisterRequest
 
 log = structlog.get_logger(__name__)
 EXIT_DRAINED = 0
@@ -64,7 +65,9 @@ class Agent:
             pool_id=config.pool_id,
             register_body=self._register_body,
             defaults=RegisterAnswer(
-                config.name, config.heartbeat_seconds, config.claim_wait_seconds
+                name=config.name,
+                heartbeat_seconds=config.heartbeat_seconds,
+                claim_wait_seconds=config.claim_wait_seconds,
             ),
             retry=(config.retry_first_seconds, config.retry_max_seconds),
         )
@@ -176,13 +179,13 @@ class Agent:
             self._server_drain = drain
             self._slots.changed.set()
 
-    def _register_body(self) -> dict[str, Any]:
-        return {
-            "name": self._client.settings.name,
-            "slots": self._config.slots,
-            "version": self._config.version,
-            "running": [step.as_json() for step in self._slots.running()],
-        }
+    def _register_body(self) -> RegisterRequest:
+        return RegisterRequest(
+            name=self._client.settings.name,
+            slots=self._config.slots,
+            version=self._config.version,
+            running=self._slots.running(),
+        )
 
     # -- drain -------------------------------------------------------------------------------
 

@@ -6,6 +6,9 @@ exponential back-off, and a failure marks the connection lost: one root task
 (``keep_registered``) then registers again, telling the control plane what still runs, and only
 then do the other calls go on. Two answers are final: 401/403 (``AuthError``; a bad token will
 not fix itself) and other 4xx (``Rejected``; the request itself is wrong and would be again).
+
+Requests are built, and answers parsed, with the models of ``slotpool.protocol``, the ones the
+control plane's routes use; an answer that does not fit them is a ``ProtocolError``.
 """
 
 from __future__ import annotations
@@ -18,24 +21,27 @@ from urllib.parse import quote
 
 import httpx
 import structlog
+from pydantic import BaseModel, ValidationError
 
-from slotpool.agent.protocol import (
+from slotpool.agent.process import StepOutcome
+from slotpool.protocol import (
+    MAX_CLAIM_WAIT,
     ClaimAnswer,
+    ClaimRequest,
     HeartbeatAnswer,
+    HeartbeatRequest,
+    LogChunk,
+    ProtocolError,
     RegisterAnswer,
+    RegisterRequest,
     ResultAnswer,
     RunningStep,
-    StepOutcome,
-    parse_claim,
-    parse_heartbeat,
-    parse_register,
-    parse_result,
 )
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
+AnswerT = TypeVar("AnswerT", bound=BaseModel)
 REQUEST_TIMEOUT = 30.0
-MAX_CLAIM_WAIT = 30.0  # the protocol's upper bound for wait_seconds
 # Retried like a server error: the server is overloaded or its proxy timed out.
 _TRANSIENT_4XX = frozenset({408, 429})
 
@@ -83,7 +89,7 @@ class AgentClient:
         http: httpx.AsyncClient,
         *,
         pool_id: str,
-        register_body: Callable[[], dict[str, Any]],
+        register_body: Callable[[], RegisterRequest],
         defaults: RegisterAnswer,
         retry: tuple[float, float] = (0.2, 10.0),
     ) -> None:
@@ -110,42 +116,37 @@ class AgentClient:
             except Rejected as exc:
                 log.error("the control plane refused to register this agent", error=str(exc))
                 raise
-            self.settings = parse_register(
-                answer,
-                name=self.settings.name,
-                heartbeat=self.settings.heartbeat_seconds,
-                claim_wait=self.settings.claim_wait_seconds,
-            )
+            self.settings = parse(RegisterAnswer, answer)
             backoff.reset()
             self._lost.clear()
             self._connected.set()
             log.info("agent registered", name=self.settings.name, url=str(self._http.base_url))
 
     async def heartbeat(self, running: list[RunningStep], *, draining: bool) -> HeartbeatAnswer:
-        body = {"running": [r.as_json() for r in running], "draining": draining}
+        body = HeartbeatRequest(running=running, draining=draining)
         answer = await self._post_repeatedly(f"{self._pod_path()}/heartbeat", body)
-        return parse_heartbeat(answer)
+        return parse(HeartbeatAnswer, answer)
 
     async def claim(
         self, *, free: list[int], reserved: list[int], abort: asyncio.Event
     ) -> ClaimAnswer:
         wait = max(0.0, min(MAX_CLAIM_WAIT, self.settings.claim_wait_seconds))
-        body = {"free_slots": free, "reserved_slots": reserved, "wait_seconds": wait}
+        body = ClaimRequest(free_slots=free, reserved_slots=reserved, wait_seconds=wait)
         path = f"{self._pod_path()}/claim"
         answer = await self._post_repeatedly(
             path, body, read_seconds=wait + REQUEST_TIMEOUT, abort=abort
         )
-        return parse_claim(answer)
+        return parse(ClaimAnswer, answer)
 
     async def post_log(self, task_id: str, *, step_index: int, seq: int, data: str) -> None:
-        body = {"step_index": step_index, "seq": seq, "data": data}
+        body = LogChunk(step_index=step_index, seq=seq, data=data)
         await self._post_repeatedly(f"/tasks/{quote(task_id, safe='')}/logs", body)
 
     async def post_result(
         self, task_id: str, *, step_index: int, outcome: StepOutcome
     ) -> ResultAnswer:
         path = f"/tasks/{quote(task_id, safe='')}/steps/{step_index}/result"
-        return parse_result(await self._post_repeatedly(path, outcome.as_json()))
+        return parse(ResultAnswer, await self._post_repeatedly(path, outcome.result()))
 
     def _pod_path(self) -> str:
         return f"/pods/{quote(self.settings.name, safe='')}"
@@ -153,7 +154,7 @@ class AgentClient:
     async def _post_repeatedly(
         self,
         path: str,
-        body: dict[str, Any],
+        body: BaseModel,
         *,
         read_seconds: float = REQUEST_TIMEOUT,
         abort: asyncio.Event | None = None,
@@ -174,9 +175,12 @@ class AgentClient:
                 self._mark_lost()
                 await _unless(abort, self._pause(backoff, path, exc))
 
-    async def _attempt(self, path: str, body: dict[str, Any], read_seconds: float) -> Any:
+    async def _attempt(self, path: str, body: BaseModel, read_seconds: float) -> Any:
+        payload = body.model_dump(mode="json")
         try:
-            response = await self._http.post(self._prefix + path, json=body, timeout=read_seconds)
+            response = await self._http.post(
+                self._prefix + path, json=payload, timeout=read_seconds
+            )
         except httpx.TransportError as exc:
             raise _Transient(f"{type(exc).__name__}: {exc}") from exc
         status = response.status_code
@@ -203,6 +207,14 @@ class AgentClient:
             "control plane call failed", path=path, error=str(exc), retry_in=round(delay, 2)
         )
         await asyncio.sleep(delay)
+
+
+def parse(model: type[AnswerT], body: Any) -> AnswerT:
+    """An answer as the protocol's model; fields this agent does not know are ignored."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise ProtocolError(f"the control plane's answer is no {model.__name__}: {exc}") from exc
 
 
 async def _unless(abort: asyncio.Event | None, work: Awaitable[T]) -> T:

@@ -17,9 +17,12 @@ from typing import NoReturn
 import structlog
 
 from slotpool.agent.client import AgentClient, Rejected
-from slotpool.agent.protocol import RELEASED, ResultAnswer, StepOutcome
+from slotpool.agent.process import StepOutcome
+from slotpool.protocol import ResultAnswer
 
 log = structlog.get_logger(__name__)
+# A result the control plane refused outright (say the task is gone): nothing more to run.
+RELEASED = ResultAnswer(release=True)
 
 
 @dataclass(frozen=True)

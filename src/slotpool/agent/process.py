@@ -14,10 +14,11 @@ import contextlib
 import os
 import signal
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from slotpool.agent.protocol import StepOutcome
 from slotpool.domain.tasks import StepStatus
+from slotpool.protocol import MAX_MESSAGE, StepResult
 
 CHUNK_BYTES = 64 * 1024
 FLUSH_SECONDS = 0.5
@@ -27,6 +28,23 @@ _OUTPUT_TAIL_SECONDS = 2.0
 _GROUP_POLL_SECONDS = 0.05
 
 Emit = Callable[[int, str], None]  # (seq, text)
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """How a step ended, in the agent's words; ``result`` is what the control plane is told."""
+
+    status: StepStatus
+    exit_code: int | None
+    message: str
+
+    def result(self) -> StepResult:
+        # The control plane stores no NUL, no lone surrogate (an undecodable path in an OS error
+        # has them) and at most MAX_MESSAGE characters: the message is made to fit, not refused.
+        message = self.message.replace("\x00", "\ufffd").encode("utf-8", "replace").decode()
+        return StepResult(
+            status=self.status, exit_code=self.exit_code, message=message[:MAX_MESSAGE]
+        )
 
 
 class Cancellation:

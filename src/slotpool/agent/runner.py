@@ -15,10 +15,10 @@ from typing import Protocol
 import structlog
 
 from slotpool.agent.config import TOKEN
-from slotpool.agent.process import Cancellation, run_process
-from slotpool.agent.protocol import Assignment, ResultAnswer, StepOutcome
+from slotpool.agent.process import Cancellation, StepOutcome, run_process
 from slotpool.agent.slots import SlotTable, WorkdirError
 from slotpool.domain.tasks import StepStatus
+from slotpool.protocol import Assignment, ResultAnswer
 
 log = structlog.get_logger(__name__)
 
@@ -79,10 +79,10 @@ class SlotRunner:
         self.executing += 1
         try:
             return await run_process(
-                assignment.step.argv,
+                assignment.argv,
                 cwd=cwd,
                 env=step_environment(assignment),
-                time_limit=assignment.step.timeout_seconds,
+                time_limit=assignment.step.get("timeout_seconds"),
                 grace=self._grace,
                 cancellation=cancellation,
                 emit=emit,

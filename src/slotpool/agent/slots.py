@@ -11,22 +11,23 @@ control plane declare it lost.
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
 from slotpool.agent.process import Cancellation
-from slotpool.agent.protocol import (
-    Assignment,
-    ProtocolError,
-    ResultAnswer,
-    RunningStep,
-    safe_task_id,
-)
+from slotpool.protocol import Assignment, ProtocolError, ResultAnswer, RunningStep
 
 log = structlog.get_logger(__name__)
+# Task ids become directory names: anything else could escape the work directory.
+_SAFE_TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def safe_task_id(task_id: str) -> bool:
+    return bool(_SAFE_TASK_ID.match(task_id))
 
 
 class SlotConflict(Exception):
@@ -106,7 +107,7 @@ class SlotTable:
 
     def running(self) -> list[RunningStep]:
         return [
-            RunningStep(s.task_id, s.step_index, s.index)
+            RunningStep(task_id=s.task_id, step_index=s.step_index, slot=s.index)
             for s in self._slots
             if s.task_id is not None and s.step_index is not None
         ]
@@ -138,7 +139,7 @@ class SlotTable:
             await self._release(slot)
             return None
         if following is not None:
-            following = replace(following, slot=slot_index)  # "in the same slot", always
+            following = following.model_copy(update={"slot": slot_index})  # "in the same slot"
             return following, self.begin(following, continuing=True)
         slot.step_index, slot.cancellation = None, None
         self.changed.set()

@@ -1,4 +1,7 @@
-"""Request and response models: separate shapes for create, update and read."""
+"""Request and response models: separate shapes for create, update and read.
+
+The agent protocol's models are not here but in ``slotpool.protocol``, which the agent shares.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +14,10 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from slotpool.domain.config import PoolConfig, PoolType, stored_form
 from slotpool.domain.freeze import FreezePolicy, FreezeSchedule, FreezeState
 from slotpool.domain.pools import POOL_NAME_PATTERN, POOL_NAME_RULE, Pool
-from slotpool.domain.tasks import MAX_STEPS, StepStatus, Task, TaskStatus
+from slotpool.domain.tasks import Task, TaskStatus
 from slotpool.domain.text import Text
 from slotpool.domain.tokens import TOKEN_NAME_PATTERN, TOKEN_NAME_RULE, PoolToken, TokenStatus
 from slotpool.services.stats import PoolCounts
-
-AGENT_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 
 
 def _pool_name(**kwargs: Any) -> Any:
@@ -270,17 +271,6 @@ class TokenRotated(BaseModel):
     )
 
 
-class AgentPoolView(BaseModel):
-    """What an agent learns about its own pool."""
-
-    pool_id: str
-    name: str
-    pool_type: PoolType
-    slots_per_pod: int
-    config_hash: str | None
-    token_name: str
-
-
 class StepOut(BaseModel):
     name: str
     run: str | None = None
@@ -322,63 +312,3 @@ class TaskList(BaseModel):
     total: int
     limit: int
     offset: int
-
-
-class RunningStepIn(_In):
-    task_id: str = Field(max_length=24)
-    step_index: int = Field(ge=0, le=MAX_STEPS)
-    slot: int = Field(ge=0, le=63)
-
-
-class RegisterIn(_In):
-    name: str = Field(pattern=AGENT_NAME_PATTERN, max_length=253)
-    slots: int = Field(ge=1, le=64)
-    version: str = Field(default="", max_length=64)
-    running: list[RunningStepIn] = Field(default_factory=list, max_length=64)
-
-
-class RegisterOut(BaseModel):
-    name: str
-    heartbeat_seconds: int
-    claim_wait_seconds: int
-
-
-class HeartbeatIn(_In):
-    running: list[RunningStepIn] = Field(default_factory=list, max_length=64)
-    draining: bool = False
-
-
-class HeartbeatOut(BaseModel):
-    cancel: list[str]
-    release: list[str]
-    drain: bool
-
-
-class ClaimIn(_In):
-    free_slots: list[int] = Field(default_factory=list, max_length=64)
-    reserved_slots: list[int] = Field(default_factory=list, max_length=64)
-    wait_seconds: float = Field(default=0, ge=0, le=30)
-
-
-class ClaimOut(BaseModel):
-    assignments: list[dict[str, Any]]
-    cancel: list[str]
-    release: list[str]
-
-
-class LogIn(_In):
-    step_index: int = Field(ge=0, le=MAX_STEPS)
-    seq: int = Field(ge=0, le=2**31 - 1)
-    data: Text = Field(max_length=1_048_576)
-
-
-class ResultIn(_In):
-    status: StepStatus
-    exit_code: int | None = Field(default=None, ge=-(2**31), le=2**31 - 1)
-    message: Text = Field(default="", max_length=4000)
-
-
-class ResultOut(BaseModel):
-    next: dict[str, Any] | None
-    reserve: bool
-    release: bool

@@ -1,4 +1,5 @@
-"""The control plane's side of the agent protocol (docs/agent-protocol.md).
+"""The control plane's side of the agent protocol (docs/agent-protocol.md), answering with the
+models of ``slotpool.protocol``.
 
 An agent's claim is answered with the steps the dispatcher put in slots the agent reports free:
 delivery is therefore repeatable (a lost answer is simply answered again) and a slot the agent
@@ -8,9 +9,7 @@ is busy with is never given anything.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from slotpool.clock import Clock
 from slotpool.domain import transitions
@@ -20,6 +19,15 @@ from slotpool.domain.pods import Pod, SlotState
 from slotpool.domain.signals import Signal
 from slotpool.domain.tasks import Next, StepStatus, Task, TaskStatus
 from slotpool.domain.transitions import Cause, StepReport, TaskChange
+from slotpool.protocol import (
+    Assignment,
+    ClaimAnswer,
+    HeartbeatAnswer,
+    RegisterAnswer,
+    ResultAnswer,
+    RunningStep,
+    assignment,
+)
 from slotpool.services.dispatch import Dispatcher
 from slotpool.services.errors import Conflict, Invalid, NotFound
 from slotpool.services.notify import Notifier
@@ -28,42 +36,6 @@ from slotpool.services.tasks import require_task
 from slotpool.services.tokens import AgentIdentity, TokenService
 from slotpool.settings import Settings
 from slotpool.store.uow import Store, UnitOfWork
-
-
-@dataclass(frozen=True)
-class RunningStep:
-    task_id: str
-    step_index: int
-    slot: int
-
-
-@dataclass
-class ClaimAnswer:
-    assignments: list[dict[str, Any]] = field(default_factory=list)
-    cancel: list[str] = field(default_factory=list)
-    release: list[str] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.assignments or self.cancel or self.release)
-
-
-@dataclass(frozen=True)
-class ResultAnswer:
-    next: dict[str, Any] | None
-    reserve: bool
-    release: bool
-
-
-def assignment(task: Task, *, new_workdir: bool) -> dict[str, Any]:
-    step = task.steps[task.current_step]
-    return {
-        "task_id": task.id,
-        "slot": task.slot_index,
-        "step_index": task.current_step,
-        "step": step.model_dump(mode="json", exclude_none=True, exclude={"requires_approval"}),
-        "env": dict(task.env),
-        "new_workdir": new_workdir,
-    }
 
 
 class AgentService:
@@ -99,7 +71,7 @@ class AgentService:
         slots: int,
         version: str,
         running: list[RunningStep],
-    ) -> Pod:
+    ) -> RegisterAnswer:
         self._tokens.require_scope(identity, pool_id)
         now = self._clock()
         async with self._store.unit_of_work() as uow:
@@ -121,7 +93,11 @@ class AgentService:
             await self._forget_what_it_no_longer_runs(uow, pod, running, now=now)
             uow.signal(Signal.pool(pool_id))  # capacity arrived: the controller looks again
         await self._dispatcher.dispatch(pool_id)
-        return pod
+        return RegisterAnswer(
+            name=pod.name,
+            heartbeat_seconds=self._settings.heartbeat_seconds,
+            claim_wait_seconds=self._settings.claim_wait_seconds,
+        )
 
     async def _forget_what_it_no_longer_runs(
         self, uow: UnitOfWork, pod: Pod, running: list[RunningStep], *, now: datetime
@@ -136,7 +112,7 @@ class AgentService:
 
     async def heartbeat(
         self, identity: AgentIdentity, pool_id: str, name: str, *, draining: bool
-    ) -> tuple[list[str], bool]:
+    ) -> HeartbeatAnswer:
         self._tokens.require_scope(identity, pool_id)
         now = self._clock()
         async with self._store.unit_of_work() as uow:
@@ -147,7 +123,8 @@ class AgentService:
                 for t in await uow.tasks.on_pod(pod.id, [TaskStatus.running])
                 if t.cancel_requested
             ]
-            return cancel, pod.state.value == "draining" or draining
+            drain = pod.state.value == "draining" or draining
+            return HeartbeatAnswer(cancel=cancel, release=[], drain=drain)
 
     async def claim(
         self,
@@ -168,7 +145,7 @@ class AgentService:
                 await self._dispatcher.dispatch(pool_id)
             answer = await self._answer(pool_id, name, free_slots, reserved_slots)
             remaining = deadline - loop.time()
-            if answer or remaining <= 0:
+            if not answer.is_empty() or remaining <= 0:
                 return answer
             await self._notifier.wait(woken, seconds=remaining)
 
@@ -176,7 +153,8 @@ class AgentService:
         self, pool_id: str, name: str, free_slots: list[int], reserved_slots: list[int]
     ) -> ClaimAnswer:
         now = self._clock()
-        answer = ClaimAnswer()
+        assignments: list[Assignment] = []
+        release: list[str] = []
         async with self._store.unit_of_work() as uow:
             pod = await self._pod(uow, pool_id, name)
             await uow.pods.heartbeat(pod.id, now=now, draining=False)
@@ -190,21 +168,19 @@ class AgentService:
                     # Offered slots are answered again (a lost answer); a step placed in a slot
                     # that came free while this claim was already waiting is answered at once.
                     if slot.index in offered or task.step_started_at is None:
-                        answer.assignments.append(
-                            assignment(task, new_workdir=task.current_step == 0)
-                        )
+                        assignments.append(assignment(task, new_workdir=task.current_step == 0))
                     if task.step_started_at is None:
                         await uow.apply(transitions.delivered(task, now=now))
                 elif slot.index in reserved_slots and slot.state is SlotState.idle:
                     last = await uow.tasks.last_on_slot(pod.id, slot.index)
                     if last is not None and last.final:
-                        answer.release.append(last.id)
-            answer.cancel = [
+                        release.append(last.id)
+            cancel = [
                 t.id
                 for t in await uow.tasks.on_pod(pod.id, [TaskStatus.running])
                 if t.cancel_requested
             ]
-        return answer
+        return ClaimAnswer(assignments=assignments, cancel=cancel, release=release)
 
     async def log(
         self, identity: AgentIdentity, pool_id: str, task_id: str, *, step: int, seq: int, data: str

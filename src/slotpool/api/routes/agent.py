@@ -1,6 +1,7 @@
 """/api/v1/agent/...: what agents call, authenticated by their pool's token, never an admin's.
 
-The protocol is described in docs/agent-protocol.md.
+The protocol is described in docs/agent-protocol.md; its requests and answers are the models of
+``slotpool.protocol``, the same the agent parses with.
 """
 
 from __future__ import annotations
@@ -11,21 +12,20 @@ from fastapi import APIRouter, Path, Response, status
 
 from slotpool.api.deps import Agent, ServicesDep
 from slotpool.api.routes.pools import PoolId
-from slotpool.api.schemas import (
+from slotpool.domain.config import PoolConfig
+from slotpool.protocol import (
     AGENT_NAME_PATTERN,
     AgentPoolView,
-    ClaimIn,
-    ClaimOut,
-    HeartbeatIn,
-    HeartbeatOut,
-    LogIn,
-    RegisterIn,
-    RegisterOut,
-    ResultIn,
-    ResultOut,
+    ClaimAnswer,
+    ClaimRequest,
+    HeartbeatAnswer,
+    HeartbeatRequest,
+    LogChunk,
+    RegisterAnswer,
+    RegisterRequest,
+    ResultAnswer,
+    StepResult,
 )
-from slotpool.domain.config import PoolConfig
-from slotpool.services.agents import RunningStep
 
 router = APIRouter(prefix="/api/v1/agent", tags=["agent"])
 
@@ -49,39 +49,32 @@ AgentName = Annotated[str, Path(pattern=AGENT_NAME_PATTERN, max_length=253)]
 TaskId = Annotated[str, Path(pattern=r"^task-[a-z0-9]{16}$")]
 
 
-@router.post("/pools/{pool_id}/register", response_model=RegisterOut)
+@router.post("/pools/{pool_id}/register", response_model=RegisterAnswer)
 async def register(
-    pool_id: PoolId, body: RegisterIn, identity: Agent, services: ServicesDep
-) -> RegisterOut:
-    pod = await services.agents.register(
+    pool_id: PoolId, body: RegisterRequest, identity: Agent, services: ServicesDep
+) -> RegisterAnswer:
+    return await services.agents.register(
         identity,
         pool_id,
         name=body.name,
         slots=body.slots,
         version=body.version,
-        running=[RunningStep(r.task_id, r.step_index, r.slot) for r in body.running],
-    )
-    settings = services.settings
-    return RegisterOut(
-        name=pod.name,
-        heartbeat_seconds=settings.heartbeat_seconds,
-        claim_wait_seconds=settings.claim_wait_seconds,
+        running=body.running,
     )
 
 
-@router.post("/pools/{pool_id}/pods/{name}/heartbeat", response_model=HeartbeatOut)
+@router.post("/pools/{pool_id}/pods/{name}/heartbeat", response_model=HeartbeatAnswer)
 async def heartbeat(
-    pool_id: PoolId, name: AgentName, body: HeartbeatIn, identity: Agent, services: ServicesDep
-) -> HeartbeatOut:
-    cancel, drain = await services.agents.heartbeat(identity, pool_id, name, draining=body.draining)
-    return HeartbeatOut(cancel=cancel, release=[], drain=drain)
+    pool_id: PoolId, name: AgentName, body: HeartbeatRequest, identity: Agent, services: ServicesDep
+) -> HeartbeatAnswer:
+    return await services.agents.heartbeat(identity, pool_id, name, draining=body.draining)
 
 
-@router.post("/pools/{pool_id}/pods/{name}/claim", response_model=ClaimOut)
+@router.post("/pools/{pool_id}/pods/{name}/claim", response_model=ClaimAnswer)
 async def claim(
-    pool_id: PoolId, name: AgentName, body: ClaimIn, identity: Agent, services: ServicesDep
-) -> ClaimOut:
-    answer = await services.agents.claim(
+    pool_id: PoolId, name: AgentName, body: ClaimRequest, identity: Agent, services: ServicesDep
+) -> ClaimAnswer:
+    return await services.agents.claim(
         identity,
         pool_id,
         name,
@@ -89,12 +82,11 @@ async def claim(
         reserved_slots=body.reserved_slots,
         wait_seconds=body.wait_seconds,
     )
-    return ClaimOut(assignments=answer.assignments, cancel=answer.cancel, release=answer.release)
 
 
 @router.post("/pools/{pool_id}/tasks/{task_id}/logs", status_code=status.HTTP_204_NO_CONTENT)
 async def append_log(
-    pool_id: PoolId, task_id: TaskId, body: LogIn, identity: Agent, services: ServicesDep
+    pool_id: PoolId, task_id: TaskId, body: LogChunk, identity: Agent, services: ServicesDep
 ) -> Response:
     await services.agents.log(
         identity, pool_id, task_id, step=body.step_index, seq=body.seq, data=body.data
@@ -102,16 +94,18 @@ async def append_log(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/pools/{pool_id}/tasks/{task_id}/steps/{step_index}/result", response_model=ResultOut)
+@router.post(
+    "/pools/{pool_id}/tasks/{task_id}/steps/{step_index}/result", response_model=ResultAnswer
+)
 async def step_result(
     pool_id: PoolId,
     task_id: TaskId,
     step_index: Annotated[int, Path(ge=0, le=50)],
-    body: ResultIn,
+    body: StepResult,
     identity: Agent,
     services: ServicesDep,
-) -> ResultOut:
-    answer = await services.agents.result(
+) -> ResultAnswer:
+    return await services.agents.result(
         identity,
         pool_id,
         task_id,
@@ -120,4 +114,3 @@ async def step_result(
         exit_code=body.exit_code,
         message=body.message,
     )
-    return ResultOut(next=answer.next, reserve=answer.reserve, release=answer.release)

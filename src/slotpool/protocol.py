@@ -1,0 +1,232 @@
+"""The agent wire protocol, defined once: every request an agent sends and every answer it gets.
+
+docs/agent-protocol.md tells the story; these models are the contract. The control plane's routes
+(``api/routes/agent.py``) read the requests as bodies and give the answers as response models, and
+the agent builds its requests and parses the answers with the same classes: the two sides cannot
+drift apart, and the OpenAPI contract types every answer down to the step an assignment carries.
+
+Agents and control planes are deployed apart, so the two directions are read differently:
+
+* requests stay strict (``extra="forbid"``): a misspelt field is a 422, never a value silently
+  dropped;
+* answers ignore fields they do not know, so a newer control plane may add one without stopping
+  older agents, but are strict about the types of those they know: a wrong type is a bug on one
+  side, and the agent stops rather than guess around it.
+
+On the wire everything stays as the protocol always sent it: a step's optional parts (``run`` or
+``command``, ``timeout_seconds``) are left out when unset, never sent as null, and whole seconds
+stay whole numbers. It imports nothing of slotpool but the domain (an import-linter contract keeps
+it so), so the agent shares it without pulling in the control plane.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, NotRequired, TypeAlias
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+
+# pydantic reads a TypedDict from typing only on Python 3.12 and later.
+from typing_extensions import TypedDict
+
+from slotpool.domain.config import PoolType
+from slotpool.domain.tasks import MAX_STEPS, StepSpec, StepStatus, Task
+from slotpool.domain.text import Text
+
+AGENT_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+MAX_SLOTS = 64
+MAX_MESSAGE = 4000  # a result's message
+MAX_CLAIM_WAIT = 30  # seconds a claim may be held open
+
+# Whole seconds as the control plane's settings have them (sent as 5, not 5.0); an agent's own
+# defaults, and a test's control plane, may use fractions.
+Seconds: TypeAlias = int | float
+
+
+class ProtocolError(Exception):
+    """A message that does not fit the protocol: a bug on one side, not something to retry."""
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Answer(BaseModel):
+    # Unknown fields are ignored (pydantic's default). The control plane always sends every
+    # field, so the contract says so even where the agent would take a default.
+    model_config = ConfigDict(
+        strict=True, frozen=True, json_schema_serialization_defaults_required=True
+    )
+
+
+# -- requests and answers, call by call -------------------------------------------------------
+
+
+class RunningStep(_Request):
+    """A step an agent runs now: register and heartbeat list them."""
+
+    task_id: str = Field(max_length=24)
+    step_index: int = Field(ge=0, le=MAX_STEPS)
+    slot: int = Field(ge=0, le=MAX_SLOTS - 1)
+
+
+class RegisterRequest(_Request):
+    """``POST /register``: at start and after every reconnect, with what still runs."""
+
+    name: str = Field(pattern=AGENT_NAME_PATTERN, max_length=253)
+    slots: int = Field(ge=1, le=MAX_SLOTS)
+    version: str = Field(default="", max_length=64)
+    running: list[RunningStep] = Field(default_factory=list, max_length=MAX_SLOTS)
+
+
+class RegisterAnswer(_Answer):
+    name: str
+    heartbeat_seconds: Seconds
+    claim_wait_seconds: Seconds
+
+
+class HeartbeatRequest(_Request):
+    """``POST /pods/{name}/heartbeat``."""
+
+    running: list[RunningStep] = Field(default_factory=list, max_length=MAX_SLOTS)
+    draining: bool = False
+
+
+class HeartbeatAnswer(_Answer):
+    cancel: list[str] = Field(default_factory=list, description="Stop these tasks' steps.")
+    release: list[str] = Field(
+        default_factory=list, description="Forget these tasks: free the slot, delete the workdir."
+    )
+    drain: bool = Field(default=False, description="Take no new work.")
+
+
+class ClaimRequest(_Request):
+    """``POST /pods/{name}/claim``: a long poll for work in the slots offered."""
+
+    free_slots: list[int] = Field(default_factory=list, max_length=MAX_SLOTS)
+    reserved_slots: list[int] = Field(default_factory=list, max_length=MAX_SLOTS)
+    wait_seconds: float = Field(default=0, ge=0, le=MAX_CLAIM_WAIT)
+
+
+class AssignedStep(TypedDict):
+    """The step to run, as the task's submitter gave it. A TypedDict, not a model: the keys a
+    step does not use are absent on the wire (never null), and the contract says so."""
+
+    name: str
+    run: NotRequired[Annotated[str, Field(min_length=1)]]  # a shell command line (/bin/sh -c)
+    command: NotRequired[Annotated[list[str], Field(min_length=1)]]  # an argv list
+    timeout_seconds: NotRequired[Annotated[int, Field(ge=1)]]
+
+
+def _unnamed_is_empty(step: object) -> object:
+    # The control plane always names a step (""), but the protocol never required it of others.
+    if isinstance(step, dict) and "name" not in step:
+        return {"name": "", **step}
+    return step
+
+
+def _runs_one_way(step: AssignedStep) -> AssignedStep:
+    if ("run" in step) == ("command" in step):
+        raise ValueError("a step needs exactly one of run or command")
+    return step
+
+
+class Assignment(BaseModel):
+    """A task's step put in one of the agent's slots."""
+
+    # Not an _Answer: its fields are all required anyway, and pydantic would apply that config's
+    # "defaults are required" to the step's absent keys too.
+    model_config = ConfigDict(strict=True, frozen=True)
+
+    task_id: str
+    slot: int
+    step_index: int
+    step: Annotated[AssignedStep, BeforeValidator(_unnamed_is_empty), AfterValidator(_runs_one_way)]
+    env: dict[str, str]
+    new_workdir: bool = Field(
+        description="True for a task's first step; later steps reuse the slot's directory."
+    )
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        """How the step runs: ``run`` through ``/bin/sh -c``, ``command`` as it is."""
+        run = self.step.get("run")
+        return ("/bin/sh", "-c", run) if run is not None else tuple(self.step.get("command", ()))
+
+
+class ClaimAnswer(_Answer):
+    assignments: list[Assignment] = Field(default_factory=list)
+    cancel: list[str] = Field(default_factory=list)
+    release: list[str] = Field(default_factory=list)
+
+    def is_empty(self) -> bool:
+        """Nothing to say yet: a long poll goes on waiting."""
+        return not (self.assignments or self.cancel or self.release)
+
+
+class LogChunk(_Request):
+    """``POST /tasks/{task_id}/logs``: ``seq`` counts from 0 per step; a chunk sent twice is
+    stored once."""
+
+    step_index: int = Field(ge=0, le=MAX_STEPS)
+    seq: int = Field(ge=0, le=2**31 - 1)
+    data: Text = Field(max_length=1_048_576)
+
+
+class StepResult(_Request):
+    """``POST /tasks/{task_id}/steps/{step_index}/result``."""
+
+    status: StepStatus
+    exit_code: int | None = Field(default=None, ge=-(2**31), le=2**31 - 1)
+    message: Text = Field(default="", max_length=MAX_MESSAGE)
+
+
+class ResultAnswer(_Answer):
+    next: Assignment | None = Field(
+        default=None, description="The task's next step, to run at once in the same slot."
+    )
+    reserve: bool = Field(
+        default=False, description="Keep the slot and workdir: the task waits for an approval."
+    )
+    release: bool = Field(
+        default=False, description="The task is over: free the slot, delete the workdir."
+    )
+
+
+class AgentPoolView(_Answer):
+    """``GET /pools/{pool_id}``: what an agent learns about its own pool."""
+
+    pool_id: str
+    name: str
+    pool_type: PoolType
+    slots_per_pod: int
+    config_hash: str | None
+    token_name: str
+
+
+# -- the control plane's side: a task's step as an assignment ----------------------------------
+
+
+def assignment(task: Task, *, new_workdir: bool) -> Assignment:
+    """The task's current step in the slot the task holds."""
+    if task.slot_index is None:
+        raise ValueError(f"task {task.id} holds no slot: its step cannot be assigned")
+    return Assignment(
+        task_id=task.id,
+        slot=task.slot_index,
+        step_index=task.current_step,
+        step=assigned_step(task.steps[task.current_step]),
+        env=dict(task.env),
+        new_workdir=new_workdir,
+    )
+
+
+def assigned_step(spec: StepSpec) -> AssignedStep:
+    """What the agent needs of a step: ``requires_approval`` is the control plane's business."""
+    step = AssignedStep(name=spec.name)
+    if spec.run is not None:
+        step["run"] = spec.run
+    if spec.command is not None:
+        step["command"] = list(spec.command)
+    if spec.timeout_seconds is not None:
+        step["timeout_seconds"] = spec.timeout_seconds
+    return step

@@ -103,5 +103,5 @@ async def delete_pool(
     ] = False,
 ) -> Response:
     """Delete the pool, its Pods and its token Secret; 409 while it has open tasks."""
-    await services.controller.remove_pool(pool_id, force=force)
+    await services.removal.remove(pool_id, force=force)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

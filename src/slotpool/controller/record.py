@@ -32,7 +32,7 @@ class Record:
 
 
 def action_events(decided: Plan, executed: Executed) -> list[NewEvent]:
-    inputs = decided.summary()
+    inputs = decided.summary() if executed.applied else {}
     return [_action_event(applied, inputs) for applied in executed.applied]
 
 

@@ -108,7 +108,10 @@ from bench_k8s import machine as k8s_machine
 from slotpool.api import app as app_module
 from slotpool.api.app import build_services
 from slotpool.clock import utc_now
-from slotpool.controller.pool_controller import PoolController, RuntimeFailed, SyncReport
+from slotpool.controller.executor import Executor
+from slotpool.controller.inventory import Observer
+from slotpool.controller.reconciler import Reconciler
+from slotpool.controller.record import Recorder
 from slotpool.domain.agent_spec import AgentSpec
 from slotpool.domain.config import PoolType, parse_config
 from slotpool.domain.manifest import (
@@ -131,6 +134,8 @@ from slotpool.runtime.base import (
 )
 from slotpool.runtime.kubernetes import FIELD_MANAGER, KubernetesRuntime
 from slotpool.services.dispatch import Dispatcher
+from slotpool.services.ports import RuntimeFailed, SyncReport
+from slotpool.services.secret_tokens import SecretTokens
 from slotpool.services.tasks import TaskService, new_task_row
 from slotpool.settings import Settings
 from slotpool.store.db import sync_url
@@ -693,14 +698,14 @@ def instrumented(
 ) -> Iterator[None]:
     """Time (wall, per call) the controller's steps and the request handlers around them."""
     targets: list[tuple[type, str]] = [
-        (PoolController, "_pass"),
-        (PoolController, "_ensure_secret"),
-        (PoolController, "_observe"),
-        (PoolController, "_observation"),
-        (PoolController, "_act"),
-        (PoolController, "_create"),
-        (PoolController, "_record_created"),
-        (PoolController, "_record"),
+        (Reconciler, "_pass"),
+        (SecretTokens, "ensure"),
+        (Observer, "_book"),
+        (Observer, "_observe"),
+        (Executor, "apply"),
+        (Executor, "create"),
+        (Executor, "_record_created"),
+        (Recorder, "write"),
         (KubernetesRuntime, "pods"),
         (KubernetesRuntime, "create_pod"),
         (KubernetesRuntime, "prepare"),
@@ -720,8 +725,8 @@ def instrumented(
             finally:
                 end = time.perf_counter()
                 calls[name].append(end - start)
-                if name.endswith("._act"):
-                    decided = args[4]
+                if name.endswith("Executor.apply"):
+                    decided = args[0]
                     passes.append(
                         {
                             "act_start": start,
@@ -764,7 +769,7 @@ def instrumented_round(
     finish_controller_round(api, env, pool_id)
     passes: list[dict[str, float]] = []
     current: dict[str, float] = {}
-    for entry in raw:  # the _act record comes before the _pass record that contains it
+    for entry in raw:  # the Executor.apply record comes before the _pass record that contains it
         current.update(entry)
         if "pass_end" in entry:
             passes.append({k: v - began_perf if k.endswith(("start", "end")) else v
@@ -1398,7 +1403,7 @@ async def resync_backend(
                 return len(await uow.pods.of_pool(pool.pool_id))
 
         async def reconcile(pool: Pool) -> SyncReport:
-            return await keeper.reconcile(pool, check_secret=False)
+            return await keeper.run_pass(pool.pool_id, check_secret=False)
 
         extras = backend in args.extras
         traced = pools[: args.trace_pools]

@@ -25,7 +25,7 @@ from lightkube.resources.core_v1 import Namespace, Pod
 
 from slotpool.api.app import build_services
 from slotpool.api.deps import Services
-from slotpool.controller.pool_controller import PoolController
+from slotpool.controller.assembly import PoolController
 from slotpool.domain.config import PoolConfig, PoolType, parse_config
 from slotpool.domain.manifest import POOL_LABEL
 from slotpool.runtime.base import PodWatcher, RuntimeRegistry

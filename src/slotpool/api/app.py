@@ -16,7 +16,7 @@ from slotpool.api import errors, ui
 from slotpool.api.deps import Services
 from slotpool.api.routes import agent, config, freeze, health, pods, pools, tasks, tokens
 from slotpool.clock import utc_now
-from slotpool.controller.pool_controller import PoolController
+from slotpool.controller.assembly import PoolController
 from slotpool.controller.sweeper import Sweeper, stop
 from slotpool.domain.config import PoolType
 from slotpool.runtime.base import RuntimeRegistry
@@ -24,11 +24,17 @@ from slotpool.runtime.kubernetes import KubernetesRuntime
 from slotpool.runtime.local import LocalRuntime
 from slotpool.services.agents import AgentService
 from slotpool.services.auth import AdminAuth
+from slotpool.services.deployment import DeploymentService
 from slotpool.services.dispatch import Dispatcher
 from slotpool.services.events import EventService
 from slotpool.services.freeze import FreezeService
+from slotpool.services.locks import PoolLocks
 from slotpool.services.notify import Notifier
+from slotpool.services.pool_removal import PoolRemoval
 from slotpool.services.pools import PoolService
+from slotpool.services.rotation import TokenRotation
+from slotpool.services.runtimes import PoolRuntimes
+from slotpool.services.secret_tokens import SecretTokens
 from slotpool.services.stats import StatsService
 from slotpool.services.tasks import TaskService
 from slotpool.services.tokens import TokenService
@@ -86,6 +92,20 @@ def build_services(
     notifier = Notifier()
     store.subscribe(notifier.deliver)  # what a committed unit of work signals wakes its waiters
     dispatcher = Dispatcher(store, pools, clock, freeze)
+    kept = PoolRuntimes(RuntimeRegistry() if runtimes is None else runtimes, pools)
+    locks = PoolLocks()
+    secrets = SecretTokens(store=store, tokens=tokens, clock=clock)
+    # The controller is the use cases' PoolPasses: built first, handed to them.
+    controller = PoolController(
+        store=store,
+        runtimes=kept,
+        pools=pools,
+        freeze=freeze,
+        secrets=secrets,
+        locks=locks,
+        notifier=notifier,
+        clock=clock,
+    )
     return Services(
         auth=AdminAuth(store, settings, clock),
         pools=pools,
@@ -102,17 +122,21 @@ def build_services(
             clock=clock,
         ),
         settings=settings,
-        controller=PoolController(
-            store=store,
-            runtimes=RuntimeRegistry() if runtimes is None else runtimes,
-            pools=pools,
-            tokens=tokens,
-            notifier=notifier,
-            freeze=freeze,
-            clock=clock,
-        ),
+        controller=controller,
         stats=StatsService(store),
         events=EventService(store),
+        deployment=DeploymentService(pools=pools, runtimes=kept, passes=controller),
+        removal=PoolRemoval(
+            store=store, pools=pools, runtimes=kept, locks=locks, passes=controller
+        ),
+        rotation=TokenRotation(
+            pools=pools,
+            tokens=tokens,
+            runtimes=kept,
+            secrets=secrets,
+            locks=locks,
+            passes=controller,
+        ),
     )
 
 

@@ -8,13 +8,16 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from slotpool.controller.pool_controller import PoolController
+from slotpool.controller.assembly import PoolController
 from slotpool.services.agents import AgentService
 from slotpool.services.auth import AdminAuth
+from slotpool.services.deployment import DeploymentService
 from slotpool.services.errors import Invalid
 from slotpool.services.events import EventService
 from slotpool.services.freeze import FreezeService
+from slotpool.services.pool_removal import PoolRemoval
 from slotpool.services.pools import PoolService
+from slotpool.services.rotation import TokenRotation
 from slotpool.services.stats import StatsService
 from slotpool.services.tasks import TaskService
 from slotpool.services.tokens import AgentIdentity, TokenService
@@ -33,6 +36,9 @@ class Services:
     controller: PoolController
     stats: StatsService
     events: EventService
+    deployment: DeploymentService
+    removal: PoolRemoval
+    rotation: TokenRotation
 
 
 def _services(request: Request) -> Services:

@@ -4,7 +4,7 @@ scale?" has an answer (the inputs it saw, what it did or held back, and the reas
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -37,3 +37,8 @@ class NewEvent:
     outcome: Outcome
     inputs: dict[str, Any]
     pod: str | None = None
+
+
+def minute_utc(instant: datetime | None) -> str:
+    """An instant as event messages write it, e.g. "2026-11-20 18:00 UTC" ("" for None)."""
+    return "" if instant is None else instant.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")

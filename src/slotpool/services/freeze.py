@@ -14,6 +14,7 @@ from slotpool.domain.freeze import (
     next_boundary,
 )
 from slotpool.domain.pools import Pool
+from slotpool.domain.signals import Signal
 from slotpool.services.errors import Conflict, Invalid, NotFound
 from slotpool.services.ids import new_schedule_id
 from slotpool.services.pools import require_pool
@@ -82,6 +83,7 @@ class FreezeService:
                 schedules.append(schedule)
             await uow.pools.replace_schedules(pool_id, schedules, now=now)
             await uow.pools.update(pool_id, by=by, now=now)
+            uow.signal(Signal.pool(pool_id))  # the controller acts on the windows now
         return schedule
 
     async def remove(self, pool_id: str, schedule_id: str, *, by: str) -> None:
@@ -93,6 +95,7 @@ class FreezeService:
                 raise NotFound(f"freeze schedule {schedule_id} not found in {pool_id}")
             await uow.pools.replace_schedules(pool_id, kept, now=now)
             await uow.pools.update(pool_id, by=by, now=now)
+            uow.signal(Signal.pool(pool_id))  # the controller acts on the windows now
 
     async def unfreeze(
         self, pool_id: str, *, until: datetime | None, note: str, by: str
@@ -115,6 +118,7 @@ class FreezeService:
                 "one_time_unfreeze_note": note,
             }
             updated = await uow.pools.update(pool_id, by=by, now=now, **fields)
+            uow.signal(Signal.pool(pool_id))  # the controller acts on the windows now
         assert updated is not None
         return self.state(updated, now)
 
@@ -138,5 +142,6 @@ class FreezeService:
         async with self._store.unit_of_work() as uow:
             await require_pool(uow, pool_id)
             updated = await uow.pools.update(pool_id, by=by, now=now, **fields)
+            uow.signal(Signal.pool(pool_id))  # the controller acts on the windows now
         assert updated is not None
         return self.state(updated, now)

@@ -14,6 +14,7 @@ from slotpool.domain.errors import ConfigInvalid
 from slotpool.domain.freeze import FreezeSchedule
 from slotpool.domain.manifest import pod_manifest
 from slotpool.domain.pools import Pool
+from slotpool.domain.signals import Signal
 from slotpool.services.errors import Conflict, Invalid, NotFound, PreconditionFailed
 from slotpool.services.ids import new_pool_id, new_schedule_id
 from slotpool.settings import Settings
@@ -133,6 +134,7 @@ class PoolService:
                 await uow.pools.replace_schedules(
                     new.pool_id, with_schedule_ids(config.freeze_schedules), now=new.now
                 )
+            uow.signal(Signal.pool_config(new.pool_id))  # its controller starts now if it can run
             return await require_pool(uow, new.pool_id)
 
     async def update(
@@ -165,6 +167,7 @@ class PoolService:
             if config.freeze_schedules is not None:
                 windows = with_schedule_ids(config.freeze_schedules, pool.freeze_schedules)
                 await uow.pools.replace_schedules(pool_id, windows, now=now)
+            uow.signal(Signal.pool_config(pool_id))  # read again: it may have become one to keep
             return await require_pool(uow, pool_id)
 
     async def preview(self, pool_id: str, candidate: PoolConfig | None) -> Preview:

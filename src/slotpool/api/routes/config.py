@@ -8,13 +8,13 @@ from typing import Annotated, Any, Literal
 import yaml
 from fastapi import APIRouter, Query, Response
 
-from slotpool.api.deps import Admin, ExpectedRevision, Services, ServicesDep
+from slotpool.api.deps import Admin, ExpectedRevision, ServicesDep
+from slotpool.api.routes.pods import rebuild_out
 from slotpool.api.routes.pools import PoolId, etag
-from slotpool.api.schemas import ConfigSaved, ErrorBody, RebuildOut, config_view
-from slotpool.controller.pool_controller import RuntimeFailed
+from slotpool.api.schemas import ConfigSaved, ErrorBody, config_view
 from slotpool.domain.config import PoolConfig
-from slotpool.services.errors import RuntimeUnavailable
 from slotpool.services.pools import Preview
+from slotpool.services.ports import SyncReport
 
 router = APIRouter(prefix="/api/v1/agent-pools/{pool_id}", tags=["config"])
 SAVED = "K8s configuration updated successfully"
@@ -23,7 +23,6 @@ FROZEN = (
     "K8s configuration updated successfully; a freeze window is active, so idle pods will be "
     "rebuilt when it ends"
 )
-REBUILD_FAILED = "K8s config updated but failed to rebuild idle pods: {}"
 Format = Annotated[Literal["yaml", "json"], Query(description="yaml (default) or json")]
 YAML_MEDIA = "application/yaml"
 
@@ -47,30 +46,28 @@ async def put_config(
     response: Response,
 ) -> ConfigSaved:
     """Validate and save, then rebuild every idle Pod whose config is now outdated (busy and
-    reserved Pods are kept and rebuilt by the keeper once idle). ``freeze_schedules`` replaces the
-    pool's windows only when present. A cluster failure after the save answers 502 with the
-    seed's message: the config is saved, and the keeper keeps trying."""
-    pool = await services.pools.save_config(pool_id, config, by=actor, expected_revision=revision)
+    reserved Pods are kept and rebuilt by the controller once idle). ``freeze_schedules``
+    replaces the pool's windows only when present. A cluster failure after the save answers 502
+    with the seed's message: the config is saved, and the controller keeps trying."""
+    saved = await services.deployment.save_config(
+        pool_id, config, by=actor, expected_revision=revision
+    )
+    pool, report = saved.pool, saved.report
     etag(response, pool)
-    services.controller.poke(pool.pool_id, reread=True)  # its controller starts now if it can run
-    message, rebuild = SAVED, None
-    if services.controller.can_run(pool):
-        try:
-            report = await services.controller.rebuild_idle(pool)
-        except RuntimeFailed as exc:
-            raise RuntimeUnavailable(REBUILD_FAILED.format(exc)) from exc
-        message = FROZEN if report.frozen else REBUILDING
-        rebuild = RebuildOut(
-            rebuilt=report.rebuilt, created=report.created, kept_busy=report.kept_busy
-        )
     return ConfigSaved(
-        message=message,
+        message=saved_message(report),
         pool_id=pool.pool_id,
         k8s_config=config_view(pool),
         config_hash=services.pools.config_hash(pool),
         revision=pool.revision,
-        rebuild=rebuild,
+        rebuild=None if report is None else rebuild_out(report),
     )
+
+
+def saved_message(report: SyncReport | None) -> str:
+    if report is None:
+        return SAVED
+    return FROZEN if report.frozen else REBUILDING
 
 
 def render(preview: Preview, output: str) -> Response:
@@ -101,13 +98,6 @@ DryRun = Annotated[
 ]
 
 
-async def checked(services: Services, pool_id: str, preview: Preview, dry_run: bool) -> Preview:
-    if dry_run:
-        pool = await services.pools.get(pool_id)
-        await services.controller.dry_run(pool, preview.spec)
-    return preview
-
-
 @router.get("/pod-preview", response_class=Response, responses=_PREVIEW_RESPONSES)
 async def preview_saved(
     pool_id: PoolId,
@@ -116,8 +106,7 @@ async def preview_saved(
     format: Format = "yaml",
     dry_run: DryRun = False,
 ) -> Response:
-    preview = await services.pools.preview(pool_id, None)
-    return render(await checked(services, pool_id, preview, dry_run), format)
+    return render(await services.deployment.preview(pool_id, None, dry_run=dry_run), format)
 
 
 @router.post("/pod-preview", response_class=Response, responses=_PREVIEW_RESPONSES)
@@ -130,5 +119,4 @@ async def preview_candidate(
     dry_run: DryRun = False,
 ) -> Response:
     """The Pod a candidate configuration would make; nothing is saved."""
-    preview = await services.pools.preview(pool_id, config)
-    return render(await checked(services, pool_id, preview, dry_run), format)
+    return render(await services.deployment.preview(pool_id, config, dry_run=dry_run), format)

@@ -33,7 +33,6 @@ async def add_schedule(
     pool_id: PoolId, schedule: FreezeSchedule, services: ServicesDep, actor: Admin
 ) -> dict[str, Any]:
     added = await services.freeze.add(pool_id, schedule, by=actor)
-    services.controller.poke(pool_id)  # the controller acts on the new window now
     return schedule_view(added)
 
 
@@ -57,7 +56,6 @@ async def replace_schedule(
     actor: Admin,
 ) -> dict[str, Any]:
     replaced = await services.freeze.replace(pool_id, schedule_id, schedule, by=actor)
-    services.controller.poke(pool_id)
     return schedule_view(replaced)
 
 
@@ -66,7 +64,6 @@ async def delete_schedule(
     pool_id: PoolId, schedule_id: ScheduleId, services: ServicesDep, actor: Admin
 ) -> Response:
     await services.freeze.remove(pool_id, schedule_id, by=actor)
-    services.controller.poke(pool_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -80,12 +77,10 @@ async def unfreeze(
     """Lift every window until ``until`` (default: the end of the active freeze)."""
     body = body or UnfreezeIn()
     state = await services.freeze.unfreeze(pool_id, until=body.until, note=body.note, by=actor)
-    services.controller.poke(pool_id)
     return FreezeStateOut.of(state)
 
 
 @router.delete("/one-time-unfreeze", response_model=FreezeStateOut)
 async def cancel_unfreeze(pool_id: PoolId, services: ServicesDep, actor: Admin) -> FreezeStateOut:
     state = await services.freeze.cancel_unfreeze(pool_id, by=actor)
-    services.controller.poke(pool_id)
     return FreezeStateOut.of(state)

@@ -10,10 +10,10 @@ from pydantic import BaseModel, Field
 
 from slotpool.api.deps import Admin, ServicesDep
 from slotpool.api.routes.pools import PoolId
-from slotpool.controller.pool_controller import RuntimeFailed, SyncReport
+from slotpool.api.schemas import RebuildOut
 from slotpool.domain.events import Outcome
 from slotpool.domain.pods import PodState, SlotState
-from slotpool.services.errors import RuntimeUnavailable
+from slotpool.services.ports import SyncReport
 
 router = APIRouter(prefix="/api/v1/agent-pools/{pool_id}/pods", tags=["pods"])
 
@@ -83,6 +83,10 @@ def sync_out(message: str, pool_id: str, report: SyncReport) -> SyncOut:
     )
 
 
+def rebuild_out(report: SyncReport) -> RebuildOut:
+    return RebuildOut(rebuilt=report.rebuilt, created=report.created, kept_busy=report.kept_busy)
+
+
 sync_router = APIRouter(prefix="/api/v1/agent-pools/{pool_id}", tags=["pods"])
 
 
@@ -91,11 +95,7 @@ async def sync_deployment(pool_id: PoolId, services: ServicesDep, _: Admin) -> S
     """Ensure the token Secret, sync Pods from the runtime into the database (adopt, drop those
     gone), rebuild idle outdated Pods, create Pods up to min_replicas. (The path keeps the seed's
     name; slotpool never makes a Deployment.)"""
-    pool = await services.pools.get(pool_id)
-    try:
-        report = await services.controller.sync(pool)
-    except RuntimeFailed as exc:
-        raise RuntimeUnavailable(f"failed to sync Pods: {exc}") from exc
+    report = await services.deployment.sync(pool_id)
     return sync_out("Pod configuration synced successfully", pool_id, report)
 
 

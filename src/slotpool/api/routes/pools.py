@@ -63,7 +63,6 @@ async def create_pool(
         config=body.k8s_config,
         by=actor,
     )
-    services.controller.poke(pool.pool_id)  # its controller starts now, not at the next listing
     response.headers["Location"] = f"{router.prefix}/{pool.pool_id}"
     etag(response, pool)
     return await one_pool_out(services, pool)
@@ -103,5 +102,5 @@ async def delete_pool(
     ] = False,
 ) -> Response:
     """Delete the pool, its Pods and its token Secret; 409 while it has open tasks."""
-    await services.controller.remove_pool(pool_id, force=force)
+    await services.removal.remove(pool_id, force=force)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -8,9 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Path, status
 
 from slotpool.api.deps import Admin, ServicesDep
+from slotpool.api.routes.pods import rebuild_out
 from slotpool.api.routes.pools import PoolId
 from slotpool.api.schemas import (
-    RebuildOut,
     TokenCreate,
     TokenCreated,
     TokenList,
@@ -19,6 +19,7 @@ from slotpool.api.schemas import (
     TokenRotated,
 )
 from slotpool.domain.tokens import TOKEN_NAME_PATTERN
+from slotpool.services.rotation import Rotated
 
 router = APIRouter(prefix="/api/v1/agent-pools/{pool_id}/tokens", tags=["tokens"])
 TokenName = Annotated[str, Path(pattern=TOKEN_NAME_PATTERN)]
@@ -55,33 +56,23 @@ async def rotate_token(
     pool's Secret is replaced in the Secret, and the Pods are rebuilt to use the new one (idle
     ones now, busy ones once idle); the old one is revoked as soon as no Pod runs with it."""
     overlap = timedelta(seconds=body.overlap_seconds)
-    now = services.pools.now
-    pool = await services.pools.get(pool_id)
-    if pool.agent_token == name and services.controller.can_run(pool):
-        new_name, _old, report = await services.controller.rotate_secret_token(
-            pool_id, overlap=overlap, by=actor
-        )
-        old_token = await services.tokens.get(pool_id, name)
-        new_token = await services.tokens.get(pool_id, new_name)
-        return TokenRotated(
-            message=f"the Secret now holds {new_name}; Pods are being rebuilt to use it",
-            old=TokenOut.of(old_token, now=now()),
-            new=TokenOut.of(new_token, now=now()),
-            token=None,
-            secret=True,
-            rebuild=RebuildOut(
-                rebuilt=report.rebuilt, created=report.created, kept_busy=report.kept_busy
-            ),
-        )
-    old, new, value = await services.tokens.rotate(pool_id, name, overlap=overlap, by=actor)
+    rotated = await services.rotation.rotate(pool_id, name, overlap=overlap, by=actor)
+    now = services.pools.now()
+    report = rotated.report
     return TokenRotated(
-        message=f"{new.name} replaces {name}, which expires after the overlap",
-        old=TokenOut.of(old, now=now()),
-        new=TokenOut.of(new, now=now()),
-        token=value,
-        secret=False,
-        rebuild=None,
+        message=rotated_message(rotated, name),
+        old=TokenOut.of(rotated.old, now=now),
+        new=TokenOut.of(rotated.new, now=now),
+        token=rotated.value,
+        secret=rotated.secret,
+        rebuild=None if report is None else rebuild_out(report),
     )
+
+
+def rotated_message(rotated: Rotated, name: str) -> str:
+    if rotated.secret:
+        return f"the Secret now holds {rotated.new.name}; Pods are being rebuilt to use it"
+    return f"{rotated.new.name} replaces {name}, which expires after the overlap"
 
 
 @router.delete("/{name}", response_model=TokenOut)

@@ -1,0 +1,71 @@
+"""The pool controller as the application starts it: the reconciler (one pass) and the
+orchestration over it (what runs in the background), built from the services they use.
+
+It is what the services know as ``PoolPasses`` (``services/ports.py``): the API hands it to the
+use cases that need a pass, a wake-up or a pool forgotten.
+"""
+
+from __future__ import annotations
+
+from slotpool.clock import Clock
+from slotpool.controller.orchestration import Orchestration
+from slotpool.controller.reconciler import Reconciler
+from slotpool.domain.pools import Pool
+from slotpool.services.freeze import FreezeService
+from slotpool.services.locks import PoolLocks
+from slotpool.services.notify import Notifier
+from slotpool.services.pools import PoolService
+from slotpool.services.ports import SyncReport
+from slotpool.services.runtimes import PoolRuntimes
+from slotpool.services.secret_tokens import SecretTokens
+from slotpool.store.uow import Store
+
+
+class PoolController:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        runtimes: PoolRuntimes,
+        pools: PoolService,
+        freeze: FreezeService,
+        secrets: SecretTokens,
+        locks: PoolLocks,
+        notifier: Notifier,
+        clock: Clock,
+    ) -> None:
+        self._runtimes = runtimes
+        self.reconciler = Reconciler(
+            store=store,
+            pools=pools,
+            runtimes=runtimes,
+            freeze=freeze,
+            secrets=secrets,
+            locks=locks,
+            clock=clock,
+        )
+        self.orchestration = Orchestration(
+            reconciler=self.reconciler,
+            pools=pools,
+            runtimes=runtimes,
+            notifier=notifier,
+            clock=clock,
+        )
+
+    async def run_forever(self, resync_seconds: float) -> None:
+        await self.orchestration.run_forever(resync_seconds)
+
+    def poke(self, pool_id: str, *, reread: bool = False) -> None:
+        self.orchestration.poke(pool_id, reread=reread)
+
+    async def run_pass(self, pool_id: str, *, check_secret: bool) -> SyncReport:
+        return await self.reconciler.run_pass(pool_id, check_secret=check_secret)
+
+    def forget(self, pool_id: str) -> None:
+        self.reconciler.forget(pool_id)
+
+    async def sync(self, pool: Pool) -> SyncReport:
+        """A full pass now, the Secret checked whatever the last check said; refused at once
+        (``Conflict``) for a pool this server keeps no Pods for."""
+        self._runtimes.for_pool(pool)
+        return await self.run_pass(pool.pool_id, check_secret=True)

@@ -1,0 +1,158 @@
+"""The executor stage of a pass: the plan's actions applied to the runtime and the books.
+
+Pods are created with bounded concurrency; idle ones are deleted or rebuilt. A Pod is deleted only
+after ``drain_if_idle`` marked it ``draining`` in the transaction that saw all its slots idle, so
+no task can be given to it any more: no path here deletes a Pod with a busy or reserved slot,
+whatever the plan says. A runtime failure fails its action only (the others are still applied);
+what each action did comes back as a value (``Applied``), in the plan's order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+from slotpool.clock import Clock
+from slotpool.controller.types import Applied, Executed, PoolTarget
+from slotpool.domain.agent_spec import agent_spec
+from slotpool.domain.events import Outcome
+from slotpool.domain.pods import PodState, SlotState, state_from_runtime
+from slotpool.domain.scaling import Action, CreatePods, DeletePod, DeleteStuckPod, Plan, RebuildPod
+from slotpool.runtime.base import RuntimePod
+from slotpool.runtime.errors import RuntimeApiError
+from slotpool.store.uow import Store
+
+log = structlog.get_logger(__name__)
+CREATE_CONCURRENCY = 8
+REBUILD_REASON = "configuration changed: replaced because all its slots were idle"
+
+
+async def create_pod(target: PoolTarget) -> RuntimePod:
+    """One Pod of the pool, as the one builder makes it (the preview shows the same)."""
+    return await target.runtime.create_agent(agent_spec(target.config, target.context))
+
+
+class Executor:
+    def __init__(self, *, store: Store, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def apply(self, decided: Plan, target: PoolTarget) -> Executed:
+        applied: list[Applied] = []
+        for action in decided.actions:
+            done = await self._one(action, target)
+            applied.append(done)
+            if done.rebuilt:
+                _log_rebuilt(target.pool_id, done, number=len(Executed(tuple(applied)).rebuilt))
+        return Executed(tuple(applied))
+
+    async def _one(self, action: Action, target: PoolTarget) -> Applied:
+        try:
+            return await self._apply(action, target)
+        except RuntimeApiError as exc:
+            log.warning("action failed", pool_id=target.pool_id, action=action.kind, error=str(exc))
+            return Applied(action=action, outcome=Outcome.failed, error=str(exc))
+
+    async def _apply(self, action: Action, target: PoolTarget) -> Applied:
+        if isinstance(action, CreatePods):
+            created = await self.create(target, action.count)
+            log.info("pods created", pool_id=target.pool_id, pods=created, reason=action.reason)
+            pods = ", ".join(created) or None
+            return Applied(action=action, outcome=Outcome.done, pod=pods, created=tuple(created))
+        if isinstance(action, DeleteStuckPod):
+            return await self._delete_stuck(action, target)
+        if not await self._drain_if_idle(target, action.name, action.message):
+            # A task took a slot between the observation and now: the Pod stays.
+            return Applied(action=action, outcome=Outcome.held, pod=action.name)
+        await target.runtime.delete_pod(target.namespace, action.name)
+        if isinstance(action, RebuildPod):
+            return await self._rebuild(action, target)
+        return await self._deleted(action, target)
+
+    async def _delete_stuck(self, action: DeleteStuckPod, target: PoolTarget) -> Applied:
+        await target.runtime.delete_pod(target.namespace, action.name)
+        await self._terminating(target, action.name, f"deleted: {action.message}")
+        log.warning("stuck pod deleted", pool_id=target.pool_id, pod=action.name)
+        return Applied(action=action, outcome=Outcome.done, removed=(action.name,))
+
+    async def _rebuild(self, action: RebuildPod, target: PoolTarget) -> Applied:
+        await self._terminating(target, action.name, REBUILD_REASON)
+        replacement = await self.create(target, 1)
+        return Applied(
+            action=action,
+            outcome=Outcome.done,
+            created=tuple(replacement),
+            rebuilt=(action.name,),
+        )
+
+    async def _deleted(self, action: DeletePod, target: PoolTarget) -> Applied:
+        await self._terminating(target, action.name, f"deleted: {action.message}")
+        log.info("idle pod deleted", pool_id=target.pool_id, pod=action.name, reason=action.reason)
+        return Applied(action=action, outcome=Outcome.done, removed=(action.name,))
+
+    async def _drain_if_idle(self, target: PoolTarget, name: str, reason: str) -> bool:
+        async with self._store.unit_of_work() as uow:
+            row = await uow.pods.find(target.pool_id, name)
+            if row is None:
+                return False  # never seen by the database: an agent may be about to register
+            if row.state is PodState.failed:
+                return all(s.state is SlotState.idle for s in row.slots)  # retired: slots freed
+            return await uow.pods.drain_if_idle(row.id, reason=reason, now=self._clock())
+
+    async def _terminating(self, target: PoolTarget, name: str, reason: str) -> None:
+        """Deleted by slotpool: ``terminating`` until the runtime no longer lists it."""
+        async with self._store.unit_of_work() as uow:
+            row = await uow.pods.find(target.pool_id, name)
+            if row is not None and row.state is not PodState.failed:
+                await uow.pods.set_state(
+                    row.id, PodState.terminating, reason=reason, now=self._clock()
+                )
+
+    async def create(self, target: PoolTarget, count: int) -> list[str]:
+        """Create ``count`` Pods (``CREATE_CONCURRENCY`` requests at a time), then record those
+        created in one transaction, before this pass ends: the next pass counts them as coming.
+        (If the process dies in between, the next pass adopts them from the runtime's list.)
+        The first error is raised once the others were recorded."""
+        gate = asyncio.Semaphore(CREATE_CONCURRENCY)
+
+        async def one() -> RuntimePod:
+            async with gate:
+                return await create_pod(target)
+
+        results = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
+        created = [r for r in results if isinstance(r, RuntimePod)]
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if created:
+            await self._record_created(target, created)
+        if errors:
+            if created:
+                names = [p.name for p in created]
+                log.warning("some pods not created", pool_id=target.pool_id, created=names)
+            raise errors[0]
+        return [p.name for p in created]
+
+    async def _record_created(self, target: PoolTarget, created: list[RuntimePod]) -> None:
+        now = self._clock()
+        async with self._store.unit_of_work() as uow:
+            for pod in created:
+                if await uow.pods.find(target.pool_id, pod.name) is not None:
+                    continue  # a local agent registered already
+                await uow.pods.adopt(
+                    pool_id=target.pool_id,
+                    name=pod.name,
+                    slots=target.config.slots_per_pod,
+                    config_hash=pod.config_hash,
+                    state=state_from_runtime(None, phase=pod.phase, deleting=False),
+                    phase=pod.phase,
+                    node=pod.node,
+                    reason="",
+                    created_at=now,
+                    now=now,
+                )
+
+
+def _log_rebuilt(pool_id: str, done: Applied, *, number: int) -> None:
+    (old,), (new, *_) = done.rebuilt, done.created
+    log.info(f"Deleted idle pod {old} for rebuild ({number})", pool_id=pool_id)
+    log.info(f"Created replacement pod {new} with new config ({number})", pool_id=pool_id)

@@ -1,0 +1,191 @@
+"""The inventory stage of a pass: what the runtime and the books say about a pool, as one value.
+
+It reads (the runtime's list of the pool's pods, the recorded pods), lets the pure
+``domain.inventory.classify`` decide what follows from the two, writes that (in one transaction;
+then the runtime's copies of ended pods go), and reads back what the decision needs: the live
+pods with their slots, the queue, the freeze. It decides nothing itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import structlog
+
+from slotpool.clock import Clock
+from slotpool.controller.types import Inventory, PoolTarget
+from slotpool.domain.inventory import (
+    Adopt,
+    Cause,
+    Change,
+    Classified,
+    DeleteEnded,
+    Forget,
+    Listed,
+    Retire,
+    Update,
+    classify,
+)
+from slotpool.domain.pods import Pod, PodState, SlotState
+from slotpool.domain.scaling import Backoff, Observation, PodObservation
+from slotpool.runtime.base import RuntimePod
+from slotpool.services.freeze import FreezeService
+from slotpool.services.lifecycle import retire_pod
+from slotpool.services.secret_tokens import SecretTokens
+from slotpool.store.uow import Store, UnitOfWork
+
+log = structlog.get_logger(__name__)
+NOT_REGISTERED = "the Pod runs, but its agent has not registered with the control plane"
+
+
+class Observer:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        secrets: SecretTokens,
+        freeze: FreezeService,
+        clock: Clock,
+    ) -> None:
+        self._store = store
+        self._secrets = secrets
+        self._freeze = freeze
+        self._clock = clock
+
+    async def prepare(self, target: PoolTarget, *, check_secret: bool) -> str:
+        """The place for the pool's pods made, and, when asked, the token Secret checked (a new
+        token minted if it holds none that authenticates). Returns what became of the Secret."""
+        await target.runtime.prepare(target.namespace)
+        if not check_secret:
+            return "unchanged"
+        return await self._secrets.ensure(target.pool, target.runtime, target.namespace)
+
+    async def take(self, target: PoolTarget, *, secret: str, backoff: Backoff) -> Inventory:
+        """The runtime's pods into the books, then the observation the decision takes."""
+        listed_at = self._clock()
+        seen = await target.runtime.pods(target.namespace, target.pool_id)
+        classified = await self._book(target, seen, listed_at)
+        for change in classified.of_kind(DeleteEnded):  # its record stays; the runtime's goes
+            await target.runtime.delete_pod(target.namespace, change.name)
+        now = self._clock()
+        alive = set(classified.alive)
+        live = [pod for pod in seen if pod.name in alive]
+        observation = await self._observe(target, live, backoff=backoff, now=now)
+        return Inventory(secret, classified, observation, now)
+
+    async def _book(
+        self, target: PoolTarget, seen: Sequence[RuntimePod], listed_at: datetime
+    ) -> Classified:
+        async with self._store.unit_of_work() as uow:
+            books = await uow.pods.of_pool(target.pool_id)
+            classified = classify(
+                books,
+                [listed(pod) for pod in seen],
+                runtime=target.runtime.name,
+                listed_at=listed_at,
+            )
+            for change in classified.changes:
+                await self._write(uow, target, change, now=listed_at)
+        return classified
+
+    async def _write(
+        self, uow: UnitOfWork, target: PoolTarget, change: Change, *, now: datetime
+    ) -> None:
+        if isinstance(change, Adopt):
+            await _adopt(uow, target, change, now=now)
+        elif isinstance(change, Update):
+            await uow.pods.observed(
+                change.pod.id,
+                state=change.state,
+                phase=change.phase,
+                node=change.node,
+                reason=change.reason,
+                now=now,
+            )
+        elif isinstance(change, Retire):
+            await self._retire(uow, change, now=now)
+        elif isinstance(change, Forget):
+            await uow.pods.forget(change.pod_ids)
+
+    async def _retire(self, uow: UnitOfWork, change: Retire, *, now: datetime) -> None:
+        pod = change.pod
+        await retire_pod(uow, pod, reason=change.reason, now=now)
+        if change.cause is Cause.ended:
+            log.warning("pod ended", pool_id=pod.pool_id, pod=pod.name, reason=change.reason)
+        elif change.cause is Cause.vanished:
+            log.warning("pod vanished", pool_id=pod.pool_id, pod=pod.name)
+
+    async def _observe(
+        self, target: PoolTarget, live: Sequence[RuntimePod], *, backoff: Backoff, now: datetime
+    ) -> Observation:
+        async with self._store.unit_of_work() as uow:
+            rows = {p.name: p for p in await uow.pods.of_pool(target.pool_id)}
+            queued = await uow.tasks.count_queued(target.pool_id)
+        pool = target.pool
+        return Observation(
+            pool_id=pool.pool_id,
+            config=target.config,
+            config_hash=target.config_hash,
+            freeze=self._freeze.state(pool, now),
+            queued=queued,
+            pods=tuple(pod_observation(rows[p.name], p) for p in live if p.name in rows),
+            backoff=backoff,
+            next_freeze_boundary=self._freeze.next_boundary(pool, now),
+        )
+
+
+def listed(pod: RuntimePod) -> Listed:
+    """The runtime's pod as the domain's comparison takes it."""
+    return Listed(
+        name=pod.name,
+        phase=pod.phase,
+        node=pod.node,
+        config_hash=pod.config_hash,
+        created_at=pod.created_at,
+        deleting=pod.deleting,
+        ended=pod.ended,
+        why=pod.why(),
+    )
+
+
+async def _adopt(uow: UnitOfWork, target: PoolTarget, change: Adopt, *, now: datetime) -> None:
+    await uow.pods.adopt(
+        pool_id=target.pool_id,
+        name=change.name,
+        slots=target.config.slots_per_pod,
+        config_hash=change.config_hash,
+        state=change.state,
+        phase=change.phase,
+        node=change.node,
+        reason=change.reason,
+        created_at=change.created_at,
+        now=now,
+    )
+
+
+def pod_observation(row: Pod, pod: RuntimePod) -> PodObservation:
+    """A live pod as the decision sees it: its record's slots, the runtime's hash and reason."""
+    busy = sum(1 for s in row.slots if s.state is SlotState.busy)
+    reserved = sum(1 for s in row.slots if s.state is SlotState.reserved)
+    idle_since = None
+    if busy == 0 and reserved == 0:
+        idle_since = max((s.since for s in row.slots), default=row.created_at)
+    return PodObservation(
+        name=row.name,
+        state=row.state,
+        config_hash=pod.config_hash if pod.config_hash is not None else row.config_hash,
+        created_at=row.created_at,
+        idle_since=idle_since,
+        busy=busy,
+        reserved=reserved,
+        idle=len(row.slots) - busy - reserved,
+        k8s_reason=_waiting_reason(row, pod),
+        k8s_message=pod.message if row.state is PodState.pending else NOT_REGISTERED,
+    )
+
+
+def _waiting_reason(row: Pod, pod: RuntimePod) -> str | None:
+    if row.state is PodState.pending:
+        return pod.reason
+    return "AgentNotRegistered" if row.state is PodState.starting else None

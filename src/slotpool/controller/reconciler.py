@@ -1,0 +1,157 @@
+"""One pass over a pool, as a pipeline of values.
+
+A pass runs one at a time per pool (``PoolLocks``), pools in parallel, whenever the orchestration
+asks (``orchestration.py``) or a use case needs one now (a config save, a token rotation,
+``sync-deployment``):
+
+1. **inventory** (``inventory.py``): the place for the pods made and the token Secret checked
+   (on request and every ``SECRET_CHECK_SECONDS``); the runtime's pods compared with the books by
+   the pure ``domain.inventory.classify`` and the result written: unknown pods with the pool's
+   labels adopted, phase, Node and the runtime's reason recorded, pods that ended or vanished
+   retired (their tasks become ``lost`` with the reason); then the observation of the pool;
+2. **plan**: ``domain.scaling.plan(observation, now)`` (pure) turns it into actions and holds,
+   each with a reason;
+3. **execute** (``executor.py``): create Pods, delete or rebuild idle ones; what each action did
+   comes back as a value;
+4. **record** (``record.py``): every action and every new hold is a pool event (inputs, action,
+   reason), queued tasks say why they wait, the back-off is kept.
+
+The pass report is assembled from the stages' values at the end.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+
+from slotpool.clock import Clock
+from slotpool.controller.executor import Executor
+from slotpool.controller.inventory import Observer
+from slotpool.controller.record import Recorder, action_events, hold_events, record_of
+from slotpool.controller.types import Executed, Holds, Inventory, PoolMemory, PoolTarget
+from slotpool.domain.pools import Pool
+from slotpool.domain.scaling import Plan, plan
+from slotpool.runtime.errors import RuntimeApiError
+from slotpool.services.errors import Conflict
+from slotpool.services.freeze import FreezeService
+from slotpool.services.locks import PoolLocks
+from slotpool.services.pools import PoolService
+from slotpool.services.ports import RuntimeFailed, SyncReport
+from slotpool.services.runtimes import PoolRuntimes
+from slotpool.services.secret_tokens import SecretTokens
+from slotpool.store.uow import Store
+
+SECRET_CHECK_SECONDS = 30.0
+
+
+class Reconciler:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        pools: PoolService,
+        runtimes: PoolRuntimes,
+        freeze: FreezeService,
+        secrets: SecretTokens,
+        locks: PoolLocks,
+        clock: Clock,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._pools = pools
+        self._runtimes = runtimes
+        self._secrets = secrets
+        self._locks = locks
+        self._monotonic = monotonic
+        self._observer = Observer(store=store, secrets=secrets, freeze=freeze, clock=clock)
+        self._executor = Executor(store=store, clock=clock)
+        self._recorder = Recorder(store=store, clock=clock)
+        self._memory: dict[str, PoolMemory] = {}
+
+    def wake_at(self, pool_id: str) -> datetime | None:
+        """When the last plan asked to look at the pool again (a delay, a timeout, a freeze)."""
+        memory = self._memory.get(pool_id)
+        return None if memory is None else memory.wake_at
+
+    def forget(self, pool_id: str) -> None:
+        self._memory.pop(pool_id, None)
+
+    async def run_pass(self, pool_id: str, *, check_secret: bool) -> SyncReport:
+        """One pass now; ``RuntimeFailed`` (with what was done) when the runtime failed a step."""
+        async with self._locks.of(pool_id):
+            pool = await self._pools.get(pool_id)  # the latest config, read under the lock
+            report = await self._pass(self._target(pool), check_secret=check_secret)
+        if report.failures:
+            raise RuntimeFailed("; ".join(report.failures), report)
+        return report
+
+    def _target(self, pool: Pool) -> PoolTarget:
+        runtime = self._runtimes.for_pool(pool)
+        config = pool.effective_config()
+        if config is None:
+            raise Conflict(f"agent pool {pool.pool_id} has no configuration yet: PUT /k8s-config")
+        return PoolTarget(pool, config, runtime, self._pools.pod_context(pool))
+
+    async def _pass(self, target: PoolTarget, *, check_secret: bool) -> SyncReport:
+        memory = self._memory.get(target.pool_id) or PoolMemory.first(target.pool)
+        secret, memory = await self._prepare(target, memory, check_secret=check_secret)
+        try:
+            inventory = await self._observer.take(target, secret=secret, backoff=memory.backoff)
+        except RuntimeApiError as exc:
+            raise RuntimeFailed(str(exc), SyncReport(secret=secret)) from exc
+        decided = plan(inventory.observation, inventory.observed_at)
+        executed = await self._executor.apply(decided, target)
+        holds = await self._record(target, inventory, decided, executed, memory)
+        self._memory[target.pool_id] = replace(
+            memory, backoff=decided.backoff, wake_at=decided.wake_at, holds=holds
+        )
+        return report_of(inventory, decided, executed)
+
+    async def _prepare(
+        self, target: PoolTarget, memory: PoolMemory, *, check_secret: bool
+    ) -> tuple[str, PoolMemory]:
+        """The Secret checked if asked or due; remembered at once, even if the pass fails."""
+        now = self._monotonic()
+        due = check_secret or memory.secret_due(now, SECRET_CHECK_SECONDS)
+        try:
+            secret = await self._observer.prepare(target, check_secret=due)
+        except RuntimeApiError as exc:
+            raise RuntimeFailed(str(exc), SyncReport()) from exc
+        if due:
+            memory = self._memory[target.pool_id] = replace(memory, secret_checked=now)
+        return secret, memory
+
+    async def _record(
+        self,
+        target: PoolTarget,
+        inventory: Inventory,
+        decided: Plan,
+        executed: Executed,
+        memory: PoolMemory,
+    ) -> Holds:
+        """The pass's events and the queue's reason written; returns the holds now recorded."""
+        held, holds = hold_events(decided, memory.holds)
+        events = [*action_events(decided, executed), *held]
+        if not decided.actions:  # settled: a token rotation may be complete
+            events += await self._secrets.finish_rotation(target.pool, inventory.observation)
+        record = record_of(inventory.observation, decided, events, backoff=memory.backoff)
+        await self._recorder.write(target.pool_id, record)
+        return holds
+
+
+def report_of(inventory: Inventory, decided: Plan, executed: Executed) -> SyncReport:
+    observation = inventory.observation
+    return SyncReport(
+        secret=inventory.secret,
+        adopted=inventory.adopted,
+        created=executed.created,
+        rebuilt=executed.rebuilt,
+        ended=inventory.ended,
+        removed=executed.removed,
+        kept_busy=[p.name for p in observation.pods if observation.outdated(p) and not p.all_idle],
+        pending=list(inventory.classified.pending),
+        frozen=observation.freeze.active,
+        failures=executed.failures,
+        decision=decided.summary(),
+    )

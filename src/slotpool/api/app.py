@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
 
@@ -105,12 +105,17 @@ def create_app(
     *,
     clock: Callable[[], datetime] = utc_now,
     on_admin_token: Callable[[str], None] = announce_admin_token,
+    runtimes: Mapping[PoolType, PodRuntime] | None = None,
 ) -> FastAPI:
+    """With ``runtimes`` (tests, benchmarks), the app runs its pools' Pods on those instead of
+    the runtimes ``settings`` configure; their owner closes them."""
+    given = runtimes
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = Store(settings.database_url)
         app.state.store = store
-        runtimes = build_runtimes(settings)
+        runtimes = build_runtimes(settings) if given is None else dict(given)
         app.state.services = services = build_services(store, settings, clock, runtimes)
         sweeper = Sweeper(
             store=store,
@@ -133,7 +138,7 @@ def create_app(
             for task in background:
                 await stop(task)
             kubernetes = runtimes.get(PoolType.k8s)
-            if isinstance(kubernetes, KubernetesRuntime):
+            if given is None and isinstance(kubernetes, KubernetesRuntime):
                 await kubernetes.aclose()
             await store.close()
 

@@ -1,12 +1,12 @@
 """Shared pytest fixtures for the slotpool test suite.
 
-Kubernetes: ``k8s`` (session), a real control plane (see ``tests/k8s_env.py``); skipped when its
-binaries are not built, or failing when ``SLOTPOOL_TEST_K8S_REQUIRED=1`` (``scripts/test``).
+Kubernetes: ``k8s`` (session), a real control plane (see ``tests/support/kube.py``); skipped when
+its binaries are not built, or failing when ``SLOTPOOL_TEST_K8S_REQUIRED=1`` (``scripts/test``).
 
 Databases:
 
-* ``pg_server`` (session): a throwaway PostgreSQL server (see ``tests/pg_server.py``). When the
-  server binaries are missing the tests using it are skipped, or fail when
+* ``pg_server`` (session): a throwaway PostgreSQL server (see ``tests/support/postgres.py``).
+  When the server binaries are missing the tests using it are skipped, or fail when
   ``SLOTPOOL_TEST_PG_REQUIRED=1`` (``scripts/test`` sets it, so CI never skips them silently).
 * ``database_url`` (function): a fresh, empty database URL, once per backend: ``sqlite`` and
   ``postgresql`` (the latter marked ``postgres``; deselect it with ``-m "not postgres"``).
@@ -21,14 +21,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.k8s_env import K8sTestEnv, K8sTestEnvUnavailableError, bin_dir
-from tests.pg_server import PostgresServer, PostgresUnavailableError
+from tests.support.kube import K8sTestEnv, K8sTestEnvUnavailableError, bin_dir
+from tests.support.postgres import PostgresServer, PostgresUnavailableError
 
 PG_REQUIRED_ENV = "SLOTPOOL_TEST_PG_REQUIRED"
 K8S_REQUIRED_ENV = "SLOTPOOL_TEST_K8S_REQUIRED"
 
 
-# -- a real Kubernetes control plane -----------------------------------------------------------
+# -- a real Kubernetes control plane -------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -55,9 +55,7 @@ def k8s() -> Iterator[K8sTestEnv]:
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PostgresServer]:
     try:
-        # Not pytest's tmp_path_factory: its directory is private to the current user, and the
-        # server may have to run as the postgres user.
-        server = PostgresServer.start(Path(tempfile.gettempdir()))
+        server = PostgresServer.start()
     except PostgresUnavailableError as exc:
         if os.environ.get(PG_REQUIRED_ENV) == "1":
             pytest.fail(f"PostgreSQL is required ({PG_REQUIRED_ENV}=1) but unavailable: {exc}")

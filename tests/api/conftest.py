@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -13,19 +12,9 @@ from pydantic import SecretStr
 from slotpool.api.app import create_app
 from slotpool.settings import Settings
 from slotpool.store.migrate import upgrade
+from tests.support.clock import Clock
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
-
-
-@dataclass
-class Clock:
-    now: datetime = field(default_factory=lambda: datetime(2026, 11, 20, 12, 0, tzinfo=UTC))
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kwargs: float) -> None:
-        self.now += timedelta(**kwargs)
 
 
 @dataclass

@@ -14,8 +14,9 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.conftest import Server, api, end_agents
+from tests.e2e.conftest import Server, api
 from tests.e2e.helpers import TASKS, submit, task, until_final, wait_for
+from tests.support.server import kill_local_agents
 
 
 def local_pool(client: httpx.Client, *, pods: int, slots: int) -> str:
@@ -122,8 +123,7 @@ def test_killing_an_agent_makes_its_tasks_lost_with_the_reason(
             client, pool_id, command=f"echo $$ > {marker}.tmp; mv {marker}.tmp {marker}; sleep 60"
         )
         wait_for(marker.exists, what="the step to start")
-        pods_dir = Path(server.env["SLOTPOOL_DATA_DIR"]) / "local-runtime" / "pods"
-        end_agents(pods_dir)
+        kill_local_agents(server.settings)
         done = until_final(client, task_id)
     # A SIGKILLed agent cannot stop its step (steps run in sessions of their own): end it here.
     with contextlib.suppress(ProcessLookupError):

@@ -1,4 +1,4 @@
-"""Shared pytest fixtures for the slotpool test suite.
+"""Shared pytest fixtures for the slotpool test suite, and the check that it leaves nothing running.
 
 Kubernetes: ``k8s`` (session), a real control plane (see ``tests/support/kube.py``); skipped when
 its binaries are not built, or failing when ``SLOTPOOL_TEST_K8S_REQUIRED=1`` (``scripts/test``).
@@ -10,6 +10,10 @@ Databases:
   ``SLOTPOOL_TEST_PG_REQUIRED=1`` (``scripts/test`` sets it, so CI never skips them silently).
 * ``database_url`` (function): a fresh, empty database URL, once per backend: ``sqlite`` and
   ``postgresql`` (the latter marked ``postgres``; deselect it with ``-m "not postgres"``).
+
+Nothing outlives the run: the pytest process adopts every orphaned descendant (a child
+subreaper), and once the session is over every process the suite started and did not end is
+reported with its command line, killed, and the run fails (``tests/support/leaks.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from tests.support.postgres import PostgresServer, PostgresUnavailableError
 
 PG_REQUIRED_ENV = "SLOTPOOL_TEST_PG_REQUIRED"
 K8S_REQUIRED_ENV = "SLOTPOOL_TEST_K8S_REQUIRED"
+pytest_plugins = ["tests.support.leaks"]  # nothing the run starts outlives it
 
 
 # -- a real Kubernetes control plane -------------------------------------------------------------

@@ -21,11 +21,10 @@ import httpx
 import psycopg
 from psycopg.types.json import Jsonb
 from tests.api.test_pools_api import SEED_RIGHT
-from tests.support.server import server_process
+from tests.support.server import server_process, server_settings
 
 from bench.harness.databases import Database, database
 from bench.harness.stats import Stats, Timed, elapsed_ms, measure, timed_get
-from slotpool.settings import Settings
 
 POOLS = "/api/v1/agent-pools"
 # (warm-ups, measured runs) per benchmark.
@@ -113,9 +112,7 @@ def stored_config(config: dict[str, Any]) -> dict[str, Any]:
 def api_client(url: str, workdir: Path) -> Iterator[httpx.Client]:
     """``slotpool server`` in its own process on ``url``'s database; a warm keep-alive client."""
     token = "bench-" + secrets.token_urlsafe(24)
-    settings = Settings.model_validate(
-        {"database_url": url, "admin_token": token, "data_dir": workdir, "log_level": "warning"}
-    )
+    settings = server_settings(workdir, admin=token, database_url=url)
     with (
         server_process(settings, workdir / "server.log", grace=15.0) as server,
         server.client(timeout=60.0) as client,

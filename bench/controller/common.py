@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from tests.support import server as support
 
 from slotpool.settings import Settings
 
@@ -47,16 +48,9 @@ RESYNC_CONFIG: dict[str, Any] = {
 
 
 def server_settings(work: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "database_url": f"sqlite:///{work}/slotpool.db",
-        "data_dir": work / "data",
-        "admin_token": ADMIN,
-        "public_url": PUBLIC_URL,
-        "local_runtime": False,
-        "log_level": "warning",
-        **overrides,
-    }
-    return Settings.model_validate(values)
+    """A server without local agents, its data in ``work``, its Pods told of ``PUBLIC_URL``."""
+    values = {"public_url": PUBLIC_URL, "local_runtime": False, **overrides}
+    return support.server_settings(work, admin=ADMIN, **values)
 
 
 def api_client(url: str) -> httpx.Client:

@@ -24,12 +24,17 @@ import httpx
 import psycopg
 from tests.support import processes
 from tests.support.ports import free_port
-from tests.support.server import LOCAL_PODS, ServerProcess, local_agents, server_process
+from tests.support.server import (
+    LOCAL_PODS,
+    ServerProcess,
+    local_agents,
+    server_process,
+    server_settings,
+)
 
 from bench.harness.cpu import machine_busy_seconds, postgres_seconds, process_seconds
 from bench.harness.databases import Database, database
 from bench.harness.stats import Stats, elapsed_ms, measure, timed_get
-from slotpool.settings import Settings
 
 TASKS = "/api/v1/tasks"
 POOLS = "/api/v1/agent-pools"
@@ -74,15 +79,8 @@ def slotpool_server(database_url: str, workdir: Path) -> Iterator[ServerProcess]
     """``slotpool server`` with a local runtime; every process it or its runtime started (the
     server, the agents, their steps) is killed on the way out, also on errors."""
     port = free_port()
-    settings = Settings.model_validate(
-        {
-            "database_url": database_url,
-            "data_dir": workdir / "data",
-            "admin_token": "bench-" + secrets.token_urlsafe(24),
-            "public_url": f"http://127.0.0.1:{port}",
-            "log_level": "warning",
-        }
-    )
+    token = "bench-" + secrets.token_urlsafe(24)
+    settings = server_settings(workdir, admin=token, port=port, database_url=database_url)
     with server_process(settings, workdir / "server.log", port=port, grace=0) as server:
         yield server
 

@@ -15,18 +15,17 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from pydantic import SecretStr
 
 from slotpool.api.app import create_app
 from slotpool.controller.pool_controller import PoolController, SyncReport
 from slotpool.domain.config import PoolType
-from slotpool.settings import Settings
 from slotpool.store.migrate import upgrade
+from tests.api.conftest import ADMIN_TOKEN, settings_for
 from tests.api.test_tasks_protocol import FakeAgent
 from tests.support.clock import Clock
 from tests.support.fake_runtime import FakeRuntime
+from tests.support.server import asgi_client
 
-ADMIN = "controller-admin-token-0123456789"
 POOLS = "/api/v1/agent-pools"
 TASKS = "/api/v1/tasks"
 NAMESPACE = "slotpool-agents"  # the settings' default namespace
@@ -108,27 +107,16 @@ def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 async def world(migrated: Path, tmp_path: Path) -> AsyncIterator[World]:
     shutil.copyfile(migrated, tmp_path / "slotpool.db")
-    settings = Settings.model_validate(
-        {
-            "database_url": f"sqlite:///{tmp_path}/slotpool.db",
-            "admin_token": SecretStr(ADMIN),
-            "public_url": "http://slotpool.test:8080",
-            "local_runtime": False,
-            "pod_sync_seconds": 0,  # no background pass: the test calls each one
-            "agent_timeout_seconds": 3600,  # the moved clock makes no agent silent
-        }
+    settings = settings_for(
+        f"sqlite:///{tmp_path}/slotpool.db",
+        pod_sync_seconds=0,  # no background pass: the test calls each one
+        agent_timeout_seconds=3600,  # the moved clock makes no agent silent
     )
     clock = Clock()
     runtime = FakeRuntime(clock=clock)
     app = create_app(settings, clock=clock, runtimes={PoolType.k8s: runtime})
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport,
-            base_url="http://slotpool.test",
-            headers={"Authorization": f"Bearer {ADMIN}"},
-        ) as client:
-            world = World(app, client, runtime, clock)
-            yield world
-            for http in world.agent_clients:
-                await http.aclose()
+    async with asgi_client(app, ADMIN_TOKEN) as client:
+        world = World(app, client, runtime, clock)
+        yield world
+        for http in world.agent_clients:
+            await http.aclose()

@@ -9,9 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from slotpool.settings import Settings
 from tests.support.ports import free_port
-from tests.support.server import ServerProcess, server_process
+from tests.support.server import ServerProcess, server_process, server_settings
 
 ADMIN = "e2e-admin-token-0123456789abcdef"
 Server = ServerProcess
@@ -20,15 +19,7 @@ Server = ServerProcess
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     port = free_port()
-    settings = Settings.model_validate(
-        {
-            "database_url": f"sqlite:///{tmp_path}/slotpool.db",
-            "data_dir": tmp_path / "data",
-            "admin_token": ADMIN,
-            "public_url": f"http://127.0.0.1:{port}",
-            "log_level": "warning",
-        }
-    )
+    settings = server_settings(tmp_path, admin=ADMIN, port=port)
     # An agent the server cannot reach keeps trying; tests end them through the runtime.
     extra = {"SLOTPOOL_CANCEL_GRACE_SECONDS": "2"}
     with server_process(

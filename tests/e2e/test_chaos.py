@@ -40,13 +40,12 @@ import httpx
 from lightkube import ApiError, Client, KubeConfig
 from lightkube.resources.core_v1 import Namespace, Pod
 
-from slotpool.settings import Settings
 from tests.e2e.helpers import TASKS, wait_for
 from tests.invariants import FINAL, violations
 from tests.support.kube import K8sTestEnv
 from tests.support.kubelet import AgentKubelet
 from tests.support.ports import free_port
-from tests.support.server import ServerProcess
+from tests.support.server import ServerProcess, server_settings
 
 ADMIN = "chaos-admin-token-0123456789abcdef"
 POOLS = "/api/v1/agent-pools"
@@ -87,19 +86,16 @@ def control_plane(k8s: K8sTestEnv, work: Path) -> ControlPlane:
     """Not started yet: its own SQLite database in ``work``, the test cluster's kubeconfig, the
     pod sync every second and agents judged silent after ``AGENT_TIMEOUT_SECONDS``."""
     port = free_port()
-    settings = Settings.model_validate(
-        {
-            "database_url": f"sqlite:///{work}/slotpool.db",
-            "data_dir": work / "data",
-            "admin_token": ADMIN,
-            "public_url": f"http://127.0.0.1:{port}",
-            "kubeconfig": k8s.kubeconfig,
-            "local_runtime": False,
-            "pod_sync_seconds": 1,
-            "agent_timeout_seconds": AGENT_TIMEOUT_SECONDS,
-            "heartbeat_seconds": 2,
-            "log_level": "info",
-        }
+    settings = server_settings(
+        work,
+        admin=ADMIN,
+        port=port,
+        kubeconfig=k8s.kubeconfig,
+        local_runtime=False,
+        pod_sync_seconds=1,
+        agent_timeout_seconds=AGENT_TIMEOUT_SECONDS,
+        heartbeat_seconds=2,
+        log_level="info",
     )
     return ControlPlane.of(settings, work / "server.log", port=port)
 

@@ -16,6 +16,7 @@ import httpx
 
 from tests.e2e.conftest import Server, api
 from tests.e2e.helpers import TASKS, submit, task, until_final, wait_for
+from tests.support.processes import alive
 from tests.support.server import kill_local_agents
 
 
@@ -102,15 +103,7 @@ def test_cancel_stops_the_process(server: Server, tmp_path: Path) -> None:
         assert client.post(f"{TASKS}/{task_id}/cancel").status_code == 200
         done = until_final(client, task_id)
     assert done["status"] == "cancelled"
-    wait_for(lambda: not _alive(pid), what="the step's process to end", seconds=15)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    wait_for(lambda: not alive(pid), what="the step's process to end", seconds=15)
 
 
 def test_killing_an_agent_makes_its_tasks_lost_with_the_reason(

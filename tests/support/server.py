@@ -1,7 +1,8 @@
-"""A real slotpool server on a loopback port, for tests and benchmarks that speak real HTTP: in a
-thread of this process (``live_server``: the bench can time and profile it, a test can hand it
-its runtimes) or as its own process as deployed (``ServerProcess``: it can be SIGKILLed and
-started again on the same data, and its log is kept).
+"""A real slotpool server for tests and benchmarks: the app in this process over ASGI
+(``asgi_client``: no port, the test's event loop), on a loopback port in a thread of this
+process (``live_server``: the bench can time and profile it, a test can hand it its runtimes), or
+as its own process as deployed (``ServerProcess``: it can be SIGKILLed and started again on the
+same data, and its log is kept).
 
 Agents of local pools outlive the server on purpose (a restarted server finds them again); the
 harness ends them, and their steps, when it stops the server.
@@ -18,13 +19,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
 import httpx
 import uvicorn
+from fastapi import FastAPI
 from pydantic import SecretStr
 
 from slotpool.api.app import create_app
@@ -37,6 +39,22 @@ from tests.support.ports import free_port
 
 READY_SECONDS = 60.0
 LOCAL_PODS = Path("local-runtime") / "pods"  # under the data directory: the local pods' records
+
+
+# -- in this process ------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def asgi_client(app: FastAPI, token: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The app started (its lifespan: store, background loops) and a client of it as ``token``."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://slotpool.test",
+            headers={"Authorization": f"Bearer {token}"},
+        ) as client:
+            yield client
 
 
 # -- in a thread of this process -----------------------------------------------------------------
@@ -102,6 +120,23 @@ def live_server(
 # -- as its own process ----------------------------------------------------------------------------
 
 
+def server_settings(
+    work: Path, *, admin: str, port: int | None = None, **values: object
+) -> Settings:
+    """The settings of a server whose data (SQLite, the local runtime's) is in ``work`` and whose
+    agents reach it on ``port``; ``values`` add to them. The test process's environment is not
+    read: a developer's ``SLOTPOOL_*`` variables do not leak into the server under test."""
+    found: dict[str, object] = {
+        "database_url": f"sqlite:///{work}/slotpool.db",
+        "data_dir": work / "data",
+        "admin_token": admin,
+        "log_level": "warning",
+    }
+    if port is not None:
+        found["public_url"] = f"http://127.0.0.1:{port}"
+    return Settings.model_validate({**found, **values})
+
+
 def settings_env(settings: Settings) -> dict[str, str]:
     """This process's environment without its ``SLOTPOOL_*`` variables, plus ``settings`` as the
     ``SLOTPOOL_*`` variables a server process reads them from."""
@@ -142,19 +177,10 @@ class ServerProcess:
         port = port or free_port()
         return cls(settings, log, port, {**settings_env(settings), **(extra_env or {})})
 
-    @classmethod
-    def start(
-        cls,
-        settings: Settings,
-        log: Path,
-        *,
-        port: int | None = None,
-        extra_env: Mapping[str, str] | None = None,
-    ) -> Self:
-        """Started: returns once it answers ``/readyz``."""
-        server = cls.of(settings, log, port=port, extra_env=extra_env)
-        server.start_again()
-        return server
+    def started(self) -> Self:
+        """Started (returns once it answers ``/readyz``)."""
+        self.start_again()
+        return self
 
     @property
     def url(self) -> str:
@@ -247,7 +273,7 @@ def server_process(
     grace: float = 10.0,
 ) -> Iterator[ServerProcess]:
     """A started ``ServerProcess``, stopped (``grace``: see ``stop``) on the way out."""
-    server = ServerProcess.start(settings, log, port=port, extra_env=extra_env)
+    server = ServerProcess.of(settings, log, port=port, extra_env=extra_env).started()
     try:
         yield server
     finally:

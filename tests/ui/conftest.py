@@ -22,9 +22,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
 
-from slotpool.settings import Settings
 from tests.support.ports import free_port
-from tests.support.server import ServerProcess
+from tests.support.server import ServerProcess, server_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 UI_DIST = ROOT / "ui" / "dist"
@@ -57,17 +56,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         pytest.fail(f"the UI is not built ({UI_DIST}); run scripts/bootstrap (it builds ui/)")
     tmp = tmp_path_factory.mktemp("ui-server")
     port = free_port()
-    settings = Settings.model_validate(
-        {
-            "database_url": f"sqlite:///{tmp}/slotpool.db",
-            "data_dir": tmp / "data",
-            "admin_token": ADMIN,
-            "public_url": f"http://127.0.0.1:{port}",
-            "ui_dir": UI_DIST,
-            "log_level": "warning",
-        }
-    )
-    running = Server.start(settings, tmp / "server.log", port=port)
+    settings = server_settings(tmp, admin=ADMIN, port=port, ui_dir=UI_DIST)
+    running = Server.of(settings, tmp / "server.log", port=port).started()
     try:
         yield running
     finally:

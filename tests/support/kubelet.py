@@ -49,7 +49,9 @@ class Container:
 
     def end(self) -> None:
         """SIGKILL the agent and every process of the container."""
-        processes.kill_all([*self.members, *processes.tree([self.process.pid])])
+        running = self.process.poll() is None  # once reaped, its pid may be another's
+        now = processes.tree([self.process.pid]) if running else []
+        processes.kill_all([*self.members, *now])
         self.process.wait(timeout=10)
 
 

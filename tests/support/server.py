@@ -242,10 +242,12 @@ class ServerProcess:
             process.send_signal(signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=grace)
-        if process is not None and process.poll() is None:
+        running = process is not None and process.poll() is None
+        if process is not None and running:
             process.send_signal(signal.SIGSTOP)  # it starts no agent while its tree is read
-        roots = ([process.pid] if process is not None else []) + local_agents(self.settings)
-        processes.kill_all(processes.tree(roots))
+        # Not a reaped server's pid: the kernel may have given it to another process.
+        roots = [process.pid] if process is not None and running else []
+        processes.kill_all(processes.tree([*roots, *local_agents(self.settings)]))
         if process is not None:
             process.wait(timeout=20)
 
@@ -282,12 +284,14 @@ def server_process(
 
 def local_agents(settings: Settings) -> list[int]:
     """The pids of the agent processes recorded by the local runtime of ``settings`` that still
-    run an agent (a record may outlive its agent, and the pid be someone else's by now)."""
+    run that agent (a record may outlive its agent, and the pid be someone else's by now: the
+    agent's working directory, set by the runtime, says whose it is)."""
     found = []
+    work = str(settings.data_dir / LOCAL_PODS.parent / "work")
     for record in (settings.data_dir / LOCAL_PODS).glob("*.json"):
         with contextlib.suppress(OSError, ValueError, KeyError):
             pid = int(json.loads(record.read_text())["pid"])
-            if "slotpool.agent" in processes.command_line(pid):
+            if processes.environment(pid).get("SLOTPOOL_WORK_DIR", "").startswith(work):
                 found.append(pid)
     return found
 

@@ -1,15 +1,19 @@
-"""Shared pytest fixtures for the slotpool test suite.
+"""Shared pytest fixtures for the slotpool test suite, and the check that it leaves nothing running.
 
-Kubernetes: ``k8s`` (session), a real control plane (see ``tests/k8s_env.py``); skipped when its
-binaries are not built, or failing when ``SLOTPOOL_TEST_K8S_REQUIRED=1`` (``scripts/test``).
+Kubernetes: ``k8s`` (session), a real control plane (see ``tests/support/kube.py``); skipped when
+its binaries are not built, or failing when ``SLOTPOOL_TEST_K8S_REQUIRED=1`` (``scripts/test``).
 
 Databases:
 
-* ``pg_server`` (session): a throwaway PostgreSQL server (see ``tests/pg_server.py``). When the
-  server binaries are missing the tests using it are skipped, or fail when
+* ``pg_server`` (session): a throwaway PostgreSQL server (see ``tests/support/postgres.py``).
+  When the server binaries are missing the tests using it are skipped, or fail when
   ``SLOTPOOL_TEST_PG_REQUIRED=1`` (``scripts/test`` sets it, so CI never skips them silently).
 * ``database_url`` (function): a fresh, empty database URL, once per backend: ``sqlite`` and
   ``postgresql`` (the latter marked ``postgres``; deselect it with ``-m "not postgres"``).
+
+Nothing outlives the run: the pytest process adopts every orphaned descendant (a child
+subreaper), and once the session is over every process the suite started and did not end is
+reported with its command line, killed, and the run fails (``tests/support/leaks.py``).
 """
 
 from __future__ import annotations
@@ -21,14 +25,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.k8s_env import K8sTestEnv, K8sTestEnvUnavailableError, bin_dir
-from tests.pg_server import PostgresServer, PostgresUnavailableError
+from tests.support.kube import K8sTestEnv, K8sTestEnvUnavailableError, bin_dir
+from tests.support.postgres import PostgresServer, PostgresUnavailableError
 
 PG_REQUIRED_ENV = "SLOTPOOL_TEST_PG_REQUIRED"
 K8S_REQUIRED_ENV = "SLOTPOOL_TEST_K8S_REQUIRED"
+pytest_plugins = ["tests.support.leaks"]  # nothing the run starts outlives it
 
 
-# -- a real Kubernetes control plane -----------------------------------------------------------
+# -- a real Kubernetes control plane -------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -55,9 +60,7 @@ def k8s() -> Iterator[K8sTestEnv]:
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PostgresServer]:
     try:
-        # Not pytest's tmp_path_factory: its directory is private to the current user, and the
-        # server may have to run as the postgres user.
-        server = PostgresServer.start(Path(tempfile.gettempdir()))
+        server = PostgresServer.start()
     except PostgresUnavailableError as exc:
         if os.environ.get(PG_REQUIRED_ENV) == "1":
             pytest.fail(f"PostgreSQL is required ({PG_REQUIRED_ENV}=1) but unavailable: {exc}")

@@ -23,6 +23,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tests.support.ports import free_port
+
 Handler = Callable[[Request], Awaitable[Response]]
 PREFIX = "/api/v1/agent/pools/{pool_id}"
 
@@ -72,7 +74,7 @@ class FakeControlPlane:
         self.claim_override: Any = None
         self._lock = threading.Lock()
         self._logs: dict[tuple[str, int, int], str] = {}
-        self.port = _free_port()
+        self.port = free_port()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -234,10 +236,3 @@ class FakeControlPlane:
 class _Call:
     params: dict[str, Any]
     body: Any
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port

@@ -1,4 +1,4 @@
-"""Small waits and process checks shared by the agent's tests."""
+"""Small waits shared by the agent's tests (whether a process runs: ``tests.support.processes``)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,6 @@ import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` runs; a zombie (dead, not reaped by whoever adopted it) counts as gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    state = stat.rsplit(")", 1)[1].split()[0]
-    return state not in ("Z", "X")
 
 
 async def wait_until(condition: Callable[[], object], seconds: float = 10.0) -> None:

@@ -11,7 +11,8 @@ from typing import Any
 
 from slotpool.agent import AgentConfig, run_agent
 from tests.agent.fake_plane import FakeControlPlane
-from tests.agent.helpers import alive, read_pid, wait_until
+from tests.agent.helpers import read_pid, wait_until
+from tests.support.processes import alive
 
 TASK = "task-aaaaaaaaaaaaaaaa"
 OTHER = "task-bbbbbbbbbbbbbbbb"

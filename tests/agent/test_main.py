@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 from tests.agent.fake_plane import FakeControlPlane
-from tests.agent.helpers import alive, read_pid, wait_until
+from tests.agent.helpers import read_pid, wait_until
+from tests.support.processes import alive
 
 TASK = "task-aaaaaaaaaaaaaaaa"
 

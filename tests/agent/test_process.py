@@ -10,7 +10,8 @@ from pathlib import Path
 from slotpool.agent.process import CHUNK_BYTES, Cancellation, Chunker, StepOutcome, run_process
 from slotpool.domain.tasks import StepStatus
 from slotpool.protocol import MAX_MESSAGE, StepResult
-from tests.agent.helpers import alive, read_pid, wait_until
+from tests.agent.helpers import read_pid, wait_until
+from tests.support.processes import alive
 
 # A child shell that starts a grandchild and waits for it: both must go when the step is stopped.
 FAMILY = "sleep 60 & echo $! > grandchild.pid; echo $$ > child.pid; wait"

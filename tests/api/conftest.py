@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -13,19 +12,10 @@ from pydantic import SecretStr
 from slotpool.api.app import create_app
 from slotpool.settings import Settings
 from slotpool.store.migrate import upgrade
+from tests.support.clock import Clock
+from tests.support.server import asgi_client
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
-
-
-@dataclass
-class Clock:
-    now: datetime = field(default_factory=lambda: datetime(2026, 11, 20, 12, 0, tzinfo=UTC))
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kwargs: float) -> None:
-        self.now += timedelta(**kwargs)
 
 
 @dataclass
@@ -53,12 +43,5 @@ async def api(database_url: str) -> AsyncIterator[Api]:
     upgrade(database_url)
     settings = settings_for(database_url)
     clock = Clock()
-    app = create_app(settings, clock=clock)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport,
-            base_url="http://slotpool.test",
-            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-        ) as client:
-            yield Api(client=client, settings=settings, clock=clock, database_url=database_url)
+    async with asgi_client(create_app(settings, clock=clock), ADMIN_TOKEN) as client:
+        yield Api(client=client, settings=settings, clock=clock, database_url=database_url)

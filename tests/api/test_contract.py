@@ -15,8 +15,8 @@ from schemathesis.checks import not_a_server_error, response_schema_conformance
 from schemathesis.core.result import Ok
 
 from tests.api.conftest import ADMIN_TOKEN, settings_for
-from tests.live import live_server
-from tests.pg_server import PostgresServer
+from tests.support.postgres import PostgresServer
+from tests.support.server import live_server
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 EXAMPLES = 40
@@ -40,12 +40,12 @@ def live(
 ) -> Iterator[Live]:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('contract')}/slotpool.db"
-        with live_server(settings_for(url)) as base:
-            yield Live(base, seed_pool(base))
+        with live_server(settings_for(url)) as served:
+            yield Live(served.url, seed_pool(served.url))
         return
     server: PostgresServer = request.getfixturevalue("pg_server")
-    with server.temporary_database() as url, live_server(settings_for(url)) as base:
-        yield Live(base, seed_pool(base))
+    with server.temporary_database() as url, live_server(settings_for(url)) as served:
+        yield Live(served.url, seed_pool(served.url))
 
 
 def seed_pool(base: str) -> str:

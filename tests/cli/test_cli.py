@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,15 +14,16 @@ from slotpool.cli import app
 from slotpool.store.migrate import current_revision, head_revision
 from tests.api.conftest import ADMIN_TOKEN, settings_for
 from tests.api.test_pools_api import SEED_RIGHT, SEED_WRONG
-from tests.live import free_port, live_server
+from tests.support.ports import free_port
+from tests.support.server import end_local_agents, live_server
 
 runner = CliRunner()
 
 
 @pytest.fixture
 def server(database_url: str) -> Iterator[dict[str, str]]:
-    with live_server(settings_for(database_url)) as url:
-        yield {"SLOTPOOL_URL": url, "SLOTPOOL_ADMIN_TOKEN": ADMIN_TOKEN}
+    with live_server(settings_for(database_url)) as served:
+        yield {"SLOTPOOL_URL": served.url, "SLOTPOOL_ADMIN_TOKEN": ADMIN_TOKEN}
 
 
 def cli(env: dict[str, str], *args: str, code: int = 0) -> Any:
@@ -135,8 +132,8 @@ def test_sync_and_pods_of_a_local_pool(database_url: str, tmp_path: Path) -> Non
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"min_replicas": 2, "slots_per_pod": 3}))
     try:
-        with live_server(settings, port=port) as url:
-            env = {"SLOTPOOL_URL": url, "SLOTPOOL_ADMIN_TOKEN": ADMIN_TOKEN}
+        with live_server(settings, port=port) as served:
+            env = {"SLOTPOOL_URL": served.url, "SLOTPOOL_ADMIN_TOKEN": ADMIN_TOKEN}
             cli(env, "pools", "create", "here", "--type", "local", "-f", str(config))
             # (The server runs in this process: its log lines may be in the output too.)
             synced = cli(env, "pools", "sync", "here").stdout.splitlines()
@@ -157,6 +154,4 @@ def test_sync_and_pods_of_a_local_pool(database_url: str, tmp_path: Path) -> Non
             for pod in pods:
                 assert pod["name"] in table
     finally:
-        for record in (tmp_path / "data" / "local-runtime" / "pods").glob("*.json"):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(json.loads(record.read_text())["pid"], signal.SIGKILL)
+        end_local_agents(settings)

@@ -29,8 +29,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -44,9 +42,10 @@ from lightkube.resources.core_v1 import Namespace, Pod
 
 from tests.e2e.helpers import TASKS, wait_for
 from tests.invariants import FINAL, violations
-from tests.k8s_env import K8sTestEnv
-from tests.kubelet import AgentKubelet
-from tests.live import free_port
+from tests.support.kube import K8sTestEnv
+from tests.support.kubelet import AgentKubelet
+from tests.support.ports import free_port
+from tests.support.server import ServerProcess, server_settings
 
 ADMIN = "chaos-admin-token-0123456789abcdef"
 POOLS = "/api/v1/agent-pools"
@@ -64,73 +63,41 @@ LIVE_STATES = {"pending", "starting", "ready", "draining", "terminating"}
 # -- the control plane as a process -------------------------------------------------------------
 
 
-@dataclass
-class ControlPlane:
-    url: str
-    env: dict[str, str]
-    log: Path
-    process: subprocess.Popen[bytes] | None = None
-    api: httpx.Client = field(init=False)
+class ControlPlane(ServerProcess):
+    """The chaos run's server process, and a client of its API (a new one after each start)."""
 
-    def start(self) -> None:
-        port = self.url.rsplit(":", 1)[1]
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "slotpool.cli", "server", "--port", port],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                break
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    headers = {"Authorization": f"Bearer {ADMIN}"}
-                    self.api = httpx.Client(base_url=self.url, headers=headers, timeout=60)
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        self.kill()
-        raise RuntimeError(f"the control plane did not start: {self.tail()}")
+    api: httpx.Client
+
+    def start_again(self, ready_seconds: float = 60.0) -> None:
+        super().start_again(ready_seconds)
+        self.api = self.client()
 
     def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=20)
+        super().kill()
         with contextlib.suppress(AttributeError):
             self.api.close()
 
-    def tail(self, chars: int = 4000) -> str:
+    def log_tail(self, chars: int = 4000) -> str:
         """The end of the server's log, without the Kubernetes client's request lines."""
-        try:
-            lines = self.log.read_text(errors="replace").splitlines()
-        except OSError as exc:
-            return f"(no server log: {exc})"
-        return "\n".join(line for line in lines if "HTTP Request: " not in line)[-chars:]
+        return self.tail(chars, skip="HTTP Request: ")
 
 
 def control_plane(k8s: K8sTestEnv, work: Path) -> ControlPlane:
     """Not started yet: its own SQLite database in ``work``, the test cluster's kubeconfig, the
     pod sync every second and agents judged silent after ``AGENT_TIMEOUT_SECONDS``."""
-    url = f"http://127.0.0.1:{free_port()}"
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("SLOTPOOL_")},
-        "SLOTPOOL_DATABASE_URL": f"sqlite:///{work}/slotpool.db",
-        "SLOTPOOL_DATA_DIR": str(work / "data"),
-        "SLOTPOOL_ADMIN_TOKEN": ADMIN,
-        "SLOTPOOL_PUBLIC_URL": url,
-        "SLOTPOOL_KUBECONFIG": str(k8s.kubeconfig),
-        "SLOTPOOL_LOCAL_RUNTIME": "false",
-        "SLOTPOOL_POD_SYNC_SECONDS": "1",
-        "SLOTPOOL_AGENT_TIMEOUT_SECONDS": str(AGENT_TIMEOUT_SECONDS),
-        "SLOTPOOL_HEARTBEAT_SECONDS": "2",
-        "SLOTPOOL_LOG_LEVEL": "info",
-    }
-    return ControlPlane(url, env, work / "server.log")
+    port = free_port()
+    settings = server_settings(
+        work,
+        admin=ADMIN,
+        port=port,
+        kubeconfig=k8s.kubeconfig,
+        local_runtime=False,
+        pod_sync_seconds=1,
+        agent_timeout_seconds=AGENT_TIMEOUT_SECONDS,
+        heartbeat_seconds=2,
+        log_level="info",
+    )
+    return ControlPlane.of(settings, work / "server.log", port=port)
 
 
 def good_config(namespace: str) -> dict[str, Any]:
@@ -352,7 +319,7 @@ class Chaos:
         self.cp.kill()
         down = self.rng.uniform(0, 3)
         time.sleep(down)
-        self.cp.start()
+        self.cp.start_again()
         self.counts.control_plane_restarts += 1
         self.last_restart = time.monotonic()
         self.note(f"control plane restarted after {down:.1f}s down")
@@ -424,7 +391,7 @@ class Chaos:
                 )
             )
         parts.append("chaos log (last 40): " + "\n".join(self.log[-40:]))
-        parts.append(f"server log tail:\n{self.cp.tail()}")
+        parts.append(f"server log tail:\n{self.cp.log_tail()}")
         return "\n\n".join(parts)
 
 
@@ -455,7 +422,7 @@ def test_the_pool_controller_survives_chaos_and_keeps_every_invariant(
     began = time.monotonic()
     chaos: Chaos | None = None
     try:
-        cp.start()
+        cp.start_again()
         with AgentKubelet(k8s.kubeconfig, work / "agents", namespace=namespace) as kubelet:
             body = {"name": "chaos", "pool_type": "k8s", "k8s_config": good_config(namespace)}
             created = cp.api.post(POOLS, json=body)
@@ -477,7 +444,7 @@ def test_the_pool_controller_survives_chaos_and_keeps_every_invariant(
         if chaos is not None:
             print(chaos.diagnosis())
         else:
-            print(f"server log tail:\n{cp.tail()}")
+            print(f"server log tail:\n{cp.log_tail()}")
         raise
     finally:
         report["seconds_total"] = round(time.monotonic() - began, 1)
@@ -609,7 +576,7 @@ def test_a_running_pod_whose_agent_never_registers_is_replaced(
     kube = Client(KubeConfig.from_file(k8s.kubeconfig), field_manager="slotpool-chaos")
     config = {**good_config(namespace), "max_replicas": 1}
     try:
-        cp.start()
+        cp.start_again()
         created = cp.api.post(
             POOLS, json={"name": "silent", "pool_type": "k8s", "k8s_config": config}
         )
@@ -633,7 +600,7 @@ def test_a_running_pod_whose_agent_never_registers_is_replaced(
             lambda: first["name"] not in {p["name"] for p in live()},
             what=f"{first['name']}, whose agent never registered, to be replaced",
             seconds=patience,
-            detail=lambda: (live(), cp.tail(1500)),
+            detail=lambda: (live(), cp.log_tail(1500)),
         )
     finally:
         cp.kill()
@@ -653,7 +620,7 @@ def test_a_pod_deleted_behind_slotpools_back_loses_its_tasks_with_a_reason(
     kube = Client(KubeConfig.from_file(k8s.kubeconfig), field_manager="slotpool-chaos")
     (kwok,) = [pid for name, pid, alive in k8s.processes() if name == "kwok" and alive]
     try:
-        cp.start()
+        cp.start_again()
         with AgentKubelet(k8s.kubeconfig, tmp_path / "agents", namespace=namespace):
             body = {"name": "deleted", "pool_type": "k8s", "k8s_config": good_config(namespace)}
             created = cp.api.post(POOLS, json=body)

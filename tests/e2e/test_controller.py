@@ -127,16 +127,21 @@ def test_deleting_a_pool_is_refused_while_work_runs_unless_forced(
     with api(server) as client:
         pool_id = pool(client, "doomed", min_replicas=1, max_replicas=1, slots_per_pod=1)
         running = submit(client, pool_id, command=f"while [ ! -f {release} ]; do sleep 0.1; done")
-        wait_for(lambda: task(client, running)["status"] == "running", what="the task runs")
-        (agent,) = live_pods(client, pool_id)
+        try:
+            wait_for(lambda: task(client, running)["status"] == "running", what="the task runs")
+            (agent,) = live_pods(client, pool_id)
 
-        refused = client.delete(f"{POOLS}/{pool_id}")
-        assert refused.status_code == 409, refused.text
-        assert "force=true" in refused.json()["error"]
-        assert task(client, running)["status"] == "running"
+            refused = client.delete(f"{POOLS}/{pool_id}")
+            assert refused.status_code == 409, refused.text
+            assert "force=true" in refused.json()["error"]
+            assert task(client, running)["status"] == "running"
 
-        assert client.delete(f"{POOLS}/{pool_id}", params={"force": "true"}).status_code == 204
-        assert client.get(f"{POOLS}/{pool_id}").status_code == 404
+            assert client.delete(f"{POOLS}/{pool_id}", params={"force": "true"}).status_code == 204
+            assert client.get(f"{POOLS}/{pool_id}").status_code == 404
+        finally:
+            # The agent was killed with the pool, its step (a session of its own) was not: the
+            # file ends the step's loop, or it would wait for it forever.
+            release.touch()
     assert not (data / "pods" / f"{agent['name']}.json").exists()  # its process was ended
     assert not (data / "secrets" / f"slotpool-agent-token-{pool_id}.json").exists()
 

@@ -26,9 +26,10 @@ from lightkube.resources.core_v1 import LimitRange, Namespace, Pod, Secret
 
 from slotpool.settings import Settings
 from tests.e2e.helpers import TASKS, submit, task, until_final, wait_for
-from tests.k8s_env import K8sTestEnv
-from tests.kubelet import AgentKubelet
-from tests.live import free_port, live_server
+from tests.support.kube import K8sTestEnv
+from tests.support.kubelet import AgentKubelet
+from tests.support.ports import free_port
+from tests.support.server import live_server
 
 ADMIN = "k8s-e2e-admin-token-0123456789abcdef"
 POOLS = "/api/v1/agent-pools"
@@ -71,10 +72,10 @@ def cluster(k8s: K8sTestEnv) -> Iterator[Cluster]:
     )
     kube = Client(KubeConfig.from_file(k8s.kubeconfig), field_manager="slotpool-tests")
     with (
-        live_server(settings, port=port) as url,
+        live_server(settings, port=port) as served,
         AgentKubelet(k8s.kubeconfig, work / "agents") as kubelet,
     ):
-        yield Cluster(url, kube, kubelet, work)
+        yield Cluster(served.url, kube, kubelet, work)
     assert kubelet.errors == [], kubelet.errors
 
 

@@ -14,8 +14,10 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.conftest import Server, api, end_agents
+from tests.e2e.conftest import Server, api
 from tests.e2e.helpers import TASKS, submit, task, until_final, wait_for
+from tests.support.processes import alive
+from tests.support.server import kill_local_agents
 
 
 def local_pool(client: httpx.Client, *, pods: int, slots: int) -> str:
@@ -101,15 +103,7 @@ def test_cancel_stops_the_process(server: Server, tmp_path: Path) -> None:
         assert client.post(f"{TASKS}/{task_id}/cancel").status_code == 200
         done = until_final(client, task_id)
     assert done["status"] == "cancelled"
-    wait_for(lambda: not _alive(pid), what="the step's process to end", seconds=15)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    wait_for(lambda: not alive(pid), what="the step's process to end", seconds=15)
 
 
 def test_killing_an_agent_makes_its_tasks_lost_with_the_reason(
@@ -122,8 +116,7 @@ def test_killing_an_agent_makes_its_tasks_lost_with_the_reason(
             client, pool_id, command=f"echo $$ > {marker}.tmp; mv {marker}.tmp {marker}; sleep 60"
         )
         wait_for(marker.exists, what="the step to start")
-        pods_dir = Path(server.env["SLOTPOOL_DATA_DIR"]) / "local-runtime" / "pods"
-        end_agents(pods_dir)
+        kill_local_agents(server.settings)
         done = until_final(client, task_id)
     # A SIGKILLed agent cannot stop its step (steps run in sessions of their own): end it here.
     with contextlib.suppress(ProcessLookupError):

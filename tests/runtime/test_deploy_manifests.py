@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.k8s_env import K8sTestEnv
+from tests.support.kube import K8sTestEnv
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 ACCOUNT = "system:serviceaccount:slotpool:slotpool"

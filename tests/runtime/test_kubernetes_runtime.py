@@ -36,7 +36,7 @@ from slotpool.runtime.errors import (
     runtime_error_from,
 )
 from slotpool.runtime.kubernetes import KubernetesRuntime, PodChange, PodEvent, PodSync, TokenBucket
-from tests.k8s_env import K8sTestEnv
+from tests.support.kube import K8sTestEnv
 
 NAMESPACE = "slotpool-runtime"
 RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted"}

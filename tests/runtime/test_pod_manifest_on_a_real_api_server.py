@@ -11,7 +11,7 @@ import pytest
 
 from slotpool.domain.config import PoolType, parse_config
 from slotpool.domain.manifest import CONFIG_HASH_ANNOTATION, PodContext, build_pod_manifest
-from tests.k8s_env import K8sTestEnv
+from tests.support.kube import K8sTestEnv
 
 NAMESPACE = "slotpool-agents"
 CONTEXT = PodContext(

@@ -33,7 +33,7 @@ from slotpool.runtime.kubernetes import KubernetesRuntime
 from slotpool.settings import Settings
 from slotpool.store.migrate import upgrade
 from slotpool.store.uow import Store
-from tests.k8s_env import K8sTestEnv
+from tests.support.kube import K8sTestEnv
 
 RESYNC_SECONDS = 3600.0
 REACTION_LIMIT_SECONDS = 20.0

@@ -27,7 +27,7 @@ from slotpool.runtime.kubernetes import FIELD_MANAGER, KubernetesRuntime
 from slotpool.settings import Settings
 from slotpool.store.migrate import upgrade
 from slotpool.store.uow import Store
-from tests.k8s_env import K8sTestEnv
+from tests.support.kube import K8sTestEnv
 
 SUFFIX = secrets.token_hex(3)
 DEFAULT_NAMESPACE = f"slotpool-preview-{SUFFIX}"

@@ -8,7 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.pg_server import PostgresServer
+from tests.support.postgres import PostgresServer
 
 SQLITE_PREFIX = "sqlite:///"
 

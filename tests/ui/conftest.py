@@ -12,15 +12,9 @@ Playwright. Nothing is mocked.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +22,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
 
-from tests.live import free_port
+from tests.support.ports import free_port
+from tests.support.server import ServerProcess, server_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 UI_DIST = ROOT / "ui" / "dist"
@@ -39,17 +34,11 @@ SLOW = 30_000
 expect.set_options(timeout=10_000)
 
 
-@dataclass
-class Server:
-    url: str
-    data_dir: Path
-    process: subprocess.Popen[bytes]
-    log: Path
+class Server(ServerProcess):
+    """The server the browser talks to; ``create_pool`` makes a local pool over the API."""
 
     def api(self) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30
-        )
+        return self.client(timeout=30)
 
     def create_pool(self, name: str, **config: Any) -> str:
         """A local pool made over the API, for tests about something else than creating one."""
@@ -61,64 +50,19 @@ class Server:
         return pool_id
 
 
-def _spawn(env: dict[str, str], url: str, log: Path) -> subprocess.Popen[bytes]:
-    port = url.rsplit(":", 1)[1]
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "slotpool.cli", "server", "--port", port],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"server did not start: {log.read_text()[-3000:]}")
-
-
-def _end_agents(pods: Path) -> None:
-    """Agents of local pools outlive the server on purpose; the tests end theirs."""
-    for record in pods.glob("*.json"):
-        with contextlib.suppress(ProcessLookupError, ValueError, KeyError, OSError):
-            os.killpg(int(json.loads(record.read_text())["pid"]), signal.SIGKILL)
-
-
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     if not (UI_DIST / "index.html").is_file():
         pytest.fail(f"the UI is not built ({UI_DIST}); run scripts/bootstrap (it builds ui/)")
     tmp = tmp_path_factory.mktemp("ui-server")
-    url = f"http://127.0.0.1:{free_port()}"
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("SLOTPOOL_")},
-        "SLOTPOOL_DATABASE_URL": f"sqlite:///{tmp}/slotpool.db",
-        "SLOTPOOL_DATA_DIR": str(tmp / "data"),
-        "SLOTPOOL_ADMIN_TOKEN": ADMIN,
-        "SLOTPOOL_PUBLIC_URL": url,
-        "SLOTPOOL_UI_DIR": str(UI_DIST),
-        "SLOTPOOL_LOG_LEVEL": "warning",
-    }
-    log = tmp / "server.log"
-    running = Server(url, tmp / "data", _spawn(env, url, log), log)
+    port = free_port()
+    settings = server_settings(tmp, admin=ADMIN, port=port, ui_dir=UI_DIST)
+    running = Server.of(settings, tmp / "server.log", port=port).started()
     try:
         yield running
     finally:
         # A graceful stop waits for the agents' long-poll claims (up to 25 s): not worth it here.
-        running.process.send_signal(signal.SIGTERM)
-        try:
-            running.process.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            running.process.kill()
-            running.process.wait(timeout=10)
-        _end_agents(tmp / "data" / "local-runtime" / "pods")
+        running.stop(grace=3)
 
 
 def chromium_path() -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
 
@@ -19,7 +19,7 @@ from slotpool.clock import utc_now
 from slotpool.controller.assembly import PoolController
 from slotpool.controller.sweeper import Sweeper, stop
 from slotpool.domain.config import PoolType
-from slotpool.runtime.base import RuntimeRegistry
+from slotpool.runtime.base import PodRuntime, RuntimeRegistry
 from slotpool.runtime.kubernetes import KubernetesRuntime
 from slotpool.runtime.local import LocalRuntime
 from slotpool.services.agents import AgentService
@@ -145,12 +145,20 @@ def create_app(
     *,
     clock: Callable[[], datetime] = utc_now,
     on_admin_token: Callable[[str], None] = announce_admin_token,
+    runtimes: RuntimeRegistry | Mapping[PoolType, PodRuntime] | None = None,
 ) -> FastAPI:
+    """With ``runtimes`` (tests, benchmarks), the app runs its pools' Pods on those instead of
+    the runtimes ``settings`` configure; their owner closes them."""
+    given = runtimes
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = Store(settings.database_url)
         app.state.store = store
-        runtimes = build_runtimes(settings)
+        if given is None:
+            runtimes = build_runtimes(settings)
+        else:
+            runtimes = given if isinstance(given, RuntimeRegistry) else RuntimeRegistry(given)
         app.state.services = services = build_services(store, settings, clock, runtimes)
         sweeper = Sweeper(
             store=store,
@@ -171,7 +179,8 @@ def create_app(
         finally:
             for task in background:
                 await stop(task)
-            await runtimes.close_all()
+            if given is None:  # given runtimes are closed by whoever made them
+                await runtimes.close_all()
             await store.close()
 
     app = FastAPI(

@@ -64,6 +64,11 @@ class PoolController:
     def forget(self, pool_id: str) -> None:
         self.reconciler.forget(pool_id)
 
+    async def sweep_orphans(self) -> list[str]:
+        """Delete now the Pods labelled for a pool that no longer exists (the background loop
+        does it every ``ORPHAN_SWEEP_SECONDS``); returns their names."""
+        return await self.orchestration.sweep_orphans()
+
     async def sync(self, pool: Pool) -> SyncReport:
         """A full pass now, the Secret checked whatever the last check said; refused at once
         (``Conflict``) for a pool this server keeps no Pods for."""

@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL server for the test session.
+"""A throwaway PostgreSQL server for the test session and the benchmarks.
 
 ``PostgresServer.start(base)`` runs ``initdb`` into a fresh directory under ``base`` and starts a
 server on a free TCP port of 127.0.0.1 (trust authentication, user ``postgres``, durability off).
@@ -22,7 +22,6 @@ import os
 import pwd
 import shlex
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -32,6 +31,8 @@ from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
+
+from tests.support.ports import free_port
 
 PG_BIN_ENV = "SLOTPOOL_PG_BIN"
 PG_URL_ENV = "SLOTPOOL_TEST_PG_URL"
@@ -85,13 +86,6 @@ def _version_key(name: str) -> tuple[int, ...]:
         return (-1,)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 class PostgresServer:
     """A PostgreSQL server the tests may create and drop databases on."""
 
@@ -105,11 +99,14 @@ class PostgresServer:
     # -- lifecycle ---------------------------------------------------------------------------
 
     @classmethod
-    def start(cls, base: Path) -> PostgresServer:
-        """Start a server in a new directory under ``base`` (or use ``$SLOTPOOL_TEST_PG_URL``)."""
+    def start(cls, base: Path | None = None) -> PostgresServer:
+        """Start a server in a new directory under ``base`` (or use ``$SLOTPOOL_TEST_PG_URL``).
+        By default ``base`` is the system's temporary directory, not a private one of the
+        current user: the server may have to run as the postgres user."""
         external = os.environ.get(PG_URL_ENV)
         if external:
             return cls(external)
+        base = base or Path(tempfile.gettempdir())
         pg_bin = find_pg_bin()
         if os.geteuid() == 0:
             try:
@@ -218,7 +215,7 @@ class PostgresServer:
 
     def _launch(self) -> None:
         for attempt in range(1, _START_ATTEMPTS + 1):
-            port = _free_port()
+            port = free_port()
             options = _SERVER_OPTIONS.format(
                 port=port, socket_dir=shlex.quote(str(self._socket_dir))
             )

@@ -7,6 +7,10 @@ Kubernetes would resolve it (``fieldRef: metadata.name`` is the Pod's name, ``se
 read from the Secret in the API server), and when the Pod is deleted or gone it stops the agent
 (SIGTERM, then SIGKILL after the grace), as a kubelet does. Tasks then run through the real API
 server, the real Secret and the real agent protocol.
+
+A container is every process its agent started (the steps run in sessions of their own): like
+a kubelet ending a container's cgroup, the processes left when the agent has exited or is
+killed are killed too, so a test's agent leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from typing import Any
 from lightkube import ApiError, Client, KubeConfig
 from lightkube.resources.core_v1 import Pod, Secret
 
+from tests.support import processes
+
 SELECTOR: dict[str, Any] = {"app.kubernetes.io/managed-by": "slotpool"}
 POLL_SECONDS = 0.2
 STOP_GRACE_SECONDS = 10.0
@@ -38,6 +44,15 @@ class Container:
     process: subprocess.Popen[bytes]
     log: Path
     stopping_since: float | None = None
+    # Its processes as last seen: what is left of them is killed once the agent is gone.
+    members: list[processes.Started] = field(default_factory=list)
+
+    def end(self) -> None:
+        """SIGKILL the agent and every process of the container."""
+        running = self.process.poll() is None  # once reaped, its pid may be another's
+        now = processes.tree([self.process.pid]) if running else []
+        processes.kill_all([*self.members, *now])
+        self.process.wait(timeout=10)
 
 
 @dataclass
@@ -65,8 +80,7 @@ class AgentKubelet:
         self._thread.join(timeout=10)
         with self._lock:
             for container in self.running.values():
-                _signal(container.process, signal.SIGKILL)
-                container.process.wait(timeout=10)
+                container.end()
             self.running.clear()
 
     def agent_of(self, pod: str) -> Container | None:
@@ -90,12 +104,16 @@ class AgentKubelet:
             if p.metadata is not None
         }
         with self._lock:
+            by_parent = processes.parents()
             for name, container in list(self.running.items()):
                 found = pods.get((container.namespace, name))
                 meta = found.metadata if found is not None else None
                 if container.process.poll() is not None:
+                    container.end()  # its agent exited: so does what it left running
                     del self.running[name]
-                elif meta is None or meta.deletionTimestamp is not None:
+                    continue
+                container.members = processes.tree([container.process.pid], by_parent)
+                if meta is None or meta.deletionTimestamp is not None:
                     self._stop_container(container)
             for (namespace, name), pod in pods.items():
                 phase = pod.status.phase if pod.status is not None else None
@@ -112,7 +130,7 @@ class AgentKubelet:
             container.stopping_since = now
             _signal(container.process, signal.SIGTERM)
         elif now - container.stopping_since > STOP_GRACE_SECONDS:
-            _signal(container.process, signal.SIGKILL)
+            container.end()
 
     def _start(self, namespace: str, name: str, pod: Pod) -> Container | None:
         assert pod.spec is not None

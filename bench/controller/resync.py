@@ -120,7 +120,7 @@ async def measure(
     trace: bool = False,
 ) -> Measure:
     counted = Counted()
-    reads_before = fake.token_reads
+    reads_before = fake.calls["read_token"]
     reset_peak_rss()
     rss_before = proc_status_mb("VmRSS")
     if trace:
@@ -148,7 +148,7 @@ async def measure(
         rss_after_mb=proc_status_mb("VmRSS"),
         rss_peak_mb=proc_status_mb("VmHWM"),
         traced_peak_mb=traced,
-        token_reads=fake.token_reads - reads_before,
+        token_reads=fake.calls["read_token"] - reads_before,
         errors=counted.errors,
         writes=counted.writes,
         first_error=counted.first_error,

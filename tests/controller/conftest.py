@@ -19,7 +19,7 @@ from slotpool.runtime.base import RuntimeRegistry
 from slotpool.settings import Settings
 from slotpool.store.migrate import upgrade
 from slotpool.store.uow import Store
-from tests.controller.fake_runtime import FakeRuntime, WatchingFakeRuntime
+from tests.support.fake_runtime import FakeRuntime, WatchingFakeRuntime
 
 IMAGE = "ghcr.io/acme/agent:1.4"
 
@@ -76,7 +76,7 @@ async def world(database_url: str) -> AsyncIterator[World]:
     )
     store = Store(database_url)
     clock = Clock()
-    runtime = WatchingFakeRuntime(clock)
+    runtime = WatchingFakeRuntime(clock=clock)
     services = build_services(store, settings, clock, RuntimeRegistry({PoolType.k8s: runtime}))
     try:
         yield World(store, settings, runtime, clock, services)

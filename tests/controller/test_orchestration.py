@@ -17,7 +17,7 @@ from slotpool.runtime.base import RuntimeRegistry
 from slotpool.services.notify import Notifier
 from slotpool.services.runtimes import PoolRuntimes
 from tests.controller.conftest import IMAGE, World
-from tests.controller.fake_runtime import WatchingFakeRuntime
+from tests.support.fake_runtime import WatchingFakeRuntime
 
 RESYNC = 5.0
 
@@ -161,9 +161,9 @@ async def test_the_orphan_sweep_deletes_pods_of_pools_that_no_longer_exist(
     world: World, loops: Loops
 ) -> None:
     pool = await world.pool("mine", min_replicas=0)
-    loops.runtime.add("ours", pool.pool_id)
-    loops.runtime.add("orphan", "pool-gone000000000000")
-    loops.runtime.add("leaving", "pool-gone000000000000", deleting=True)
+    loops.runtime.add(pool.pool_id, "ours")
+    loops.runtime.add("pool-gone000000000000", "orphan")
+    loops.runtime.add("pool-gone000000000000", "leaving", deleting=True)
 
     assert await loops.orchestration.sweep_orphans() == ["orphan"]
     assert sorted(loops.runtime.pods_by_name) == ["leaving", "ours"]

@@ -66,8 +66,8 @@ async def test_the_secret_is_checked_when_asked_or_due_not_on_every_pass(world: 
 async def test_pods_made_or_ended_behind_slotpools_back(world: World) -> None:
     pool = await world.pool(min_replicas=1, pending_timeout_seconds=3600)
     (ours,) = (await world.services.controller.run_pass(pool.pool_id, check_secret=True)).created
-    world.runtime.add(ours, pool.pool_id, phase="Failed", reason="Error", message="exit code 1")
-    world.runtime.add("stranger", pool.pool_id)
+    world.runtime.set_phase(ours, "Failed", reason="Error", message="exit code 1")
+    world.runtime.add(pool.pool_id, "stranger")
 
     report = await world.services.controller.run_pass(pool.pool_id, check_secret=False)
 
@@ -87,7 +87,7 @@ async def test_pods_made_or_ended_behind_slotpools_back(world: World) -> None:
 async def test_a_pod_that_vanished_is_retired_and_replaced(world: World) -> None:
     pool = await world.pool(min_replicas=1)
     (first,) = (await world.services.controller.run_pass(pool.pool_id, check_secret=True)).created
-    del world.runtime.pods_by_name[first]
+    world.runtime.vanish(first)
     world.clock.advance(seconds=1)
 
     report = await world.services.controller.run_pass(pool.pool_id, check_secret=False)
@@ -102,7 +102,7 @@ async def test_a_pod_that_vanished_is_retired_and_replaced(world: World) -> None
 async def test_a_pending_pod_is_reported_with_the_runtimes_reason(world: World) -> None:
     pool = await world.pool(min_replicas=0)
     world.runtime.add(
-        "waiting", pool.pool_id, phase="Pending", reason="Unschedulable", message="0/3 nodes"
+        pool.pool_id, "waiting", phase="Pending", reason="Unschedulable", message="0/3 nodes"
     )
     report = await world.services.controller.run_pass(pool.pool_id, check_secret=False)
     assert [(p.name, p.reason) for p in report.pending] == [("waiting", "Unschedulable: 0/3 nodes")]

@@ -174,7 +174,7 @@ async def test_a_pod_that_ends_is_retired_with_the_runtimes_reason_and_replaced(
 
 async def test_a_failed_create_is_recorded_and_the_next_pass_creates(world: World) -> None:
     pool_id = await world.pool(min_replicas=1, max_replicas=1)
-    world.runtime.fail_creates(1)
+    world.runtime.fail("create_agent", times=1)
     with pytest.raises(RuntimeFailed) as failed:
         await world.sync(pool_id)
     assert "503" in str(failed.value)

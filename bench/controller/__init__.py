@@ -6,14 +6,14 @@ Four parts, each with a baseline from the same run (one module each; ``report`` 
 1. **reaction** (``reaction``): an in-process server (``tests/support/server.py``
    ``live_server``, SQLite in a temporary directory, ``local_runtime=False``) whose runtime is
    ``FakeRuntime`` (``tests/support/fake_runtime.py``), handed to ``create_app``: it stamps
-   ``time.perf_counter()`` when ``create_pod`` is called and reports every Pod ``Running``, but no
+   ``time.perf_counter()`` when ``create_agent`` is called and reports every Pod ``Running``, but no
    agent ever registers, so a k8s pool with ``slots_per_pod=1``, ``min_replicas=0`` needs a new
    Pod for every queued task. N tasks are submitted one after the other and each one is timed
-   from ``POST /api/v1/tasks`` (sent, and returned) to the controller's ``create_pod`` call. The
+   from ``POST /api/v1/tasks`` (sent, and returned) to the controller's ``create_agent`` call. The
    pool is written to the database before the server starts, so its worker exists from the
    start. Run with ``pod_sync_seconds=30`` (only the event wake-up can trigger the create) and
    with the default 1.0. Then a pool created through the API while the server runs gets one
-   task, and the time to its first ``create_pod`` is taken.
+   task, and the time to its first ``create_agent`` is taken.
 2. **burst** (``burst``): the test cluster of ``tests/support/kube.py`` (etcd, kube-apiserver,
    scheduler, controller-manager, kwok, 3 fake 4-CPU Nodes of 110 Pods). ``controller`` rounds:
    a server with ``kubeconfig`` and ``kube_requests_per_second`` (50 by default) gets an empty
@@ -35,7 +35,7 @@ Four parts, each with a baseline from the same run (one module each; ``report`` 
    at once) to the 100th Pod ``Running``; the pool's events give its creating passes.
 3. **resync** (``resync``): in-process, no server: a ``Store`` on SQLite and on PostgreSQL
    (``tests/support/postgres.py``) with 1,000 k8s pools, each with 10 registered Pods (the
-   agents' ``register``) that ``FakeRuntime`` reports ``Running``; one ``reconcile(pool,
+   agents' ``register``) that ``FakeRuntime`` reports ``Running``; one ``run_pass(pool_id,
    check_secret=False)`` per pool, sequentially (a first pass, whose Secret check is due, and a
    steady one) and in ``asyncio.gather`` batches, against the same number of plain
    ``uow.pods.of_pool()`` reads. Wall and CPU time (``time.process_time``; PostgreSQL's server

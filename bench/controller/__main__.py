@@ -107,9 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         reaction = run_reaction(resync, args.samples, args.warmups)
         run.reactions.append(reaction)
         print(
-            f"  POST answered -> create_pod: p50 {quantile(reaction.after_return_ms, 50):.1f} ms"
+            f"  POST answered -> create_agent: p50 {quantile(reaction.after_return_ms, 50):.1f} ms"
             f", p99 {quantile(reaction.after_return_ms, 99):.1f} ms; new pool: "
-            f"{reaction.new_pool_ms} ms",
+            + ("no create" if reaction.new_pool_ms is None else f"{reaction.new_pool_ms:.0f} ms"),
             flush=True,
         )
     if "burst" in args.parts:

@@ -1,5 +1,5 @@
 """Part 1: how fast the controller reacts to a queued task with a Pod create request (the
-fake runtime stamps each ``create_pod``; see the package's docstring)."""
+fake runtime stamps each ``create_agent``; see the package's docstring)."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def run_reaction(resync: float, samples: int, warmups: int) -> Reaction:
 
 def sample(result: Reaction, api: httpx.Client, fake: FakeRuntime, pool_id: str, *,
            measured: bool) -> None:  # fmt: skip
-    """One task: from its POST to the ``create_pod`` it caused."""
+    """One task: from its POST to the ``create_agent`` it caused."""
     before = len(fake.created[pool_id])
     sent = time.perf_counter()
     response = api.post(TASKS, json={"pool_id": pool_id, "command": "true"})
@@ -112,7 +112,7 @@ def created_more(fake: FakeRuntime, pool_id: str, before: int) -> bool:
 
 
 def new_pool_reaction(api: httpx.Client, fake: FakeRuntime, resync: float) -> float | None:
-    """A pool created while the server runs, one task at once: ms to its first ``create_pod``."""
+    """A pool created while the server runs, one task at once: ms to its first ``create_agent``."""
     body = {"name": "reaction-new", "pool_type": "k8s", "k8s_config": REACTION_CONFIG}
     response = api.post(POOLS, json=body)
     if response.status_code != 201:

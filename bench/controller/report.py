@@ -56,7 +56,7 @@ def reaction_section(out: Report, run: Run) -> None:
         f"{args.warmups} unmeasured tasks, then {args.samples} tasks submitted one after the other "
         "(the next once the previous one's Pod was created). Every Pod reports `Running` but no "
         "agent registers, so each task needs a new Pod and the pool grows to "
-        f"{args.warmups + args.samples} Pods. Time from the POST to `create_pod` being called "
+        f"{args.warmups + args.samples} Pods. Time from the POST to `create_agent` being called "
         "(`time.perf_counter()` in the fake runtime; the server runs in a thread of this process). "
         "The runtime is handed to the app (`create_app(settings, runtimes=...)`)."
     )
@@ -71,7 +71,7 @@ def reaction_section(out: Report, run: Run) -> None:
         ]  # fmt: skip
     header = ["`pod_sync_seconds`", "from", "n", "p50 ms", "p90 ms", "p99 ms", "max ms", "goal"]
     out.table(header, rows, align="rlrrrrrl")
-    out.para("As the pool grows (POST answered to `create_pod`, ms):")
+    out.para("As the pool grows (POST answered to `create_agent`, ms):")
     growing: list[list[Cell]] = []
     for r in run.reactions:
         n = len(r.after_return_ms)
@@ -83,7 +83,7 @@ def reaction_section(out: Report, run: Run) -> None:
     out.table(header, growing, align="rlrrrr")
     out.bullets(
         f"`pod_sync_seconds={r.resync:g}`: a pool created through the API while the server "
-        "runs, one task submitted at once: first `create_pod` after **"
+        "runs, one task submitted at once: first `create_agent` after **"
         + ("no create within the wait" if r.new_pool_ms is None else f"{r.new_pool_ms:.0f} ms")
         + f"**{f', {r.timeouts} samples timed out' if r.timeouts else ''}. Other processes used "
         f"{r.others_cpu:.1f} CPU-s during this part ({r.seconds:.0f} s)."
@@ -345,7 +345,7 @@ def goal_rows(run: Run) -> list[list[str]]:
             p50, p99 = quantile(r.after_return_ms, 50), quantile(r.after_return_ms, 99)
             rows.append(
                 [f"scale-up reaction, `pod_sync_seconds={r.resync:g}` (POST answered to "
-                 f"`create_pod`)", f"under {GOALS['reaction_ms']:.0f} ms",
+                 f"`create_agent`)", f"under {GOALS['reaction_ms']:.0f} ms",
                  f"p50 {p50:.1f} ms, p99 {p99:.1f} ms", met(p99 < GOALS["reaction_ms"])]
             )  # fmt: skip
     if run.burst is not None:

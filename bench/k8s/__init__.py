@@ -5,9 +5,10 @@ controller-manager and kwok with 3 fake Nodes of 4 CPUs) and, in one namespace t
 ``restricted`` Pod Security Standard, creates batches of Pods (100 by default) two ways:
 
 * ``runtime``: ``KubernetesRuntime.create_pod(manifest)``, the manifest from the one Pod builder
-  (``slotpool.domain.manifest.build_pod_manifest``), i.e. what the controller does: the manifest is
-  turned into lightkube's ``Pod`` and checked for dropped fields, the call goes through the
-  runtime's token bucket and error mapping, and the answer becomes a ``RuntimePod``;
+  (``slotpool.domain.manifest.build_pod_manifest``), i.e. what the runtime's ``create_agent`` does
+  once it has built the manifest from the agent spec: the manifest is turned into lightkube's
+  ``Pod`` and checked for dropped fields, the call goes through the runtime's token bucket and
+  error mapping, and the answer becomes a ``RuntimePod``;
 * ``direct``: the same lightkube ``AsyncClient`` (one client for both) sending ``client.create``
   with ``Pod`` objects made from the same manifests before the clock starts, behind a
   ``TokenBucket`` of the same rate (the runtime's own class), i.e. the least a caller must do.

@@ -4,8 +4,7 @@ and PostgreSQL), with the runtime in memory (``FakeRuntime``) and a clock the te
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -19,20 +18,10 @@ from slotpool.runtime.base import RuntimeRegistry
 from slotpool.settings import Settings
 from slotpool.store.migrate import upgrade
 from slotpool.store.uow import Store
+from tests.support.clock import Clock
 from tests.support.fake_runtime import FakeRuntime, WatchingFakeRuntime
 
 IMAGE = "ghcr.io/acme/agent:1.4"
-
-
-@dataclass
-class Clock:
-    now: datetime = field(default_factory=lambda: datetime(2026, 11, 20, 12, 0, tzinfo=UTC))
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kwargs: float) -> None:
-        self.now += timedelta(**kwargs)
 
 
 @dataclass

@@ -7,14 +7,12 @@ The pod must stay ``ready``; otherwise it would be stuck ``starting`` and never 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
 
 from slotpool.domain.config import PoolType
 from slotpool.domain.pods import PodState
-from slotpool.store.migrate import upgrade
 from slotpool.store.pools import NewPool
 from slotpool.store.uow import Store
 
@@ -23,13 +21,11 @@ POOL = "pool-0123456789abcdef"
 
 
 @pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    upgrade(database_url)
-    opened = Store(database_url)
-    async with opened.unit_of_work() as uow:
+async def store(store: Store) -> Store:
+    """The migrated store (conftest), with the pool these tests record pods of."""
+    async with store.unit_of_work() as uow:
         await uow.pools.add(NewPool(POOL, "p", "", PoolType.local, None, by="test", now=NOW))
-    yield opened
-    await opened.close()
+    return store
 
 
 async def adopt_starting(store: Store, name: str) -> int:

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 import pytest
 
 from slotpool.domain.signals import Signal
-from slotpool.store.migrate import upgrade
 from slotpool.store.uow import Store
 
 
 class Boom(Exception):
     pass
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    upgrade(database_url)
-    opened = Store(database_url)
-    yield opened
-    await opened.close()
 
 
 async def test_signals_are_published_after_commit_only(store: Store) -> None:

@@ -50,12 +50,6 @@ def new_pool(pool_id: str, name: str, config: dict[str, object] | None = None) -
     )
 
 
-@pytest.fixture
-async def store(database_url: str) -> Store:
-    upgrade(database_url)
-    return Store(database_url)
-
-
 async def test_pool_round_trip_keeps_json_and_aware_times(store: Store) -> None:
     config = stored_form(
         parse_config(

@@ -6,7 +6,6 @@ touched; two transitions of one task racing in two transactions are applied once
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -23,7 +22,6 @@ from slotpool.services.notify import Notifier
 from slotpool.services.pools import PoolService
 from slotpool.services.tasks import TaskService, new_task_row
 from slotpool.settings import Settings
-from slotpool.store.migrate import upgrade
 from slotpool.store.pools import NewPool
 from slotpool.store.uow import Store
 
@@ -37,13 +35,11 @@ PLAN_APPLY: Steps = [{"run": "plan"}, {"run": "apply", "requires_approval": True
 
 
 @pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    upgrade(database_url)
-    opened = Store(database_url)
-    async with opened.unit_of_work() as uow:
+async def store(store: Store) -> Store:
+    """The migrated store (conftest), with the static pool these tests' tasks belong to."""
+    async with store.unit_of_work() as uow:
         await uow.pools.add(NewPool(POOL, "p", "", PoolType.static, None, by="test", now=NOW))
-    yield opened
-    await opened.close()
+    return store
 
 
 @pytest.fixture

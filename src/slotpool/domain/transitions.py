@@ -132,17 +132,20 @@ def _slot(task: Task, to: SlotState) -> SlotChange | None:
     return SlotChange(pod_id=task.pod_id, index=task.slot_index, to=to)
 
 
+def _change(
+    task: Task, cause: Cause, *, since: frozenset[TaskStatus], to: TaskStatus, now: datetime
+) -> TaskChange:
+    """A change of ``task`` that sets nothing yet (``replace`` adds what it sets)."""
+    return TaskChange(
+        task.id, task.pool_id, task.pod_id, cause, from_statuses=since, to=to, now=now
+    )
+
+
 def delivered(task: Task, *, now: datetime) -> TaskChange:
     """The running step was handed to the agent: it counts as started from now."""
-    return TaskChange(
-        task.id,
-        task.pool_id,
-        task.pod_id,
-        Cause.delivered,
-        from_statuses=RUNNING,
+    return replace(
+        _change(task, Cause.delivered, since=RUNNING, to=TaskStatus.running, now=now),
         at_step=task.current_step,
-        to=TaskStatus.running,
-        now=now,
         step_started_at=now,
     )
 
@@ -177,15 +180,9 @@ def step_ended(
     the next step is approved (for ``reservation_ttl``), or the task is over and its slot is
     freed. Only for the step the task is at: a report sent twice moves the task once."""
     move = next_move(task, report)
-    ended = TaskChange(
-        task.id,
-        task.pool_id,
-        task.pod_id,
-        Cause.finished,
-        from_statuses=RUNNING,
+    ended = replace(
+        _change(task, Cause.finished, since=RUNNING, to=move.status, now=now),
         at_step=report.index,
-        to=move.status,
-        now=now,
         results=(*task.results, step_record(task, report, now=now)),
     )
     if move.next is Next.continue_:
@@ -213,26 +210,16 @@ def cancel(task: Task, *, by: str, now: datetime) -> TaskChange | None:
     if task.final:
         return None
     if task.status is TaskStatus.running:
-        return TaskChange(
-            task.id,
-            task.pool_id,
-            task.pod_id,
-            Cause.cancel_requested,
-            from_statuses=RUNNING,
-            to=TaskStatus.running,
-            now=now,
+        return replace(
+            _change(task, Cause.cancel_requested, since=RUNNING, to=TaskStatus.running, now=now),
             cancel_requested=True,
         )
-    return TaskChange(
-        task.id,
-        task.pool_id,
-        task.pod_id,
-        Cause.cancelled,
+    return replace(
         # Only from the status it was read in: one started or approved meanwhile is running,
         # and is asked to stop instead.
-        from_statuses=frozenset({task.status}),
-        to=TaskStatus.cancelled,
-        now=now,
+        _change(
+            task, Cause.cancelled, since=frozenset({task.status}), to=TaskStatus.cancelled, now=now
+        ),
         reason=f"cancelled by {by}",
         cancel_requested=True,
         finished_at=now,
@@ -246,15 +233,9 @@ def approve(task: Task, *, by: str, now: datetime) -> TaskChange | None:
     first step was gated), back in the queue. ``None`` if the task is not awaiting approval."""
     if task.status is not TaskStatus.awaiting_approval:
         return None
-    approved = TaskChange(
-        task.id,
-        task.pool_id,
-        task.pod_id,
-        Cause.approved,
-        from_statuses=AWAITING,
+    approved = replace(
+        _change(task, Cause.approved, since=AWAITING, to=TaskStatus.queued, now=now),
         at_step=task.current_step,
-        to=TaskStatus.queued,
-        now=now,
         reason="",
         results=(*task.results, {"approved_by": by, "approved_at": now.isoformat()}),
     )
@@ -268,15 +249,9 @@ def approve(task: Task, *, by: str, now: datetime) -> TaskChange | None:
 
 def reservation_expired(task: Task, *, now: datetime) -> TaskChange:
     """Nobody approved the next step in time: the task ends and its reserved slot is freed."""
-    return TaskChange(
-        task.id,
-        task.pool_id,
-        task.pod_id,
-        Cause.reservation_expired,
-        from_statuses=AWAITING,
+    return replace(
+        _change(task, Cause.reservation_expired, since=AWAITING, to=TaskStatus.expired, now=now),
         at_step=task.current_step,
-        to=TaskStatus.expired,
-        now=now,
         reason="no approval before the reservation expired; the slot was freed",
         finished_at=now,
         slot=_slot(task, SlotState.idle),
@@ -287,14 +262,8 @@ def agent_gone(task: Task, *, reason: str, now: datetime) -> TaskChange:
     """The task's agent is gone (silent, its Pod ended or vanished): running or awaiting, the
     task is lost (never rerun: a step may have had effects) and its slot freed."""
     freed = _slot(task, SlotState.idle)
-    lost = TaskChange(
-        task.id,
-        task.pool_id,
-        task.pod_id,
-        Cause.lost,
-        from_statuses=HOLDING,
-        to=TaskStatus.lost,
-        now=now,
+    lost = replace(
+        _change(task, Cause.lost, since=HOLDING, to=TaskStatus.lost, now=now),
         reason=reason,
         finished_at=now,
         slot=freed,

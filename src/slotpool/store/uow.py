@@ -44,7 +44,7 @@ class UnitOfWork:
         self.tasks = TaskRepository(session, backend)
         self.stats = PoolStatsRepository(session)
         self.events = PoolEventRepository(session)
-        self.signals: list[Signal] = []
+        self._signals: dict[Signal, None] = {}  # ordered, and each signal once
 
     async def apply(self, change: TaskChange) -> bool:
         """The one gate for task and slot state: the change is applied if its condition still
@@ -56,9 +56,12 @@ class UnitOfWork:
 
     def signal(self, *signals: Signal) -> None:
         """Tell the subscribers once this unit of work has committed (duplicates are sent once)."""
-        for signal in signals:
-            if signal not in self.signals:
-                self.signals.append(signal)
+        self._signals.update(dict.fromkeys(signals))
+
+    @property
+    def signals(self) -> list[Signal]:
+        """What this unit of work will tell its subscribers, in the order it was said."""
+        return list(self._signals)
 
 
 class Store:
@@ -79,9 +82,10 @@ class Store:
         self._subscribers.append(subscriber)
 
     def _publish(self, uow: UnitOfWork) -> None:
-        if uow.signals:
+        signals = uow.signals
+        if signals:
             for subscriber in self._subscribers:
-                subscriber(uow.signals)
+                subscriber(signals)
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:

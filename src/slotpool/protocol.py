@@ -28,6 +28,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 # pydantic reads a TypedDict from typing only on Python 3.12 and later.
 from typing_extensions import TypedDict
 
+from slotpool.domain.bounds import StrictModel
 from slotpool.domain.config import PoolType
 from slotpool.domain.tasks import MAX_STEPS, StepSpec, StepStatus, Task
 from slotpool.domain.text import Text
@@ -36,6 +37,9 @@ AGENT_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 MAX_SLOTS = 64
 MAX_MESSAGE = 4000  # a result's message
 MAX_CLAIM_WAIT = 30  # seconds a claim may be held open
+# Characters of one log chunk: twice what the agent sends (64 KiB of output), and small enough
+# that a chunk, even with every character JSON-escaped, fits the smallest request size limit.
+MAX_LOG_CHUNK = 131_072
 
 # Whole seconds as the control plane's settings have them (sent as 5, not 5.0); an agent's own
 # defaults, and a test's control plane, may use fractions.
@@ -46,7 +50,7 @@ class ProtocolError(Exception):
     """A message that does not fit the protocol: a bug on one side, not something to retry."""
 
 
-class _Request(BaseModel):
+class _Request(StrictModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -169,7 +173,7 @@ class LogChunk(_Request):
 
     step_index: int = Field(ge=0, le=MAX_STEPS)
     seq: int = Field(ge=0, le=2**31 - 1)
-    data: Text = Field(max_length=1_048_576)
+    data: Text = Field(max_length=MAX_LOG_CHUNK)
 
 
 class StepResult(_Request):

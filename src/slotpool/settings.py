@@ -20,6 +20,10 @@ class Environment(StrEnum):
     production = "production"
 
 
+# An agent's log chunk (at most 131,072 characters, up to 6 bytes each once JSON-escaped) fits.
+MIN_REQUEST_BYTES = 1_048_576
+
+
 def default_data_dir() -> Path:
     return Path(user_data_dir("slotpool", appauthor=False))
 
@@ -87,6 +91,12 @@ class Settings(BaseSettings):
         description="An agent not heard from this long is gone: its tasks become lost.",
     )
     claim_wait_seconds: int = Field(default=25, ge=1, le=60, description="Claim long-poll.")
+    max_request_bytes: int = Field(
+        default=MIN_REQUEST_BYTES,
+        ge=MIN_REQUEST_BYTES,
+        description="The largest request body accepted; a larger one is answered 413 before it "
+        "is read. At least 1 MiB: an agent's largest log chunk must fit.",
+    )
     log_level: str = "info"
     ui_dir: Path | None = Field(
         default=None,

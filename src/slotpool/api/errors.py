@@ -6,7 +6,7 @@ FastAPI's own 422 is rewritten too, so a misplaced ``cpu_limit`` in a request bo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -15,7 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from slotpool.domain.config import issues_from_errors
+from slotpool.domain.bounds import capped, more_issues
+from slotpool.domain.config import issue_from_error
 from slotpool.domain.errors import ConfigInvalid, Issue
 from slotpool.services.errors import ServiceError, Unauthorized
 
@@ -30,14 +31,16 @@ def _strip_for(loc: Sequence[Any]) -> int:
     return 1 if loc and loc[0] in ("body", "query", "path", "header") else 0
 
 
+def _issue(error: Mapping[str, Any]) -> Issue:
+    source = error["loc"][0] if error["loc"] else "body"
+    issue = issue_from_error(error, strip=_strip_for(error["loc"]))
+    return issue if source == "body" else Issue(f"{source}.{issue.path}", issue.message, issue.hint)
+
+
 async def _validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    issues: list[Issue] = []
-    for error in exc.errors():
-        source = error["loc"][0] if error["loc"] else "body"
-        for issue in issues_from_errors([error], strip=_strip_for(error["loc"])):
-            path = issue.path if source == "body" else f"{source}.{issue.path}"
-            issues.append(Issue(path, issue.message, issue.hint))
+    errors = exc.errors()
+    issues = capped((_issue(error) for error in errors), len(errors), more_issues)
     summary = "invalid request: nothing was saved" if request.method != "GET" else "invalid request"
     return JSONResponse(status_code=422, content=error_body(summary, issues))
 

@@ -9,8 +9,9 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
+from slotpool.domain.bounds import StrictModel
 from slotpool.domain.config import PoolConfig, PoolType, stored_form
 from slotpool.domain.freeze import FreezePolicy, FreezeSchedule, FreezeState
 from slotpool.domain.pools import POOL_NAME_PATTERN, POOL_NAME_RULE, Pool
@@ -24,8 +25,8 @@ def _pool_name(**kwargs: Any) -> Any:
     return Field(pattern=POOL_NAME_PATTERN, min_length=1, max_length=63, **kwargs)
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _In(StrictModel):
+    pass
 
 
 class PoolCreate(_In):

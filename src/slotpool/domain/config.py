@@ -17,7 +17,6 @@ from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -27,6 +26,7 @@ from pydantic import (
 )
 
 from slotpool.domain import k8s_names
+from slotpool.domain.bounds import SHAPE_TAGS, StrictModel, at_most_entries, capped, more_issues
 from slotpool.domain.errors import ConfigInvalid, Issue, join_path
 from slotpool.domain.freeze import FreezeSchedule
 from slotpool.domain.quantity import QuantityError, parse_resource_quantity
@@ -51,6 +51,16 @@ RESERVED_LABEL_PREFIXES = (
     "app.kubernetes.io/managed-by",
     "app.kubernetes.io/component",
 )
+
+
+# What one configuration (or task) may hold: generous for real use, small enough that checking
+# and storing it stays cheap.
+MAX_ENV_NAME = 256
+MAX_ENV_VARS = 256
+MAX_MAP_ENTRIES = 64  # labels, annotations, node selector, resource names
+MAX_ARGS = 1000  # command and args items
+MAX_TOLERATIONS = 64
+MAX_FREEZE_SCHEDULES = 100
 
 
 def _checked(problem: Callable[[str], str | None]) -> Callable[[str], str]:
@@ -93,6 +103,7 @@ Quantity = Annotated[StrictStr, BeforeValidator(_quantity_from_number), AfterVal
 ResourceName = Annotated[StrictStr, AfterValidator(_checked(k8s_names.resource_name_problem))]
 EnvName = Annotated[
     StrictStr,
+    Field(max_length=MAX_ENV_NAME),
     AfterValidator(_checked(k8s_names.env_name_problem)),
     AfterValidator(_not_reserved_env),
 ]
@@ -107,13 +118,18 @@ Namespace = Annotated[StrictStr, AfterValidator(_checked(k8s_names.dns_label_pro
 ServiceAccount = Annotated[StrictStr, AfterValidator(_checked(k8s_names.dns_subdomain_problem))]
 
 
-class _Strict(BaseModel):
+class _Strict(StrictModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+Quantities = Annotated[dict[ResourceName, Quantity], at_most_entries(MAX_MAP_ENTRIES)]
+Labels = Annotated[dict[LabelKey, LabelValue], at_most_entries(MAX_MAP_ENTRIES)]
+Args = Annotated[list[Text], Field(max_length=MAX_ARGS, fail_fast=True)]
+
+
 class Resources(_Strict):
-    requests: dict[ResourceName, Quantity] = Field(default_factory=dict)
-    limits: dict[ResourceName, Quantity] = Field(default_factory=dict)
+    requests: Quantities = Field(default_factory=dict)
+    limits: Quantities = Field(default_factory=dict)
 
 
 class TolerationOperator(StrEnum):
@@ -140,20 +156,24 @@ class PoolConfig(_Strict):
 
     image: Image | None = None
     image_pull_policy: PullPolicy = PullPolicy.IfNotPresent
-    command: list[Text] | None = None
-    args: list[Text] | None = None
-    env: dict[EnvName, Text] = Field(default_factory=dict)
+    command: Args | None = None
+    args: Args | None = None
+    env: Annotated[dict[EnvName, Text], at_most_entries(MAX_ENV_VARS)] = Field(default_factory=dict)
     resources: Resources | None = None
     min_replicas: StrictInt = Field(default=1, ge=0, le=1000)
     max_replicas: StrictInt = Field(default=10, ge=1, le=1000)
-    freeze_schedules: list[FreezeSchedule] | None = None
+    freeze_schedules: list[FreezeSchedule] | None = Field(
+        default=None, max_length=MAX_FREEZE_SCHEDULES
+    )
     slots_per_pod: StrictInt = Field(default=4, ge=1, le=64)
     namespace: Namespace | None = None
     service_account: ServiceAccount | None = None
-    node_selector: dict[LabelKey, LabelValue] = Field(default_factory=dict)
-    tolerations: list[Toleration] = Field(default_factory=list)
-    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
-    annotations: dict[LabelKey, Text] = Field(default_factory=dict)
+    node_selector: Labels = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=MAX_TOLERATIONS)
+    labels: Labels = Field(default_factory=dict)
+    annotations: Annotated[dict[LabelKey, Text], at_most_entries(MAX_MAP_ENTRIES)] = Field(
+        default_factory=dict
+    )
     scale_down_delay_seconds: StrictInt = Field(default=60, ge=0, le=86_400)
     min_idle_slots: StrictInt = Field(default=0, ge=0, le=64_000)
     pending_timeout_seconds: StrictInt = Field(default=300, ge=10, le=86_400)
@@ -259,20 +279,25 @@ def unknown_key_hint(loc: tuple[str | int, ...]) -> str:
     return f"valid keys in {where}: {', '.join(fields)}"
 
 
+def issue_from_error(error: Mapping[str, Any], *, strip: int = 0) -> Issue:
+    """One of pydantic's errors as an Issue; ``strip`` drops leading loc parts (FastAPI's
+    'body')."""
+    loc = tuple(part for part in error["loc"][strip:] if part not in SHAPE_TAGS)
+    message = str(error["msg"]).removeprefix("Value error, ")
+    hint = None
+    if error["type"] != "extra_forbidden":
+        # pydantic marks a bad mapping key with a trailing "[key]"; the key is the field.
+        loc = loc[:-1] if loc[-1:] == ("[key]",) else loc
+    elif loc:
+        message, hint = "unknown field", unknown_key_hint(loc)
+    return Issue(path=join_path(loc) or "(body)", message=message, hint=hint)
+
+
 def issues_from_errors(errors: Sequence[Mapping[str, Any]], *, strip: int = 0) -> list[Issue]:
-    """Turn pydantic's errors into Issues; ``strip`` drops leading loc parts (FastAPI's 'body')."""
-    issues = []
-    for error in errors:
-        loc = tuple(error["loc"][strip:])
-        message = str(error["msg"]).removeprefix("Value error, ")
-        hint = None
-        if error["type"] != "extra_forbidden":
-            # pydantic marks a bad mapping key with a trailing "[key]"; the key is the field.
-            loc = loc[:-1] if loc[-1:] == ("[key]",) else loc
-        elif loc:
-            message, hint = "unknown field", unknown_key_hint(loc)
-        issues.append(Issue(path=join_path(loc) or "(body)", message=message, hint=hint))
-    return issues
+    """pydantic's errors as Issues: the first ``MAX_ISSUES`` (their hints are computed), then how
+    many more there are."""
+    found = (issue_from_error(error, strip=strip) for error in errors)
+    return capped(found, len(errors), more_issues)
 
 
 def semantic_issues(config: PoolConfig, *, pool_type: PoolType) -> list[Issue]:

@@ -19,8 +19,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, field_validator
+from pydantic import Field, StrictInt, ValidationInfo, field_validator
 
+from slotpool.domain.bounds import StrictModel
 from slotpool.domain.text import Text
 
 SCHEDULE_ID_PATTERN = r"^fs-[a-z0-9]{12}$"
@@ -64,15 +65,13 @@ def _parse_hhmm(value: str) -> time:
     return time(int(hours), int(minutes))
 
 
-class FreezeSchedule(BaseModel):
+class FreezeSchedule(StrictModel):
     """A weekly window; ``from_time > to_time`` means it ends on the next day."""
-
-    model_config = ConfigDict(extra="forbid")
 
     id: str | None = Field(default=None, pattern=SCHEDULE_ID_PATTERN)
     from_time: str
     to_time: str
-    weekdays: list[StrictInt]
+    weekdays: list[StrictInt] = Field(max_length=7)
     timezone: str | None = None
     policy: FreezePolicy = FreezePolicy.scale_to_zero
     note: Text = Field(default="", max_length=500)

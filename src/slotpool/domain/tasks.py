@@ -11,15 +11,39 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StrictBool,
+    StrictInt,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
-from slotpool.domain.config import EnvName, LabelKey, LabelValue
+from slotpool.domain.bounds import (
+    ARGV_TAG,
+    LINE_TAG,
+    StrictModel,
+    at_most_bytes,
+    at_most_entries,
+    utf8_size,
+)
+from slotpool.domain.config import MAX_ARGS, MAX_ENV_VARS, EnvName, Labels
 from slotpool.domain.pools import POOL_ID_PATTERN
 from slotpool.domain.text import Text
 
+# What one task may hold. A task's env and commands are stored with it and sent to an agent on
+# every step: generous for real use, small enough that a task fits a 1 MiB request.
 MAX_STEPS = 50
+MAX_NAME = 200
+MAX_STEP_BYTES = 131_072  # one step's command line (run, or its argv together)
+MAX_COMMAND_BYTES = 524_288  # all steps' commands together
+MAX_ENV_BYTES = 262_144  # the env's names and values together
 
 
 class TaskStatus(StrEnum):
@@ -53,14 +77,56 @@ class StepStatus(StrEnum):
     cancelled = "cancelled"
 
 
-class _Strict(BaseModel):
+class _Strict(StrictModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+T = TypeVar("T", str, list[str])
+
+
+def command_size(command: str | Sequence[str]) -> int:
+    return utf8_size([command] if isinstance(command, str) else command)
+
+
+def _step_sized(command: T) -> T:
+    at_most_bytes(MAX_STEP_BYTES, command_size(command))
+    return command
+
+
+def _env_sized(env: dict[str, str]) -> dict[str, str]:
+    at_most_bytes(MAX_ENV_BYTES, utf8_size(env) + utf8_size(env.values()))
+    return env
+
+
+RunLine = Annotated[Text, Field(min_length=1), AfterValidator(_step_sized)]
+Argv = Annotated[
+    list[Text],
+    Field(min_length=1, max_length=MAX_ARGS, fail_fast=True),
+    AfterValidator(_step_sized),
+]
+
+
+def _command_shape(value: object) -> str | None:
+    if isinstance(value, list):
+        return ARGV_TAG
+    return LINE_TAG if isinstance(value, str) else None
+
+
+Command = Annotated[
+    Annotated[Argv, Tag(ARGV_TAG)] | Annotated[RunLine, Tag(LINE_TAG)],
+    Discriminator(
+        _command_shape,
+        custom_error_type="command_shape",
+        custom_error_message="must be an argv list of strings or a shell command line (a string)",
+    ),
+]
+TaskEnv = Annotated[dict[EnvName, Text], at_most_entries(MAX_ENV_VARS), AfterValidator(_env_sized)]
+
+
 class StepSpec(_Strict):
-    name: Annotated[Text, Field(max_length=200)] = ""
-    run: Annotated[Text, Field(min_length=1, max_length=100_000)] | None = None
-    command: Annotated[list[Text], Field(min_length=1, max_length=1000)] | None = None
+    name: Annotated[Text, Field(max_length=MAX_NAME)] = ""
+    run: RunLine | None = None
+    command: Argv | None = None
     requires_approval: StrictBool = False
     timeout_seconds: StrictInt | None = Field(default=None, ge=1, le=7 * 86_400)
 
@@ -70,20 +136,27 @@ class StepSpec(_Strict):
             raise ValueError("give exactly one of run (a shell command line) or command (argv)")
         return self
 
+    @property
+    def size(self) -> int:
+        """Bytes of its command line (UTF-8)."""
+        return command_size(self.run if self.run is not None else self.command or ())
+
 
 class TaskSubmit(_Strict):
     """``{pool_id, name, env, labels, steps}``, or the short form ``{pool_id, command}``."""
 
     pool_id: Annotated[str, Field(pattern=POOL_ID_PATTERN)]
-    name: Annotated[Text, Field(max_length=200)] = ""
-    env: dict[EnvName, Text] = Field(default_factory=dict)
-    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
+    name: Annotated[Text, Field(max_length=MAX_NAME)] = ""
+    env: TaskEnv = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=dict)
     steps: Annotated[list[StepSpec], Field(min_length=1, max_length=MAX_STEPS)] | None = None
-    command: (
-        Annotated[list[Text], Field(min_length=1)]
-        | Annotated[Text, Field(min_length=1, max_length=100_000)]
-        | None
-    ) = None
+    command: Command | None = None
+
+    @field_validator("steps")
+    @classmethod
+    def _steps_sized(cls, steps: list[StepSpec] | None) -> list[StepSpec] | None:
+        at_most_bytes(MAX_COMMAND_BYTES, sum(step.size for step in steps or ()))
+        return steps
 
     @model_validator(mode="after")
     def _steps_or_command(self) -> Self:

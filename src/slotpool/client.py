@@ -8,6 +8,10 @@ from typing import Any
 
 import httpx
 
+LOG_NEXT = "X-Slotpool-Log-Next"
+LOG_COMPLETE = "X-Slotpool-Log-Complete"
+LOG_PAGE = 1000
+
 
 class ApiError(Exception):
     def __init__(self, status: int, body: Any) -> None:
@@ -61,6 +65,18 @@ class Client:
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.request(method, path, **kwargs)
         return None if response.status_code == 204 or not response.content else response.json()
+
+    def log(self, task_id: str) -> Iterator[str]:
+        """A task's whole log as stored now, one page after another."""
+        after = 0
+        while True:
+            page = self.request(
+                "GET", f"/api/v1/tasks/{task_id}/logs", params={"after": after, "limit": LOG_PAGE}
+            )
+            yield page.text
+            if page.headers.get(LOG_COMPLETE) != "false":
+                return
+            after = int(page.headers[LOG_NEXT])
 
     def list_pools(self, *, name: str | None = None) -> list[dict[str, Any]]:
         pools: list[dict[str, Any]] = []

@@ -191,7 +191,7 @@ def test_healthz_answers_while_100000_key_bodies_are_refused(server: ServerProce
             statuses.append(status)
 
     senders = [threading.Thread(target=send, args=(b,)) for b in [fits, too_big] * 5]
-    latencies = []
+    latencies: list[float] = []
     with httpx.Client(base_url=server.url, timeout=30) as probe:
         probe.get("/healthz")  # connected
         for sender in senders:

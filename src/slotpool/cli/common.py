@@ -1,4 +1,9 @@
-"""What every command shares: consoles, the server and token options, output formats, errors."""
+"""What every command shares: consoles, the server and token options, output formats, errors.
+
+The consoles take no markup, emoji codes or highlighting: what they print comes from the server
+(a task named ``[/bold]``, a pattern ``^pool-[a-z0-9]{16}$`` in an error) and is printed as it is;
+the CLI's own styles are ``Text`` objects.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +17,12 @@ import typer
 import yaml
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from slotpool.client import ApiError, Client
 
-out = Console()
-err = Console(stderr=True)
+out = Console(markup=False, emoji=False, highlight=False)
+err = Console(stderr=True, markup=False, emoji=False, highlight=False)
 
 
 class Output(StrEnum):
@@ -38,12 +44,44 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 ADMIN_TOKEN_FILE = "admin-token"
 
 
+def error(message: str) -> None:
+    """``error: message`` on stderr, the message as it is."""
+    err.print(Text.assemble(("error:", "red"), " ", message), soft_wrap=True)
+
+
 def fail(exc: ApiError) -> typer.Exit:
-    err.print(f"[red]error:[/red] {exc.body.get('error') if isinstance(exc.body, dict) else exc}")
+    error(str(exc.body.get("error") if isinstance(exc.body, dict) else exc))
     for detail in exc.details:
         hint = f" ({detail['hint']})" if detail.get("hint") else ""
-        err.print(f"  [bold]{detail.get('field')}[/bold]: {detail.get('message')}{hint}")
+        line = Text.assemble("  ", (str(detail.get("field")), "bold"), f": {detail.get('message')}")
+        err.print(line + hint, soft_wrap=True)
     return typer.Exit(code=1)
+
+
+class NoAliasLoader(yaml.SafeLoader):
+    """YAML without anchors and aliases: a few hundred bytes of nested aliases expand to
+    gigabytes ("billion laughs"), and a pool document has no use for them."""
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.MarkedYAMLError(
+                problem="anchors and aliases (&name, *name) are not accepted: write the values out",
+                problem_mark=event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+
+def yaml_documents(text: str, source: str) -> list[Any]:
+    """The YAML documents of ``text`` (empty ones left out); one line on stderr and exit 1 for
+    a file that is not YAML or holds an alias."""
+    try:
+        return [doc for doc in yaml.load_all(text, Loader=NoAliasLoader) if doc is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}, line {mark.line + 1}" if mark is not None else source
+        error(f"{where}: {getattr(exc, 'problem', None) or exc}")
+        raise typer.Exit(code=1) from None
 
 
 def emit(data: Any, output: Output) -> None:

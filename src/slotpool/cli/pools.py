@@ -22,6 +22,7 @@ from slotpool.cli.common import (
     fail,
     out,
     show,
+    yaml_documents,
 )
 from slotpool.client import ApiError, Client
 
@@ -81,7 +82,7 @@ def pools_get(
 
 def _read_documents(path: Path) -> list[Any]:
     text = sys.stdin.read() if str(path) == "-" else path.read_text()
-    return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    return yaml_documents(text, "stdin" if str(path) == "-" else str(path))
 
 
 @pools_app.command("create")

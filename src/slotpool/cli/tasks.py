@@ -16,6 +16,7 @@ from slotpool.cli.common import (
     UrlOption,
     client,
     err,
+    error,
     fail,
     show,
 )
@@ -75,7 +76,7 @@ def submit(
     """Submit a one-step task: `slotpool tasks submit --pool demo -- echo hello`."""
     pairs = [item.partition("=") for item in env or []]
     if any(not sep for _, sep, _ in pairs):
-        err.print("[red]error:[/red] --env takes NAME=value")
+        error("--env takes NAME=value")
         raise typer.Exit(code=2)
     api = client(url, token)
     try:
@@ -147,7 +148,8 @@ def logs(
         if follow:
             _follow(api, task_id)
         else:
-            sys.stdout.write(api.request("GET", f"{TASKS}/{task_id}/logs").text)
+            for page in api.log(task_id):
+                sys.stdout.write(page)
     except ApiError as exc:
         raise fail(exc) from None
 

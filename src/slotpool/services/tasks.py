@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime
 
 from slotpool.clock import Clock
@@ -17,8 +18,24 @@ from slotpool.services.notify import Notifier
 from slotpool.store.models import TaskRow
 from slotpool.store.uow import Store, UnitOfWork
 
-LOG_PAGE = 1000
+LOG_PAGE = 1000  # log chunks read at a time (an agent's are at most 64 KiB each)
 CANCEL_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class LogPage:
+    """Chunks of a task's log after the cursor ``after``: ``next`` is the cursor to go on from
+    (the last chunk's id, or ``after`` itself if there was none), ``complete`` says that nothing
+    was stored after them when they were read (a running task's log may still grow)."""
+
+    task: Task
+    chunks: list[tuple[int, int, int, str]]
+    next: int
+    complete: bool
+
+    @property
+    def text(self) -> str:
+        return "".join(chunk[3] for chunk in self.chunks)
 
 
 async def require_task(uow: UnitOfWork, task_id: str) -> Task:
@@ -82,25 +99,35 @@ class TaskService:
         async with self._store.unit_of_work() as uow:
             return await uow.tasks.page(pool_id=pool_id, status=status, limit=limit, offset=offset)
 
-    async def logs(
-        self, task_id: str, *, after: int
-    ) -> tuple[Task, list[tuple[int, int, int, str]]]:
+    async def log_page(self, task_id: str, *, after: int, limit: int = LOG_PAGE) -> LogPage:
         async with self._store.unit_of_work() as uow:
             task = await require_task(uow, task_id)
-            return task, await uow.tasks.logs(task_id, after=after, limit=LOG_PAGE)
+            chunks = await uow.tasks.logs(task_id, after=after, limit=limit + 1)
+        complete = len(chunks) <= limit
+        chunks = chunks[:limit]
+        return LogPage(task, chunks, chunks[-1][0] if chunks else after, complete)
 
-    async def follow(self, task_id: str) -> AsyncIterator[str]:
-        """The log as it grows, until the task has ended and everything was read."""
+    async def whole_log(self, task_id: str) -> AsyncIterator[str]:
+        """Everything stored now, page after page (the caller checked that the task exists)."""
         after = 0
         while True:
-            woken = self._notifier.arm(Signal.task(task_id))
-            task, chunks = await self.logs(task_id, after=after)
-            for chunk_id, _step, _seq, data in chunks:
-                after = chunk_id
-                yield data
-            if task.status in FINAL and len(chunks) < LOG_PAGE:
+            page = await self.log_page(task_id, after=after)
+            yield page.text
+            if page.complete:
                 return
-            if not chunks:
+            after = page.next
+
+    async def follow(self, task_id: str, *, after: int = 0) -> AsyncIterator[str]:
+        """The log as it grows, until the task has ended and everything was read."""
+        while True:
+            woken = self._notifier.arm(Signal.task(task_id))
+            page = await self.log_page(task_id, after=after)
+            if page.chunks:
+                yield page.text
+            after = page.next
+            if page.task.status in FINAL and page.complete:
+                return
+            if not page.chunks:
                 await self._notifier.wait(woken, seconds=1.0)
 
     async def approve(self, task_id: str, *, by: str) -> Task:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
@@ -12,8 +11,10 @@ from slotpool.api.deps import Admin, ServicesDep
 from slotpool.api.schemas import TaskList, TaskOut
 from slotpool.domain.pools import POOL_ID_PATTERN
 from slotpool.domain.tasks import TaskStatus, TaskSubmit
+from slotpool.services.tasks import LOG_PAGE
 
 router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
+TEXT = "text/plain; charset=utf-8"
 TaskId = Annotated[str, Path(pattern=r"^task-[a-z0-9]{16}$")]
 
 
@@ -46,27 +47,53 @@ async def get_task(task_id: TaskId, services: ServicesDep, _: Admin) -> TaskOut:
     return TaskOut.of(await services.tasks.get(task_id))
 
 
+LOG_NEXT = "X-Slotpool-Log-Next"
+LOG_COMPLETE = "X-Slotpool-Log-Complete"
+PAGE_HEADERS = {
+    LOG_NEXT: {
+        "description": "The cursor after this page: pass it as `after` to read on.",
+        "schema": {"type": "integer"},
+    },
+    LOG_COMPLETE: {
+        "description": "`true`: nothing was stored after this page when it was read.",
+        "schema": {"type": "string", "enum": ["true", "false"]},
+    },
+}
+
+
 @router.get(
     "/{task_id}/logs",
     response_class=PlainTextResponse,
-    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    responses={
+        200: {
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+            "description": "Without `after` and `limit`: the whole log, streamed. With either: "
+            "one page, its cursor and whether it is the last in the headers.",
+            "headers": PAGE_HEADERS,
+        }
+    },
 )
 async def logs(
     task_id: TaskId,
     services: ServicesDep,
     _: Admin,
     follow: Annotated[bool, Query(description="Stream until the task has ended.")] = False,
+    after: Annotated[
+        int | None,
+        Query(ge=0, le=2**63 - 1, description=f"A page after this cursor (the {LOG_NEXT} header)."),
+    ] = None,
+    limit: Annotated[
+        int | None, Query(ge=1, le=LOG_PAGE, description="A page of at most this many chunks.")
+    ] = None,
 ) -> Response:
-    if not follow:
-        _task, chunks = await services.tasks.logs(task_id, after=0)
-        return PlainTextResponse("".join(chunk[3] for chunk in chunks))
+    if not follow and (after is not None or limit is not None):
+        page = await services.tasks.log_page(task_id, after=after or 0, limit=limit or LOG_PAGE)
+        headers = {LOG_NEXT: str(page.next), LOG_COMPLETE: str(page.complete).lower()}
+        return PlainTextResponse(page.text, headers=headers)
     await services.tasks.get(task_id)  # 404 before the stream starts
-
-    async def stream() -> AsyncIterator[str]:
-        async for data in services.tasks.follow(task_id):
-            yield data
-
-    return StreamingResponse(stream(), media_type="text/plain")
+    if follow:
+        return StreamingResponse(services.tasks.follow(task_id, after=after or 0), media_type=TEXT)
+    return StreamingResponse(services.tasks.whole_log(task_id), media_type=TEXT)
 
 
 @router.post("/{task_id}/approve", response_model=TaskOut)

@@ -294,3 +294,14 @@ def test_the_next_step_runs_in_the_same_slot_with_its_own_step() -> None:
     assert following.step == AssignedStep(name="", command=["apply"])
     assert following.argv == ("apply",)
     assert isinstance(following, Assignment)
+
+
+def test_the_largest_log_chunk_fits_the_smallest_request_limit() -> None:
+    """Every character JSON-escaped (``\\u0001``: six bytes), as the agent's client sends it."""
+    from slotpool.agent.process import CHUNK_BYTES
+    from slotpool.protocol import MAX_LOG_CHUNK
+    from slotpool.settings import MIN_REQUEST_BYTES
+
+    chunk = LogChunk(step_index=0, seq=0, data="\x01" * MAX_LOG_CHUNK)
+    assert CHUNK_BYTES < MAX_LOG_CHUNK  # what the agent sends at most, decoded
+    assert len(json.dumps(chunk.model_dump(mode="json")).encode()) < MIN_REQUEST_BYTES

@@ -15,6 +15,7 @@ import httpx
 from tests.e2e.conftest import Server, api
 from tests.e2e.helpers import submit, task, until_final, wait_for
 from tests.invariants import violations
+from tests.support import processes
 
 POOLS = "/api/v1/agent-pools"
 
@@ -159,6 +160,7 @@ def test_a_restarted_control_plane_removes_pods_of_pools_that_no_longer_exist(
             "name": "slotpool-pool-0000000000000000-ghost",
             "pool_id": "pool-0000000000000000",
             "pid": ghost.pid,
+            "start_time": start_time(ghost.pid),  # recorded so: the pid is still that process
             "config_hash": "x",
             "created_at": datetime.now(UTC).isoformat(),
         }
@@ -170,6 +172,12 @@ def test_a_restarted_control_plane_removes_pods_of_pools_that_no_longer_exist(
     finally:
         ghost.kill()
         ghost.wait()
+
+
+def start_time(pid: int) -> int:
+    found = processes.stat(pid)
+    assert found is not None
+    return found.start_time
 
 
 def test_a_change_freeze_holds_queued_tasks_and_says_why_and_until_when(server: Server) -> None:

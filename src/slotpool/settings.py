@@ -28,8 +28,16 @@ def default_data_dir() -> Path:
     return Path(user_data_dir("slotpool", appauthor=False))
 
 
-def default_database_url() -> str:
-    return f"sqlite:///{default_data_dir() / 'slotpool.db'}"
+DATABASE_FILE = "slotpool.db"
+
+
+def default_database_path(data_dir: Path) -> Path:
+    """The SQLite database in ``data_dir``. Older versions kept it in the default data directory
+    whatever SLOTPOOL_DATA_DIR said: such a database, if ``data_dir`` has none yet, is still the
+    one used (``older_database`` names it, the server warns) rather than an empty new one."""
+    path = data_dir / DATABASE_FILE
+    older = default_data_dir() / DATABASE_FILE
+    return older if not path.exists() and older.exists() and older != path else path
 
 
 class Settings(BaseSettings):
@@ -39,8 +47,9 @@ class Settings(BaseSettings):
 
     environment: Environment = Environment.development
     database_url: str = Field(
-        default_factory=default_database_url,
-        description="sqlite:///path or postgresql://user:pass@host/db (psycopg 3 is used).",
+        default="",
+        description="sqlite:///path or postgresql://user:pass@host/db (psycopg 3 is used); "
+        "default: sqlite:///<data_dir>/slotpool.db.",
     )
     admin_token: SecretStr | None = Field(
         default=None,
@@ -60,10 +69,22 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(
         default_factory=default_data_dir,
-        description="Where the local runtime keeps its pods' records, logs and token files.",
+        description="The default SQLite database, the local runtime's pods' records, logs and "
+        "token files, `slotpool up`'s admin token; only the server's user can enter it (0700).",
     )
     local_runtime: bool = Field(
         default=True, description="Run the pods of local pools as processes on this host."
+    )
+    local_agent_user: str | None = Field(
+        default=None,
+        description="The user local agents (and so their tasks) run as. Default: `nobody` when "
+        "the server runs as root, else the server's own user (the only one it can start "
+        "processes as).",
+    )
+    local_agent_python: Path | None = Field(
+        default=None,
+        description="The Python that runs local agents (default: the server's own); the agent "
+        "user must be able to run it and read slotpool's installation.",
     )
     kubeconfig: Path | None = Field(
         default=None,
@@ -103,6 +124,12 @@ class Settings(BaseSettings):
         description="The built web UI (index.html and assets); default: ui/dist of the checkout.",
     )
 
+    def older_database(self) -> Path | None:
+        """The database of an older version, outside ``data_dir``, if that is the one in use."""
+        older = default_data_dir() / DATABASE_FILE
+        in_use = self.database_url == f"sqlite:///{older}"
+        return older if in_use and older.parent != self.data_dir else None
+
     @property
     def kubernetes_enabled(self) -> bool:
         return self.kubeconfig is not None or self.kubernetes_in_cluster
@@ -117,6 +144,12 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown IANA time zone {value!r}") from exc
         return value
+
+    @model_validator(mode="after")
+    def _database_in_data_dir(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{default_database_path(self.data_dir)}"
+        return self
 
     @model_validator(mode="after")
     def _no_weak_secrets_in_production(self) -> Settings:

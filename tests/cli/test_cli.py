@@ -14,6 +14,7 @@ from slotpool.cli import app
 from slotpool.store.migrate import current_revision, head_revision
 from tests.api.conftest import ADMIN_TOKEN, settings_for
 from tests.api.test_pools_api import SEED_RIGHT, SEED_WRONG
+from tests.support.agent_python import agent_python
 from tests.support.ports import free_port
 from tests.support.server import end_local_agents, live_server
 
@@ -125,6 +126,7 @@ def test_sync_and_pods_of_a_local_pool(database_url: str, tmp_path: Path) -> Non
     settings = settings_for(
         database_url,
         local_runtime=True,
+        local_agent_python=agent_python(),  # as root, agents run as nobody: one it can run
         data_dir=tmp_path / "data",
         public_url=f"http://127.0.0.1:{port}",
         pod_sync_seconds=0,  # only the commands below act

@@ -3,12 +3,17 @@ for the end-to-end tests of local pools."""
 
 from __future__ import annotations
 
+import os
+import pwd
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.support.agent_python import AGENT_USER
 from tests.support.ports import free_port
 from tests.support.server import ServerProcess, server_process, server_settings
 
@@ -26,6 +31,20 @@ def server(tmp_path: Path) -> Iterator[Server]:
         settings, tmp_path / "server.log", port=port, extra_env=extra, grace=0
     ) as running:
         yield running
+
+
+@pytest.fixture
+def task_dir() -> Iterator[Path]:
+    """A directory for the files a test and its tasks share: as root, local agents and their
+    steps run as ``nobody``, who cannot enter the test's ``tmp_path``."""
+    path = Path(tempfile.mkdtemp(prefix="slotpool-task-files-"))
+    if os.geteuid() == 0:
+        entry = pwd.getpwnam(AGENT_USER)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def api(server: Server) -> httpx.Client:

@@ -15,6 +15,7 @@ import httpx
 from tests.e2e.conftest import Server, api
 from tests.e2e.helpers import submit, task, until_final, wait_for
 from tests.invariants import violations
+from tests.support import processes
 
 POOLS = "/api/v1/agent-pools"
 
@@ -120,9 +121,9 @@ def test_a_burst_scales_to_max_replicas_and_back_to_min_removing_only_idle_pods(
 
 
 def test_deleting_a_pool_is_refused_while_work_runs_unless_forced(
-    server: Server, tmp_path: Path
+    server: Server, task_dir: Path
 ) -> None:
-    release = tmp_path / "release"
+    release = task_dir / "release"
     data = Path(server.env["SLOTPOOL_DATA_DIR"]) / "local-runtime"
     with api(server) as client:
         pool_id = pool(client, "doomed", min_replicas=1, max_replicas=1, slots_per_pod=1)
@@ -159,6 +160,7 @@ def test_a_restarted_control_plane_removes_pods_of_pools_that_no_longer_exist(
             "name": "slotpool-pool-0000000000000000-ghost",
             "pool_id": "pool-0000000000000000",
             "pid": ghost.pid,
+            "start_time": start_time(ghost.pid),  # recorded so: the pid is still that process
             "config_hash": "x",
             "created_at": datetime.now(UTC).isoformat(),
         }
@@ -170,6 +172,12 @@ def test_a_restarted_control_plane_removes_pods_of_pools_that_no_longer_exist(
     finally:
         ghost.kill()
         ghost.wait()
+
+
+def start_time(pid: int) -> int:
+    found = processes.stat(pid)
+    assert found is not None
+    return found.start_time
 
 
 def test_a_change_freeze_holds_queued_tasks_and_says_why_and_until_when(server: Server) -> None:

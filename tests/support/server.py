@@ -35,6 +35,7 @@ from slotpool.runtime.base import PodRuntime
 from slotpool.settings import Settings
 from slotpool.store.migrate import upgrade
 from tests.support import processes
+from tests.support.agent_python import agent_python
 from tests.support.ports import free_port
 
 READY_SECONDS = 60.0
@@ -131,6 +132,7 @@ def server_settings(
         "data_dir": work / "data",
         "admin_token": admin,
         "log_level": "warning",
+        "local_agent_python": agent_python(),  # as root, agents run as nobody: one it can run
     }
     if port is not None:
         found["public_url"] = f"http://127.0.0.1:{port}"
@@ -285,13 +287,14 @@ def server_process(
 def local_agents(settings: Settings) -> list[int]:
     """The pids of the agent processes recorded by the local runtime of ``settings`` that still
     run that agent (a record may outlive its agent, and the pid be someone else's by now: the
-    agent's working directory, set by the runtime, says whose it is)."""
+    start time the runtime recorded says whose it is)."""
     found = []
-    work = str(settings.data_dir / LOCAL_PODS.parent / "work")
     for record in (settings.data_dir / LOCAL_PODS).glob("*.json"):
         with contextlib.suppress(OSError, ValueError, KeyError):
-            pid = int(json.loads(record.read_text())["pid"])
-            if processes.environment(pid).get("SLOTPOOL_WORK_DIR", "").startswith(work):
+            recorded = json.loads(record.read_text())
+            pid = int(recorded["pid"])
+            now = processes.stat(pid)
+            if now is not None and now.state != "Z" and now.start_time == recorded["start_time"]:
                 found.append(pid)
     return found
 

@@ -20,9 +20,10 @@ from slotpool.clock import utc_now
 from slotpool.controller.assembly import PoolController
 from slotpool.controller.sweeper import Sweeper, stop
 from slotpool.domain.config import PoolType
+from slotpool.hardening import private_directory
 from slotpool.runtime.base import PodRuntime, RuntimeRegistry
 from slotpool.runtime.kubernetes import KubernetesRuntime
-from slotpool.runtime.local import LocalRuntime
+from slotpool.runtime.local import AgentUserError, LocalRuntime, agent_user
 from slotpool.services.agents import AgentService
 from slotpool.services.auth import AdminAuth
 from slotpool.services.deployment import DeploymentService
@@ -64,7 +65,7 @@ def build_runtimes(settings: Settings) -> RuntimeRegistry:
     """The runtime of each pool type the settings turn on; for the others, why there is none."""
     runtimes = RuntimeRegistry()
     if settings.local_runtime:
-        runtimes.add(PoolType.local, LocalRuntime(settings.data_dir / "local-runtime"))
+        runtimes.add(PoolType.local, local_runtime(settings))
     else:
         runtimes.off(PoolType.local, LOCAL_OFF)
     if settings.kubernetes_enabled:
@@ -72,6 +73,15 @@ def build_runtimes(settings: Settings) -> RuntimeRegistry:
     else:
         runtimes.off(PoolType.k8s, KUBERNETES_OFF)
     return runtimes
+
+
+def local_runtime(settings: Settings) -> LocalRuntime:
+    try:
+        user = agent_user(settings.local_agent_user)
+    except AgentUserError as exc:
+        raise ValueError(f"SLOTPOOL_LOCAL_AGENT_USER: {exc}") from None
+    base = settings.data_dir / "local-runtime"
+    return LocalRuntime(base, user=user, python=settings.local_agent_python)
 
 
 def kubernetes_runtime(settings: Settings) -> KubernetesRuntime:
@@ -154,6 +164,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        private_directory(settings.data_dir)
         store = Store(settings.database_url)
         app.state.store = store
         if given is None:
@@ -175,9 +186,21 @@ def create_app(
         if runtimes and settings.pod_sync_seconds > 0:
             keeper = services.controller.run_forever(settings.pod_sync_seconds)
             background.append(loop.create_task(keeper))
+
+        def start_nothing_new() -> None:
+            for task in background:
+                task.cancel()
+            for _, runtime in runtimes.items():
+                if isinstance(runtime, LocalRuntime):
+                    runtime.refuse_new_agents()
+
+        # For the entry point's signal handler: told to stop, the server still answers the
+        # requests under way, but its background loops end and no local agent is started.
+        app.state.stopping = lambda: loop.call_soon_threadsafe(start_nothing_new)
         try:
             yield
         finally:
+            start_nothing_new()
             for task in background:
                 await stop(task)
             if given is None:  # given runtimes are closed by whoever made them

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import os
 import secrets
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -13,6 +15,7 @@ from pydantic import SecretStr
 
 from slotpool import __version__
 from slotpool.cli.common import err, out
+from slotpool.hardening import make_non_dumpable, private_directory
 
 app = typer.Typer()
 admin_app = typer.Typer(help="Administration that works on the database directly.")
@@ -44,19 +47,63 @@ def server(
     ] = True,
 ) -> None:
     """Run the control plane (REST API and OpenAPI at /docs)."""
-    import uvicorn
-
-    from slotpool.api.app import create_app
     from slotpool.logs import configure_logging
     from slotpool.settings import Settings
     from slotpool.store.migrate import upgrade
 
+    make_non_dumpable()
     settings = Settings()
     configure_logging(level=settings.log_level, log_format=settings.log_format)
     if run_migrations:
         upgrade(settings.database_url)
     err.print(f"slotpool {__version__} listening on http://{host}:{port} (API docs at /docs)")
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+    _warn_of_reach(settings)
+    _serve(settings, host, port)
+
+
+def _serve(settings: Any, host: str, port: int) -> None:
+    """Serve until SIGINT or SIGTERM. At the signal, while uvicorn still finishes the requests
+    under way, the app is told at once: it starts nothing new (no local agent) from then on."""
+    import uvicorn
+
+    from slotpool.api.app import create_app
+
+    app = create_app(settings)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            stopping = getattr(app.state, "stopping", None)
+            if stopping is not None:
+                stopping()
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)
+    Server(config).run()
+
+
+def _warn_of_reach(settings: Any) -> None:
+    """Say plainly what a task of a local pool can reach, where it is more than its own."""
+    from slotpool.runtime.local import AgentUserError, agent_user
+
+    older = settings.older_database()
+    if older is not None:
+        err.print(
+            f"warning: the database in use is {older}, where older versions kept it: move it "
+            f"(with its -wal and -shm files) into SLOTPOOL_DATA_DIR ({settings.data_dir}), or "
+            "set SLOTPOOL_DATABASE_URL to it"
+        )
+    if not settings.local_runtime:
+        return
+    try:
+        as_user = agent_user(settings.local_agent_user)
+    except AgentUserError:
+        return  # the server refuses to start and says why
+    if as_user is None:
+        err.print(
+            f"warning: tasks of local pools run as this server's user ({getpass.getuser()}) and "
+            "can read all it can: the database, every local pool's token, the data directory "
+            "(run the server as root to run them as an unprivileged user, or use k8s pools)"
+        )
 
 
 @admin_app.command("create")
@@ -98,14 +145,12 @@ def up(
 ) -> None:
     """Everything on this machine in one command: an SQLite database, the server, a local pool
     named demo (agent processes on this host) if there is no pool yet, and the admin token."""
-    import uvicorn
-
-    from slotpool.api.app import create_app
     from slotpool.cli.common import ADMIN_TOKEN_FILE
     from slotpool.logs import configure_logging
     from slotpool.settings import Settings
     from slotpool.store.migrate import upgrade
 
+    make_non_dumpable()
     settings = Settings()
     token = settings.admin_token.get_secret_value() if settings.admin_token else None
     token = token or _local_admin_token(settings.data_dir / ADMIN_TOKEN_FILE)
@@ -119,7 +164,8 @@ def up(
         f"admin token: {token}\n\n"
         f"try:  slotpool tasks submit --pool {DEMO_POOL} --follow -- echo hello\n"
     )
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+    _warn_of_reach(settings)
+    _serve(settings, host, port)
 
 
 def _local_admin_token(path: Path) -> str:
@@ -130,7 +176,7 @@ def _local_admin_token(path: Path) -> str:
     from slotpool.services.auth import ADMIN_TOKEN_PREFIX
 
     token = ADMIN_TOKEN_PREFIX + secrets.token_urlsafe(32)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_directory(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(token + "\n")

@@ -104,7 +104,8 @@ class PodRuntime(Protocol):
         """Delete a pod (its agent gets SIGTERM and drains); already gone is success."""
 
     async def close(self) -> None:
-        """Release what the runtime holds (connections); its agents are left running."""
+        """The server stops: release what the runtime holds (connections). Pods in a cluster
+        are left running; local agents, the server's own processes, are stopped."""
 
 
 @runtime_checkable

@@ -13,12 +13,17 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from slotpool.hardening import narrow_if_exists, private_directory, private_file
+
 _SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA foreign_keys=ON",
     "PRAGMA busy_timeout=10000",
     "PRAGMA synchronous=NORMAL",
 )
+
+
+SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
 
 
 class UnsupportedDatabase(ValueError):
@@ -48,12 +53,22 @@ def async_url(url: str) -> str:
     return make_url(url).set(drivername=driver).render_as_string(hide_password=False)
 
 
-def ensure_sqlite_directory(url: str) -> None:
-    """The default database sits in the user's data directory, which may not exist yet."""
-    if backend(url) == "sqlite":
-        database = make_url(url).database
-        if database and database != ":memory:":
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+def ensure_sqlite_file(url: str) -> None:
+    """An SQLite database holds every task's env: only the server's user may read it. Its
+    directory, if missing, is made 0700; the file is made 0600 before SQLite opens it (SQLite
+    gives its -wal, -shm and -journal files the mode of the database file), and an existing one
+    and its companions are narrowed to 0600."""
+    if backend(url) != "sqlite":
+        return
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database).expanduser()
+    if not path.parent.exists():
+        private_directory(path.parent)
+    private_file(path)
+    for suffix in SQLITE_COMPANIONS:
+        narrow_if_exists(path.with_name(path.name + suffix))
 
 
 def apply_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -64,7 +79,7 @@ def apply_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    ensure_sqlite_directory(url)
+    ensure_sqlite_file(url)
     if backend(url) == "sqlite":
         engine = create_async_engine(async_url(url))
         event.listen(engine.sync_engine, "connect", apply_sqlite_pragmas)

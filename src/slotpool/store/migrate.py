@@ -10,7 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
 
-from slotpool.store.db import ensure_sqlite_directory, sync_url
+from slotpool.store.db import ensure_sqlite_file, sync_url
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -24,7 +24,7 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    ensure_sqlite_directory(url)
+    ensure_sqlite_file(url)
     command.upgrade(alembic_config(url), revision)
 
 

@@ -21,6 +21,7 @@ from slotpool.controller.assembly import PoolController
 from slotpool.controller.sweeper import Sweeper, stop
 from slotpool.domain.config import PoolType
 from slotpool.hardening import private_directory
+from slotpool.runtime.agent_python import AgentPythonError, agent_interpreter
 from slotpool.runtime.base import PodRuntime, RuntimeRegistry
 from slotpool.runtime.kubernetes import KubernetesRuntime
 from slotpool.runtime.local import AgentUserError, LocalRuntime, agent_user
@@ -81,7 +82,13 @@ def local_runtime(settings: Settings) -> LocalRuntime:
     except AgentUserError as exc:
         raise ValueError(f"SLOTPOOL_LOCAL_AGENT_USER: {exc}") from None
     base = settings.data_dir / "local-runtime"
-    return LocalRuntime(base, user=user, python=settings.local_agent_python)
+    python = settings.local_agent_python
+    if user is not None:
+        try:
+            python = agent_interpreter(user.uid, user.gid, python)
+        except AgentPythonError as exc:  # every launch fails with the same reason, in the pool
+            print(f"slotpool: local agents cannot start as {user.name}: {exc}", file=sys.stderr)
+    return LocalRuntime(base, user=user, python=python)
 
 
 def kubernetes_runtime(settings: Settings) -> KubernetesRuntime:

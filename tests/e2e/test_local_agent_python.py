@@ -26,12 +26,12 @@ root_only = pytest.mark.skipif(os.geteuid() != 0, reason="agents change user onl
 def test_a_root_server_without_an_agent_python_setting_runs_local_tasks(tmp_path: Path) -> None:
     port = free_port()
     settings = server_settings(tmp_path, admin=ADMIN, port=port, local_agent_python=None)
-    with server_process(settings, tmp_path / "server.log", port=port, grace=0) as server:
-        with api(server) as client:
-            pool = local_pool(client, pods=1, slots=1, name="plain")
-            done = until_final(client, submit(client, pool, command="echo uid=$(id -u)"))
-            log = client.get(f"{TASKS}/{done['id']}/logs").text
-    assert done["status"] == "succeeded", (done, (tmp_path / "server.log").read_text())
+    log_file = tmp_path / "server.log"
+    with server_process(settings, log_file, port=port, grace=0) as server, api(server) as client:
+        pool = local_pool(client, pods=1, slots=1, name="plain")
+        done = until_final(client, submit(client, pool, command="echo uid=$(id -u)"))
+        log = client.get(f"{TASKS}/{done['id']}/logs").text
+    assert done["status"] == "succeeded", (done, log_file.read_text())
     assert "uid=65534" in log
 
 
@@ -45,7 +45,8 @@ def test_the_interpreter_found_for_the_agent_user_is_one_it_can_run() -> None:
         # Made where only root can write: nothing a task could plant for the next start.
         for part in python.parent.parents:
             info = part.stat()
-            assert info.st_uid == 0 and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH), part
+            assert info.st_uid == 0, part
+            assert not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH), part
 
 
 def test_a_configured_interpreter_is_taken_as_given(tmp_path: Path) -> None:

@@ -111,9 +111,10 @@ def _trusted(path: Path) -> bool:
     try:
         for part in [path, *path.parents]:
             info = part.lstat() if part == path else part.stat()
-            if info.st_uid != 0 or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-                if not (part == path and stat.S_ISLNK(info.st_mode)):  # a venv's python link
-                    return False
+            link = part == path and stat.S_ISLNK(info.st_mode)  # a venv's python: a link
+            writable = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not link
+            if info.st_uid != 0 or writable:
+                return False
     except OSError:
         return False
     return True

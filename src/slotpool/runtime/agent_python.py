@@ -127,4 +127,3 @@ def _open_to_everyone(path: Path) -> bool:
 
 def _source_root() -> str:
     return str(Path(slotpool.__file__).resolve().parent.parent)
-

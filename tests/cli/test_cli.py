@@ -157,3 +157,15 @@ def test_sync_and_pods_of_a_local_pool(database_url: str, tmp_path: Path) -> Non
                 assert pod["name"] in table
     finally:
         end_local_agents(settings)
+
+
+def test_without_a_token_the_cli_uses_the_one_up_keeps_in_slotpool_data_dir(
+    server: dict[str, str], tmp_path: Path
+) -> None:
+    """`slotpool up` writes its admin token into SLOTPOOL_DATA_DIR; the CLI run with the same
+    environment finds it there (not in the default data directory)."""
+    (tmp_path / "admin-token").write_text(server["SLOTPOOL_ADMIN_TOKEN"] + "\n")
+    env = {"SLOTPOOL_URL": server["SLOTPOOL_URL"], "SLOTPOOL_DATA_DIR": str(tmp_path)}
+    env["SLOTPOOL_ADMIN_TOKEN"] = ""
+    cli(env, "pools", "create", "found-token", "--type", "local")
+    assert "found-token" in cli(env, "pools", "list").stdout

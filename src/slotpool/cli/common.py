@@ -8,9 +8,11 @@ the CLI's own styles are ``Text`` objects.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -104,7 +106,10 @@ def client(url: str, token: str | None) -> Client:
 
 
 def local_admin_token() -> str | None:
+    """The token `slotpool up` keeps in its data directory (SLOTPOOL_DATA_DIR, as `up` reads
+    it), so the CLI on the same machine works without copying it around."""
     from slotpool.settings import default_data_dir
 
-    path = default_data_dir() / ADMIN_TOKEN_FILE
+    data_dir = os.environ.get("SLOTPOOL_DATA_DIR")
+    path = (Path(data_dir) if data_dir else default_data_dir()) / ADMIN_TOKEN_FILE
     return path.read_text().strip() if path.exists() else None

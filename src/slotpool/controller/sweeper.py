@@ -15,7 +15,7 @@ import structlog
 
 from slotpool.clock import Clock
 from slotpool.domain import transitions
-from slotpool.domain.pods import PodState
+from slotpool.domain.pods import EndCause, PodEnd, PodState
 from slotpool.services.dispatch import Dispatcher
 from slotpool.services.lifecycle import retire_pod
 from slotpool.settings import Settings
@@ -93,7 +93,7 @@ class Sweeper:
             if heard is not None and heard >= heard_before:
                 return  # it spoke up meanwhile
             reason = f"agent {pod.name} stopped heartbeating (last heard {_when(heard)})"
-            await retire_pod(uow, pod, reason=reason, now=now)
+            await retire_pod(uow, pod, PodEnd(EndCause.agent_lost), reason=reason, now=now)
         log.warning("agent silent", pool_id=pod.pool_id, pod=pod.name, reason=reason)
 
     async def _dispatch_queued(self, now: datetime) -> None:

@@ -32,7 +32,8 @@ def test_drain_a_pod_from_the_pods_grid(signed_in: Page, server: Server, shot: S
 
     answer(accept=False)
     drain.click()
-    assert questions and f"Drain Pod {name}?" in questions[0]
+    (question,) = questions
+    assert f"Drain Pod {name}?" in question
     expect(ready_rows(page)).to_have_count(1)  # asked, refused: nothing changed
     expect(page.get_by_role("status")).to_have_count(0)
 

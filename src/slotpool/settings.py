@@ -118,6 +118,27 @@ class Settings(BaseSettings):
         description="The largest request body accepted; a larger one is answered 413 before it "
         "is read. At least 1 MiB: an agent's largest log chunk must fit.",
     )
+    retain_tasks_days: int = Field(
+        default=30,
+        ge=0,
+        le=36_500,
+        description="Finished tasks (with their logs) are deleted this many days after they "
+        "finished (0: kept forever). Tasks that have not finished are never deleted.",
+    )
+    retain_logs_days: int = Field(
+        default=14,
+        ge=0,
+        le=36_500,
+        description="The logs of finished tasks are deleted this many days after the task "
+        "finished; the task stays (0: kept as long as the task).",
+    )
+    retain_events_days: int = Field(
+        default=30,
+        ge=0,
+        le=36_500,
+        description="Pool events (the controller's decisions) older than this many days are "
+        "deleted (0: kept forever; each pool also keeps only its newest 1000).",
+    )
     log_level: str = "info"
     ui_dir: Path | None = Field(
         default=None,

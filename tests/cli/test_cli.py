@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -150,7 +152,7 @@ def test_sync_and_pods_of_a_local_pool(database_url: str, tmp_path: Path) -> Non
             assert all(len(p["slots"]) == 3 for p in pods)
             assert all(p["state"] in ("starting", "ready") for p in pods)
             table = cli({**env, "COLUMNS": "200"}, "pools", "pods", "here").stdout
-            header = ["NAME", "STATE", "PHASE", "NODE", "SLOTS", "AGE", "REASON"]
+            header = ["NAME", "STATE", "OUTCOME", "PHASE", "NODE", "SLOTS", "AGE", "REASON"]
             assert any(line.split() == header for line in table.splitlines()), table
             assert table.count("...") == 2  # three idle slots per pod
             for pod in pods:
@@ -169,3 +171,59 @@ def test_without_a_token_the_cli_uses_the_one_up_keeps_in_slotpool_data_dir(
     env["SLOTPOOL_ADMIN_TOKEN"] = ""
     cli(env, "pools", "create", "found-token", "--type", "local")
     assert "found-token" in cli(env, "pools", "list").stdout
+
+
+def without_server_log(stdout: str) -> Any:
+    """A YAML answer of a command, without the log lines of the server in this process."""
+    lines = [line for line in stdout.splitlines() if not re.match(r"\d{4}-\d\d-\d\d \d", line)]
+    return yaml.safe_load("\n".join(lines))
+
+
+def test_drain_a_pod_of_a_local_pool(database_url: str, tmp_path: Path) -> None:
+    port = free_port()
+    settings = settings_for(
+        database_url,
+        local_runtime=True,
+        data_dir=tmp_path / "data",
+        public_url=f"http://127.0.0.1:{port}",
+        pod_sync_seconds=0,  # only the commands below act
+    )
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"min_replicas": 1, "slots_per_pod": 1}))
+    try:
+        with live_server(settings, port=port) as served:
+            env = {"SLOTPOOL_URL": served.url, "SLOTPOOL_ADMIN_TOKEN": ADMIN_TOKEN}
+            env["COLUMNS"] = "200"
+            cli(env, "pools", "create", "here", "--type", "local", "-f", str(config))
+            synced = without_server_log(cli(env, "pools", "sync", "here", "-o", "yaml").stdout)
+            (first,) = synced["created"]
+            table = cli(env, "pools", "drain", "here", first).stdout
+            (line,) = [line for line in table.splitlines() if line.startswith(first)]
+            assert line.split()[1:4] == ["draining", "drained", "by"], table
+            again = without_server_log(
+                cli(env, "pools", "drain", "here", first, "-o", "yaml").stdout
+            )
+            assert (again["state"], again["outcome"]["text"]) == ("draining", "drained by admin")
+
+            report = without_server_log(cli(env, "pools", "sync", "here", "-o", "yaml").stdout)
+            assert report["removed"] == [first]  # idle: deleted at once, and replaced
+            (second,) = report["created"]
+
+            def listed() -> dict[str, Any]:
+                pods = without_server_log(cli(env, "pools", "pods", "here", "-o", "yaml").stdout)
+                return {p["name"]: p for p in pods}
+
+            deadline = time.monotonic() + 30
+            while listed()[first]["state"] != "deleted" and time.monotonic() < deadline:
+                cli(env, "pools", "sync", "here")
+                time.sleep(0.2)
+            gone = listed()[first]
+            assert (gone["state"], gone["outcome"]["text"]) == ("deleted", "drained by admin")
+            assert listed()[second]["outcome"] is None
+            table = cli(env, "pools", "pods", "here").stdout
+            (line,) = [line for line in table.splitlines() if line.startswith(first)]
+            assert line.split()[1:5] == ["deleted", "drained", "by", "admin"], table
+            missing = cli(env, "pools", "drain", "here", "no-such-pod", code=1)
+            assert "pod no-such-pod not found" in missing.stderr
+    finally:
+        end_local_agents(settings)

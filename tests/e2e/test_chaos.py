@@ -360,7 +360,7 @@ class Chaos:
                     [(s["index"], s["state"], s["task_id"]) for s in p["slots"]],
                 )
                 for p in self.pods()
-                if p["state"] != "failed"
+                if p["state"] not in ("failed", "deleted")
             ]
             parts.append(f"slotpool's live pods: {pods}")
         with contextlib.suppress(Exception):

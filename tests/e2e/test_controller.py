@@ -30,7 +30,7 @@ def pool(client: httpx.Client, name: str, **config: Any) -> str:
 
 def live_pods(client: httpx.Client, pool_id: str) -> list[dict[str, Any]]:
     pods = client.get(f"{POOLS}/{pool_id}/pods").json()["items"]
-    return [p for p in pods if p["state"] not in ("failed", "terminating")]
+    return [p for p in pods if p["state"] not in ("failed", "deleted", "terminating")]
 
 
 def events(client: httpx.Client, pool_id: str) -> list[dict[str, Any]]:

@@ -441,5 +441,5 @@ def test_rotating_the_secrets_token_rebuilds_idle_pods_and_revokes_the_old_token
         assert all(
             p["config_hash"] == pool["config_hash"]
             for p in pods(client, pool_id)
-            if p["state"] not in ("failed", "terminating")
+            if p["state"] not in ("failed", "deleted", "terminating")
         )

@@ -11,7 +11,7 @@ import pytest
 
 from slotpool.domain import transitions
 from slotpool.domain.config import PoolConfig, PoolType
-from slotpool.domain.pods import SlotState
+from slotpool.domain.pods import EndCause, PodEnd, SlotState
 from slotpool.domain.pools import Pool
 from slotpool.domain.tasks import StepStatus, TaskStatus, TaskSubmit
 from slotpool.domain.transitions import StepReport
@@ -85,13 +85,16 @@ async def test_racing_dispatchers_never_double_book(database_url: str) -> None:
     assert sum(1 for t in tasks if t.status is TaskStatus.queued) == 18
 
 
+SCALED_DOWN = PodEnd(EndCause.scaled_down)
+
+
 async def _never(pool_id: str) -> int:
     return 0
 
 
 async def _drain(store: Store, pod_id: int) -> bool:
     async with store.unit_of_work() as uow:
-        return await uow.pods.drain_if_idle(pod_id, reason="test", now=NOW)
+        return await uow.pods.drain_if_idle(pod_id, SCALED_DOWN, reason="test", now=NOW)
 
 
 async def _take(store: Store, pod_id: int) -> bool:
@@ -137,7 +140,7 @@ async def test_a_pod_is_never_drained_and_given_a_task_at_once(database_url: str
 
         # The pod is being drained: a take waits for that transaction, then refuses.
         async with stores[0].unit_of_work() as uow:
-            assert await uow.pods.drain_if_idle(pod.id, reason="test", now=NOW)
+            assert await uow.pods.drain_if_idle(pod.id, SCALED_DOWN, reason="test", now=NOW)
             take = asyncio.create_task(_take(stores[1], pod.id))
             await asyncio.sleep(0.5)
             assert not take.done(), "the take did not wait for the open drain"

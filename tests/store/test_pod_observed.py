@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import pytest
 
 from slotpool.domain.config import PoolType
-from slotpool.domain.pods import PodState
+from slotpool.domain.pods import EndCause, PodEnd, PodState
 from slotpool.store.pools import NewPool
 from slotpool.store.uow import Store
 
@@ -118,3 +118,39 @@ async def test_a_draining_agents_heartbeat_only_drains_a_ready_pod(store: Store)
         await uow.pods.heartbeat(leaving, now=NOW, draining=True)
     assert await state_of(store, ready) is PodState.draining
     assert await state_of(store, leaving) is PodState.terminating
+
+
+async def test_a_pending_pod_drained_meanwhile_stays_draining(store: Store) -> None:
+    """The keeper read the Pod pending; an admin drained it; the keeper's report that it is
+    still pending must not put it back in line for tasks."""
+    pod_id = await adopt_starting(store, "d")
+    async with store.unit_of_work() as uow:
+        await uow.pods.set_state(pod_id, PodState.pending, reason="", now=NOW)
+    async with store.unit_of_work() as uow:
+        assert await uow.pods.drain(pod_id, by="ann", reason="drained by ann", now=NOW)
+        assert not await uow.pods.drain(pod_id, by="bob", reason="again", now=NOW)
+    async with store.unit_of_work() as uow:
+        await uow.pods.observed(
+            pod_id, state=PodState.pending, phase="Pending", node=None, reason="", now=NOW
+        )
+        pod = await uow.pods.get(pod_id)
+    assert pod is not None
+    assert pod.state is PodState.draining
+    assert pod.end is not None
+    assert pod.end.describe() == "drained by ann"
+
+
+async def test_the_first_reason_a_pod_goes_for_is_kept_until_it_ends(store: Store) -> None:
+    pod_id = await adopt_starting(store, "e")
+    async with store.unit_of_work() as uow:
+        assert await uow.pods.drain(pod_id, by="ann", reason="drained by ann", now=NOW)
+        assert await uow.pods.drain_if_idle(
+            pod_id, PodEnd(EndCause.scaled_down), reason="idle", now=NOW
+        )
+        await uow.pods.terminating(pod_id, PodEnd(EndCause.drained), reason="deleted", now=NOW)
+        pod = await uow.pods.get(pod_id)
+    assert pod is not None
+    assert (pod.state, pod.end) == (PodState.terminating, PodEnd(EndCause.drained, "ann"))
+    async with store.unit_of_work() as uow:
+        await uow.pods.retire(pod_id, PodEnd(EndCause.drained, "ann"), reason="gone", now=NOW)
+        assert (await uow.pods.get(pod_id)).state is PodState.deleted  # type: ignore[union-attr]

@@ -12,7 +12,7 @@ import pytest
 
 from slotpool.domain import transitions
 from slotpool.domain.config import PoolType
-from slotpool.domain.pods import Pod, PodState, SlotState
+from slotpool.domain.pods import EndCause, Pod, PodEnd, PodState, SlotState
 from slotpool.domain.tasks import StepStatus, Task, TaskStatus, TaskSubmit
 from slotpool.domain.transitions import StepReport
 from slotpool.services.dispatch import Dispatcher
@@ -205,7 +205,7 @@ async def test_retiring_a_pod_loses_its_tasks_and_frees_their_slots(store: Store
     assert await apply(store, ended(reserved))
     async with store.unit_of_work() as uow:
         why = "agent-1 went silent"
-        lost = await retire_pod(uow, pod, reason=why, now=LATER)
+        lost = await retire_pod(uow, pod, PodEnd(EndCause.agent_lost), reason=why, now=LATER)
     assert sorted(lost) == sorted([busy.id, reserved.id])
     for task_id in lost:
         gone = await read(store, task_id)

@@ -24,7 +24,7 @@ from slotpool.domain.inventory import (
     Update,
     classify,
 )
-from slotpool.domain.pods import Pod, PodState, Slot, SlotState
+from slotpool.domain.pods import EndCause, Pod, PodEnd, PodState, Slot, SlotState
 
 AT = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)  # when the runtime listed the pods
 BEFORE = AT - timedelta(minutes=1)
@@ -44,6 +44,7 @@ def row(
     created_at: datetime = BEFORE,
     updated_at: datetime | None = BEFORE,
     pod_id: int | None = None,
+    end: PodEnd | None = None,
 ) -> Pod:
     return Pod(
         id=pod_id if pod_id is not None else next(_ids),
@@ -60,6 +61,7 @@ def row(
         phase=phase,
         node=node,
         updated_at=updated_at,
+        end=end,
     )
 
 
@@ -70,6 +72,7 @@ def pod(
     node: str | None = "node-1",
     why: str = "",
     deleting: bool = False,
+    reason: str | None = None,
 ) -> Listed:
     return Listed(
         name=name,
@@ -80,6 +83,7 @@ def pod(
         deleting=deleting,
         ended=phase in ("Succeeded", "Failed"),
         why=why,
+        reason=reason,
     )
 
 
@@ -90,7 +94,7 @@ def described(change: Change) -> tuple[Any, ...]:
     if isinstance(change, Update):
         return ("update", change.pod.name, change.state, change.phase, change.node, change.reason)
     if isinstance(change, Retire):
-        return ("retire", change.pod.name, change.cause, change.reason)
+        return ("retire", change.pod.name, change.cause, change.end.describe(), change.reason)
     if isinstance(change, Forget):
         return ("forget", change.pod_ids)
     return ("delete", change.name)
@@ -105,6 +109,10 @@ class Case:
     alive: tuple[str, ...] | None = None  # None: every listed pod
 
 
+SCALED = PodEnd(EndCause.scaled_down)
+DRAINED_BY_ANN = PodEnd(EndCause.drained, by="ann")
+VANISHED = f"{RUNTIME} pod a vanished (no longer in the runtime)"
+ENDED_SUCCEEDED = f"{RUNTIME} pod a ended: Succeeded"
 UNSCHEDULABLE = "Unschedulable: 0/3 nodes are available: 3 Insufficient cpu."
 NOT_BY_US = f"{RUNTIME} pod a is being deleted, not by slotpool"
 
@@ -144,7 +152,7 @@ CASES: dict[str, Case] = {
         books=(row("a", PodState.ready),),
         listed=(pod("a", "Failed", why="Error: exit code 1"),),
         changes=(
-            ("retire", "a", Cause.ended, f"{RUNTIME} pod a ended: Error: exit code 1"),
+            ("retire", "a", Cause.ended, "crashed", f"{RUNTIME} pod a ended: Error: exit code 1"),
             ("delete", "a"),
         ),
         alive=(),
@@ -153,7 +161,7 @@ CASES: dict[str, Case] = {
         books=(row("a", PodState.starting),),
         listed=(pod("a", "Succeeded"),),
         changes=(
-            ("retire", "a", Cause.ended, f"{RUNTIME} pod a ended: Succeeded"),
+            ("retire", "a", Cause.ended, "exited on its own", f"{RUNTIME} pod a ended: Succeeded"),
             ("delete", "a"),
         ),
         alive=(),
@@ -211,21 +219,73 @@ CASES: dict[str, Case] = {
     "a running pod the runtime no longer lists vanished": Case(
         books=(row("a", PodState.ready),),
         listed=(),
-        changes=(
-            ("retire", "a", Cause.vanished, f"{RUNTIME} pod a vanished (no longer in the runtime)"),
-        ),
+        changes=(("retire", "a", Cause.vanished, "vanished", VANISHED),),
     ),
     "a pod slotpool deleted that is gone now is retired with the deletion's reason": Case(
-        books=(row("a", PodState.terminating, reason="deleted: idle for 300s"),),
+        books=(row("a", PodState.terminating, reason="deleted: idle for 300s", end=SCALED),),
         listed=(),
-        changes=(("retire", "a", Cause.deleted, "deleted: idle for 300s"),),
+        changes=(("retire", "a", Cause.deleted, "scaled down", "deleted: idle for 300s"),),
     ),
-    "a terminating pod without a reason that is gone vanished": Case(
+    "a pod slotpool rebuilt that is gone now was replaced": Case(
+        books=(row("a", PodState.terminating, reason="rebuilt", end=PodEnd(EndCause.replaced)),),
+        listed=(),
+        changes=(("retire", "a", Cause.deleted, "replaced by a rebuild", "rebuilt"),),
+    ),
+    "a pod an admin drained that is gone now says who drained it": Case(
+        books=(row("a", PodState.terminating, reason="deleted", end=DRAINED_BY_ANN),),
+        listed=(),
+        changes=(("retire", "a", Cause.deleted, "drained by ann", "deleted"),),
+    ),
+    "a pod slotpool deleted that ended before it vanished still ends as deleted": Case(
+        books=(row("a", PodState.terminating, reason="deleted: idle", end=SCALED),),
+        listed=(pod("a", "Succeeded", deleting=True),),
+        changes=(("retire", "a", Cause.ended, "scaled down", ENDED_SUCCEEDED), ("delete", "a")),
+        alive=(),
+    ),
+    "a pod slotpool deleted because it never started ends as failed": Case(
+        books=(row("a", PodState.terminating, reason="stuck", end=PodEnd(EndCause.not_started)),),
+        listed=(),
+        changes=(("retire", "a", Cause.deleted, "never started", "stuck"),),
+    ),
+    "a drained pod that crashed before it was deleted crashed": Case(
+        books=(row("a", PodState.draining, end=DRAINED_BY_ANN),),
+        listed=(pod("a", "Failed", why="Error"),),
+        changes=(
+            ("retire", "a", Cause.ended, "crashed", f"{RUNTIME} pod a ended: Error"),
+            ("delete", "a"),
+        ),
+        alive=(),
+    ),
+    "an evicted pod was evicted": Case(
+        books=(row("a", PodState.ready),),
+        listed=(pod("a", "Failed", why="Evicted: low on memory", reason="Evicted"),),
+        changes=(
+            (
+                "retire",
+                "a",
+                Cause.ended,
+                "evicted",
+                f"{RUNTIME} pod a ended: Evicted: low on memory",
+            ),
+            ("delete", "a"),
+        ),
+        alive=(),
+    ),
+    "a terminating pod without a reason that is gone was deleted outside slotpool": Case(
         books=(row("a", PodState.terminating),),
         listed=(),
-        changes=(
-            ("retire", "a", Cause.vanished, f"{RUNTIME} pod a vanished (no longer in the runtime)"),
-        ),
+        changes=(("retire", "a", Cause.vanished, "deleted outside slotpool", VANISHED),),
+    ),
+    "a pod deleted behind slotpool's back that is gone was deleted outside slotpool": Case(
+        books=(row("a", PodState.terminating, reason=NOT_BY_US),),
+        listed=(),
+        changes=(("retire", "a", Cause.vanished, "deleted outside slotpool", VANISHED),),
+    ),
+    "a pod drained while pending stays draining": Case(
+        books=(row("a", PodState.draining, phase="Pending", node=None, end=DRAINED_BY_ANN),),
+        listed=(pod("a", "Pending", node=None),),
+        changes=(),
+        pending=(),
     ),
     "a static agent (no runtime phase) is not the runtime's to list": Case(
         books=(row("a", PodState.ready, phase=None, node=None),),
@@ -257,10 +317,21 @@ CASES: dict[str, Case] = {
         listed=(),
         changes=(),
     ),
+    "a pod deleted on purpose is forgotten like a failed one": Case(
+        books=(row("a", PodState.deleted, updated_at=LONG_AGO, pod_id=6, end=SCALED),),
+        listed=(),
+        changes=(("forget", (6,)),),
+    ),
+    "a pod deleted on purpose is not retired again, whatever the runtime says": Case(
+        books=(row("a", PodState.deleted, end=SCALED),),
+        listed=(pod("a", "Failed"),),
+        changes=(("delete", "a"),),
+        alive=(),
+    ),
     "forgotten together, in one change": Case(
         books=(
             row("a", PodState.failed, updated_at=LONG_AGO, pod_id=8),
-            row("b", PodState.failed, updated_at=LONG_AGO, pod_id=9),
+            row("b", PodState.deleted, updated_at=LONG_AGO, pod_id=9),
         ),
         listed=(),
         changes=(("forget", (8, 9)),),
@@ -275,7 +346,13 @@ CASES: dict[str, Case] = {
         ),
         listed=(pod("done", "Succeeded"), pod("new"), pod("moved", node="node-3")),
         changes=(
-            ("retire", "done", Cause.ended, f"{RUNTIME} pod done ended: Succeeded"),
+            (
+                "retire",
+                "done",
+                Cause.ended,
+                "exited on its own",
+                f"{RUNTIME} pod done ended: Succeeded",
+            ),
             ("adopt", "new", PodState.starting, ""),
             ("update", "moved", PodState.starting, "Running", "node-3", ""),
             ("forget", (11,)),
@@ -283,6 +360,7 @@ CASES: dict[str, Case] = {
                 "retire",
                 "gone",
                 Cause.vanished,
+                "vanished",
                 f"{RUNTIME} pod gone vanished (no longer in the runtime)",
             ),
             ("delete", "done"),
@@ -303,8 +381,11 @@ def test_classify(case: Case) -> None:
 
 def test_only_vanished_and_ended_pods_are_reported_as_ended() -> None:
     result = classify(
-        [row("deleted", PodState.terminating, reason="deleted: idle"), row("lost", PodState.ready)],
-        [],
+        [
+            row("deleted", PodState.terminating, reason="deleted: idle", end=SCALED),
+            row("lost", PodState.ready),
+        ],
+        [pod("scaled", "Succeeded")],
         runtime=RUNTIME,
         listed_at=AT,
     )
@@ -312,6 +393,25 @@ def test_only_vanished_and_ended_pods_are_reported_as_ended() -> None:
         ("deleted", False),
         ("lost", True),
     ]
+    ended_on_purpose = classify(
+        [row("scaled", PodState.terminating, reason="deleted: idle", end=SCALED)],
+        [pod("scaled", "Succeeded")],
+        runtime=RUNTIME,
+        listed_at=AT,
+    )
+    assert [r.reported for r in ended_on_purpose.of_kind(Retire)] == [False]
+
+
+@pytest.mark.parametrize("cause", list(EndCause))
+def test_a_retired_pod_ends_deleted_exactly_when_its_end_was_deliberate(cause: EndCause) -> None:
+    (retired,) = classify(
+        [row("a", PodState.terminating, reason="x", end=PodEnd(cause))],
+        [],
+        runtime=RUNTIME,
+        listed_at=AT,
+    ).of_kind(Retire)
+    deliberate = {"scaled_down", "replaced", "drained", "frozen", "removed"}
+    assert retired.end.state is (PodState.deleted if cause in deliberate else PodState.failed)
 
 
 def test_ended_kept_can_be_given() -> None:
@@ -340,13 +440,18 @@ def books_and_listed(draw: st.DrawFn) -> tuple[list[Pod], list[Listed]]:
             reason=draw(st.sampled_from(["", "deleted: idle"])),
             created_at=draw(INSTANTS),
             updated_at=draw(st.one_of(st.none(), INSTANTS)),
+            end=draw(st.one_of(st.none(), st.builds(PodEnd, st.sampled_from(list(EndCause))))),
         )
         for name in recorded
     ]
     shown = draw(st.lists(NAMES, unique=True, max_size=6))
     listed = [
         pod(
-            name, draw(PHASES), why=draw(st.sampled_from(["", "why"])), deleting=draw(st.booleans())
+            name,
+            draw(PHASES),
+            why=draw(st.sampled_from(["", "why"])),
+            deleting=draw(st.booleans()),
+            reason=draw(st.sampled_from([None, "Evicted"])),
         )
         for name in shown
     ]
@@ -366,7 +471,7 @@ def test_every_record_changes_at_most_once_and_a_retired_one_never(
     result = classify(books, listed, runtime=RUNTIME, listed_at=AT)
     touched = _touched(result)
     assert len(touched) == len(set(touched))
-    failed = {p.id for p in books if p.state is PodState.failed}
+    failed = {p.id for p in books if p.state.ended}
     assert not failed & {c.pod.id for c in result.changes if isinstance(c, Update | Retire)}
 
 
@@ -385,10 +490,7 @@ def test_nothing_listed_is_lost_and_nothing_unlisted_is_kept_alive(
     gone = {
         p.name
         for p in books
-        if p.name not in shown
-        and p.state is not PodState.failed
-        and p.phase is not None
-        and p.created_at < AT
+        if p.name not in shown and not p.state.ended and p.phase is not None and p.created_at < AT
     }
     assert {r.pod.name for r in result.of_kind(Retire) if r.pod.name not in shown} == gone
 

@@ -441,6 +441,7 @@ def test_summary_is_the_decision_log_record() -> None:
         "ready": 2,
         "draining": 0,
         "terminating": 0,
+        "deleted": 0,
         "failed": 0,
     }
     assert (inputs["outdated"], inputs["min_replicas"], inputs["max_replicas"]) == (1, 1, 4)

@@ -33,6 +33,7 @@ from slotpool.services.events import EventService
 from slotpool.services.freeze import FreezeService
 from slotpool.services.locks import PoolLocks
 from slotpool.services.notify import Notifier
+from slotpool.services.pod_drain import PodDrain
 from slotpool.services.pool_removal import PoolRemoval
 from slotpool.services.pools import PoolService
 from slotpool.services.rotation import TokenRotation
@@ -155,6 +156,7 @@ def build_services(
             locks=locks,
             passes=controller,
         ),
+        drain=PodDrain(store=store, clock=clock),
     )
 
 

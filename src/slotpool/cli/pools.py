@@ -1,4 +1,4 @@
-"""`slotpool pools`: list, get, create, apply, export, preview, pods, sync, events."""
+"""`slotpool pools`: list, get, create, apply, export, preview, pods, drain, sync, events."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 import yaml
@@ -27,7 +28,7 @@ from slotpool.cli.common import (
 from slotpool.client import ApiError, Client
 
 pools_app = typer.Typer(
-    help="Agent pools: list, inspect, create, apply, export, preview, pods, sync, events."
+    help="Agent pools: list, inspect, create, apply, export, preview, pods, drain, sync, events."
 )
 POOL_DOC_KEYS = ("name", "description", "pool_type", "k8s_config")
 
@@ -228,15 +229,17 @@ def _slots(pod: dict[str, Any]) -> str:
 
 def _pods_table(pods: list[dict[str, Any]]) -> Table:
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("NAME", "STATE", "PHASE", "NODE", "SLOTS", "AGE"):
+    for column in ("NAME", "STATE", "OUTCOME", "PHASE", "NODE", "SLOTS", "AGE"):
         table.add_column(column, no_wrap=True)
     table.add_column("REASON", overflow="fold")
     now = datetime.now(UTC)
     for pod in pods:
         state = pod["state"] + (" (outdated)" if pod["outdated"] else "")
+        outcome = pod.get("outcome")
         table.add_row(
             pod["name"],
             state,
+            outcome["text"] if outcome else "-",
             pod.get("phase") or "-",
             pod.get("node") or "-",
             _slots(pod),
@@ -253,7 +256,9 @@ def pools_pods(
     token: TokenOption = None,
     output: OutputOption = Output.table,
 ) -> None:
-    """The pool's Pods with their slots (. idle, B busy, R reserved), state and reason."""
+    """The pool's Pods with their slots (. idle, B busy, R reserved), state and reason.
+    OUTCOME says why a Pod goes or went: deleted on purpose (scaled down, replaced by a rebuild,
+    drained by someone) or failed (crashed, evicted, agent lost, vanished...)."""
     api = client(url, token)
     try:
         pool_id = api.find_pool(pool)["pool_id"]
@@ -261,6 +266,26 @@ def pools_pods(
     except ApiError as exc:
         raise fail(exc) from None
     show(pods, output, _pods_table)
+
+
+@pools_app.command("drain")
+def pools_drain(
+    pool: Annotated[str, typer.Argument(help="Pool id or name.")],
+    pod: Annotated[str, typer.Argument(help="The Pod's name (see `pools pods`).")],
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    output: OutputOption = Output.table,
+) -> None:
+    """Drain a Pod: it takes no new task, its running tasks finish, then it is deleted (never
+    while a slot is busy or reserved). If the pool still needs a Pod in its place, a new one is
+    created at once. Asking again changes nothing."""
+    api = client(url, token)
+    try:
+        pool_id = api.find_pool(pool)["pool_id"]
+        drained = api.json("DELETE", f"/api/v1/agent-pools/{pool_id}/pods/{quote(pod, safe='')}")
+    except ApiError as exc:
+        raise fail(exc) from None
+    show(drained, output, lambda one: _pods_table([one]))
 
 
 def _sync_lines(report: dict[str, Any]) -> str:

@@ -17,8 +17,16 @@ from slotpool.clock import Clock
 from slotpool.controller.types import Applied, Executed, PoolTarget
 from slotpool.domain.agent_spec import agent_spec
 from slotpool.domain.events import Outcome
-from slotpool.domain.pods import PodState, SlotState, state_from_runtime
-from slotpool.domain.scaling import Action, CreatePods, DeletePod, DeleteStuckPod, Plan, RebuildPod
+from slotpool.domain.pods import PodEnd, SlotState, state_from_runtime
+from slotpool.domain.scaling import (
+    Action,
+    CreatePods,
+    DeletePod,
+    DeleteStuckPod,
+    Plan,
+    RebuildPod,
+    end_of,
+)
 from slotpool.runtime.base import RuntimePod
 from slotpool.runtime.errors import RuntimeApiError
 from slotpool.store.uow import Store
@@ -62,22 +70,24 @@ class Executor:
             return Applied(action=action, outcome=Outcome.done, pod=pods, created=tuple(created))
         if isinstance(action, DeleteStuckPod):
             return await self._delete_stuck(action, target)
-        if not await self._drain_if_idle(target, action.name, action.message):
+        end = end_of(action.reason)
+        if not await self._drain_if_idle(target, action.name, action.message, end):
             # A task took a slot between the observation and now: the Pod stays.
             return Applied(action=action, outcome=Outcome.held, pod=action.name)
         await target.runtime.delete_pod(target.namespace, action.name)
         if isinstance(action, RebuildPod):
-            return await self._rebuild(action, target)
-        return await self._deleted(action, target)
+            return await self._rebuild(action, target, end)
+        return await self._deleted(action, target, end)
 
     async def _delete_stuck(self, action: DeleteStuckPod, target: PoolTarget) -> Applied:
         await target.runtime.delete_pod(target.namespace, action.name)
-        await self._terminating(target, action.name, f"deleted: {action.message}")
+        end = end_of(action.reason)
+        await self._terminating(target, action.name, f"deleted: {action.message}", end)
         log.warning("stuck pod deleted", pool_id=target.pool_id, pod=action.name)
         return Applied(action=action, outcome=Outcome.done, removed=(action.name,))
 
-    async def _rebuild(self, action: RebuildPod, target: PoolTarget) -> Applied:
-        await self._terminating(target, action.name, REBUILD_REASON)
+    async def _rebuild(self, action: RebuildPod, target: PoolTarget, end: PodEnd) -> Applied:
+        await self._terminating(target, action.name, REBUILD_REASON, end)
         replacement = await self.create(target, 1)
         return Applied(
             action=action,
@@ -86,28 +96,27 @@ class Executor:
             rebuilt=(action.name,),
         )
 
-    async def _deleted(self, action: DeletePod, target: PoolTarget) -> Applied:
-        await self._terminating(target, action.name, f"deleted: {action.message}")
+    async def _deleted(self, action: DeletePod, target: PoolTarget, end: PodEnd) -> Applied:
+        await self._terminating(target, action.name, f"deleted: {action.message}", end)
         log.info("idle pod deleted", pool_id=target.pool_id, pod=action.name, reason=action.reason)
         return Applied(action=action, outcome=Outcome.done, removed=(action.name,))
 
-    async def _drain_if_idle(self, target: PoolTarget, name: str, reason: str) -> bool:
+    async def _drain_if_idle(self, target: PoolTarget, name: str, reason: str, end: PodEnd) -> bool:
         async with self._store.unit_of_work() as uow:
             row = await uow.pods.find(target.pool_id, name)
             if row is None:
                 return False  # never seen by the database: an agent may be about to register
-            if row.state is PodState.failed:
+            if row.state.ended:
                 return all(s.state is SlotState.idle for s in row.slots)  # retired: slots freed
-            return await uow.pods.drain_if_idle(row.id, reason=reason, now=self._clock())
+            return await uow.pods.drain_if_idle(row.id, end, reason=reason, now=self._clock())
 
-    async def _terminating(self, target: PoolTarget, name: str, reason: str) -> None:
-        """Deleted by slotpool: ``terminating`` until the runtime no longer lists it."""
+    async def _terminating(self, target: PoolTarget, name: str, reason: str, end: PodEnd) -> None:
+        """Deleted by slotpool: ``terminating`` until the runtime no longer lists it, with why
+        it goes (unless the record already says why, e.g. drained by an admin)."""
         async with self._store.unit_of_work() as uow:
             row = await uow.pods.find(target.pool_id, name)
-            if row is not None and row.state is not PodState.failed:
-                await uow.pods.set_state(
-                    row.id, PodState.terminating, reason=reason, now=self._clock()
-                )
+            if row is not None:
+                await uow.pods.terminating(row.id, end, reason=reason, now=self._clock())
 
     async def create(self, target: PoolTarget, count: int) -> list[str]:
         """Create ``count`` Pods (``CREATE_CONCURRENCY`` requests at a time), then record those

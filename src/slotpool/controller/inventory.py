@@ -110,7 +110,7 @@ class Observer:
 
     async def _retire(self, uow: UnitOfWork, change: Retire, *, now: datetime) -> None:
         pod = change.pod
-        await retire_pod(uow, pod, reason=change.reason, now=now)
+        await retire_pod(uow, pod, change.end, reason=change.reason, now=now)
         if change.cause is Cause.ended:
             log.warning("pod ended", pool_id=pod.pool_id, pod=pod.name, reason=change.reason)
         elif change.cause is Cause.vanished:
@@ -146,6 +146,7 @@ def listed(pod: RuntimePod) -> Listed:
         deleting=pod.deleting,
         ended=pod.ended,
         why=pod.why(),
+        reason=pod.reason,
     )
 
 

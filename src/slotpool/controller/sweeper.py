@@ -1,5 +1,6 @@
 """Time-driven bookkeeping: reservations that expired, agents that went silent, queued work left
-behind. Runs every second in the server; each pass is a few set-based queries.
+behind, and (every ``RETENTION_EVERY``) records older than the retention settings. Runs every
+second in the server; each pass is a few set-based queries.
 
 Silence is only judged once the server has itself been up for the agent timeout: after a restart
 every agent looks silent until it reconnects, and none of its work may be declared lost for that.
@@ -15,9 +16,10 @@ import structlog
 
 from slotpool.clock import Clock
 from slotpool.domain import transitions
-from slotpool.domain.pods import PodState
+from slotpool.domain.pods import EndCause, PodEnd, PodState
 from slotpool.services.dispatch import Dispatcher
 from slotpool.services.lifecycle import retire_pod
+from slotpool.services.retention import RETENTION_EVERY, Retention, RetentionPolicy
 from slotpool.settings import Settings
 from slotpool.store.uow import Store
 
@@ -40,6 +42,8 @@ class Sweeper:
         self._dispatcher = dispatcher
         self._clock = clock
         self._started = clock()
+        self._retention = Retention(store=store, policy=RetentionPolicy.of(settings))
+        self._pruned_at: datetime | None = None
 
     async def run_forever(self) -> None:
         while True:
@@ -58,6 +62,7 @@ class Sweeper:
             ("expire reservations", self._expire_reservations),
             ("lose silent agents", self._lose_silent_agents),
             ("dispatch queued", self._dispatch_queued),
+            ("apply retention", self._apply_retention),
         ):
             try:
                 async with asyncio.timeout(STEP_TIMEOUT_SECONDS):
@@ -93,7 +98,7 @@ class Sweeper:
             if heard is not None and heard >= heard_before:
                 return  # it spoke up meanwhile
             reason = f"agent {pod.name} stopped heartbeating (last heard {_when(heard)})"
-            await retire_pod(uow, pod, reason=reason, now=now)
+            await retire_pod(uow, pod, PodEnd(EndCause.agent_lost), reason=reason, now=now)
         log.warning("agent silent", pool_id=pod.pool_id, pod=pod.name, reason=reason)
 
     async def _dispatch_queued(self, now: datetime) -> None:
@@ -104,6 +109,12 @@ class Sweeper:
                 await self._dispatcher.dispatch(pool_id)
             except Exception:
                 log.exception("dispatching queued tasks failed", pool_id=pool_id)
+
+    async def _apply_retention(self, now: datetime) -> None:
+        if self._pruned_at is not None and now - self._pruned_at < RETENTION_EVERY:
+            return
+        self._pruned_at = now  # a failed run waits for the next turn, not the next second
+        await self._retention.prune(now)
 
 
 def _when(instant: datetime | None) -> str:

@@ -4,7 +4,10 @@ The controller lists the pool's pods in the runtime and reads the pods it has re
 says what follows from the two lists: a pod the books do not know is adopted, one whose state,
 phase, Node or reason moved is updated, one that ended or vanished is retired (its tasks become
 ``lost`` with the reason given here), the records of pods that ended long ago are forgotten, and
-the runtime's copy of an ended pod is deleted. The controller writes what it is told and nothing
+the runtime's copy of an ended pod is deleted. A retired pod ends ``deleted`` when slotpool had
+deleted it on purpose (the ``PodEnd`` the executor wrote when it began: scaled down, replaced,
+drained...), and ``failed`` otherwise, with what the runtime says (crashed, exited, evicted,
+vanished, deleted outside slotpool). The controller writes what it is told and nothing
 else, so every rule of that comparison is here, with its table tests (``tests/unit``).
 """
 
@@ -16,7 +19,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TypeVar
 
-from slotpool.domain.pods import Pod, PodState, state_from_runtime
+from slotpool.domain.pods import EndCause, Pod, PodEnd, PodState, state_from_runtime
 
 # Records of ended pods stay this long (the API and UI show why they ended), then go.
 ENDED_KEPT = timedelta(minutes=10)
@@ -34,6 +37,7 @@ class Listed:
     deleting: bool
     ended: bool
     why: str = ""
+    reason: str | None = None  # the runtime's reason code alone, e.g. "Evicted"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,16 +72,18 @@ class Cause(StrEnum):
 
 @dataclass(frozen=True, kw_only=True)
 class Retire:
-    """The pod's life ends in the books: ``failed``, its slots freed, its tasks lost."""
+    """The pod's life ends in the books: ``deleted`` or ``failed`` as ``end`` says, its slots
+    freed, its tasks lost."""
 
     pod: Pod
     reason: str
     cause: Cause
+    end: PodEnd
 
     @property
     def reported(self) -> bool:
         """Whether the pass reports it as ended (slotpool's own deletions are not news)."""
-        return self.cause is not Cause.deleted
+        return self.cause is not Cause.deleted and not self.end.deliberate
 
 
 @dataclass(frozen=True)
@@ -163,11 +169,11 @@ def _listed_change(seen: _Seen, runtime: str) -> Change | None:
     row, pod = seen.row, seen.pod
     if row is None:
         return None if pod.ended else _adopt(seen)
-    if row.state is PodState.failed:
+    if row.state.ended:
         return None  # retired already: nothing the runtime says changes that
     if pod.ended:
         why = f"{runtime} pod {pod.name} ended: {pod.why or pod.phase}"
-        return Retire(pod=row, reason=why, cause=Cause.ended)
+        return Retire(pod=row, reason=why, cause=Cause.ended, end=_end_of_ended(row, pod))
     if not _changed(row, seen):
         return None
     reason = seen.reason or row.reason
@@ -196,9 +202,7 @@ def _changed(row: Pod, seen: _Seen) -> bool:
 
 def _forget(unlisted: Iterable[Pod], cutoff: datetime) -> list[Forget]:
     old = tuple(
-        row.id
-        for row in unlisted
-        if row.state is PodState.failed and row.updated_at and row.updated_at < cutoff
+        row.id for row in unlisted if row.state.ended and row.updated_at and row.updated_at < cutoff
     )
     return [Forget(old)] if old else []
 
@@ -206,14 +210,34 @@ def _forget(unlisted: Iterable[Pod], cutoff: datetime) -> list[Forget]:
 def _vanished(row: Pod, listed_at: datetime) -> bool:
     """A recorded pod the runtime did not list. Static agents have no runtime pod, and a row
     newer than the list (an agent that registered meanwhile) cannot have been listed."""
-    return row.state is not PodState.failed and row.phase is not None and row.created_at < listed_at
+    return not row.state.ended and row.phase is not None and row.created_at < listed_at
+
+
+def _deleted_by_slotpool(row: Pod) -> PodEnd | None:
+    """The end slotpool wrote when it deleted the Pod; None if slotpool did not delete it (a
+    ``draining`` Pod, say, is not deleted yet: whatever ended it was not slotpool)."""
+    return row.end if row.state is PodState.terminating else None
+
+
+def _end_of_ended(row: Pod, pod: Listed) -> PodEnd:
+    """Why a recorded pod the runtime reports ended, ended."""
+    deleted = _deleted_by_slotpool(row)
+    if deleted is not None:
+        return deleted
+    if pod.reason == "Evicted":
+        return PodEnd(EndCause.evicted)
+    if row.state is PodState.terminating:
+        return PodEnd(EndCause.deleted_outside)
+    return PodEnd(EndCause.exited if pod.phase == "Succeeded" else EndCause.crashed)
 
 
 def _gone(row: Pod, runtime: str) -> Retire:
-    if row.state is PodState.terminating and row.reason:  # slotpool deleted it; now it is gone
-        return Retire(pod=row, reason=row.reason, cause=Cause.deleted)
+    deleted = _deleted_by_slotpool(row)
+    if deleted is not None:  # slotpool deleted it; now it is gone
+        return Retire(pod=row, reason=row.reason, cause=Cause.deleted, end=deleted)
     why = f"{runtime} pod {row.name} vanished (no longer in the runtime)"
-    return Retire(pod=row, reason=why, cause=Cause.vanished)
+    cause = EndCause.deleted_outside if row.state is PodState.terminating else EndCause.vanished
+    return Retire(pod=row, reason=why, cause=Cause.vanished, end=PodEnd(cause))
 
 
 def _pending(seen: _Seen) -> PendingPod:

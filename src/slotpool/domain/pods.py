@@ -24,7 +24,79 @@ class PodState(StrEnum):
     ready = "ready"
     draining = "draining"
     terminating = "terminating"
-    failed = "failed"
+    deleted = "deleted"  # ended because slotpool (or an admin) deleted it on purpose
+    failed = "failed"  # ended on its own: crashed, evicted, its agent lost, vanished
+
+    @property
+    def ended(self) -> bool:
+        return self in ENDED_STATES
+
+
+ENDED_STATES = frozenset({PodState.deleted, PodState.failed})
+
+
+class EndCause(StrEnum):
+    """Why a Pod is on its way out or gone. The first group are deliberate (the Pod ends
+    ``deleted``), the second are failures (it ends ``failed``)."""
+
+    scaled_down = "scaled_down"
+    replaced = "replaced"
+    drained = "drained"
+    frozen = "frozen"
+    removed = "removed"
+
+    crashed = "crashed"
+    exited = "exited"
+    evicted = "evicted"
+    agent_lost = "agent_lost"
+    vanished = "vanished"
+    deleted_outside = "deleted_outside"
+    not_started = "not_started"
+
+    @property
+    def deliberate(self) -> bool:
+        return self in _DELIBERATE
+
+
+_DELIBERATE = frozenset(
+    {EndCause.scaled_down, EndCause.replaced, EndCause.drained, EndCause.frozen, EndCause.removed}
+)
+_END_WORDS = {
+    EndCause.scaled_down: "scaled down",
+    EndCause.replaced: "replaced by a rebuild",
+    EndCause.drained: "drained",
+    EndCause.frozen: "deleted for a freeze window",
+    EndCause.removed: "deleted by slotpool",
+    EndCause.crashed: "crashed",
+    EndCause.exited: "exited on its own",
+    EndCause.evicted: "evicted",
+    EndCause.agent_lost: "agent lost",
+    EndCause.vanished: "vanished",
+    EndCause.deleted_outside: "deleted outside slotpool",
+    EndCause.not_started: "never started",
+}
+
+
+@dataclass(frozen=True)
+class PodEnd:
+    """Why a Pod ends, and who asked (for a manual drain): the same words in the API, the CLI
+    and the UI come from ``describe``."""
+
+    cause: EndCause
+    by: str | None = None
+
+    @property
+    def deliberate(self) -> bool:
+        return self.cause.deliberate
+
+    @property
+    def state(self) -> PodState:
+        """The state the Pod ends in once it is gone."""
+        return PodState.deleted if self.deliberate else PodState.failed
+
+    def describe(self) -> str:
+        words = _END_WORDS[self.cause]
+        return f"{words} by {self.by}" if self.by else words
 
 
 @dataclass(frozen=True)
@@ -54,11 +126,14 @@ def place(pods: Sequence[PodCapacity], *, current_hash: str | None) -> tuple[int
 def state_from_runtime(current: PodState | None, *, phase: str, deleting: bool) -> PodState:
     """A pod's state after the runtime reported ``phase``: a running pod is ``starting`` until
     its agent registers (``ready``), and what the agent or slotpool decided (``ready``,
-    ``draining``, ``failed``) is not undone by a report of the same phase."""
-    if current is PodState.failed:
+    ``draining``, ``terminating``, an end) is not undone by a report of the same phase; a Pod
+    drained while it was still pending stays ``draining``."""
+    if current is not None and current.ended:
         return current
     if deleting:
         return PodState.terminating
+    if current in (PodState.draining, PodState.terminating) and phase in ("Pending", "Running"):
+        return current
     if phase == "Pending":
         return PodState.pending
     if phase in ("Succeeded", "Failed"):
@@ -92,6 +167,7 @@ class Pod:
     phase: str | None = None
     node: str | None = None
     updated_at: datetime | None = None
+    end: PodEnd | None = None  # set once slotpool decided to end it, or it ended
 
     @property
     def all_idle(self) -> bool:

@@ -56,7 +56,7 @@ from typing import Any, ClassVar
 
 from slotpool.domain.config import PoolConfig
 from slotpool.domain.freeze import FreezeState
-from slotpool.domain.pods import PodState
+from slotpool.domain.pods import EndCause, PodEnd, PodState
 
 BACKOFF_BASE = timedelta(seconds=10)
 BACKOFF_CAP = timedelta(minutes=5)
@@ -81,6 +81,21 @@ class Reason(StrEnum):
     max_replicas = "max_replicas"
     scale_down_delay = "scale_down_delay"
     outdated_busy = "outdated_busy"
+
+
+# Why a Pod that an action deletes ends, by the action's reason.
+_ENDS = {
+    Reason.scale_down: EndCause.scaled_down,
+    Reason.config_changed: EndCause.replaced,
+    Reason.freeze: EndCause.frozen,
+    Reason.drained: EndCause.drained,
+    Reason.pending_timeout: EndCause.not_started,
+}
+
+
+def end_of(reason: Reason) -> PodEnd:
+    """The end written on a Pod deleted for ``reason`` (deleted by slotpool if none fits)."""
+    return PodEnd(_ENDS.get(reason, EndCause.removed))
 
 
 def backoff_delay(failures: int) -> timedelta:
@@ -366,7 +381,7 @@ def _housekeeping(pods: Iterable[PodObservation]) -> list[Action]:
         if pod.state is PodState.draining and pod.all_idle:
             text = f"{pod.name} is draining and all its slots are idle"
             actions.append(DeletePod(name=pod.name, reason=Reason.drained, message=text))
-        elif pod.state is PodState.failed and pod.all_idle:
+        elif pod.state.ended and pod.all_idle:
             text = f"{pod.name} has ended (failed or vanished) and holds no work"
             actions.append(DeletePod(name=pod.name, reason=Reason.pod_ended, message=text))
     return actions

@@ -165,6 +165,9 @@ class PodRow(Base):
     # As the runtime last reported it: the Kubernetes phase and the Node it was scheduled to.
     phase: Mapped[str | None] = mapped_column(String(16), nullable=True)
     node: Mapped[str | None] = mapped_column(String(253), nullable=True)
+    # Why slotpool ended it or is ending it (domain.pods.EndCause), and who asked, if someone did.
+    end_cause: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    end_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     agent_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
     registered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -210,7 +213,7 @@ class TaskRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     step_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
     reserved_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -239,7 +242,7 @@ class PoolEventRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     pool_id: Mapped[str] = mapped_column(ForeignKey("agent_pools.pool_id", ondelete="CASCADE"))
-    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     action: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(String(64))
     message: Mapped[str] = mapped_column(Text)

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from slotpool.domain.pods import Pod, PodState, Slot, SlotState
+from slotpool.domain.pods import ENDED_STATES, EndCause, Pod, PodEnd, PodState, Slot, SlotState
 from slotpool.store.dialect import rowcount
 from slotpool.store.models import PodRow, SlotRow
 
@@ -41,7 +41,22 @@ def _pod(row: PodRow, slots: Sequence[SlotRow]) -> Pod:
         phase=row.phase,
         node=row.node,
         updated_at=row.updated_at,
+        end=None if row.end_cause is None else PodEnd(EndCause(row.end_cause), row.end_by),
     )
+
+
+_ENDED = [state.value for state in ENDED_STATES]
+# Drained on request: only a Pod that could still take work (not already on its way out).
+_DRAINABLE = [PodState.pending.value, PodState.starting.value, PodState.ready.value]
+
+
+def _first_end(end: PodEnd) -> dict[str, Any]:
+    """Values that write ``end`` unless the row already says why it ends (the first reason
+    wins: a Pod an admin drained stays "drained by" them when the controller deletes it)."""
+    return {
+        "end_cause": func.coalesce(PodRow.end_cause, end.cause.value),
+        "end_by": case((PodRow.end_cause.is_(None), end.by), else_=PodRow.end_by),
+    }
 
 
 class PodRepository:
@@ -147,7 +162,7 @@ class PodRepository:
         reason: str,
         now: datetime,
     ) -> None:
-        """What the runtime reports now; a row already ``failed`` is left alone.
+        """What the runtime reports now; a row that already ended is left alone.
 
         A running Pod's state (``starting``, or the ``ready``/``draining`` the caller read) never
         overwrites ``ready``, ``draining`` or ``terminating`` (the rule of ``state_from_runtime``),
@@ -155,12 +170,16 @@ class PodRepository:
         slotpool may have begun deleting the Pod between the caller's read and this write, and
         none of that may be undone by it."""
         value: Any = state.value
+        kept: tuple[str, ...] = ()
         if state in (PodState.starting, PodState.ready, PodState.draining):
             kept = (PodState.ready.value, PodState.draining.value, PodState.terminating.value)
+        elif state is PodState.pending:  # a Pod drained (or deleted) while pending stays so
+            kept = (PodState.draining.value, PodState.terminating.value)
+        if kept:
             value = case((PodRow.state.in_(kept), PodRow.state), else_=state.value)
         await self._session.execute(
             update(PodRow)
-            .where(PodRow.id == pod_id, PodRow.state != PodState.failed.value)
+            .where(PodRow.id == pod_id, PodRow.state.not_in(_ENDED))
             .values(state=value, phase=phase, node=node, reason=reason, updated_at=now)
         )
 
@@ -204,7 +223,7 @@ class PodRepository:
     async def heartbeat(self, pod_id: int, *, now: datetime, draining: bool) -> None:
         values: dict[str, Any] = {"last_heartbeat_at": now, "updated_at": now}
         await self._session.execute(
-            update(PodRow).where(PodRow.id == pod_id, PodRow.state != "failed").values(**values)
+            update(PodRow).where(PodRow.id == pod_id, PodRow.state.not_in(_ENDED)).values(**values)
         )
         if draining:  # the agent drains (SIGTERM): a ready pod takes no more tasks
             await self._session.execute(
@@ -219,6 +238,49 @@ class PodRepository:
             .where(PodRow.id == pod_id)
             .values(state=state.value, reason=reason, updated_at=now)
         )
+
+    async def retire(self, pod_id: int, end: PodEnd, *, reason: str, now: datetime) -> None:
+        """The Pod's life is over: ``deleted`` or ``failed`` as ``end`` says, and why."""
+        await self._session.execute(
+            update(PodRow)
+            .where(PodRow.id == pod_id)
+            .values(
+                state=end.state.value,
+                end_cause=end.cause.value,
+                end_by=end.by,
+                reason=reason,
+                updated_at=now,
+            )
+        )
+
+    async def terminating(self, pod_id: int, end: PodEnd, *, reason: str, now: datetime) -> None:
+        """Slotpool deleted the Pod in the runtime: ``terminating`` until it is gone (a row that
+        already ended is left alone)."""
+        await self._session.execute(
+            update(PodRow)
+            .where(PodRow.id == pod_id, PodRow.state.not_in(_ENDED))
+            .values(
+                state=PodState.terminating.value, reason=reason, updated_at=now, **_first_end(end)
+            )
+        )
+
+    async def drain(self, pod_id: int, *, by: str, reason: str, now: datetime) -> bool:
+        """Drain on request: the Pod takes no new task from now on (``take_slot`` wants it
+        ``ready``, and writes this row first, so no task is given to it after this commits);
+        the controller deletes it once its slots are idle. False if it was already on its way
+        out (draining, terminating or ended): nothing is changed then."""
+        result = await self._session.execute(
+            update(PodRow)
+            .where(PodRow.id == pod_id, PodRow.state.in_(_DRAINABLE))
+            .values(
+                state=PodState.draining.value,
+                end_cause=EndCause.drained.value,
+                end_by=by,
+                reason=reason,
+                updated_at=now,
+            )
+        )
+        return rowcount(result) == 1
 
     async def silent(self, *, heard_before: datetime) -> list[Pod]:
         """Pods whose agent has not been heard from since ``heard_before``."""
@@ -269,16 +331,24 @@ class PodRepository:
         )
         return rowcount(result) == 1
 
-    async def drain_if_idle(self, pod_id: int, *, reason: str, now: datetime) -> bool:
+    async def drain_if_idle(self, pod_id: int, end: PodEnd, *, reason: str, now: datetime) -> bool:
         """Mark the pod ``draining`` if every slot is idle, in one transaction: from then on no
-        task can be given to it (``take_slot`` wants ``ready``), so it can be deleted safely."""
-        state = await self._session.scalar(select(PodRow.state).where(PodRow.id == pod_id))
-        if state is None or state in (PodState.failed.value, PodState.terminating.value):
+        task can be given to it (``take_slot`` wants ``ready``), so it can be deleted safely.
+        ``end`` says why it goes, unless the row already says so."""
+        before = (
+            await self._session.execute(
+                select(PodRow.state, PodRow.reason, PodRow.end_cause, PodRow.end_by).where(
+                    PodRow.id == pod_id
+                )
+            )
+        ).one_or_none()
+        if before is None or before.state in (*_ENDED, PodState.terminating.value):
             return False
+        state = before.state
         locked = await self._session.execute(
             update(PodRow)
             .where(PodRow.id == pod_id, PodRow.state == state)
-            .values(state=PodState.draining.value, reason=reason, updated_at=now)
+            .values(state=PodState.draining.value, reason=reason, updated_at=now, **_first_end(end))
         )
         if rowcount(locked) != 1:
             return False
@@ -290,7 +360,15 @@ class PodRepository:
         )
         if used:
             await self._session.execute(
-                update(PodRow).where(PodRow.id == pod_id).values(state=state, updated_at=now)
+                update(PodRow)
+                .where(PodRow.id == pod_id)
+                .values(
+                    state=state,
+                    reason=before.reason,
+                    end_cause=before.end_cause,
+                    end_by=before.end_by,
+                    updated_at=now,
+                )
             )
             return False
         return True

@@ -16,7 +16,7 @@ from slotpool.domain.pods import PodState, SlotState
 from slotpool.domain.tasks import TaskStatus
 from slotpool.store.models import AgentPoolRow, PodRow, SlotRow, TaskRow
 
-ENDED = (PodState.failed.value, PodState.terminating.value)
+ENDED = (PodState.failed.value, PodState.deleted.value, PodState.terminating.value)
 
 
 @dataclass(frozen=True)

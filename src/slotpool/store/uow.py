@@ -24,6 +24,7 @@ from slotpool.store.db import backend, create_engine
 from slotpool.store.events import PoolEventRepository
 from slotpool.store.pods import PodRepository
 from slotpool.store.pools import PoolRepository
+from slotpool.store.retention import RetentionRepository
 from slotpool.store.stats import PoolStatsRepository
 from slotpool.store.tasks import TaskRepository
 from slotpool.store.tokens import AdminTokenRepository, PoolTokenRepository
@@ -44,6 +45,7 @@ class UnitOfWork:
         self.tasks = TaskRepository(session, backend)
         self.stats = PoolStatsRepository(session)
         self.events = PoolEventRepository(session)
+        self.retention = RetentionRepository(session)
         self._signals: dict[Signal, None] = {}  # ordered, and each signal once
 
     async def apply(self, change: TaskChange) -> bool:

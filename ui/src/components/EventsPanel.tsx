@@ -41,7 +41,7 @@ function InputsCell({ inputs }: { inputs: Json }) {
   }
   const pods = object(seen.pods);
   const live = pods
-    ? Object.entries(pods).filter(([state, n]) => typeof n === "number" && n > 0 && state !== "failed")
+    ? Object.entries(pods).filter(([state, n]) => typeof n === "number" && n > 0 && state !== "failed" && state !== "deleted")
     : [];
   const podsTotal = live.reduce((sum, [, n]) => sum + (n as number), 0);
   const freeze = object(seen.freeze);

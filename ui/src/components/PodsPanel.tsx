@@ -19,17 +19,38 @@ function SlotCell({ slot }: { slot: Pod["slots"][number] | undefined }) {
   );
 }
 
-function PodRow({ pod, columns }: { pod: Pod; columns: number }) {
+// Pods on their way out or gone: listed last, dimmed.
+const LEAVING = new Set(["draining", "terminating", "deleted", "failed"]);
+const leaving = (pod: Pod) => LEAVING.has(pod.state);
+
+/** Why the Pod goes or went, in the server's words: calm for a deliberate end, red for a failure. */
+function Outcome({ outcome }: { outcome: Pod["outcome"] }) {
+  if (!outcome) return null;
+  const kind = outcome.deliberate ? "outcome-deliberate" : "outcome-failure";
+  return <div className={`small ${kind}`}>{outcome.text}</div>;
+}
+
+function PodRow({
+  pod,
+  columns,
+  onDrain,
+  draining,
+}: {
+  pod: Pod;
+  columns: number;
+  onDrain: (pod: Pod) => void;
+  draining: boolean;
+}) {
   const slots = Array.from({ length: columns }, (_, i) => pod.slots.find((s) => s.index === i));
-  const ended = pod.state === "failed" || pod.state === "terminating";
   return (
-    <tr className={ended ? "ended" : undefined}>
+    <tr className={leaving(pod) ? "ended" : undefined}>
       <th scope="row" className="mono">
         {pod.name}
       </th>
       <td>
         <Badge kind={pod.state}>{pod.state}</Badge>
         {pod.outdated && <Badge kind="outdated">outdated</Badge>}
+        <Outcome outcome={pod.outcome} />
         {pod.reason && <div className="muted small">{pod.reason}</div>}
       </td>
       <td>{age(pod.created_at)}</td>
@@ -40,6 +61,19 @@ function PodRow({ pod, columns }: { pod: Pod; columns: number }) {
       {slots.map((slot, i) => (
         <SlotCell key={i} slot={slot} />
       ))}
+      <td>
+        {!leaving(pod) && (
+          <button
+            type="button"
+            className="secondary small"
+            onClick={() => onDrain(pod)}
+            disabled={draining}
+            aria-label={`Drain ${pod.name}`}
+          >
+            Drain
+          </button>
+        )}
+      </td>
     </tr>
   );
 }
@@ -75,9 +109,25 @@ export function PodsPanel({ pool }: { pool: Pool }) {
       await pods.reload();
     });
 
-  // Pods that can still run something first; ended ones (kept with their reason) last.
-  const ended = (pod: Pod) => (pod.state === "failed" || pod.state === "terminating" ? 1 : 0);
-  const items = [...(pods.data?.items ?? [])].sort((a, b) => ended(a) - ended(b));
+  const drain = (pod: Pod) => {
+    const question =
+      `Drain Pod ${pod.name}? It takes no new task; its running tasks finish, then it is ` +
+      "deleted. If the pool still needs a Pod, a new one is created in its place.";
+    if (!window.confirm(question)) return;
+    void syncing.run(async () => {
+      const drained = await must(
+        api.DELETE("/api/v1/agent-pools/{pool_id}/pods/{name}", {
+          params: { path: { pool_id: pool.pool_id, name: pod.name } },
+        }),
+      );
+      setSyncResult(`Pod ${drained.name} is ${drained.state}: ${drained.outcome?.text ?? ""}.`);
+      await pods.reload();
+    });
+  };
+
+  // Pods that can still run something first; those leaving (kept with their reason) last.
+  const order = (pod: Pod) => (leaving(pod) ? 1 : 0);
+  const items = [...(pods.data?.items ?? [])].sort((a, b) => order(a) - order(b));
   const columns = Math.max(0, ...items.map((p) => p.slots.length));
   return (
     <div>
@@ -120,11 +170,20 @@ export function PodsPanel({ pool }: { pool: Pool }) {
                     Slot {i}
                   </th>
                 ))}
+                <th scope="col">
+                  <span className="visually-hidden">Actions</span>
+                </th>
               </tr>
             </thead>
             <tbody>
               {items.map((pod) => (
-                <PodRow key={pod.name} pod={pod} columns={columns} />
+                <PodRow
+                  key={pod.name}
+                  pod={pod}
+                  columns={columns}
+                  onDrain={drain}
+                  draining={syncing.busy}
+                />
               ))}
             </tbody>
           </table>

@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
 from slotpool.api.deps import Admin, ServicesDep
 from slotpool.api.routes.pools import PoolId
 from slotpool.api.schemas import RebuildOut
 from slotpool.domain.events import Outcome
-from slotpool.domain.pods import PodState, SlotState
+from slotpool.domain.pods import EndCause, Pod, PodEnd, PodState, SlotState
 from slotpool.services.ports import SyncReport
 
 router = APIRouter(prefix="/api/v1/agent-pools/{pool_id}/pods", tags=["pods"])
@@ -25,9 +25,38 @@ class SlotOut(BaseModel):
     since: datetime
 
 
+class PodOutcomeOut(BaseModel):
+    """Why a Pod is on its way out or gone."""
+
+    cause: EndCause = Field(
+        description="On purpose: scaled_down, replaced, drained, frozen, removed. Failures: "
+        "crashed, exited, evicted, agent_lost, vanished, deleted_outside, not_started."
+    )
+    deliberate: bool = Field(
+        description="True: deleted on purpose (it ends as state deleted); false: it failed."
+    )
+    by: str | None = Field(description="Who asked for it (a manual drain), if someone did.")
+    text: str = Field(
+        description="In words, as the CLI and the UI show it: 'scaled down', 'replaced by a "
+        "rebuild', 'drained by admin', 'crashed', 'agent lost'..."
+    )
+
+    @classmethod
+    def of(cls, end: PodEnd) -> PodOutcomeOut:
+        return cls(cause=end.cause, deliberate=end.deliberate, by=end.by, text=end.describe())
+
+
 class PodOut(BaseModel):
     name: str
-    state: PodState
+    state: PodState = Field(
+        description="pending, starting, ready, draining, terminating, then deleted (ended on "
+        "purpose) or failed (ended on its own); outcome says why."
+    )
+    outcome: PodOutcomeOut | None = Field(
+        default=None,
+        description="Why the Pod is going or gone (set once slotpool began deleting or "
+        "draining it, or it ended); null for a Pod in service.",
+    )
     outdated: bool
     config_hash: str | None
     reason: str = Field(description="Why the Pod is in its state, e.g. the scheduler's reason.")
@@ -99,33 +128,48 @@ async def sync_deployment(pool_id: PoolId, services: ServicesDep, _: Admin) -> S
     return sync_out("Pod configuration synced successfully", pool_id, report)
 
 
+def pod_out(p: Pod, current_hash: str | None) -> PodOut:
+    return PodOut(
+        name=p.name,
+        state=p.state,
+        outcome=None if p.end is None else PodOutcomeOut.of(p.end),
+        outdated=p.config_hash is not None and p.config_hash != current_hash,
+        config_hash=p.config_hash,
+        reason=p.reason,
+        phase=p.phase,
+        node=p.node,
+        agent_version=p.agent_version,
+        registered_at=p.registered_at,
+        last_heartbeat_at=p.last_heartbeat_at,
+        created_at=p.created_at,
+        slots=[
+            SlotOut(index=s.index, state=s.state, task_id=s.task_id, since=s.since) for s in p.slots
+        ],
+    )
+
+
 @router.get("", response_model=PodList)
 async def list_pods(pool_id: PoolId, services: ServicesDep, _: Admin) -> PodList:
     pool = await services.pools.get(pool_id)
     current = services.pools.config_hash(pool)
     pods = await services.agents.pods(pool_id)
-    return PodList(
-        items=[
-            PodOut(
-                name=p.name,
-                state=p.state,
-                outdated=p.config_hash is not None and p.config_hash != current,
-                config_hash=p.config_hash,
-                reason=p.reason,
-                phase=p.phase,
-                node=p.node,
-                agent_version=p.agent_version,
-                registered_at=p.registered_at,
-                last_heartbeat_at=p.last_heartbeat_at,
-                created_at=p.created_at,
-                slots=[
-                    SlotOut(index=s.index, state=s.state, task_id=s.task_id, since=s.since)
-                    for s in p.slots
-                ],
-            )
-            for p in pods
-        ]
-    )
+    return PodList(items=[pod_out(p, current) for p in pods])
+
+
+PodName = Annotated[str, Path(min_length=1, max_length=253, description="The Pod's name.")]
+
+
+@router.delete("/{name}", response_model=PodOut, status_code=202)
+async def drain_pod(pool_id: PoolId, name: PodName, services: ServicesDep, actor: Admin) -> PodOut:
+    """Drain the Pod: it takes no new task, its running and reserved tasks finish, then the
+    controller deletes it (never while a slot is busy or reserved). Answers 202 with the Pod as
+    it is now (``draining``, outcome ``drained by <you>``). Idempotent: asking again, or for a
+    Pod already on its way out, changes nothing. If the pool still needs a Pod in its place
+    (min_replicas, queued work), the controller creates one at once: a draining Pod is no
+    longer counted as capacity."""
+    pod = await services.drain.drain(pool_id, name, by=actor)
+    pool = await services.pools.get(pool_id)
+    return pod_out(pod, services.pools.config_hash(pool))
 
 
 class EventOut(BaseModel):

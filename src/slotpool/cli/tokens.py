@@ -22,7 +22,7 @@ from slotpool.cli.common import (
 )
 from slotpool.client import ApiError
 
-tokens_app = typer.Typer(help="A pool's agent tokens: list, create (shown once), revoke.")
+tokens_app = typer.Typer(help="A pool's agent tokens: list, create (shown once), rotate, revoke.")
 
 
 def _token_table(tokens: list[dict[str, Any]]) -> Table:
@@ -79,6 +79,37 @@ def tokens_create(
         raise fail(exc) from None
     err.print(f"token {created['name']} of {pool_id} (shown only this once):")
     out.print(created["token"], soft_wrap=True)
+
+
+@tokens_app.command("rotate")
+def tokens_rotate(
+    pool: PoolArgument,
+    name: Annotated[str, typer.Argument(help="Token name.")],
+    overlap_seconds: Annotated[
+        int, typer.Option(help="How long the old token stays valid at most (0: not at all).")
+    ] = 3600,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+) -> None:
+    """Replace a token. The one in the pool's Secret is replaced there and the Pods rebuilt onto
+    the new one; any other gets a successor whose value is printed (shown only this once)."""
+    api = client(url, token)
+    try:
+        pool_id = api.find_pool(pool)["pool_id"]
+        rotated = api.json(
+            "POST",
+            f"/api/v1/agent-pools/{pool_id}/tokens/{name}/rotate",
+            json={"overlap_seconds": overlap_seconds},
+            timeout=120,  # the Secret's token: answered once the idle Pods are rebuilt
+        )
+    except ApiError as exc:
+        raise fail(exc) from None
+    err.print(rotated["message"], markup=False)
+    expires = rotated["old"]["expires_at"] or "never"
+    err.print(f"{rotated['old']['name']} stays valid until {expires} at most", markup=False)
+    if rotated["token"] is not None:
+        err.print(f"token {rotated['new']['name']} of {pool_id} (shown only this once):")
+        out.print(rotated["token"], soft_wrap=True)
 
 
 @tokens_app.command("revoke")

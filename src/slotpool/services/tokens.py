@@ -24,6 +24,17 @@ from slotpool.store.uow import Store
 TOUCH_INTERVAL = timedelta(seconds=60)
 
 
+def secret_token_message(pool_id: str, name: str) -> str:
+    return (
+        f"token {name} is the one the Secret of {pool_id} holds: its Pods run with it, so "
+        "revoking it would lose their running tasks and leave new Pods with a dead token. "
+        f"Rotate it instead: POST /api/v1/agent-pools/{pool_id}/tokens/{name}/rotate "
+        f"(slotpool tokens rotate {pool_id} {name}) puts a new token in the Secret and rebuilds "
+        "the Pods onto it; the old one is revoked once no Pod runs with it, or at the end of "
+        "overlap_seconds (0: at once, and tasks still running with it are lost)"
+    )
+
+
 @dataclass(frozen=True)
 class AgentIdentity:
     pool_id: str
@@ -92,10 +103,15 @@ class TokenService:
         return expiring, new, value
 
     async def revoke(self, pool_id: str, name: str) -> PoolToken:
+        """The token stops working at once. Not the one the pool's Secret holds: every Pod of
+        the pool runs with it, so its running tasks would be lost and the Pods replacing them
+        would start with a dead token; that one is rotated instead (409 says how)."""
         now = self._clock()
         async with self._store.unit_of_work() as uow:
-            await require_pool(uow, pool_id)
+            pool = await require_pool(uow, pool_id)
             token = await self._require(uow.pool_tokens, pool_id, name)
+            if name == pool.agent_token and token.status(now) is TokenStatus.active:
+                raise Conflict(secret_token_message(pool_id, name))
             await uow.pool_tokens.revoke(token.id, now=now)
             revoked = await uow.pool_tokens.by_name(pool_id, name)
         assert revoked is not None

@@ -4,11 +4,14 @@ control plane and the agent, driven by the same two settings (SLOTPOOL_LOG_LEVEL
 from __future__ import annotations
 
 import logging
+from typing import TextIO
 
 import structlog
 
 
-def configure_logging(*, level: str, log_format: str) -> None:
+def configure_logging(*, level: str, log_format: str, stream: TextIO | None = None) -> None:
+    """``stream``: where the lines go (default standard output; a command whose output is data
+    sends them to standard error)."""
     number = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
@@ -24,5 +27,6 @@ def configure_logging(*, level: str, log_format: str) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(number),
+        logger_factory=structlog.PrintLoggerFactory(stream),
     )
     logging.basicConfig(level=number, format="%(message)s")

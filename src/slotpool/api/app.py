@@ -14,7 +14,17 @@ from prometheus_client import make_asgi_app
 from slotpool import __version__
 from slotpool.api import errors, ui
 from slotpool.api.deps import Services
-from slotpool.api.routes import agent, config, freeze, health, pods, pools, tasks, tokens
+from slotpool.api.routes import (
+    admin_tokens,
+    agent,
+    config,
+    freeze,
+    health,
+    pods,
+    pools,
+    tasks,
+    tokens,
+)
 from slotpool.clock import utc_now
 from slotpool.controller.assembly import PoolController
 from slotpool.controller.sweeper import Sweeper, stop
@@ -190,7 +200,7 @@ def create_app(
         lifespan=lifespan,
     )
     errors.install(app)
-    for module in (health, pools, config, freeze, tokens, pods, tasks, agent):
+    for module in (health, pools, config, freeze, tokens, pods, tasks, agent, admin_tokens):
         app.include_router(module.router)
     app.include_router(pods.sync_router)
     app.include_router(pods.events_router)

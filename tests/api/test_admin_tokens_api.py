@@ -4,6 +4,7 @@ expired token is told so; the last token that works cannot be revoked."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -24,11 +25,7 @@ ADMIN_TOKENS = "/api/v1/admin-tokens"
 
 
 def as_token(api: Api, token: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        transport=api.client._transport,
-        base_url="http://slotpool.test",
-        headers={"Authorization": f"Bearer {token}"},
-    )
+    return as_client(api.client, token)
 
 
 async def new_admin_token(client: httpx.AsyncClient, name: str, **body: Any) -> str:
@@ -184,3 +181,28 @@ async def test_a_configured_token_leaves_the_others_revocable(database_url: str)
         client.headers["Authorization"] = f"Bearer {value}"
         revoked = await client.delete(f"{ADMIN_TOKENS}/only-stored")
         assert revoked.status_code == 200, "the configured token still works"
+
+
+async def test_two_tokens_revoking_each_other_at_once_leave_one(database_url: str) -> None:
+    """Each sees the other's token as the one left; locking the working tokens' rows makes the
+    second revocation wait for the first and count again."""
+    async with server_without_configured_token(database_url) as (initial, _):
+        second = await new_admin_token(initial, "second")
+        async with as_client(initial, second) as other:
+            answers = await asyncio.gather(
+                initial.delete(f"{ADMIN_TOKENS}/second"),
+                other.delete(f"{ADMIN_TOKENS}/initial"),
+            )
+            assert sorted(a.status_code for a in answers) == [200, 409]
+            survivor = other if answers[0].status_code == 409 else initial
+            working = [n for n, t in (await listed(survivor)).items() if t["status"] == "active"]
+    assert len(working) == 1
+
+
+def as_client(client: httpx.AsyncClient, token: str) -> httpx.AsyncClient:
+    """Another client of the same app, as ``token``."""
+    return httpx.AsyncClient(
+        transport=client._transport,
+        base_url=client.base_url,
+        headers={"Authorization": f"Bearer {token}"},
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -77,7 +76,7 @@ def admin_token_create(
 
     settings = Settings()
     # The value is this command's output: the audit line goes to standard error.
-    configure_logging(level=settings.log_level, log_format=settings.log_format, stream=sys.stderr)
+    configure_logging(level=settings.log_level, log_format=settings.log_format, to_stderr=True)
 
     async def create() -> str:
         store = Store(settings.database_url)

@@ -4,11 +4,24 @@ control plane and the agent, driven by the same two settings (SLOTPOOL_LOG_LEVEL
 from __future__ import annotations
 
 import logging
+import sys
 
 import structlog
 
 
-def configure_logging(*, level: str, log_format: str) -> None:
+class _StandardError:
+    """Standard error as it is when a line is written (not when logging was configured)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def configure_logging(*, level: str, log_format: str, to_stderr: bool = False) -> None:
+    """Lines go to standard output, or with ``to_stderr`` to standard error (a command whose
+    output is data)."""
     number = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
@@ -24,5 +37,6 @@ def configure_logging(*, level: str, log_format: str) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(number),
+        logger_factory=structlog.PrintLoggerFactory(_StandardError() if to_stderr else None),  # type: ignore[arg-type]
     )
     logging.basicConfig(level=number, format="%(message)s")

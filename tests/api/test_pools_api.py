@@ -166,7 +166,7 @@ async def test_create_with_config_and_duplicate_name(api: Api) -> None:
     pool = await create_pool(api, k8s_config=SEED_RIGHT)
     assert re.fullmatch(r"pool-[a-z0-9]{16}", pool["pool_id"])
     assert pool["k8s_config"]["resources"]["limits"]["cpu"] == "500m"
-    assert pool["created_by"] == "admin"
+    assert pool["created_by"] == "configured"
     again = await api.client.post(POOLS, json={"name": "terraform"})
     assert again.status_code == 409
     assert "already exists" in again.json()["error"]

@@ -142,7 +142,7 @@ async def test_freeze_state_and_one_time_unfreeze(api: Api) -> None:
     assert lifted.json()["active"] is False
     assert lifted.json()["lifted_until"].startswith("2026-11-21T02:00:00")
     read = (await api.client.get(pool_path)).json()
-    assert read["one_time_unfreeze"]["by"] == "admin"
+    assert read["one_time_unfreeze"]["by"] == "configured"
     assert read["one_time_unfreeze"]["note"] == "hotfix"
     restored = await api.client.delete(f"{pool_path}/one-time-unfreeze")
     assert restored.json()["active"] is True

@@ -203,7 +203,10 @@ def test_drain_a_pod_of_a_local_pool(database_url: str, tmp_path: Path) -> None:
             again = without_server_log(
                 cli(env, "pools", "drain", "here", first, "-o", "yaml").stdout
             )
-            assert (again["state"], again["outcome"]["text"]) == ("draining", "drained by admin")
+            assert (again["state"], again["outcome"]["text"]) == (
+                "draining",
+                "drained by configured",
+            )
 
             report = without_server_log(cli(env, "pools", "sync", "here", "-o", "yaml").stdout)
             assert report["removed"] == [first]  # idle: deleted at once, and replaced
@@ -218,11 +221,11 @@ def test_drain_a_pod_of_a_local_pool(database_url: str, tmp_path: Path) -> None:
                 cli(env, "pools", "sync", "here")
                 time.sleep(0.2)
             gone = listed()[first]
-            assert (gone["state"], gone["outcome"]["text"]) == ("deleted", "drained by admin")
+            assert (gone["state"], gone["outcome"]["text"]) == ("deleted", "drained by configured")
             assert listed()[second]["outcome"] is None
             table = cli(env, "pools", "pods", "here").stdout
             (line,) = [line for line in table.splitlines() if line.startswith(first)]
-            assert line.split()[1:5] == ["deleted", "drained", "by", "admin"], table
+            assert line.split()[1:5] == ["deleted", "drained", "by", "configured"], table
             missing = cli(env, "pools", "drain", "here", "no-such-pod", code=1)
             assert "pod no-such-pod not found" in missing.stderr
     finally:

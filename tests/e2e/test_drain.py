@@ -28,7 +28,7 @@ def test_a_busy_pod_drained_finishes_its_task_before_it_goes(server: Server) -> 
         drained = client.delete(f"/api/v1/agent-pools/{pool_id}/pods/{name}")
         assert drained.status_code == 202, drained.text
         assert drained.json()["state"] == "draining"
-        assert drained.json()["outcome"]["text"] == "drained by admin"
+        assert drained.json()["outcome"]["text"] == "drained by configured"
         later = submit(client, pool_id, command="echo elsewhere")
 
         # While its task runs, the drained Pod stays: never deleted with a busy slot.
@@ -54,6 +54,6 @@ def test_a_busy_pod_drained_finishes_its_task_before_it_goes(server: Server) -> 
         assert gone["outcome"] == {
             "cause": "drained",
             "deliberate": True,
-            "by": "admin",
-            "text": "drained by admin",
+            "by": "configured",
+            "text": "drained by configured",
         }

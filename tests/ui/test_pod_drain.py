@@ -39,13 +39,15 @@ def test_drain_a_pod_from_the_pods_grid(signed_in: Page, server: Server, shot: S
 
     answer(accept=True)
     drain.click()
-    expect(page.get_by_role("status")).to_contain_text(f"Pod {name} is draining: drained by admin")
+    expect(page.get_by_role("status")).to_contain_text(
+        f"Pod {name} is draining: drained by configured"
+    )
     shot("drain-asked")
 
     # Idle, it is deleted, and the pool's one Pod is replaced.
     old = pods_table(page).filter(has=page.get_by_role("rowheader", name=name))
     expect(old.locator(".badge-deleted")).to_have_text("deleted", timeout=SLOW)
-    expect(old.locator(".outcome-deliberate")).to_have_text("drained by admin")
+    expect(old.locator(".outcome-deliberate")).to_have_text("drained by configured")
     expect(old.locator(".badge-failed, .outcome-failure")).to_have_count(0)
     expect(old.get_by_role("button", name=f"Drain {name}")).to_have_count(0)
     expect_ready_pods(page, 1)

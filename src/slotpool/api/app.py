@@ -15,7 +15,17 @@ from slotpool import __version__
 from slotpool.api import errors, ui
 from slotpool.api.deps import Services
 from slotpool.api.middleware import RequestSizeLimit, SecurityHeaders
-from slotpool.api.routes import agent, config, freeze, health, pods, pools, tasks, tokens
+from slotpool.api.routes import (
+    admin_tokens,
+    agent,
+    config,
+    freeze,
+    health,
+    pods,
+    pools,
+    tasks,
+    tokens,
+)
 from slotpool.clock import utc_now
 from slotpool.controller.assembly import PoolController
 from slotpool.controller.sweeper import Sweeper, stop
@@ -226,7 +236,7 @@ def create_app(
     # The last added runs first: headers on every answer, the 413 included.
     app.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(SecurityHeaders)
-    for module in (health, pools, config, freeze, tokens, pods, tasks, agent):
+    for module in (health, pools, config, freeze, tokens, pods, tasks, agent, admin_tokens):
         app.include_router(module.router)
     app.include_router(pods.sync_router)
     app.include_router(pods.events_router)

@@ -17,7 +17,13 @@ from slotpool.domain.freeze import FreezePolicy, FreezeSchedule, FreezeState
 from slotpool.domain.pools import POOL_NAME_PATTERN, POOL_NAME_RULE, Pool
 from slotpool.domain.tasks import Task, TaskStatus
 from slotpool.domain.text import Text
-from slotpool.domain.tokens import TOKEN_NAME_PATTERN, TOKEN_NAME_RULE, PoolToken, TokenStatus
+from slotpool.domain.tokens import (
+    TOKEN_NAME_PATTERN,
+    TOKEN_NAME_RULE,
+    AdminToken,
+    PoolToken,
+    TokenStatus,
+)
 from slotpool.services.stats import PoolCounts
 
 
@@ -270,6 +276,43 @@ class TokenRotated(BaseModel):
     rebuild: RebuildOut | None = Field(
         description="For the Secret's token: the Pods rebuilt to take the new token."
     )
+
+
+class AdminTokenCreate(_In):
+    name: str = Field(
+        pattern=TOKEN_NAME_PATTERN,
+        description="Unique; what audit fields record for this token's actions. "
+        + TOKEN_NAME_RULE
+        + "; not 'configured' (the name of SLOTPOOL_ADMIN_TOKEN)",
+    )
+    expires_at: AwareDatetime | None = Field(default=None, description="Default: never expires.")
+
+
+class AdminTokenOut(BaseModel):
+    name: str
+    status: TokenStatus
+    configured: bool = Field(
+        description="SLOTPOOL_ADMIN_TOKEN of the server's settings: changed there, not here."
+    )
+    created_by: str | None
+    created_at: datetime | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None = Field(description="Recorded at most once a minute.")
+
+    @classmethod
+    def of(cls, token: AdminToken, *, now: datetime) -> AdminTokenOut:
+        return cls.model_validate(
+            {**asdict(token), "status": token.status(now), "configured": token.configured}
+        )
+
+
+class AdminTokenCreated(AdminTokenOut):
+    token: str = Field(description="The token's value. Shown only in this answer; keep it.")
+
+
+class AdminTokenList(BaseModel):
+    items: list[AdminTokenOut]
 
 
 class StepOut(BaseModel):

@@ -17,6 +17,7 @@ app.registered_commands += server.app.registered_commands
 app.add_typer(server.admin_app, name="admin-token")
 app.add_typer(pools.pools_app, name="pools")
 app.add_typer(tokens.tokens_app, name="tokens")
+app.add_typer(tokens.admin_tokens_app, name="admin-tokens")
 app.add_typer(tasks.tasks_app, name="tasks")
 
 

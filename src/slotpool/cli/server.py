@@ -108,22 +108,41 @@ def _warn_of_reach(settings: Any) -> None:
 
 @admin_app.command("create")
 def admin_token_create(
-    name: Annotated[str, typer.Option(help="Who or what the token is for.")] = "admin",
+    name: Annotated[
+        str, typer.Option(help="Who or what the token is for; audit fields record it.")
+    ],
 ) -> None:
-    """Create another admin token in the database (e.g. when the first one was lost)."""
+    """Create an admin token in the database directly (when no admin token works any more;
+    otherwise `slotpool admin-tokens create` does it over the API). Prints its value once."""
     from slotpool.clock import utc_now
+    from slotpool.logs import configure_logging
     from slotpool.services.auth import AdminAuth
+    from slotpool.services.errors import ServiceError
     from slotpool.settings import Settings
     from slotpool.store.uow import Store
 
+    settings = Settings()
+    # The value is this command's output: the audit line goes to standard error.
+    configure_logging(level=settings.log_level, log_format=settings.log_format, to_stderr=True)
+
     async def create() -> str:
-        store = Store(Settings().database_url)
+        store = Store(settings.database_url)
         try:
-            return await AdminAuth(store, Settings(), utc_now).create_token(name)
+            auth = AdminAuth(store, settings, utc_now)
+            _, value = await auth.create(name, expires_at=None, by="slotpool admin-token create")
+            return value
         finally:
             await store.close()
 
-    out.print(asyncio.run(create()))
+    try:
+        value = asyncio.run(create())
+    except ServiceError as exc:
+        err.print(f"error: {exc.message}", markup=False)
+        for issue in exc.details:
+            err.print(f"  {issue.path}: {issue.message}", markup=False)
+        raise typer.Exit(code=1) from None
+    err.print(f"admin token {name} (shown only this once):", markup=False)
+    out.print(value, soft_wrap=True)
 
 
 @app.command()

@@ -1,4 +1,6 @@
-"""Admin authentication: a bearer token from the settings, or one generated on first start.
+"""Admin authentication and the admin tokens: the one in the settings, and named ones stored in
+the database (the first generated on first start when none is configured), listed, expiring,
+revoked. A token's name is who the caller is in every audit field.
 
 Tokens are long random strings, so a SHA-256 digest is a safe way to store them (a slow password
 hash protects guessable secrets; these are not guessable) and lets a lookup use an index.
@@ -8,19 +10,40 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Callable
 from datetime import datetime
 
-from slotpool.services.errors import Unauthorized
+import structlog
+
+from slotpool.domain.errors import Issue
+from slotpool.domain.tokens import (
+    CONFIGURED_ADMIN_TOKEN,
+    TOKEN_NAME_PATTERN,
+    TOKEN_NAME_RULE,
+    AdminToken,
+    TokenStatus,
+)
+from slotpool.services.errors import Conflict, Invalid, NotFound, Unauthorized
+from slotpool.services.tokens import TOUCH_INTERVAL
 from slotpool.settings import Settings
+from slotpool.store.errors import Conflict as StoreConflict
 from slotpool.store.uow import Store
 
+log = structlog.get_logger(__name__)
+
 ADMIN_TOKEN_PREFIX = "spa_"
+FIRST_TOKEN = "initial"  # the one generated on first start when none is configured
+CREATE_ANOTHER = "POST /api/v1/admin-tokens or `slotpool admin-tokens create NAME`"
 
 
 def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _when(instant: datetime | None) -> str:
+    return "" if instant is None else instant.isoformat(timespec="seconds")
 
 
 class AdminAuth:
@@ -36,26 +59,99 @@ class AdminAuth:
         async with self._store.unit_of_work() as uow:
             if await uow.admin_tokens.count() > 0:
                 return None
-            token = ADMIN_TOKEN_PREFIX + secrets.token_urlsafe(32)
-            await uow.admin_tokens.add(name="admin", token_hash=digest(token), now=self._clock())
-        return token
+        _, value = await self.create(FIRST_TOKEN, expires_at=None, by="slotpool (first start)")
+        return value
 
-    async def create_token(self, name: str) -> str:
-        token = ADMIN_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    async def create(
+        self, name: str, *, expires_at: datetime | None, by: str
+    ) -> tuple[AdminToken, str]:
+        """A new admin token; returns it and its value, which is never available again."""
+        now = self._clock()
+        issues = []
+        if not re.fullmatch(TOKEN_NAME_PATTERN, name):
+            issues.append(Issue("name", f"{name!r} is not a token name: {TOKEN_NAME_RULE}"))
+        elif name == CONFIGURED_ADMIN_TOKEN:
+            issues.append(Issue("name", f"{name!r} is the name of SLOTPOOL_ADMIN_TOKEN"))
+        if expires_at is not None and expires_at <= now:
+            issues.append(Issue("expires_at", "must be in the future"))
+        if issues:
+            raise Invalid("nothing was saved", issues)
+        value = ADMIN_TOKEN_PREFIX + secrets.token_urlsafe(32)
+        token = AdminToken(
+            name=name,
+            created_by=by,
+            created_at=now,
+            expires_at=expires_at,
+            revoked_at=None,
+            last_used_at=None,
+        )
         async with self._store.unit_of_work() as uow:
-            await uow.admin_tokens.add(name=name, token_hash=digest(token), now=self._clock())
-        return token
+            try:
+                await uow.admin_tokens.add(token, token_hash=digest(value))
+            except StoreConflict as exc:
+                raise Conflict(str(exc)) from None
+        log.info("admin token created", token=name, by=by, expires_at=_when(expires_at))
+        return token, value
+
+    async def tokens(self) -> list[AdminToken]:
+        """The configured token (if any) first, then the stored ones, oldest first."""
+        async with self._store.unit_of_work() as uow:
+            stored = await uow.admin_tokens.all()
+        return [*self._configured_token(), *stored]
+
+    def _configured_token(self) -> list[AdminToken]:
+        if self._configured is None:
+            return []
+        return [AdminToken(CONFIGURED_ADMIN_TOKEN, None, None, None, None, None)]
+
+    async def revoke(self, name: str, *, by: str) -> AdminToken:
+        """The token stops working at once. Refused for the configured token (the settings hold
+        it) and for the last token that works: nobody could sign in any more."""
+        if name == CONFIGURED_ADMIN_TOKEN and self._configured is not None:
+            raise Conflict(
+                "the token named configured is SLOTPOOL_ADMIN_TOKEN of the server's settings: "
+                "change or unset it there and restart the server"
+            )
+        now = self._clock()
+        async with self._store.unit_of_work() as uow:
+            working = await uow.admin_tokens.active_names(now=now)
+            token = await uow.admin_tokens.by_name(name)
+            if token is None:
+                raise NotFound(f"admin token {name} not found")
+            left = [n for n in working if n != name] + [t.name for t in self._configured_token()]
+            if token.status(now) is TokenStatus.active and not left:
+                raise Conflict(
+                    f"admin token {name} is the last one that works: revoked, it would lock "
+                    f"every admin out. Create another first ({CREATE_ANOTHER}), then revoke it"
+                )
+            await uow.admin_tokens.revoke(name, now=now)
+            revoked = await uow.admin_tokens.by_name(name)
+        assert revoked is not None
+        log.info("admin token revoked", token=name, by=by)
+        return revoked
 
     async def authenticate(self, token: str | None) -> str:
-        """The actor's name for audit fields; raises Unauthorized."""
+        """The name of the caller's admin token, which audit fields record; raises
+        Unauthorized, saying so when the token was revoked or has expired."""
         if not token:
             raise Unauthorized("missing bearer token: send 'Authorization: Bearer <admin token>'")
         configured = self._configured
         if configured is not None and hmac.compare_digest(
             token.encode(), configured.get_secret_value().encode()
         ):
-            return "admin"
+            return CONFIGURED_ADMIN_TOKEN
+        now = self._clock()
         async with self._store.unit_of_work() as uow:
-            if await uow.admin_tokens.exists(digest(token)):
-                return "admin"
-        raise Unauthorized("invalid admin token")
+            found = await uow.admin_tokens.by_hash(digest(token))
+            if found is None:
+                raise Unauthorized("invalid admin token")
+            status = found.status(now)
+            if status is TokenStatus.revoked:
+                raise Unauthorized(
+                    f"admin token {found.name} was revoked at {_when(found.revoked_at)}"
+                )
+            if status is TokenStatus.expired:
+                raise Unauthorized(f"admin token {found.name} expired at {_when(found.expires_at)}")
+            if found.last_used_at is None or found.last_used_at < now - TOUCH_INTERVAL:
+                await uow.admin_tokens.touch(found.name, now=now, older_than=now - TOUCH_INTERVAL)
+        return found.name

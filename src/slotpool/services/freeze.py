@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from slotpool.clock import Clock
 from slotpool.domain.errors import Issue
@@ -17,7 +18,7 @@ from slotpool.domain.pools import Pool
 from slotpool.domain.signals import Signal
 from slotpool.services.errors import Conflict, Invalid, NotFound
 from slotpool.services.ids import new_schedule_id
-from slotpool.services.pools import require_pool
+from slotpool.services.pools import edit_pool, require_pool
 from slotpool.settings import Settings
 from slotpool.store.uow import Store
 
@@ -70,7 +71,7 @@ class FreezeService:
     ) -> FreezeSchedule:
         now = self._clock()
         async with self._store.unit_of_work() as uow:
-            pool = await require_pool(uow, pool_id)
+            pool = await edit_pool(uow, pool_id, by=by, now=now)  # first: the windows as now
             schedules = list(pool.freeze_schedules)
             ids = [s.id for s in schedules]
             if replace and schedule.id not in ids:
@@ -82,19 +83,17 @@ class FreezeService:
             else:
                 schedules.append(schedule)
             await uow.pools.replace_schedules(pool_id, schedules, now=now)
-            await uow.pools.update(pool_id, by=by, now=now)
             uow.signal(Signal.pool(pool_id))  # the controller acts on the windows now
         return schedule
 
     async def remove(self, pool_id: str, schedule_id: str, *, by: str) -> None:
         now = self._clock()
         async with self._store.unit_of_work() as uow:
-            pool = await require_pool(uow, pool_id)
+            pool = await edit_pool(uow, pool_id, by=by, now=now)  # first: the windows as now
             kept = [s for s in pool.freeze_schedules if s.id != schedule_id]
             if len(kept) == len(pool.freeze_schedules):
                 raise NotFound(f"freeze schedule {schedule_id} not found in {pool_id}")
             await uow.pools.replace_schedules(pool_id, kept, now=now)
-            await uow.pools.update(pool_id, by=by, now=now)
             uow.signal(Signal.pool(pool_id))  # the controller acts on the windows now
 
     async def unfreeze(
@@ -111,15 +110,14 @@ class FreezeService:
                     "nothing was saved",
                     [Issue("until", f"may be at most {MAX_UNFREEZE.days} days ahead")],
                 )
-            fields = {
+            fields: dict[str, Any] = {
                 "one_time_unfreeze_until": until,
                 "one_time_unfreeze_by": by,
                 "one_time_unfreeze_at": now,
                 "one_time_unfreeze_note": note,
             }
-            updated = await uow.pools.update(pool_id, by=by, now=now, **fields)
+            updated = await edit_pool(uow, pool_id, by=by, now=now, **fields)
             uow.signal(Signal.pool(pool_id))  # the controller acts on the windows now
-        assert updated is not None
         return self.state(updated, now)
 
     def _end_of_active_freeze(self, pool: Pool, now: datetime) -> datetime:
@@ -140,8 +138,6 @@ class FreezeService:
             "one_time_unfreeze_note": None,
         }
         async with self._store.unit_of_work() as uow:
-            await require_pool(uow, pool_id)
-            updated = await uow.pools.update(pool_id, by=by, now=now, **fields)
+            updated = await edit_pool(uow, pool_id, by=by, now=now, **fields)
             uow.signal(Signal.pool(pool_id))  # the controller acts on the windows now
-        assert updated is not None
         return self.state(updated, now)

@@ -19,6 +19,7 @@ from slotpool.services.errors import Conflict, Invalid, NotFound, PreconditionFa
 from slotpool.services.ids import new_pool_id, new_schedule_id
 from slotpool.settings import Settings
 from slotpool.store.errors import Conflict as StoreConflict
+from slotpool.store.errors import StaleRevision
 from slotpool.store.pools import NewPool
 from slotpool.store.uow import Store, UnitOfWork
 
@@ -46,12 +47,44 @@ async def require_pool(uow: UnitOfWork, pool_id: str) -> Pool:
     return pool
 
 
+def stale(pool_id: str, current: int, expected: int) -> PreconditionFailed:
+    return PreconditionFailed(
+        f"agent pool {pool_id} is at revision {current}, not {expected}: "
+        "it was changed meanwhile; read it again and retry"
+    )
+
+
 def check_revision(pool: Pool, expected: int | None) -> None:
+    """Refuse early what the conditional write (``edit_pool``) would refuse anyway."""
     if expected is not None and expected != pool.revision:
-        raise PreconditionFailed(
-            f"agent pool {pool.pool_id} is at revision {pool.revision}, not {expected}: "
-            "it was changed meanwhile; read it again and retry"
+        raise stale(pool.pool_id, pool.revision, expected)
+
+
+async def edit_pool(
+    uow: UnitOfWork,
+    pool_id: str,
+    *,
+    by: str,
+    now: datetime,
+    expected_revision: int | None = None,
+    **fields: Any,
+) -> Pool:
+    """Every edit of a pool starts here: one conditional UPDATE moves its revision by one (only
+    from ``expected_revision``, when given: 412 otherwise) and sets ``fields``. Whatever else the
+    edit changes (its windows) is read from the pool this returns, which nobody else can edit
+    until the unit of work ends."""
+    try:
+        pool = await uow.pools.update(
+            pool_id, by=by, now=now, expected_revision=expected_revision, **fields
         )
+    except StoreConflict as exc:
+        raise Conflict(str(exc)) from None
+    except StaleRevision as exc:
+        assert expected_revision is not None  # only a conditional write finds a stale one
+        raise stale(pool_id, exc.current, expected_revision) from None
+    if pool is None:
+        raise NotFound(f"agent pool {pool_id} not found")
+    return pool
 
 
 def with_schedule_ids(
@@ -141,13 +174,14 @@ class PoolService:
         self, pool_id: str, *, changes: dict[str, str], by: str, expected_revision: int | None
     ) -> Pool:
         async with self._store.unit_of_work() as uow:
-            check_revision(await require_pool(uow, pool_id), expected_revision)
-            try:
-                updated = await uow.pools.update(pool_id, by=by, now=self._clock(), **changes)
-            except StoreConflict as exc:
-                raise Conflict(str(exc)) from None
-            assert updated is not None  # the row was read in this transaction
-            return updated
+            return await edit_pool(
+                uow,
+                pool_id,
+                by=by,
+                now=self._clock(),
+                expected_revision=expected_revision,
+                **changes,
+            )
 
     async def delete(self, pool_id: str) -> None:
         async with self._store.unit_of_work() as uow:
@@ -163,9 +197,16 @@ class PoolService:
             pool = await require_pool(uow, pool_id)
             check_revision(pool, expected_revision)
             config = self._checked(config, pool.pool_type)
-            await uow.pools.update(pool_id, by=by, now=now, k8s_config=stored_form(config))
+            saved = await edit_pool(
+                uow,
+                pool_id,
+                by=by,
+                now=now,
+                expected_revision=expected_revision,
+                k8s_config=stored_form(config),
+            )
             if config.freeze_schedules is not None:
-                windows = with_schedule_ids(config.freeze_schedules, pool.freeze_schedules)
+                windows = with_schedule_ids(config.freeze_schedules, saved.freeze_schedules)
                 await uow.pools.replace_schedules(pool_id, windows, now=now)
             uow.signal(Signal.pool_config(pool_id))  # read again: it may have become one to keep
             return await require_pool(uow, pool_id)

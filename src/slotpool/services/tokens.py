@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 from slotpool.clock import Clock
 from slotpool.domain.errors import Issue
+from slotpool.domain.events import NewEvent, Outcome
 from slotpool.domain.tokens import TOKEN_PREFIX, PoolToken, TokenStatus, token_digest
 from slotpool.services.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from slotpool.services.ids import new_token_id
@@ -22,6 +23,28 @@ from slotpool.store.uow import Store
 
 # last_used_at is written at most this often per token; agents call every few seconds.
 TOUCH_INTERVAL = timedelta(seconds=60)
+
+
+def _revoked_by(name: str, by: str) -> NewEvent:
+    """The pool's event log says who revoked which token (an admin token's name)."""
+    return NewEvent(
+        action="revoke_token",
+        reason="revoked",
+        message=f"{by} revoked the agent token {name}",
+        outcome=Outcome.done,
+        inputs={"token": name, "by": by},
+    )
+
+
+def secret_token_message(pool_id: str, name: str) -> str:
+    return (
+        f"token {name} is the one the Secret of {pool_id} holds: its Pods run with it, so "
+        "revoking it would lose their running tasks and leave new Pods with a dead token. "
+        f"Rotate it instead: POST /api/v1/agent-pools/{pool_id}/tokens/{name}/rotate "
+        f"(slotpool tokens rotate {pool_id} {name}) puts a new token in the Secret and rebuilds "
+        "the Pods onto it; the old one is revoked once no Pod runs with it, or at the end of "
+        "overlap_seconds (0: at once, and tasks still running with it are lost)"
+    )
 
 
 @dataclass(frozen=True)
@@ -91,12 +114,19 @@ class TokenService:
         assert expiring is not None
         return expiring, new, value
 
-    async def revoke(self, pool_id: str, name: str) -> PoolToken:
+    async def revoke(self, pool_id: str, name: str, *, by: str) -> PoolToken:
+        """The token stops working at once. Not the one the pool's Secret holds: every Pod of
+        the pool runs with it, so its running tasks would be lost and the Pods replacing them
+        would start with a dead token; that one is rotated instead (409 says how)."""
         now = self._clock()
         async with self._store.unit_of_work() as uow:
-            await require_pool(uow, pool_id)
+            pool = await require_pool(uow, pool_id)
             token = await self._require(uow.pool_tokens, pool_id, name)
-            await uow.pool_tokens.revoke(token.id, now=now)
+            if name == pool.agent_token and token.status(now) is TokenStatus.active:
+                raise Conflict(secret_token_message(pool_id, name))
+            if token.revoked_at is None:
+                await uow.pool_tokens.revoke(token.id, now=now)
+                await uow.events.add(pool_id, [_revoked_by(name, by)], now=now)
             revoked = await uow.pool_tokens.by_name(pool_id, name)
         assert revoked is not None
         return revoked

@@ -3,3 +3,11 @@
 
 class Conflict(Exception):
     """A uniqueness rule or a concurrent change refused the write."""
+
+
+class StaleRevision(Exception):
+    """A conditional write found the row at another revision than the one it was given."""
+
+    def __init__(self, current: int) -> None:
+        super().__init__(f"the row is at revision {current}")
+        self.current = current

@@ -13,11 +13,12 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from slotpool.domain.config import PoolConfig, PoolType
 from slotpool.domain.freeze import FreezePolicy, FreezeSchedule
 from slotpool.domain.pools import OneTimeUnfreeze, Pool
-from slotpool.store.errors import Conflict
+from slotpool.store.errors import Conflict, StaleRevision
 from slotpool.store.models import AgentPoolRow, FreezeScheduleRow
 
 
@@ -129,16 +130,49 @@ class PoolRepository:
         self._rows[row.pool_id] = row
         return _pool(row)
 
-    async def update(self, pool_id: str, *, by: str, now: datetime, **fields: Any) -> Pool | None:
-        """Set columns (name, description, k8s_config, one_time_unfreeze_*) and bump revision."""
-        row = await self._row(pool_id)
-        if row is None:
-            return None
-        for key, value in fields.items():
-            setattr(row, key, value)
-        row.revision += 1
-        row.updated_by, row.updated_at = by, now
-        await self._flush(f"a pool named {fields.get('name')!r} already exists")
+    async def update(
+        self,
+        pool_id: str,
+        *,
+        by: str,
+        now: datetime,
+        expected_revision: int | None = None,
+        **fields: Any,
+    ) -> Pool | None:
+        """An edit: set columns (name, description, k8s_config, one_time_unfreeze_*) and move
+        the revision by one, in one UPDATE whose ``revision + 1`` the database computes; with
+        ``expected_revision``, only if the pool is still at it (``StaleRevision`` otherwise).
+
+        The write comes first: on PostgreSQL it holds the pool's row until the unit of work
+        ends, so what the caller reads of the pool afterwards (it is returned as it is now,
+        windows included) stays as read until it commits, and two edits never both build on
+        one state. ``None`` if there is no such pool."""
+        statement = update(AgentPoolRow).where(AgentPoolRow.pool_id == pool_id)
+        if expected_revision is not None:
+            statement = statement.where(AgentPoolRow.revision == expected_revision)
+        values = {**fields, "updated_by": by, "updated_at": now}
+        try:
+            revision = await self._session.scalar(
+                statement.values(**values, revision=AgentPoolRow.revision + 1)
+                .returning(AgentPoolRow.revision)
+                .execution_options(synchronize_session=False)
+            )
+        except IntegrityError as exc:
+            raise Conflict(f"a pool named {fields.get('name')!r} already exists") from exc
+        if revision is None:
+            current = await self._session.scalar(
+                select(AgentPoolRow.revision).where(AgentPoolRow.pool_id == pool_id)
+            )
+            if current is None:
+                return None
+            raise StaleRevision(current)
+        row = self._rows.get(pool_id)
+        if row is None or row.revision != revision - 1:
+            return await self._fresh(pool_id)
+        # Read in this unit of work, and no other edit came between: the row is as read, but
+        # for this edit (windows move only with an edit; so does the revision).
+        for key, value in {**values, "revision": revision}.items():
+            set_committed_value(row, key, value)
         return _pool(row)
 
     async def set_token_state(self, pool_id: str, **fields: Any) -> Pool | None:
@@ -204,6 +238,18 @@ class PoolRepository:
             delete(AgentPoolRow).where(AgentPoolRow.pool_id == pool_id)
         )
         return bool(getattr(result, "rowcount", 0))
+
+    async def _fresh(self, pool_id: str) -> Pool | None:
+        """The pool as the database has it now, windows included (not the session's copy)."""
+        row = await self._session.scalar(
+            select(AgentPoolRow)
+            .where(AgentPoolRow.pool_id == pool_id)
+            .execution_options(populate_existing=True)
+        )
+        if row is None:
+            return None
+        self._rows[pool_id] = row
+        return _pool(row)
 
     async def _row(self, pool_id: str) -> AgentPoolRow | None:
         # The session's identity map holds rows weakly, and callers keep only the domain Pool,

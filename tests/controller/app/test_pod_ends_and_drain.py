@@ -80,8 +80,8 @@ async def test_a_drained_pod_takes_no_new_task_finishes_its_own_then_goes(world:
     assert body["outcome"] == {
         "cause": "drained",
         "deliberate": True,
-        "by": "admin",
-        "text": "drained by admin",
+        "by": "configured",
+        "text": "drained by configured",
     }
 
     queued = await world.submit(pool_id, command="true")
@@ -101,11 +101,15 @@ async def test_a_drained_pod_takes_no_new_task_finishes_its_own_then_goes(world:
     assert report.removed == [name]
     assert report.created == [], "the replacement is there already: no churn"
     assert name not in world.runtime.names(pool_id)
-    assert ending((await pods(world, pool_id))[name]) == ("terminating", "drained by admin", True)
+    assert ending((await pods(world, pool_id))[name]) == (
+        "terminating",
+        "drained by configured",
+        True,
+    )
     world.clock.advance(seconds=1)
     await world.sync(pool_id)
     listed = await pods(world, pool_id)
-    assert ending(listed[name]) == ("deleted", "drained by admin", True)
+    assert ending(listed[name]) == ("deleted", "drained by configured", True)
     assert set(world.runtime.names(pool_id)) == {replacement}
     assert (await world.sync(pool_id)).created == [], "and none after it"
 

@@ -77,7 +77,9 @@ def rotated_message(rotated: Rotated, name: str) -> str:
 
 @router.delete("/{name}", response_model=TokenOut)
 async def revoke_token(
-    pool_id: PoolId, name: TokenName, services: ServicesDep, _: Admin
+    pool_id: PoolId, name: TokenName, services: ServicesDep, actor: Admin
 ) -> TokenOut:
-    """Revoke: the token stops working at once and stays listed as revoked."""
-    return TokenOut.of(await services.tokens.revoke(pool_id, name), now=services.pools.now())
+    """Revoke: the token stops working at once and stays listed as revoked (the pool's events
+    say who revoked it). 409 for the token the pool's Secret holds: rotate that one."""
+    revoked = await services.tokens.revoke(pool_id, name, by=actor)
+    return TokenOut.of(revoked, now=services.pools.now())

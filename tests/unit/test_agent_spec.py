@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from slotpool.domain.agent_spec import (
     AGENT_NAME,
+    POD_UID,
     AgentSpec,
     KubernetesPart,
     PodContext,
@@ -65,7 +66,8 @@ FULL_POD_JSON = (
     '{"name": "SLOTPOOL_POOL_ID", "value": "pool-abc"}, {"name": "SLOTPOOL_AGENT_NAME", '
     '"valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}, {"name": "SLOTPOOL_SLOTS", '
     '"value": "7"}, {"name": "SLOTPOOL_AGENT_TOKEN", "valueFrom": {"secretKeyRef": {"name": '
-    '"slotpool-agent-token-pool-abc", "key": "token"}}}, {"name": "ALPHA", "value": "two"}, '
+    '"slotpool-agent-token-pool-abc", "key": "token"}}}, {"name": "SLOTPOOL_POD_UID", '
+    '"valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}}, {"name": "ALPHA", "value": "two"}, '
     '{"name": "ZED", "value": "1"}], "resources": {"requests": {"cpu": "250m"}, "limits": '
     '{"memory": "512Mi", "cpu": "500m"}}, "securityContext": {"allowPrivilegeEscalation": '
     'false, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": true, "seccompProfile": '
@@ -87,6 +89,7 @@ def injected(slots: str) -> dict[str, object]:
         "SLOTPOOL_AGENT_NAME": AGENT_NAME,
         "SLOTPOOL_SLOTS": slots,
         "SLOTPOOL_AGENT_TOKEN": TOKEN,
+        "SLOTPOOL_POD_UID": POD_UID,
     }
 
 

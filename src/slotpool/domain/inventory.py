@@ -34,6 +34,7 @@ class Listed:
     deleting: bool
     ended: bool
     why: str = ""
+    uid: str | None = None  # what its agent proves itself with (agent_identity.py)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,6 +48,7 @@ class Adopt:
     reason: str
     config_hash: str | None
     created_at: datetime
+    uid: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -184,6 +186,7 @@ def _adopt(seen: _Seen) -> Adopt:
         reason=seen.reason,
         config_hash=pod.config_hash,
         created_at=pod.created_at,
+        uid=pod.uid,
     )
 
 

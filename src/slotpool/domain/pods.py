@@ -92,6 +92,10 @@ class Pod:
     phase: str | None = None
     node: str | None = None
     updated_at: datetime | None = None
+    # The SHA-256 of what proves slotpool launched it (agent_identity.py); None for static agents.
+    uid_digest: str | None = None
+    # Whether an agent registered and holds the pod's credential (only its digest is kept).
+    has_credential: bool = False
 
     @property
     def all_idle(self) -> bool:

@@ -32,6 +32,7 @@ from slotpool.domain.agent_spec import (
     AgentNameRef,
     AgentSpec,
     EnvValue,
+    PodUidRef,
     token_secret_name,
 )
 from slotpool.runtime.base import (
@@ -59,6 +60,7 @@ class LocalPod:
     alive: bool
     exit_code: int | None
     created_at: datetime
+    uid: str | None = None  # the launch secret its agent registers with (None: older record)
 
     def as_runtime_pod(self) -> RuntimePod:
         if self.alive:
@@ -79,6 +81,7 @@ class LocalPod:
             created_at=self.created_at,
             deleting=False,
             ip=None,
+            uid=self.uid,
         )
 
 
@@ -154,7 +157,10 @@ class LocalRuntime:
         """Start the agent process ``spec`` describes, named like a Pod of its pool."""
         name = spec.name_prefix + "".join(secrets.choice(NAME_ALPHABET) for _ in range(5))
         pool_id, config_hash = spec.pool_id, spec.config_hash
-        env = self._environment(spec.environment, name)
+        # The pod's uid: a launch secret only this agent process learns, its proof that it is
+        # the agent slotpool started (domain/agent_identity.py).
+        uid = secrets.token_urlsafe(32)
+        env = self._environment(spec.environment, name, uid)
         env["SLOTPOOL_WORK_DIR"] = str(self._work_dir / name)
         log_path = self._pods_dir / f"{name}.log"
         with log_path.open("ab") as log:
@@ -174,17 +180,22 @@ class LocalRuntime:
             "pid": child.pid,
             "config_hash": config_hash,
             "created_at": created.isoformat(),
+            "uid": uid,
         }
-        (self._pods_dir / f"{name}.json").write_text(json.dumps(record))
-        return LocalPod(name, pool_id, child.pid, config_hash, log_path, True, None, created)
+        record_fd = os.open(self._pods_dir / f"{name}.json", os.O_WRONLY | os.O_CREAT, 0o600)
+        with os.fdopen(record_fd, "w") as handle:
+            json.dump(record, handle)
+        return LocalPod(name, pool_id, child.pid, config_hash, log_path, True, None, created, uid)
 
-    def _environment(self, spec_env: Mapping[str, EnvValue], name: str) -> dict[str, str]:
+    def _environment(self, spec_env: Mapping[str, EnvValue], name: str, uid: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SLOTPOOL_")}
         for variable, value in spec_env.items():
             if isinstance(value, str):
                 env[variable] = value
             elif isinstance(value, AgentNameRef):
                 env[variable] = name
+            elif isinstance(value, PodUidRef):
+                env[variable] = uid
             else:
                 env[variable] = (self.read_secret(value.secret) or {}).get(value.key, "")
         return env
@@ -206,6 +217,7 @@ class LocalRuntime:
                     alive=alive,
                     exit_code=code,
                     created_at=_created_at(record, record_path),
+                    uid=record.get("uid"),
                 )
             )
         return pods

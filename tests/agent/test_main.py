@@ -25,6 +25,8 @@ def agent_env(plane: FakeControlPlane, work_dir: Path) -> dict[str, str]:
         "SLOTPOOL_SLOTS": "1",
         "SLOTPOOL_AGENT_TOKEN": "good",
         "SLOTPOOL_WORK_DIR": str(work_dir),
+        # The steps here write next to their working directory, the agent's: as the agent.
+        "SLOTPOOL_STEP_USER": "none",
     }
 
 

@@ -3,6 +3,8 @@ for the end-to-end tests of local pools."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +16,16 @@ from tests.support.server import ServerProcess, server_process, server_settings
 
 ADMIN = "e2e-admin-token-0123456789abcdef"
 Server = ServerProcess
+
+
+@pytest.fixture
+def shared() -> Iterator[Path]:
+    """A directory both the test and its tasks' steps write to: an agent running as root runs
+    its steps as ``nobody`` (agent/isolation.py), who cannot reach the test's ``tmp_path``."""
+    path = Path(tempfile.mkdtemp(prefix="slotpool-e2e-"))
+    path.chmod(0o1777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

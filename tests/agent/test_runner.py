@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from slotpool.agent.process import StepOutcome
 from slotpool.agent.isolation import StepUser
+from slotpool.agent.process import StepOutcome
 from slotpool.agent.runner import BASE_VARIABLES, SlotRunner
 from slotpool.agent.slots import AlreadyRunning, SlotConflict, SlotTable, Workdirs
 from slotpool.domain.tasks import StepStatus

@@ -113,12 +113,13 @@ def test_the_pool_token_registers_no_made_up_name_and_no_live_pod(
         assert "its own credential" in taken.json()["error"]
 
         # The pool token does nothing else: no heartbeat, claim, log or result.
-        for path, body in [
+        calls: list[tuple[str, dict[str, Any]]] = [
             (f"pods/{pod}/heartbeat", {}),
             (f"pods/{pod}/claim", {"free_slots": [0]}),
             (f"tasks/{task_id}/logs", {"step_index": 0, "seq": 99, "data": "forged"}),
             (f"tasks/{task_id}/steps/0/result", {"status": "succeeded", "exit_code": 0}),
-        ]:
+        ]
+        for path, body in calls:
             refused = agent_post(server, token, pool_id, path, body)
             assert refused.status_code == 403, (path, refused.text)
             assert "only registers" in refused.json()["error"]
@@ -190,13 +191,14 @@ def test_an_agent_credential_reaches_only_its_own_pod_tasks_and_running_steps(
             {"name": "intruder", "slots": 1, "credential": credential},
         )
         assert joined.status_code == 200, joined.text
-        for path, body in [
+        calls = [
             ("pods/victim/heartbeat", {}),
             ("pods/victim/claim", {"free_slots": [0]}),
             (f"tasks/{victim_task}/logs", {"step_index": 0, "seq": 99, "data": "forged"}),
             (f"tasks/{victim_task}/steps/0/result", {"status": "succeeded", "exit_code": 0}),
             ("register", {"name": "victim", "slots": 1}),
-        ]:
+        ]
+        for path, body in calls:
             refused = agent_post(server, credential, pool_id, path, body)
             assert refused.status_code == 403, (path, refused.text)
 

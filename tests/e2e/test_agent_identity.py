@@ -191,7 +191,7 @@ def test_an_agent_credential_reaches_only_its_own_pod_tasks_and_running_steps(
             {"name": "intruder", "slots": 1, "credential": credential},
         )
         assert joined.status_code == 200, joined.text
-        calls = [
+        calls: list[tuple[str, dict[str, Any]]] = [
             ("pods/victim/heartbeat", {}),
             ("pods/victim/claim", {"free_slots": [0]}),
             (f"tasks/{victim_task}/logs", {"step_index": 0, "seq": 99, "data": "forged"}),

@@ -18,14 +18,23 @@ ADMIN = "e2e-admin-token-0123456789abcdef"
 Server = ServerProcess
 
 
-@pytest.fixture
-def shared() -> Iterator[Path]:
-    """A directory both the test and its tasks' steps write to: an agent running as root runs
-    its steps as ``nobody`` (agent/isolation.py), who cannot reach the test's ``tmp_path``."""
+@pytest.fixture(scope="session")
+def _shared_root() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="slotpool-e2e-"))
-    path.chmod(0o1777)
+    path.chmod(0o755)
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def shared(_shared_root: Path, tmp_path: Path) -> Path:
+    """A directory both the test and its tasks' steps write to: an agent running as root runs
+    its steps as ``nobody`` (agent/isolation.py), who cannot reach the test's ``tmp_path``.
+    Kept until the session ends: a step may still look for a file in it after its test."""
+    path = _shared_root / tmp_path.name
+    path.mkdir(mode=0o1777)
+    path.chmod(0o1777)  # whatever the umask
+    return path
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ Optional variables beyond the protocol's:
 * ``SLOTPOOL_POD_UID``: the pod's uid, its proof at registration (set by slotpool for the pods
   it launches; static agents have none).
 * ``SLOTPOOL_STEP_USER``: who steps run as (``isolation.py``): a user name or uid, ``none`` for
-  the agent's own user; unset: ``nobody`` if the agent runs as root with ``CAP_SYS_PTRACE``.
+  the agent's own user; unset: ``nobody`` if the agent runs as root.
 * ``SLOTPOOL_STEP_ENV``: names of the agent's variables its steps get too (comma-separated; the
   pool's ``env``, set by slotpool), beside the base every step gets (``runner.py``).
 """

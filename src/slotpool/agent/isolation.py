@@ -9,11 +9,11 @@ the pool token (until it registered), its pod's uid, and its own credential. So:
 * it takes the secrets out of ``os.environ`` once read (what the kernel keeps of the initial
   environment is behind the non-dumpable flag);
 * steps get a **clean environment** (``runner.step_environment``): never the agent's own;
-* root has ``CAP_SYS_PTRACE``, so a step running as root reads a non-dumpable process all the
-  same: an agent running as root with that capability runs its steps as an unprivileged
-  **step user** (``SLOTPOOL_STEP_USER``, default ``nobody``). In a container without the
-  capability (the Pods slotpool builds drop every capability and run as non-root), non-dumpable
-  suffices and steps run as the agent's user.
+* a step running as root reads a non-dumpable process all the same (with ``CAP_SYS_PTRACE``
+  anything; without it, on Linux 6.18, still ``/proc/<agent>/environ``): an agent running as
+  root runs its steps as an unprivileged **step user** (``SLOTPOOL_STEP_USER``, default
+  ``nobody``). An agent running as another user (the Pods slotpool builds run as non-root
+  without capabilities) runs them as itself: non-dumpable suffices there.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass
 
 PR_SET_DUMPABLE = 4
-CAP_SYS_PTRACE = 19
 DEFAULT_STEP_USER = "nobody"
+NOBODY_ID = 65534  # nobody's uid and gid where it has no name
 AGENT_S_OWN_USER = "none"  # SLOTPOOL_STEP_USER=none: steps run as the agent's user
 
 
@@ -61,10 +61,10 @@ def forget(environ: MutableMapping[str, str], *names: str) -> None:
 
 def step_user(setting: str | None) -> StepUser | None:
     """Who steps run as: ``setting`` (a user name or uid; ``none``: the agent's own user), or
-    unset: ``nobody`` if this agent could read a non-dumpable process itself (root with
-    ``CAP_SYS_PTRACE``), else the agent's own user. None: the agent's own user."""
+    unset: ``nobody`` if the agent runs as root, else the agent's own user. None: the agent's
+    own user."""
     if setting is None:
-        return _user(DEFAULT_STEP_USER) if _can_ptrace_anyone() else None
+        return _nobody() if os.geteuid() == 0 else None
     setting = setting.strip()
     if setting == AGENT_S_OWN_USER:
         return None
@@ -89,15 +89,8 @@ def _user(name_or_uid: str) -> StepUser:
     return StepUser(entry.pw_name, entry.pw_uid, entry.pw_gid)
 
 
-def _can_ptrace_anyone() -> bool:
-    """Whether this process has CAP_SYS_PTRACE (root on a host: yes; in a container: rarely)."""
-    if os.geteuid() != 0:
-        return False
+def _nobody() -> StepUser:
     try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("CapEff:"):
-                    return bool(int(line.split()[1], 16) >> CAP_SYS_PTRACE & 1)
-    except OSError:
-        pass
-    return True  # root, and nothing says otherwise: assume the worst
+        return _user(DEFAULT_STEP_USER)
+    except IsolationError:
+        return StepUser(DEFAULT_STEP_USER, NOBODY_ID, NOBODY_ID)

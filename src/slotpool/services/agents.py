@@ -94,13 +94,14 @@ class AgentService:
         holder = await self._holder(caller, credential)
         if holder is not None and holder.name != name:
             raise Forbidden(f"this credential is agent {holder.name}'s, not agent {name}'s")
-        if holder is None and credential is None:
-            raise Invalid(
-                "a first registration binds the agent's own credential",
-                [Issue("credential", "required with the pool token: spa_ and 43 random chars")],
-            )
         if holder is None:
+            if credential is None:
+                raise Invalid(
+                    "a first registration binds the agent's own credential",
+                    [Issue("credential", "required with the pool token: spa_ and 43 random chars")],
+                )
             await self._record_if_launched(pool_id, name, pod_uid)
+        binds = None if holder is not None else credential  # what a first registration binds
         now = self._clock()
         async with self._store.unit_of_work() as uow:
             pool = await require_pool(uow, pool_id)
@@ -118,11 +119,12 @@ class AgentService:
                 slots=slots,
                 version=version,
                 config_hash=self._pools.config_hash(pool),
-                credential_digest=None if holder or not credential else token_digest(credential),
+                credential_digest=None if binds is None else token_digest(binds),
                 now=now,
             )
             # A new agent runs nothing yet, whatever it says: what its name held is gone.
-            await self._forget_what_it_no_longer_runs(uow, pod, running if holder else [], now=now)
+            still = running if binds is None else []
+            await self._forget_what_it_no_longer_runs(uow, pod, still, now=now)
             uow.signal(Signal.pool(pool_id))  # capacity arrived: the controller looks again
         await self._dispatcher.dispatch(pool_id)
         return RegisterAnswer(

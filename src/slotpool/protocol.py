@@ -21,13 +21,22 @@ it so), so the agent shares it without pulling in the control plane.
 
 from __future__ import annotations
 
-from typing import Annotated, NotRequired, TypeAlias
+from typing import Annotated, Any, NotRequired, TypeAlias
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 # pydantic reads a TypedDict from typing only on Python 3.12 and later.
 from typing_extensions import TypedDict
 
+from slotpool.domain.agent_identity import CREDENTIAL_PREFIX
 from slotpool.domain.bounds import StrictModel
 from slotpool.domain.config import PoolType
 from slotpool.domain.tasks import MAX_STEPS, StepSpec, StepStatus, Task
@@ -40,6 +49,8 @@ MAX_CLAIM_WAIT = 30  # seconds a claim may be held open
 # Characters of one log chunk: twice what the agent sends (64 KiB of output), and small enough
 # that a chunk, even with every character JSON-escaped, fits the smallest request size limit.
 MAX_LOG_CHUNK = 131_072
+# An agent's credential (domain/agent_identity.py): as secrets.token_urlsafe(32) makes them.
+CREDENTIAL_PATTERN = rf"^{CREDENTIAL_PREFIX}[A-Za-z0-9_-]{{43,128}}$"
 
 # Whole seconds as the control plane's settings have them (sent as 5, not 5.0); an agent's own
 # defaults, and a test's control plane, may use fractions.
@@ -74,12 +85,36 @@ class RunningStep(_Request):
 
 
 class RegisterRequest(_Request):
-    """``POST /register``: at start and after every reconnect, with what still runs."""
+    """``POST /register``: at start (with the pool token) and after every reconnect (with the
+    agent's credential), with what still runs."""
 
     name: str = Field(pattern=AGENT_NAME_PATTERN, max_length=253)
     slots: int = Field(ge=1, le=MAX_SLOTS)
     version: str = Field(default="", max_length=64)
     running: list[RunningStep] = Field(default_factory=list, max_length=MAX_SLOTS)
+    pod_uid: str | None = Field(
+        default=None,
+        max_length=128,
+        description="The pod's uid (SLOTPOOL_POD_UID): what proves an agent of a k8s or local "
+        "pool is the one slotpool started. Static agents have none.",
+    )
+    credential: str | None = Field(
+        default=None,
+        pattern=CREDENTIAL_PATTERN,
+        description="The agent's own credential, made by the agent at start (spa_ and 43 or "
+        "more random URL-safe characters) and kept in its memory only: the first registration "
+        "binds it to the agent, and every later call shows it as bearer instead of the pool "
+        "token. Required when the bearer is the pool token.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_absent_proofs(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Left out when unset, never sent as null: the request stays as it always was.
+        body: dict[str, Any] = handler(self)
+        return {k: v for k, v in body.items() if v is not None or k not in _PROOFS}
+
+
+_PROOFS = frozenset({"pod_uid", "credential"})
 
 
 class RegisterAnswer(_Answer):
@@ -204,7 +239,7 @@ class AgentPoolView(_Answer):
     pool_type: PoolType
     slots_per_pod: int
     config_hash: str | None
-    token_name: str
+    token_name: str  # the pool token's name; "" when an agent asks with its credential
 
 
 # -- the control plane's side: a task's step as an assignment ----------------------------------

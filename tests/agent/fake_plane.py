@@ -62,6 +62,7 @@ class FakeControlPlane:
         self, *, token: str = "good", heartbeat_seconds: float = 0.2, claim_wait: float = 0.5
     ) -> None:
         self.token = token
+        self.credential: str | None = None  # the agent's own, bound by its first registration
         self.heartbeat_seconds = heartbeat_seconds
         self.claim_wait = claim_wait
         self.events: list[Event] = []
@@ -170,7 +171,9 @@ class FakeControlPlane:
             if self.fail_status is not None:
                 self.failed_requests += 1
                 return JSONResponse({"error": "failing on purpose"}, status_code=self.fail_status)
-            if request.headers.get("authorization") != f"Bearer {self.token}":
+            bearer = request.headers.get("authorization", "").removeprefix("Bearer ")
+            # As the control plane: the pool token only registers; the rest takes the credential.
+            if bearer != self.credential and (kind != "register" or bearer != self.token):
                 return JSONResponse({"error": "unknown token"}, status_code=401)
             body = await request.json()
             self.events.append(Event(kind, dict(request.path_params), body))
@@ -182,6 +185,7 @@ class FakeControlPlane:
         return endpoint
 
     async def _register(self, call: _Call) -> Any:
+        self.credential = self.credential or call.body.get("credential")
         return {
             "name": call.body["name"],
             "heartbeat_seconds": self.heartbeat_seconds,

@@ -72,7 +72,9 @@ async def test_steps_run_and_report_output_then_results(
         "slots": 1,
         "version": register["version"],
         "running": [],
+        "credential": plane.credential,  # its own, bound by this registration
     }
+    assert register["credential"].startswith("spa_")
     assert plane.of_kind("claim")[0].body["free_slots"] == [0]
     _assert_logs_before_results(plane)
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from slotpool import __version__
 from slotpool.agent import AgentConfig, ConfigError
+from slotpool.agent.isolation import StepUser
 
 ENV = {
     "SLOTPOOL_SERVER_URL": "http://control-plane:8080/",
@@ -63,3 +65,23 @@ def test_a_missing_variable_is_named(variable: str) -> None:
 def test_a_malformed_variable_is_refused(variable: str, value: str) -> None:
     with pytest.raises(ConfigError, match=variable):
         AgentConfig.from_env({**ENV, variable: value})
+
+
+def test_the_pods_uid_and_the_pools_env_for_steps_are_read() -> None:
+    env = {**ENV, "SLOTPOOL_POD_UID": "uid-1", "SLOTPOOL_STEP_ENV": "PROXY, SLOTPOOL_AGENT_TOKEN"}
+    config = AgentConfig.from_env({**env, "PROXY": "http://proxy"})
+    assert config.pod_uid == "uid-1"
+    assert "uid-1" not in repr(config)
+    # slotpool's own variables are never passed on, whatever the list says.
+    assert dict(config.step_env) == {"PROXY": "http://proxy"}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the default for an agent running as root")
+def test_an_agent_running_as_root_runs_its_steps_as_nobody_unless_told() -> None:
+    assert AgentConfig.from_env(ENV).step_user == StepUser("nobody", 65534, 65534)
+    assert AgentConfig.from_env({**ENV, "SLOTPOOL_STEP_USER": "none"}).step_user is None
+    assert AgentConfig.from_env({**ENV, "SLOTPOOL_STEP_USER": "4242"}).step_user == StepUser(
+        "4242", 4242, 4242
+    )
+    with pytest.raises(ConfigError, match="no user 'no-such-user'"):
+        AgentConfig.from_env({**ENV, "SLOTPOOL_STEP_USER": "no-such-user"})

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
+
+import pytest
 
 from tests.agent.fake_plane import FakeControlPlane
 from tests.agent.helpers import read_pid, wait_until
@@ -25,11 +30,14 @@ def agent_env(plane: FakeControlPlane, work_dir: Path) -> dict[str, str]:
         "SLOTPOOL_SLOTS": "1",
         "SLOTPOOL_AGENT_TOKEN": "good",
         "SLOTPOOL_WORK_DIR": str(work_dir),
+        # The steps here write next to their working directory, the agent's: as the agent.
+        "SLOTPOOL_STEP_USER": "none",
     }
 
 
-async def start(env: dict[str, str]) -> asyncio.subprocess.Process:
+async def start(env: dict[str, str], *wrapper: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
+        *wrapper,
         sys.executable,
         "-m",
         "slotpool.agent",
@@ -71,3 +79,56 @@ async def test_a_missing_variable_is_named_and_the_agent_does_not_start(tmp_path
     output, _ = await asyncio.wait_for(agent.communicate(), 15)
     assert agent.returncode == 2
     assert b"SLOTPOOL_POOL_ID is not set" in output
+
+
+# As in a Pod: the agent and its steps share a user that is not root: here nobody, running the
+# system's Python (the venv's interpreter is in /root) with this checkout and the venv's packages.
+AS_NOBODY = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def nobody_runs_the_agent() -> bool:
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        return False
+    probe = [*AS_NOBODY, SYSTEM_PYTHON, "-c", "import slotpool.agent.main"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path[1:])}
+    return subprocess.run(probe, env=env, capture_output=True, check=False).returncode == 0
+
+
+@pytest.mark.skipif(not nobody_runs_the_agent(), reason="needs root, setpriv, a system Python")
+async def test_a_step_of_the_agents_own_user_cannot_read_the_agent(
+    plane: FakeControlPlane, tmp_path: Path
+) -> None:
+    """The agent is non-dumpable: a step of its own user (which may signal it) still cannot
+    read its /proc environ, memory or open files."""
+    script = (
+        "id -u; tr '\\0' '\\n' </proc/$PPID/environ; head -c 64 /proc/$PPID/mem | wc -c; "
+        "ls /proc/$PPID/fd; exit 0"
+    )
+    plane.add_task(TASK, {"run": script})
+    work = Path(tempfile.mkdtemp(prefix="slotpool-agent-test-"))
+    os.chmod(work, 0o1777)
+    env = agent_env(plane, work / "work")
+    del env["SLOTPOOL_STEP_USER"]  # the default: an agent that is not root runs steps as itself
+    env["SLOTPOOL_AGENT_TOKEN"] = plane.token = "spt_the-pool-token-of-this-test"
+    env["PYTHONPATH"] = os.pathsep.join(sys.path[1:])
+    agent = await asyncio.create_subprocess_exec(
+        *AS_NOBODY,
+        SYSTEM_PYTHON,
+        "-m",
+        "slotpool.agent",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        await wait_until(lambda: plane.results(TASK), seconds=20)
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(agent.communicate(), 15)
+        shutil.rmtree(work, ignore_errors=True)
+    seen = plane.output(TASK, 0)
+    assert seen.splitlines()[0] == "65534"  # the step ran as the agent's user
+    assert seen.count("Permission denied") == 3, seen
+    for secret in (plane.token, plane.credential or "spa_", "SLOTPOOL_"):
+        assert secret not in seen, seen

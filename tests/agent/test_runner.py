@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from pathlib import Path
 
 import pytest
 
+from slotpool.agent.isolation import StepUser
 from slotpool.agent.process import StepOutcome
-from slotpool.agent.runner import SlotRunner
+from slotpool.agent.runner import BASE_VARIABLES, SlotRunner
 from slotpool.agent.slots import AlreadyRunning, SlotConflict, SlotTable, Workdirs
 from slotpool.domain.tasks import StepStatus
 from slotpool.protocol import AssignedStep, Assignment, ResultAnswer
@@ -107,17 +109,46 @@ async def test_results_follow_the_steps_output(slots: SlotTable) -> None:
     ]
 
 
-async def test_the_step_environment(slots: SlotTable, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_step_gets_a_clean_environment(
+    slots: SlotTable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The base, the pool's variables passed on, the task's env, which step it is; nothing else
+    of the agent's, above all not its secrets."""
     monkeypatch.setenv("FROM_THE_AGENT", "yes")
+    monkeypatch.setenv("POOL_PROXY", "http://proxy")
     monkeypatch.setenv("SLOTPOOL_AGENT_TOKEN", "spt_secret")
-    script = (
-        'echo "$FROM_THE_AGENT $GREETING $SLOTPOOL_TASK_ID $SLOTPOOL_STEP_INDEX $SLOTPOOL_SLOT"'
-    )
-    script += '; echo "token=${SLOTPOOL_AGENT_TOKEN:-unset}"'
+    monkeypatch.setenv("SLOTPOOL_POD_UID", "launch-secret")
+    script = 'echo "$GREETING $POOL_PROXY $SLOTPOOL_TASK_ID $SLOTPOOL_STEP_INDEX $SLOTPOOL_SLOT"'
+    script += '; echo "path=${PATH:+set} home=${HOME:+set}"; env | cut -d= -f1 | sort'
     reporter = Recorder(ResultAnswer(release=True))
     first = step(3, script, slot=1, new_workdir=True, env={"GREETING": "hello"})
-    await run(slots, reporter, first)
-    assert reporter.output(3) == f"yes hello {TASK} 3 1\ntoken=unset\n"
+    runner = SlotRunner(
+        slots=slots,
+        reporter=reporter,
+        grace_seconds=1,
+        passed_env={"POOL_PROXY": "http://proxy"},
+    )
+    await runner.run(first, slots.begin(first))
+    greeting, base, *names = reporter.output(3).splitlines()
+    assert greeting == f"hello http://proxy {TASK} 3 1"
+    assert base == "path=set home=set"
+    allowed = {*BASE_VARIABLES, "GREETING", "POOL_PROXY", "PWD", "SHLVL", "_", "OLDPWD"}
+    allowed |= {"SLOTPOOL_TASK_ID", "SLOTPOOL_STEP_INDEX", "SLOTPOOL_SLOT"}
+    assert set(names) <= allowed, set(names) - allowed
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs steps as another user")
+async def test_a_step_user_runs_the_step_and_owns_its_workdir(tmp_path: Path) -> None:
+    user = StepUser("nobody", 65534, 65534)
+    slots = SlotTable(1, Workdirs(tmp_path / "work", user))
+    reporter = Recorder(ResultAnswer(release=True))
+    first = step(0, 'id -u; id -G; echo "$HOME"; touch made && stat -c %u made', new_workdir=True)
+    runner = SlotRunner(slots=slots, reporter=reporter, grace_seconds=1, user=user)
+    await runner.run(first, slots.begin(first))
+    workdir = tmp_path / "work" / TASK
+    # Its own user, no group of the agent's, its working directory its home and its own.
+    assert reporter.output(0).splitlines() == ["65534", "65534", str(workdir), "65534"]
+    assert reporter.results[0][2].status is StepStatus.succeeded
 
 
 async def test_a_cancelled_slot_reports_cancelled(slots: SlotTable) -> None:

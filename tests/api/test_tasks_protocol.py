@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -17,45 +18,70 @@ from tests.api.test_pools_api import POOLS, create_pool
 TASKS = "/api/v1/tasks"
 
 
+def new_credential() -> str:
+    """An agent's own credential, made as the agent makes it."""
+    return "spa_" + secrets.token_urlsafe(32)
+
+
 @dataclass
 class FakeAgent:
-    """Speaks the protocol from a test: every call is a real HTTP request to the real app."""
+    """Speaks the protocol from a test: every call is a real HTTP request to the real app.
+    ``http`` carries the pool token, which only registers; after that every call shows the
+    agent's own credential."""
 
     http: httpx.AsyncClient
     pool_id: str
     name: str
+    uid: str | None = None  # its pod's uid, in pools whose pods slotpool launches
+    credential: str = field(default_factory=new_credential)
+    registered: bool = False
 
     @property
     def base(self) -> str:
         return f"/api/v1/agent/pools/{self.pool_id}"
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """The agent's own credential as bearer, once it registered."""
+        return {"Authorization": f"Bearer {self.credential}"} if self.registered else {}
+
+    async def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        return await self.http.post(f"{self.base}/{path}", json=body, headers=self.headers)
+
     async def register(self, slots: int, running: list[dict[str, Any]] | None = None) -> Any:
-        body = {"name": self.name, "slots": slots, "version": "test", "running": running or []}
-        response = await self.http.post(f"{self.base}/register", json=body)
+        body = {
+            "name": self.name,
+            "slots": slots,
+            "version": "test",
+            "running": running or [],
+            "pod_uid": self.uid,
+            "credential": self.credential,
+        }
+        response = await self.post("register", body)
         assert response.status_code == 200, response.text
+        self.registered = True
         return response.json()
 
     async def claim(self, free: list[int], reserved: list[int] = (), wait: float = 0) -> Any:  # type: ignore[assignment]
         body = {"free_slots": free, "reserved_slots": list(reserved), "wait_seconds": wait}
-        response = await self.http.post(f"{self.base}/pods/{self.name}/claim", json=body)
+        response = await self.post(f"pods/{self.name}/claim", body)
         assert response.status_code == 200, response.text
         return response.json()
 
     async def log(self, task_id: str, step: int, seq: int, data: str) -> None:
         body = {"step_index": step, "seq": seq, "data": data}
-        response = await self.http.post(f"{self.base}/tasks/{task_id}/logs", json=body)
+        response = await self.post(f"tasks/{task_id}/logs", body)
         assert response.status_code == 204, response.text
 
     async def result(self, task_id: str, step: int, status: str, code: int | None = 0) -> Any:
         body = {"status": status, "exit_code": code}
-        path = f"{self.base}/tasks/{task_id}/steps/{step}/result"
-        response = await self.http.post(path, json=body)
+        response = await self.post(f"tasks/{task_id}/steps/{step}/result", body)
         assert response.status_code == 200, response.text
         return response.json()
 
     async def heartbeat(self, running: list[dict[str, Any]] | None = None) -> Any:
         body = {"running": running or [], "draining": False}
-        response = await self.http.post(f"{self.base}/pods/{self.name}/heartbeat", json=body)
+        response = await self.post(f"pods/{self.name}/heartbeat", body)
         assert response.status_code == 200, response.text
         return response.json()
 

@@ -3,8 +3,6 @@ for the end-to-end tests of local pools."""
 
 from __future__ import annotations
 
-import os
-import pwd
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -13,12 +11,30 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.agent_python import AGENT_USER
 from tests.support.ports import free_port
 from tests.support.server import ServerProcess, server_process, server_settings
 
 ADMIN = "e2e-admin-token-0123456789abcdef"
 Server = ServerProcess
+
+
+@pytest.fixture(scope="session")
+def _shared_root() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="slotpool-e2e-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def shared(_shared_root: Path, tmp_path: Path) -> Path:
+    """A directory both the test and its tasks' steps write to: an agent running as root runs
+    its steps as ``nobody`` (agent/isolation.py), who cannot reach the test's ``tmp_path``.
+    Kept until the session ends: a step may still look for a file in it after its test."""
+    path = _shared_root / tmp_path.name
+    path.mkdir(mode=0o1777)
+    path.chmod(0o1777)  # whatever the umask
+    return path
 
 
 @pytest.fixture
@@ -31,20 +47,6 @@ def server(tmp_path: Path) -> Iterator[Server]:
         settings, tmp_path / "server.log", port=port, extra_env=extra, grace=0
     ) as running:
         yield running
-
-
-@pytest.fixture
-def task_dir() -> Iterator[Path]:
-    """A directory for the files a test and its tasks share: as root, local agents and their
-    steps run as ``nobody``, who cannot enter the test's ``tmp_path``."""
-    path = Path(tempfile.mkdtemp(prefix="slotpool-task-files-"))
-    if os.geteuid() == 0:
-        entry = pwd.getpwnam(AGENT_USER)
-        os.chown(path, entry.pw_uid, entry.pw_gid)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def api(server: Server) -> httpx.Client:

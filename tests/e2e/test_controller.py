@@ -121,9 +121,9 @@ def test_a_burst_scales_to_max_replicas_and_back_to_min_removing_only_idle_pods(
 
 
 def test_deleting_a_pool_is_refused_while_work_runs_unless_forced(
-    server: Server, task_dir: Path
+    server: Server, shared: Path
 ) -> None:
-    release = task_dir / "release"
+    release = shared / "release"
     data = Path(server.env["SLOTPOOL_DATA_DIR"]) / "local-runtime"
     with api(server) as client:
         pool_id = pool(client, "doomed", min_replicas=1, max_replicas=1, slots_per_pod=1)

@@ -9,7 +9,9 @@ not by a loop that happened to run first.
 
 from __future__ import annotations
 
+import base64
 import itertools
+import secrets
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -281,6 +283,46 @@ def test_sync_recreates_deleted_pods_and_the_deleted_secret(cluster: Cluster) ->
         gone = sync(client, pool_id)
         by_name = {p["name"]: p for p in pods(client, pool_id)}
         assert all(by_name[name]["state"] == "failed" for name in old), (gone, by_name)
+
+
+def test_an_agent_proves_its_pod_with_the_uid_the_api_server_reports(cluster: Cluster) -> None:
+    """The real agent registers with its Pod's UID (the downward API) and runs a task; the
+    Secret's token with a wrong UID, none, or for a name slotpool did not create is refused,
+    and with the right UID too once the Pod's agent registered."""
+    namespace = new_namespace()
+    with cluster.api() as client:
+        pool_id = k8s_pool(client, config(namespace))
+        sync(client, pool_id)
+        wait_for(lambda: len(ready(client, pool_id)) == 1, what="1 ready pod", seconds=90)
+        (pod,) = cluster.live_pods(namespace)
+        assert pod.metadata is not None
+        name, uid = name_of(pod), pod.metadata.uid
+        secret = cluster.kube.get(Secret, f"slotpool-agent-token-{pool_id}", namespace=namespace)
+        assert secret.data is not None
+        token = base64.b64decode(secret.data["token"]).decode()
+
+        def register(agent: str, pod_uid: str | None) -> httpx.Response:
+            body = {"name": agent, "slots": 1, "credential": "spa_" + secrets.token_urlsafe(32)}
+            if pod_uid is not None:
+                body["pod_uid"] = pod_uid
+            return httpx.post(
+                f"{cluster.url}/api/v1/agent/pools/{pool_id}/register",
+                json=body,
+                headers={"Authorization": f"Bearer {token}"},
+            )
+
+        assert register(f"slotpool-{pool_id}-fake0", uid).status_code == 403
+        assert register(name, None).status_code == 403
+        wrong = register(name, "00000000-0000-0000-0000-000000000000")
+        assert wrong.status_code == 403, wrong.text
+        assert "is not the uid of pod" in wrong.json()["error"]
+        taken = register(name, uid)
+        assert taken.status_code == 409, taken.text
+
+        task_id = submit(client, pool_id, command="echo proven")
+        done = until_final(client, task_id)
+        log = client.get(f"{TASKS}/{task_id}/logs").text
+    assert (done["status"], done["pod_name"], log) == ("succeeded", name, "proven\n")
 
 
 def test_a_pod_that_no_node_can_take_stays_pending_with_the_schedulers_reason(

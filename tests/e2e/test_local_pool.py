@@ -93,8 +93,8 @@ def test_an_approved_step_runs_on_the_same_pod_slot_and_workdir(server: Server) 
     assert content == "planned"
 
 
-def test_cancel_stops_the_process(server: Server, task_dir: Path) -> None:
-    marker = task_dir / "pid"
+def test_cancel_stops_the_process(server: Server, shared: Path) -> None:
+    marker = shared / "pid"
     with api(server) as client:
         pool_id = local_pool(client, pods=1, slots=1)
         task_id = submit(client, pool_id, command=f"echo $$ > {marker}; sleep 60")
@@ -107,9 +107,9 @@ def test_cancel_stops_the_process(server: Server, task_dir: Path) -> None:
 
 
 def test_killing_an_agent_makes_its_tasks_lost_with_the_reason(
-    server: Server, task_dir: Path
+    server: Server, shared: Path
 ) -> None:
-    marker = task_dir / "started"
+    marker = shared / "started"
     with api(server) as client:
         pool_id = local_pool(client, pods=1, slots=1)
         task_id = submit(
@@ -125,8 +125,8 @@ def test_killing_an_agent_makes_its_tasks_lost_with_the_reason(
     assert "ended (exit code -9)" in done["reason"]
 
 
-def test_killing_the_control_plane_mid_task_loses_nothing(server: Server, task_dir: Path) -> None:
-    marker = task_dir / "started"
+def test_killing_the_control_plane_mid_task_loses_nothing(server: Server, shared: Path) -> None:
+    marker = shared / "started"
     with api(server) as client:
         pool_id = local_pool(client, pods=1, slots=1)
         task_id = submit(client, pool_id, command=f"touch {marker}; sleep 3; echo finished")
@@ -144,9 +144,9 @@ def test_killing_the_control_plane_mid_task_loses_nothing(server: Server, task_d
 
 
 def test_a_freeze_removes_idle_pods_keeps_busy_ones_and_an_unfreeze_brings_them_back(
-    server: Server, task_dir: Path
+    server: Server, shared: Path
 ) -> None:
-    release = task_dir / "release"
+    release = shared / "release"
     with api(server) as client:
         pool_id = local_pool(client, pods=2, slots=1)
         busy = submit(

@@ -28,8 +28,8 @@ def server(database_url: str, tmp_path: Path) -> Iterator[Server]:
         yield running
 
 
-def test_the_secret_token_is_rotated_not_revoked(server: Server, task_dir: Path) -> None:
-    release = task_dir / "release"
+def test_the_secret_token_is_rotated_not_revoked(server: Server, shared: Path) -> None:
+    release = shared / "release"
     cli_env = {"SLOTPOOL_URL": server.url, "SLOTPOOL_ADMIN_TOKEN": ADMIN}
     with api(server) as client:
         pool_id = local_pool(client, pods=1, slots=1)

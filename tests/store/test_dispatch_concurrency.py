@@ -57,7 +57,13 @@ async def test_racing_dispatchers_never_double_book(database_url: str) -> None:
         async with stores[0].unit_of_work() as uow:
             for name in ("a", "b", "c"):
                 await uow.pods.register(
-                    pool_id=pool.pool_id, name=name, slots=4, version="t", config_hash=None, now=NOW
+                    pool_id=pool.pool_id,
+                    name=name,
+                    slots=4,
+                    version="t",
+                    config_hash=None,
+                    credential_digest=None,
+                    now=NOW,
                 )
         # Queue the tasks without dispatching them, then let six dispatchers loose at once.
         quiet = Dispatcher(stores[0], pools, clock)
@@ -113,7 +119,13 @@ async def test_a_pod_is_never_drained_and_given_a_task_at_once(database_url: str
         pools, pool = await static_pool(stores[0], settings, "drain", slots=2)
         async with stores[0].unit_of_work() as uow:
             pod = await uow.pods.register(
-                pool_id=pool.pool_id, name="p", slots=2, version="t", config_hash=None, now=NOW
+                pool_id=pool.pool_id,
+                name="p",
+                slots=2,
+                version="t",
+                config_hash=None,
+                credential_digest=None,
+                now=NOW,
             )
         quiet = Dispatcher(stores[0], pools, clock)
         quiet.dispatch = _never  # type: ignore[method-assign]
@@ -166,7 +178,13 @@ async def test_a_dispatch_cancelled_while_waiting_does_not_stop_later_ones(
         pools, pool = await static_pool(store, settings, "cancelled", slots=2)
         async with store.unit_of_work() as uow:
             await uow.pods.register(
-                pool_id=pool.pool_id, name="a", slots=2, version="t", config_hash=None, now=NOW
+                pool_id=pool.pool_id,
+                name="a",
+                slots=2,
+                version="t",
+                config_hash=None,
+                credential_digest=None,
+                now=NOW,
             )
         quiet = Dispatcher(store, pools, clock)
         quiet.dispatch = _never  # type: ignore[method-assign]

@@ -40,6 +40,7 @@ async def adopt_starting(store: Store, name: str) -> int:
             node="localhost",
             reason="",
             created_at=NOW,
+            uid_digest=None,
             now=NOW,
         )
 
@@ -104,7 +105,13 @@ async def test_an_agent_registering_again_does_not_put_a_pod_on_its_way_out_back
     async with store.unit_of_work() as uow:
         await uow.pods.set_state(pod_id, before, reason="", now=NOW)
         await uow.pods.register(
-            pool_id=POOL, name=f"r-{before.value}", slots=1, version="t", config_hash="h", now=NOW
+            pool_id=POOL,
+            name=f"r-{before.value}",
+            slots=1,
+            version="t",
+            config_hash="h",
+            credential_digest=None,
+            now=NOW,
         )
     assert await state_of(store, pod_id) is after
 

@@ -46,7 +46,13 @@ async def store(store: Store) -> Store:
 async def pod(store: Store) -> Pod:
     async with store.unit_of_work() as uow:
         return await uow.pods.register(
-            pool_id=POOL, name="agent-1", slots=2, version="t", config_hash=None, now=NOW
+            pool_id=POOL,
+            name="agent-1",
+            slots=2,
+            version="t",
+            config_hash=None,
+            credential_digest=None,
+            now=NOW,
         )
 
 

@@ -88,6 +88,7 @@ class FakeRuntime:
             created_at=created_at or self.clock(),
             deleting=deleting,
             ip="10.0.0.1" if phase == RUNNING else None,
+            uid=f"uid-of-{name}",
         )
         self.pods_of[pool_id][name] = pod
         return pod

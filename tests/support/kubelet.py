@@ -3,10 +3,11 @@
 kwok plays the kubelet: it marks scheduled Pods Running but runs nothing. ``AgentKubelet`` adds
 the missing half for slotpool's Pods: when one of them is Running it starts the agent the Pod's
 container would run (``python -m slotpool.agent``) on this host, with the Pod's environment as
-Kubernetes would resolve it (``fieldRef: metadata.name`` is the Pod's name, ``secretKeyRef`` is
-read from the Secret in the API server), and when the Pod is deleted or gone it stops the agent
-(SIGTERM, then SIGKILL after the grace), as a kubelet does. Tasks then run through the real API
-server, the real Secret and the real agent protocol.
+Kubernetes would resolve it (``fieldRef: metadata.name`` and ``metadata.uid`` are the Pod's name
+and UID as the API server has them, ``secretKeyRef`` is read from the Secret there), and when
+the Pod is deleted or gone it stops the agent (SIGTERM, then SIGKILL after the grace), as a
+kubelet does. Tasks then run through the real API server, the real Secret and the real agent
+protocol.
 
 A container is every process its agent started (the steps run in sessions of their own): like
 a kubelet ending a container's cgroup, the processes left when the agent has exited or is
@@ -137,12 +138,16 @@ class AgentKubelet:
         spec = pod.spec.containers[0]
         env = {k: v for k, v in os.environ.items() if not k.startswith("SLOTPOOL_")}
         for entry in spec.env or []:
-            value = self._resolve(namespace, name, entry.to_dict())
+            value = self._resolve(namespace, pod, entry.to_dict())
             if value is None:
                 return None  # like CreateContainerConfigError: tried again next time
             env[entry.name] = value
         env["SLOTPOOL_WORK_DIR"] = str(self.work_dir / name)
         env["SLOTPOOL_DRAIN_GRACE_SECONDS"] = "5"
+        # In the Pod, agent and steps share a non-root user without CAP_SYS_PTRACE, and the
+        # agent being non-dumpable is what keeps steps out of it; here the agent runs as root:
+        # its steps run as root too, as in the container as its user (and reach the test's files).
+        env["SLOTPOOL_STEP_USER"] = "none"
         log = self.work_dir / f"{name}.log"
         self.work_dir.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as out:
@@ -156,16 +161,19 @@ class AgentKubelet:
             )
         return Container(name, namespace, process, log)
 
-    def _resolve(self, namespace: str, pod_name: str, entry: dict[str, Any]) -> str | None:
+    def _resolve(self, namespace: str, pod: Pod, entry: dict[str, Any]) -> str | None:
         if "value" in entry:
             return str(entry["value"])
         source = entry.get("valueFrom", {})
         if "fieldRef" in source:
             path = source["fieldRef"]["fieldPath"]
+            assert pod.metadata is not None
             if path == "metadata.name":
-                return pod_name
+                return pod.metadata.name
             if path == "metadata.namespace":
                 return namespace
+            if path == "metadata.uid":
+                return pod.metadata.uid
             raise ValueError(f"the test kubelet does not resolve fieldRef {path}")
         ref = source["secretKeyRef"]
         try:

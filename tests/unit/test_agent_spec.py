@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from slotpool.domain.agent_spec import (
     AGENT_NAME,
+    POD_UID,
     AgentSpec,
     KubernetesPart,
     PodContext,
@@ -65,7 +66,9 @@ FULL_POD_JSON = (
     '{"name": "SLOTPOOL_POOL_ID", "value": "pool-abc"}, {"name": "SLOTPOOL_AGENT_NAME", '
     '"valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}, {"name": "SLOTPOOL_SLOTS", '
     '"value": "7"}, {"name": "SLOTPOOL_AGENT_TOKEN", "valueFrom": {"secretKeyRef": {"name": '
-    '"slotpool-agent-token-pool-abc", "key": "token"}}}, {"name": "ALPHA", "value": "two"}, '
+    '"slotpool-agent-token-pool-abc", "key": "token"}}}, {"name": "SLOTPOOL_POD_UID", '
+    '"valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}}, {"name": "SLOTPOOL_STEP_ENV", '
+    '"value": "ALPHA,ZED"}, {"name": "ALPHA", "value": "two"}, '
     '{"name": "ZED", "value": "1"}], "resources": {"requests": {"cpu": "250m"}, "limits": '
     '{"memory": "512Mi", "cpu": "500m"}}, "securityContext": {"allowPrivilegeEscalation": '
     'false, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": true, "seccompProfile": '
@@ -87,6 +90,7 @@ def injected(slots: str) -> dict[str, object]:
         "SLOTPOOL_AGENT_NAME": AGENT_NAME,
         "SLOTPOOL_SLOTS": slots,
         "SLOTPOOL_AGENT_TOKEN": TOKEN,
+        "SLOTPOOL_POD_UID": POD_UID,
     }
 
 
@@ -116,7 +120,7 @@ def injected(slots: str) -> dict[str, object]:
         (
             {"image": "b", "slots_per_pod": 2, "env": {"B": "2", "A": "1"}},
             "environment",
-            {**injected("2"), "A": "1", "B": "2"},
+            {**injected("2"), "SLOTPOOL_STEP_ENV": "A,B", "A": "1", "B": "2"},
         ),
         (
             {"image": "b", "labels": {"team": "infra"}},
@@ -174,7 +178,7 @@ def test_the_token_is_a_reference_to_the_pools_secret_never_a_value() -> None:
 
 def test_the_environment_keeps_the_pods_order() -> None:
     names = list(spec_of({**FULL, "env": {"B": "2", "A": "1", "C": "3"}}).environment)
-    assert names == [*injected("7"), "A", "B", "C"]
+    assert names == [*injected("7"), "SLOTPOOL_STEP_ENV", "A", "B", "C"]
 
 
 def test_the_spec_cannot_be_changed() -> None:

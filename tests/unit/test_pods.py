@@ -70,6 +70,7 @@ def test_token_is_only_a_secret_reference() -> None:
         "secretKeyRef": {"name": "slotpool-agent-token-pool-abcdefgh12345678", "key": "token"}
     }
     assert env["SLOTPOOL_AGENT_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["SLOTPOOL_POD_UID"] == {"fieldRef": {"fieldPath": "metadata.uid"}}
     assert env["SLOTPOOL_POOL_ID"] == CONTEXT.pool_id
     assert env["SLOTPOOL_SERVER_URL"] == CONTEXT.control_plane_url
     assert env["SLOTPOOL_SLOTS"] == "3"

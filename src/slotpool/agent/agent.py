@@ -45,10 +45,7 @@ class _Finished(Exception):
 
 async def run_agent(config: AgentConfig, *, stop: asyncio.Event | None = None) -> int:
     """Run until ``stop`` is set and the drain is over; returns the process's exit code."""
-    headers = {
-        "Authorization": f"Bearer {config.token}",
-        "User-Agent": f"slotpool-agent/{config.version}",
-    }
+    headers = {"User-Agent": f"slotpool-agent/{config.version}"}  # the bearer: AgentClient's
     async with httpx.AsyncClient(
         base_url=config.server_url, headers=headers, timeout=REQUEST_TIMEOUT
     ) as http:
@@ -59,10 +56,11 @@ class Agent:
     def __init__(self, config: AgentConfig, *, http: httpx.AsyncClient, stop: asyncio.Event):
         self._config = config
         self._stop = stop
-        self._slots = SlotTable(config.slots, Workdirs(config.work_dir))
+        self._slots = SlotTable(config.slots, Workdirs(config.work_dir, config.step_user))
         self._client = AgentClient(
             http,
             pool_id=config.pool_id,
+            token=config.token,
             register_body=self._register_body,
             defaults=RegisterAnswer(
                 name=config.name,
@@ -73,7 +71,11 @@ class Agent:
         )
         self._outbox = Outbox(self._client)
         self._runner = SlotRunner(
-            slots=self._slots, reporter=self._outbox, grace_seconds=config.grace_seconds
+            slots=self._slots,
+            reporter=self._outbox,
+            grace_seconds=config.grace_seconds,
+            user=config.step_user,
+            passed_env=config.step_env,
         )
         self._server_drain = False
         self._claiming = True
@@ -179,12 +181,14 @@ class Agent:
             self._server_drain = drain
             self._slots.changed.set()
 
-    def _register_body(self) -> RegisterRequest:
+    def _register_body(self, credential: str) -> RegisterRequest:
         return RegisterRequest(
             name=self._client.settings.name,
             slots=self._config.slots,
             version=self._config.version,
             running=self._slots.running(),
+            pod_uid=self._config.pod_uid,
+            credential=credential,
         )
 
     # -- drain -------------------------------------------------------------------------------

@@ -9,12 +9,17 @@ not fix itself) and other 4xx (``Rejected``; the request itself is wrong and wou
 
 Requests are built, and answers parsed, with the models of ``slotpool.protocol``, the ones the
 control plane's routes use; an answer that does not fit them is a ``ProtocolError``.
+
+The pool token only registers: the agent makes its own credential at start (in memory only),
+binds it with its first registration, and from then on shows it instead, also when it registers
+again after a reconnect (``domain/agent_identity.py``); the token is forgotten then.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import quote
@@ -24,6 +29,7 @@ import structlog
 from pydantic import BaseModel, ValidationError
 
 from slotpool.agent.process import StepOutcome
+from slotpool.domain.agent_identity import CREDENTIAL_PREFIX
 from slotpool.protocol import (
     MAX_CLAIM_WAIT,
     ClaimAnswer,
@@ -89,13 +95,16 @@ class AgentClient:
         http: httpx.AsyncClient,
         *,
         pool_id: str,
-        register_body: Callable[[], RegisterRequest],
+        token: str,
+        register_body: Callable[[str], RegisterRequest],
         defaults: RegisterAnswer,
         retry: tuple[float, float] = (0.2, 10.0),
     ) -> None:
         self._http = http
         self._prefix = f"/api/v1/agent/pools/{quote(pool_id, safe='')}"
         self._register_body = register_body
+        self._credential = CREDENTIAL_PREFIX + secrets.token_urlsafe(32)
+        self._token: str | None = token  # until the first registration binds the credential
         # What the last register answer said (until then: the agent's own defaults).
         self.settings = defaults
         self._retry = retry
@@ -109,7 +118,8 @@ class AgentClient:
         while True:
             await self._lost.wait()
             try:
-                answer = await self._attempt("/register", self._register_body(), REQUEST_TIMEOUT)
+                body = self._register_body(self._credential)
+                answer = await self._attempt("/register", body, REQUEST_TIMEOUT)
             except _Transient as exc:
                 await self._pause(backoff, "register", exc)
                 continue
@@ -117,6 +127,7 @@ class AgentClient:
                 log.error("the control plane refused to register this agent", error=str(exc))
                 raise
             self.settings = parse(RegisterAnswer, answer)
+            self._token = None  # the credential is bound: never needed again
             backoff.reset()
             self._lost.clear()
             self._connected.set()
@@ -177,9 +188,13 @@ class AgentClient:
 
     async def _attempt(self, path: str, body: BaseModel, read_seconds: float) -> Any:
         payload = body.model_dump(mode="json")
+        bearer = self._token or self._credential
         try:
             response = await self._http.post(
-                self._prefix + path, json=payload, timeout=read_seconds
+                self._prefix + path,
+                json=payload,
+                timeout=read_seconds,
+                headers={"Authorization": f"Bearer {bearer}"},
             )
         except httpx.TransportError as exc:
             raise _Transient(f"{type(exc).__name__}: {exc}") from exc

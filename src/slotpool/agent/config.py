@@ -10,6 +10,12 @@ Optional variables beyond the protocol's:
   system's temporary directory, one per pool and agent name).
 * ``SLOTPOOL_CANCEL_GRACE_SECONDS``: SIGTERM to SIGKILL of a cancelled or timed-out step (10).
 * ``SLOTPOOL_DRAIN_GRACE_SECONDS``: how long running steps may go on after SIGTERM (60).
+* ``SLOTPOOL_POD_UID``: the pod's uid, its proof at registration (set by slotpool for the pods
+  it launches; static agents have none).
+* ``SLOTPOOL_STEP_USER``: who steps run as (``isolation.py``): a user name or uid, ``none`` for
+  the agent's own user; unset: ``nobody`` if the agent runs as root.
+* ``SLOTPOOL_STEP_ENV``: names of the agent's variables its steps get too (comma-separated; the
+  pool's ``env``, set by slotpool), beside the base every step gets (``runner.py``).
 """
 
 from __future__ import annotations
@@ -21,12 +27,18 @@ from pathlib import Path
 from typing import TypeVar
 
 from slotpool import __version__
+from slotpool.agent.isolation import IsolationError, StepUser, step_user
 
 SERVER_URL = "SLOTPOOL_SERVER_URL"
 POOL_ID = "SLOTPOOL_POOL_ID"
 AGENT_NAME = "SLOTPOOL_AGENT_NAME"
 SLOTS = "SLOTPOOL_SLOTS"
 TOKEN = "SLOTPOOL_AGENT_TOKEN"  # the variable's name, not a secret
+POD_UID = "SLOTPOOL_POD_UID"  # the variable's name, not a secret
+STEP_USER = "SLOTPOOL_STEP_USER"
+STEP_ENV = "SLOTPOOL_STEP_ENV"
+PREFIX = "SLOTPOOL_"  # slotpool's own variables: never passed on to a step
+SECRETS = (TOKEN, POD_UID)  # taken out of the agent's environment once read
 WORK_DIR = "SLOTPOOL_WORK_DIR"
 CANCEL_GRACE = "SLOTPOOL_CANCEL_GRACE_SECONDS"
 DRAIN_GRACE = "SLOTPOOL_DRAIN_GRACE_SECONDS"
@@ -47,6 +59,10 @@ class AgentConfig:
     slots: int
     token: str = field(repr=False)
     work_dir: Path
+    pod_uid: str | None = field(default=None, repr=False)
+    step_user: StepUser | None = None  # None: steps run as the agent's own user
+    # The agent's variables its steps get beside the base (the pool's env).
+    step_env: Mapping[str, str] = field(default_factory=dict)
     # Used until the control plane's register answer says otherwise.
     heartbeat_seconds: float = 5.0
     claim_wait_seconds: float = 25.0
@@ -77,6 +93,11 @@ class AgentConfig:
         work_dir = environ.get(WORK_DIR) or str(
             Path(tempfile.gettempdir()) / f"slotpool-{pool_id}-{name}"
         )
+        try:
+            user = step_user(environ.get(STEP_USER))
+        except IsolationError as exc:
+            raise ConfigError(str(exc)) from None
+        passed = [n.strip() for n in environ.get(STEP_ENV, "").split(",") if n.strip()]
         return cls(
             server_url=_url(environ, SERVER_URL),
             pool_id=pool_id,
@@ -84,6 +105,9 @@ class AgentConfig:
             slots=_number(environ, SLOTS, int, None),
             token=_required(environ, TOKEN),
             work_dir=Path(work_dir),
+            pod_uid=environ.get(POD_UID, "").strip() or None,
+            step_user=user,
+            step_env={n: environ[n] for n in passed if n in environ and not n.startswith(PREFIX)},
             grace_seconds=_number(environ, CANCEL_GRACE, float, 10.0),
             drain_grace_seconds=_number(environ, DRAIN_GRACE, float, 60.0),
         )

@@ -17,22 +17,29 @@ import structlog
 
 from slotpool import logs
 from slotpool.agent.agent import EXIT_FAILED, EXIT_UNAUTHORIZED, run_agent
-from slotpool.agent.config import AgentConfig, ConfigError
+from slotpool.agent.config import SECRETS, AgentConfig, ConfigError
+from slotpool.agent.isolation import forget, make_undumpable
 
 log = structlog.get_logger(__name__)
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def main(environ: Mapping[str, str] | None = None) -> int:
-    """Run an agent configured by ``environ`` (default: the process environment)."""
+    """Run an agent configured by ``environ`` (default: the process environment, and then the
+    process keeps its secrets from its steps: ``isolation.py``)."""
     env = os.environ if environ is None else environ
     configure_logging(env)
+    if environ is None and not make_undumpable():
+        log.warning("cannot make the agent non-dumpable: steps may read its memory")
     try:
         config = AgentConfig.from_env(env)
     except ConfigError as exc:
         # Like a bad token, a bad environment will not fix itself: no restart loop helps.
         print(f"slotpool agent: {exc}", file=sys.stderr)
         return EXIT_UNAUTHORIZED
+    if environ is None:
+        forget(os.environ, *SECRETS)
+    log.info("steps run as", user=config.step_user.name if config.step_user else "the agent's")
     return asyncio.run(run_until_signalled(config))
 
 

@@ -16,7 +16,9 @@ import signal
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from slotpool.agent.isolation import StepUser
 from slotpool.domain.tasks import StepStatus
 from slotpool.protocol import MAX_MESSAGE, StepResult
 
@@ -76,12 +78,14 @@ async def run_process(
     grace: float,
     cancellation: Cancellation,
     emit: Emit,
+    user: StepUser | None = None,
 ) -> StepOutcome:
-    """Run ``argv`` to its end, its time limit or a cancellation; output goes to ``emit``."""
+    """Run ``argv`` to its end, its time limit or a cancellation; output goes to ``emit``.
+    ``user``: run it as that user (no supplementary groups), not as the agent's."""
     if cancellation.requested:
         return StepOutcome(StepStatus.cancelled, None, cancellation.reason)
     try:
-        process, output, transport = await _start(argv, cwd=cwd, env=env)
+        process, output, transport = await _start(argv, cwd=cwd, env=env, user=user)
     except (OSError, ValueError) as exc:  # not found, not executable, a bad directory...
         return StepOutcome(StepStatus.failed, None, f"cannot start the step: {exc}")
     pump = asyncio.create_task(pump_output(output, emit))
@@ -104,7 +108,7 @@ async def run_process(
 
 
 async def _start(
-    argv: Sequence[str], *, cwd: Path, env: Mapping[str, str]
+    argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], user: StepUser | None
 ) -> tuple[asyncio.subprocess.Process, asyncio.StreamReader, asyncio.ReadTransport]:
     """Start the step in a session of its own, stdout and stderr into one pipe of ours.
 
@@ -113,6 +117,9 @@ async def _start(
     would hold the step open for as long as it lives.
     """
     read_fd, write_fd = os.pipe()
+    as_user: dict[str, Any] = {}
+    if user is not None:
+        as_user = {"user": user.uid, "group": user.gid, "extra_groups": []}
     try:
         process = await asyncio.create_subprocess_exec(
             *argv,
@@ -122,6 +129,7 @@ async def _start(
             stdout=write_fd,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
+            **as_user,
         )
     except BaseException:
         os.close(read_fd)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Protocol
 
 import structlog
 
-from slotpool.agent.config import TOKEN
+from slotpool.agent.isolation import StepUser
 from slotpool.agent.process import Cancellation, StepOutcome, run_process
 from slotpool.agent.slots import SlotTable, WorkdirError
 from slotpool.domain.tasks import StepStatus
@@ -31,12 +32,27 @@ class Reporter(Protocol):
         """Deliver a step's result after its output; returns the control plane's answer."""
 
 
+# What every step gets of the agent's environment, if the agent has it.
+BASE_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
+
+
 def step_environment(
-    assignment: Assignment, base: Mapping[str, str] | None = None
+    assignment: Assignment,
+    passed: Mapping[str, str],
+    *,
+    home: Path | None = None,
+    base: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The agent's environment, the task's ``env``, and where the step runs. The pool token is
-    left out: with it, a step could act as the agent (and claim other tasks of the pool)."""
-    env = {k: v for k, v in (os.environ if base is None else base).items() if k != TOKEN}
+    """A clean environment: the base (``BASE_VARIABLES`` of the agent's), the agent's variables
+    ``passed`` on (the pool's env), the task's ``env``, and which step this is. Never the rest
+    of the agent's: its secrets (the pool token, its pod's uid) would make the step an agent.
+    ``home``: HOME for a step user whose home is not the agent's (its working directory)."""
+    agent = os.environ if base is None else base
+    env = {name: agent[name] for name in BASE_VARIABLES if name in agent}
+    env.setdefault("PATH", os.defpath)
+    if home is not None:
+        env["HOME"] = str(home)
+    env.update(passed)
     env.update(assignment.env)
     env["SLOTPOOL_TASK_ID"] = assignment.task_id
     env["SLOTPOOL_STEP_INDEX"] = str(assignment.step_index)
@@ -45,10 +61,20 @@ def step_environment(
 
 
 class SlotRunner:
-    def __init__(self, *, slots: SlotTable, reporter: Reporter, grace_seconds: float) -> None:
+    def __init__(
+        self,
+        *,
+        slots: SlotTable,
+        reporter: Reporter,
+        grace_seconds: float,
+        user: StepUser | None = None,
+        passed_env: Mapping[str, str] | None = None,
+    ) -> None:
         self._slots = slots
         self._reporter = reporter
         self._grace = grace_seconds
+        self._user = user
+        self._passed = dict(passed_env or {})
         self.executing = 0  # steps whose process runs now (a drain waits for these)
 
     async def run(self, first: Assignment, cancellation: Cancellation) -> None:
@@ -81,7 +107,10 @@ class SlotRunner:
             return await run_process(
                 assignment.argv,
                 cwd=cwd,
-                env=step_environment(assignment),
+                env=step_environment(
+                    assignment, self._passed, home=None if self._user is None else cwd
+                ),
+                user=self._user,
                 time_limit=assignment.step.get("timeout_seconds"),
                 grace=self._grace,
                 cancellation=cancellation,

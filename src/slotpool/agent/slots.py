@@ -11,6 +11,7 @@ control plane declare it lost.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import structlog
 
+from slotpool.agent.isolation import StepUser
 from slotpool.agent.process import Cancellation
 from slotpool.protocol import Assignment, ProtocolError, ResultAnswer, RunningStep
 
@@ -48,10 +50,12 @@ class WorkdirError(Exception):
 
 
 class Workdirs:
-    """``work_dir/<task_id>``: created on a task's first step, deleted when it is released."""
+    """``work_dir/<task_id>``: created on a task's first step, deleted when it is released;
+    owned by the step user if steps run as one (``isolation.py``)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, owner: StepUser | None = None) -> None:
         self.root = root
+        self._owner = owner
 
     def path(self, task_id: str) -> Path:
         if not safe_task_id(task_id):
@@ -61,7 +65,7 @@ class Workdirs:
     async def prepare(self, assignment: Assignment) -> Path:
         path = self.path(assignment.task_id)
         # A checkout can hold many files: the event loop (heartbeats) goes on meanwhile.
-        await asyncio.to_thread(_make, path, fresh=assignment.new_workdir)
+        await asyncio.to_thread(_make, path, fresh=assignment.new_workdir, owner=self._owner)
         return path
 
     async def remove(self, task_id: str) -> None:
@@ -69,7 +73,7 @@ class Workdirs:
             await asyncio.to_thread(shutil.rmtree, self.root / task_id, ignore_errors=True)
 
 
-def _make(path: Path, *, fresh: bool) -> None:
+def _make(path: Path, *, fresh: bool, owner: StepUser | None) -> None:
     if fresh:
         shutil.rmtree(path, ignore_errors=True)  # left over by an earlier agent of this name
     elif not path.is_dir():
@@ -77,6 +81,8 @@ def _make(path: Path, *, fresh: bool) -> None:
         # step itself says best what it misses, so it runs in a fresh directory.
         log.warning("working directory missing: created afresh", path=str(path))
     path.mkdir(parents=True, exist_ok=True)
+    if owner is not None:
+        os.chown(path, owner.uid, owner.gid)
 
 
 @dataclass

@@ -146,6 +146,7 @@ def build_services(
             settings=settings,
             pools=pools,
             tokens=tokens,
+            runtimes=kept,
             dispatcher=dispatcher,
             notifier=notifier,
             clock=clock,

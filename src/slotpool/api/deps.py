@@ -21,7 +21,7 @@ from slotpool.services.pools import PoolService
 from slotpool.services.rotation import TokenRotation
 from slotpool.services.stats import StatsService
 from slotpool.services.tasks import TaskService
-from slotpool.services.tokens import AgentIdentity, TokenService
+from slotpool.services.tokens import AgentCaller, TokenService
 from slotpool.settings import Settings
 
 
@@ -56,7 +56,9 @@ async def services(request: Request) -> Services:
 
 _bearer = HTTPBearer(auto_error=False, description="The admin token.")
 _agent_bearer = HTTPBearer(
-    auto_error=False, scheme_name="AgentToken", description="A pool's agent token."
+    auto_error=False,
+    scheme_name="AgentToken",
+    description="A pool's agent token (to register), or the agent's own credential (after).",
 )
 
 
@@ -86,13 +88,14 @@ async def expected_revision(
 async def agent(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_agent_bearer)],
-) -> AgentIdentity:
-    """Authenticates an agent by its pool token (401); scope is checked per route (403)."""
+) -> AgentCaller:
+    """Authenticates an agent by its pool token or its credential (401); what it may reach is
+    checked per call (403)."""
     token = credentials.credentials if credentials else None
     return await _services(request).tokens.authenticate(token)
 
 
 Admin = Annotated[str, Depends(admin)]
-Agent = Annotated[AgentIdentity, Depends(agent)]
+Agent = Annotated[AgentCaller, Depends(agent)]
 ServicesDep = Annotated[Services, Depends(services)]
 ExpectedRevision = Annotated[int | None, Depends(expected_revision)]

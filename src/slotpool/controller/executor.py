@@ -17,7 +17,7 @@ from slotpool.clock import Clock
 from slotpool.controller.types import Applied, Executed, PoolTarget
 from slotpool.domain.agent_spec import agent_spec
 from slotpool.domain.events import Outcome
-from slotpool.domain.pods import PodEnd, SlotState, state_from_runtime
+from slotpool.domain.pods import PodEnd, SlotState
 from slotpool.domain.scaling import (
     Action,
     CreatePods,
@@ -29,6 +29,7 @@ from slotpool.domain.scaling import (
 )
 from slotpool.runtime.base import RuntimePod
 from slotpool.runtime.errors import RuntimeApiError
+from slotpool.services.lifecycle import record_created
 from slotpool.store.uow import Store
 
 log = structlog.get_logger(__name__)
@@ -145,20 +146,9 @@ class Executor:
         now = self._clock()
         async with self._store.unit_of_work() as uow:
             for pod in created:
-                if await uow.pods.find(target.pool_id, pod.name) is not None:
-                    continue  # a local agent registered already
-                await uow.pods.adopt(
-                    pool_id=target.pool_id,
-                    name=pod.name,
-                    slots=target.config.slots_per_pod,
-                    config_hash=pod.config_hash,
-                    state=state_from_runtime(None, phase=pod.phase, deleting=False),
-                    phase=pod.phase,
-                    node=pod.node,
-                    reason="",
-                    created_at=now,
-                    now=now,
-                )
+                # Known already if its agent registered first (it recorded the pod then).
+                slots = target.config.slots_per_pod
+                await record_created(uow, target.pool_id, pod, slots=slots, now=now)
 
 
 def _log_rebuilt(pool_id: str, done: Applied, *, number: int) -> None:

@@ -15,6 +15,7 @@ import structlog
 
 from slotpool.clock import Clock
 from slotpool.controller.types import Inventory, PoolTarget
+from slotpool.domain.agent_identity import kept_uid
 from slotpool.domain.inventory import (
     Adopt,
     Cause,
@@ -147,6 +148,7 @@ def listed(pod: RuntimePod) -> Listed:
         ended=pod.ended,
         why=pod.why(),
         reason=pod.reason,
+        uid=pod.uid,
     )
 
 
@@ -161,6 +163,7 @@ async def _adopt(uow: UnitOfWork, target: PoolTarget, change: Adopt, *, now: dat
         node=change.node,
         reason=change.reason,
         created_at=change.created_at,
+        uid_digest=kept_uid(change.uid),
         now=now,
     )
 

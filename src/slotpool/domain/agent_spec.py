@@ -37,7 +37,9 @@ CONFIG_HASH_ANNOTATION = "slotpool.io/config-hash"
 SLOTS_ANNOTATION = "slotpool.io/slots"
 TOKEN_SECRET_KEY = "token"
 # Bumped when the builder's output changes for the same config, so existing Pods count as outdated.
-BUILDER_VERSION = "1"
+# 2: the agent gets its Pod's UID (SLOTPOOL_POD_UID), which it registers with, and the names of
+# the pool's env its steps get (SLOTPOOL_STEP_ENV).
+BUILDER_VERSION = "2"
 TERMINATION_GRACE_SECONDS = 90
 V = TypeVar("V")
 
@@ -101,7 +103,16 @@ class AgentNameRef:
 
 
 AGENT_NAME = AgentNameRef()
-EnvValue: TypeAlias = str | SecretRef | AgentNameRef
+
+
+@dataclass(frozen=True)
+class PodUidRef:
+    """The pod's uid, known only once the runtime created it: what its agent proves itself with
+    when it registers (``agent_identity``). Kubernetes: the Pod's UID; local: a launch secret."""
+
+
+POD_UID = PodUidRef()
+EnvValue: TypeAlias = str | SecretRef | AgentNameRef | PodUidRef
 
 
 @dataclass(frozen=True)
@@ -178,7 +189,10 @@ def _environment(config: PoolConfig, context: PodContext) -> dict[str, EnvValue]
         "SLOTPOOL_AGENT_NAME": AGENT_NAME,
         "SLOTPOOL_SLOTS": str(config.slots_per_pod),
         "SLOTPOOL_AGENT_TOKEN": token_ref(context.pool_id),
+        "SLOTPOOL_POD_UID": POD_UID,
     }
+    if config.env:  # the agent passes these on to its steps, and nothing else of its own
+        injected["SLOTPOOL_STEP_ENV"] = ",".join(sorted(config.env))
     # Sorted: a database may not keep a JSON object's key order, and the hash must not move.
     # (The pool's names cannot clash with slotpool's: SLOTPOOL_* is refused in a config.)
     return injected | {name: config.env[name] for name in sorted(config.env)}

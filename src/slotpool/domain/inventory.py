@@ -38,6 +38,7 @@ class Listed:
     ended: bool
     why: str = ""
     reason: str | None = None  # the runtime's reason code alone, e.g. "Evicted"
+    uid: str | None = None  # what its agent proves itself with (agent_identity.py)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,6 +52,7 @@ class Adopt:
     reason: str
     config_hash: str | None
     created_at: datetime
+    uid: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -190,6 +192,7 @@ def _adopt(seen: _Seen) -> Adopt:
         reason=seen.reason,
         config_hash=pod.config_hash,
         created_at=pod.created_at,
+        uid=pod.uid,
     )
 
 

@@ -27,6 +27,7 @@ from slotpool.domain.agent_spec import (
     AgentSpec,
     EnvValue,
     PodContext,
+    PodUidRef,
     agent_spec,
     pod_config_hash,
     pool_selector,
@@ -123,6 +124,8 @@ def _env_var(name: str, value: EnvValue) -> dict[str, Any]:
         return {"name": name, "value": value}
     if isinstance(value, AgentNameRef):
         return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+    if isinstance(value, PodUidRef):
+        return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}}
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": value.secret, "key": value.key}}}
 
 

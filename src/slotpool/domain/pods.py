@@ -168,6 +168,10 @@ class Pod:
     node: str | None = None
     updated_at: datetime | None = None
     end: PodEnd | None = None  # set once slotpool decided to end it, or it ended
+    # The SHA-256 of what proves slotpool launched it (agent_identity.py); None for static agents.
+    uid_digest: str | None = None
+    # Whether an agent registered and holds the pod's credential (only its digest is kept).
+    has_credential: bool = False
 
     @property
     def all_idle(self) -> bool:

@@ -54,6 +54,9 @@ class RuntimePod:
     created_at: datetime
     deleting: bool
     ip: str | None
+    # What its agent proves itself with at registration (``domain.agent_identity``): the Pod's
+    # UID (Kubernetes), a launch secret (local); None if the runtime has none.
+    uid: str | None = None
 
     @property
     def ended(self) -> bool:

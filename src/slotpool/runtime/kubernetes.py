@@ -346,6 +346,7 @@ def runtime_pod(pod: Pod) -> RuntimePod:
         created_at=meta.creationTimestamp or datetime.now(UTC),
         deleting=meta.deletionTimestamp is not None,
         ip=status.podIP,
+        uid=meta.uid,
     )
 
 

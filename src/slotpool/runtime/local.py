@@ -48,6 +48,7 @@ from slotpool.domain.agent_spec import (
     AgentNameRef,
     AgentSpec,
     EnvValue,
+    PodUidRef,
     token_secret_name,
 )
 from slotpool.hardening import narrow_if_exists, private_directory
@@ -156,6 +157,7 @@ class LocalPod:
     alive: bool
     exit_code: int | None
     created_at: datetime
+    uid: str | None = None  # the launch secret its agent registers with (None: older record)
 
     def as_runtime_pod(self) -> RuntimePod:
         if self.alive:
@@ -176,6 +178,7 @@ class LocalPod:
             created_at=self.created_at,
             deleting=False,
             ip=None,
+            uid=self.uid,
         )
 
 
@@ -275,7 +278,10 @@ class LocalRuntime:
         name = spec.name_prefix + "".join(secrets.choice(NAME_ALPHABET) for _ in range(5))
         pool_id, config_hash = spec.pool_id, spec.config_hash
         work_dir = self._make_work_dir(name)
-        env = self._environment(spec.environment, name, work_dir)
+        # The pod's uid: a launch secret only this agent process learns, its proof that it is
+        # the agent slotpool started (domain/agent_identity.py).
+        uid = secrets.token_urlsafe(32)
+        env = self._environment(spec.environment, name, work_dir, uid)
         log_path = self._pods_dir / f"{name}.log"
         try:
             child = self._launch(env, work_dir, log_path)
@@ -298,9 +304,12 @@ class LocalRuntime:
             "config_hash": config_hash,
             "created_at": created.isoformat(),
             "work_dir": str(work_dir),
+            "uid": uid,
         }
-        (self._pods_dir / f"{name}.json").write_text(json.dumps(record))
-        return LocalPod(name, pool_id, child.pid, config_hash, log_path, True, None, created)
+        record_fd = os.open(self._pods_dir / f"{name}.json", os.O_WRONLY | os.O_CREAT, 0o600)
+        with os.fdopen(record_fd, "w") as handle:
+            json.dump(record, handle)
+        return LocalPod(name, pool_id, child.pid, config_hash, log_path, True, None, created, uid)
 
     def _launch(
         self, env: dict[str, str], work_dir: Path, log_path: Path
@@ -332,7 +341,7 @@ class LocalRuntime:
         return path
 
     def _environment(
-        self, spec_env: Mapping[str, EnvValue], name: str, work_dir: Path
+        self, spec_env: Mapping[str, EnvValue], name: str, work_dir: Path, uid: str
     ) -> dict[str, str]:
         """What the agent needs and nothing of the server's own environment, then the spec's."""
         env = {k: v for k, v in os.environ.items() if k in PASSED_ON or k.startswith("LC_")}
@@ -344,6 +353,8 @@ class LocalRuntime:
                 env[variable] = value
             elif isinstance(value, AgentNameRef):
                 env[variable] = name
+            elif isinstance(value, PodUidRef):
+                env[variable] = uid
             else:
                 env[variable] = (self.read_secret(value.secret) or {}).get(value.key, "")
         env["SLOTPOOL_WORK_DIR"] = str(work_dir)
@@ -366,6 +377,7 @@ class LocalRuntime:
                     alive=alive,
                     exit_code=code,
                     created_at=_created_at(record, record_path),
+                    uid=record.get("uid"),
                 )
             )
         return pods

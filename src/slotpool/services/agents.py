@@ -4,6 +4,11 @@ models of ``slotpool.protocol``.
 An agent's claim is answered with the steps the dispatcher put in slots the agent reports free:
 delivery is therefore repeatable (a lost answer is simply answered again) and a slot the agent
 is busy with is never given anything.
+
+Who may do what (``domain.agent_identity``): the pool token registers an agent slotpool launched
+and not registered yet (or a free static name), binding the agent's own credential to its pod;
+every other call shows that credential and reaches only that pod, its slots, and the tasks
+running there, each at its running step.
 """
 
 from __future__ import annotations
@@ -13,11 +18,14 @@ from datetime import datetime, timedelta
 
 from slotpool.clock import Clock
 from slotpool.domain import transitions
+from slotpool.domain.agent_identity import Refused, refuse_first_registration
 from slotpool.domain.config import PoolConfig
 from slotpool.domain.errors import Issue
 from slotpool.domain.pods import Pod, SlotState
+from slotpool.domain.pools import Pool
 from slotpool.domain.signals import Signal
 from slotpool.domain.tasks import Next, StepStatus, Task, TaskStatus
+from slotpool.domain.tokens import token_digest
 from slotpool.domain.transitions import Cause, StepReport, TaskChange
 from slotpool.protocol import (
     Assignment,
@@ -28,12 +36,15 @@ from slotpool.protocol import (
     RunningStep,
     assignment,
 )
+from slotpool.runtime.errors import RuntimeApiError
 from slotpool.services.dispatch import Dispatcher
-from slotpool.services.errors import Conflict, Invalid, NotFound
+from slotpool.services.errors import Conflict, Forbidden, Invalid, NotFound, RuntimeUnavailable
+from slotpool.services.lifecycle import record_created
 from slotpool.services.notify import Notifier
 from slotpool.services.pools import PoolService, require_pool
+from slotpool.services.runtimes import PoolRuntimes
 from slotpool.services.tasks import require_task
-from slotpool.services.tokens import AgentIdentity, TokenService
+from slotpool.services.tokens import AgentCaller, RegisteredAgent, TokenService
 from slotpool.settings import Settings
 from slotpool.store.uow import Store, UnitOfWork
 
@@ -46,6 +57,7 @@ class AgentService:
         settings: Settings,
         pools: PoolService,
         tokens: TokenService,
+        runtimes: PoolRuntimes,
         dispatcher: Dispatcher,
         notifier: Notifier,
         clock: Clock,
@@ -54,6 +66,7 @@ class AgentService:
         self._settings = settings
         self._pools = pools
         self._tokens = tokens
+        self._runtimes = runtimes
         self.dispatcher = self._dispatcher = dispatcher
         self.notifier = self._notifier = notifier
         self._clock = clock
@@ -64,19 +77,37 @@ class AgentService:
 
     async def register(
         self,
-        identity: AgentIdentity,
+        caller: AgentCaller,
         pool_id: str,
         *,
         name: str,
         slots: int,
         version: str,
         running: list[RunningStep],
+        pod_uid: str | None,
+        credential: str | None,
     ) -> RegisterAnswer:
-        self._tokens.require_scope(identity, pool_id)
+        """A first registration (the pool token, the agent's new ``credential``), or the
+        registered agent's again (its credential: a reconnect, or a first one whose answer was
+        lost), which keeps its pod and says what still runs there."""
+        self._tokens.require_scope(caller, pool_id)
+        holder = await self._holder(caller, credential)
+        if holder is not None and holder.name != name:
+            raise Forbidden(f"this credential is agent {holder.name}'s, not agent {name}'s")
+        if holder is None:
+            if credential is None:
+                raise Invalid(
+                    "a first registration binds the agent's own credential",
+                    [Issue("credential", "required with the pool token: spa_ and 43 random chars")],
+                )
+            await self._record_if_launched(pool_id, name, pod_uid)
+        binds = None if holder is not None else credential  # what a first registration binds
         now = self._clock()
         async with self._store.unit_of_work() as uow:
             pool = await require_pool(uow, pool_id)
             known = await uow.pods.find(pool_id, name)
+            if holder is None:
+                self._admit(known, pool, name=name, pod_uid=pod_uid, now=now)
             if known is not None and len(known.slots) != slots:
                 raise Conflict(
                     f"agent {name} registered with {len(known.slots)} slots before, now {slots}: "
@@ -88,9 +119,12 @@ class AgentService:
                 slots=slots,
                 version=version,
                 config_hash=self._pools.config_hash(pool),
+                credential_digest=None if binds is None else token_digest(binds),
                 now=now,
             )
-            await self._forget_what_it_no_longer_runs(uow, pod, running, now=now)
+            # A new agent runs nothing yet, whatever it says: what its name held is gone.
+            still = running if binds is None else []
+            await self._forget_what_it_no_longer_runs(uow, pod, still, now=now)
             uow.signal(Signal.pool(pool_id))  # capacity arrived: the controller looks again
         await self._dispatcher.dispatch(pool_id)
         return RegisterAnswer(
@@ -98,6 +132,59 @@ class AgentService:
             heartbeat_seconds=self._settings.heartbeat_seconds,
             claim_wait_seconds=self._settings.claim_wait_seconds,
         )
+
+    async def _holder(self, caller: AgentCaller, credential: str | None) -> RegisteredAgent | None:
+        """The registered agent this registration comes from, if it comes from one: the bearer
+        of a credential, or a pool token's bearer sending a credential bound already (its
+        first registration again, the answer having been lost)."""
+        bound = None if credential is None else await self._tokens.registered(credential)
+        if isinstance(caller, RegisteredAgent):
+            if credential is not None and bound != caller:
+                raise Forbidden("the credential sent is not the one this agent shows as bearer")
+            return caller
+        if bound is not None and bound.pool_id != caller.pool_id:
+            raise Forbidden("this credential belongs to an agent of another pool")
+        return bound
+
+    def _admit(
+        self, known: Pod | None, pool: Pool, *, name: str, pod_uid: str | None, now: datetime
+    ) -> None:
+        """Refuse a first registration the pool token may not make (agent_identity.py)."""
+        refusal = refuse_first_registration(
+            known,
+            pool_type=pool.pool_type,
+            pool_id=pool.pool_id,
+            name=name,
+            uid=pod_uid,
+            now=now,
+            agent_timeout=timedelta(seconds=self._settings.agent_timeout_seconds),
+        )
+        if refusal is not None:
+            error = Forbidden if refusal.kind is Refused.forbidden else Conflict
+            raise error(refusal.message)
+
+    async def _record_if_launched(self, pool_id: str, name: str, pod_uid: str | None) -> None:
+        """An agent may register before the pass that created its pod has recorded it (it
+        records them after all its creations returned): the pool's runtime is asked then, and
+        a pod it lists under that name is recorded as that pass would have."""
+        async with self._store.unit_of_work() as uow:
+            pool = await require_pool(uow, pool_id)
+            if not pod_uid or await uow.pods.find(pool_id, name) is not None:
+                return
+        runtime = self._runtimes.of_type(pool.pool_type)
+        namespace = self._runtimes.namespace(pool)
+        config = pool.effective_config()
+        if runtime is None or namespace is None or config is None:
+            return  # a static pool, or one this server runs no pods of
+        try:
+            listed = await runtime.pods(namespace, pool_id)
+        except RuntimeApiError as exc:
+            raise RuntimeUnavailable(f"cannot ask {runtime.name} about pod {name}: {exc}") from exc
+        pod = next((p for p in listed if p.name == name and not p.ended), None)
+        if pod is None or pod.deleting:
+            return
+        async with self._store.unit_of_work() as uow:
+            await record_created(uow, pool_id, pod, slots=config.slots_per_pod, now=self._clock())
 
     async def _forget_what_it_no_longer_runs(
         self, uow: UnitOfWork, pod: Pod, running: list[RunningStep], *, now: datetime
@@ -111,12 +198,12 @@ class AgentService:
             await self._lose(uow, transitions.step_gone(task, agent=pod.name, now=now))
 
     async def heartbeat(
-        self, identity: AgentIdentity, pool_id: str, name: str, *, draining: bool
+        self, caller: AgentCaller, pool_id: str, name: str, *, draining: bool
     ) -> HeartbeatAnswer:
-        self._tokens.require_scope(identity, pool_id)
+        agent = self._as_pod(caller, pool_id, name, "a heartbeat")
         now = self._clock()
         async with self._store.unit_of_work() as uow:
-            pod = await self._pod(uow, pool_id, name)
+            pod = await self._pod(uow, agent)
             await uow.pods.heartbeat(pod.id, now=now, draining=draining)
             cancel = [
                 t.id
@@ -128,7 +215,7 @@ class AgentService:
 
     async def claim(
         self,
-        identity: AgentIdentity,
+        caller: AgentCaller,
         pool_id: str,
         name: str,
         *,
@@ -136,27 +223,27 @@ class AgentService:
         reserved_slots: list[int],
         wait_seconds: float,
     ) -> ClaimAnswer:
-        self._tokens.require_scope(identity, pool_id)
+        agent = self._as_pod(caller, pool_id, name, "a claim")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_seconds
         while True:
-            woken = self._notifier.arm(Signal.pod(await self._pod_id(pool_id, name)))
+            woken = self._notifier.arm(Signal.pod(agent.pod_id))
             if free_slots:
                 await self._dispatcher.dispatch(pool_id)
-            answer = await self._answer(pool_id, name, free_slots, reserved_slots)
+            answer = await self._answer(agent, free_slots, reserved_slots)
             remaining = deadline - loop.time()
             if not answer.is_empty() or remaining <= 0:
                 return answer
             await self._notifier.wait(woken, seconds=remaining)
 
     async def _answer(
-        self, pool_id: str, name: str, free_slots: list[int], reserved_slots: list[int]
+        self, agent: RegisteredAgent, free_slots: list[int], reserved_slots: list[int]
     ) -> ClaimAnswer:
         now = self._clock()
         assignments: list[Assignment] = []
         release: list[str] = []
         async with self._store.unit_of_work() as uow:
-            pod = await self._pod(uow, pool_id, name)
+            pod = await self._pod(uow, agent)
             await uow.pods.heartbeat(pod.id, now=now, draining=False)
             slots = {s.index: s for s in pod.slots}
             offered = set(free_slots) | set(reserved_slots)
@@ -165,6 +252,8 @@ class AgentService:
             for slot in pod.slots:
                 if slot.state is SlotState.busy and slot.task_id:
                     task = await require_task(uow, slot.task_id)
+                    if task.pod_id != pod.id:  # never another pod's task, whatever the slot says
+                        continue
                     # Offered slots are answered again (a lost answer); a step placed in a slot
                     # that came free while this claim was already waiting is answered at once.
                     if slot.index in offered or task.step_started_at is None:
@@ -183,17 +272,24 @@ class AgentService:
         return ClaimAnswer(assignments=assignments, cancel=cancel, release=release)
 
     async def log(
-        self, identity: AgentIdentity, pool_id: str, task_id: str, *, step: int, seq: int, data: str
+        self, caller: AgentCaller, pool_id: str, task_id: str, *, step: int, seq: int, data: str
     ) -> None:
-        self._tokens.require_scope(identity, pool_id)
+        agent = self._tokens.require_agent(caller, pool_id, "posting logs")
         async with self._store.unit_of_work() as uow:
-            await self._task_of(uow, pool_id, task_id)
+            task = await self._own_task(uow, agent, task_id, step)
+            if task.status is not TaskStatus.running:
+                raise Conflict(f"task {task_id} is {task.status}: it takes no more logs")
+            if step != task.current_step:
+                raise Conflict(
+                    f"step {step} of task {task_id} is not running (step {task.current_step} is): "
+                    "it takes no logs"
+                )
             await uow.tasks.add_log(task_id, step=step, seq=seq, data=data, now=self._clock())
             uow.signal(Signal.task(task_id))  # its followers read on
 
     async def result(
         self,
-        identity: AgentIdentity,
+        caller: AgentCaller,
         pool_id: str,
         task_id: str,
         *,
@@ -202,10 +298,10 @@ class AgentService:
         exit_code: int | None,
         message: str,
     ) -> ResultAnswer:
-        self._tokens.require_scope(identity, pool_id)
+        agent = self._tokens.require_agent(caller, pool_id, "posting a result")
         now = self._clock()
         async with self._store.unit_of_work() as uow:
-            task = await self._task_of(uow, pool_id, task_id)
+            task = await self._own_task(uow, agent, task_id, step_index)
             if task.current_step != step_index or task.status is not TaskStatus.running:
                 # Reported before (a retry after a lost answer): answer from the task's state.
                 return self._answer_from_state(task, step_index)
@@ -257,19 +353,28 @@ class AgentService:
     async def _lose(self, uow: UnitOfWork, change: TaskChange) -> None:
         await uow.apply(change)
 
-    async def _pod(self, uow: UnitOfWork, pool_id: str, name: str) -> Pod:
-        pod = await uow.pods.find(pool_id, name)
-        if pod is None:
-            raise NotFound(f"agent {name} is not registered in {pool_id}: register first")
-        return pod
-
-    async def _pod_id(self, pool_id: str, name: str) -> int:
-        async with self._store.unit_of_work() as uow:
-            return (await self._pod(uow, pool_id, name)).id
+    def _as_pod(self, caller: AgentCaller, pool_id: str, name: str, call: str) -> RegisteredAgent:
+        """The registered agent of pod ``name``: a credential speaks for its own pod only."""
+        agent = self._tokens.require_agent(caller, pool_id, call)
+        if agent.name != name:
+            raise Forbidden(f"this credential is agent {agent.name}'s: it cannot act as {name}")
+        return agent
 
     @staticmethod
-    async def _task_of(uow: UnitOfWork, pool_id: str, task_id: str) -> Task:
+    async def _pod(uow: UnitOfWork, agent: RegisteredAgent) -> Pod:
+        pod = await uow.pods.get(agent.pod_id)
+        if pod is None:
+            raise NotFound(f"agent {agent.name} is not registered in {agent.pool_id}: register")
+        return pod
+
+    @staticmethod
+    async def _own_task(uow: UnitOfWork, agent: RegisteredAgent, task_id: str, step: int) -> Task:
+        """A task given to the agent's pod, with a step ``step``; 404 or 403 otherwise."""
         task = await require_task(uow, task_id)
-        if task.pool_id != pool_id:
-            raise NotFound(f"task {task_id} not found in {pool_id}")
+        if task.pool_id != agent.pool_id:
+            raise NotFound(f"task {task_id} not found in {agent.pool_id}")
+        if task.pod_id != agent.pod_id:
+            raise Forbidden(f"task {task_id} was not given to agent {agent.name}")
+        if step >= len(task.steps):
+            raise NotFound(f"task {task_id} has no step {step} (it has {len(task.steps)})")
         return task

@@ -1,14 +1,39 @@
-"""Ending a pod's life in the books: written once for every path that finds an agent gone
-(a silent agent, a local process that exited, a Pod that vanished)."""
+"""A pod's life in the books, written once for every path that needs it: recording a pod
+slotpool created (the pass that created it, or its agent registering first), and ending it (a
+silent agent, a local process that exited, a Pod that vanished)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from slotpool.domain import transitions
-from slotpool.domain.pods import Pod, PodEnd
+from slotpool.domain.agent_identity import kept_uid
+from slotpool.domain.pods import Pod, PodEnd, state_from_runtime
 from slotpool.domain.signals import Signal
+from slotpool.runtime.base import RuntimePod
 from slotpool.store.uow import UnitOfWork
+
+
+async def record_created(
+    uow: UnitOfWork, pool_id: str, pod: RuntimePod, *, slots: int, now: datetime
+) -> bool:
+    """Record a pod slotpool just created, unless it is known already; True if recorded."""
+    if await uow.pods.find(pool_id, pod.name) is not None:
+        return False
+    await uow.pods.adopt(
+        pool_id=pool_id,
+        name=pod.name,
+        slots=slots,
+        config_hash=pod.config_hash,
+        state=state_from_runtime(None, phase=pod.phase, deleting=False),
+        phase=pod.phase,
+        node=pod.node,
+        reason="",
+        created_at=now,
+        uid_digest=kept_uid(pod.uid),
+        now=now,
+    )
+    return True
 
 
 async def retire_pod(

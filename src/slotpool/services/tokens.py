@@ -2,6 +2,8 @@
 
 A token authenticates its bearer as an agent of exactly one pool; every agent-facing call checks
 that the pool it names is that pool (403 otherwise), so a token can never reach another pool.
+A pool token only registers an agent; the registered agent then shows its own credential
+(``domain.agent_identity``), which names one pod of one pool.
 """
 
 from __future__ import annotations
@@ -9,8 +11,10 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeAlias
 
 from slotpool.clock import Clock
+from slotpool.domain.agent_identity import CREDENTIAL_PREFIX
 from slotpool.domain.errors import Issue
 from slotpool.domain.events import NewEvent, Outcome
 from slotpool.domain.tokens import TOKEN_PREFIX, PoolToken, TokenStatus, token_digest
@@ -49,9 +53,23 @@ def secret_token_message(pool_id: str, name: str) -> str:
 
 @dataclass(frozen=True)
 class AgentIdentity:
+    """The bearer of a pool token: it may register an agent of the pool, nothing more."""
+
     pool_id: str
     token_id: str
     token_name: str
+
+
+@dataclass(frozen=True)
+class RegisteredAgent:
+    """The bearer of an agent's credential: the one agent registered for pod ``name``."""
+
+    pool_id: str
+    pod_id: int
+    name: str
+
+
+AgentCaller: TypeAlias = AgentIdentity | RegisteredAgent
 
 
 class TokenService:
@@ -131,9 +149,18 @@ class TokenService:
         assert revoked is not None
         return revoked
 
-    async def authenticate(self, value: str | None) -> AgentIdentity:
+    async def authenticate(self, value: str | None) -> AgentCaller:
+        """A pool token's bearer, or a registered agent by its credential; 401 otherwise."""
         if not value:
             raise Unauthorized("missing bearer token: send 'Authorization: Bearer <pool token>'")
+        if value.startswith(CREDENTIAL_PREFIX):
+            agent = await self.registered(value)
+            if agent is None:
+                raise Unauthorized(
+                    "unknown agent credential: its pod is gone; a new agent registers with "
+                    "the pool token"
+                )
+            return agent
         now = self._clock()
         async with self._store.unit_of_work() as uow:
             token = await uow.pool_tokens.by_hash(token_digest(value))
@@ -145,10 +172,28 @@ class TokenService:
             await uow.pool_tokens.touch(token.id, now=now, older_than=now - TOUCH_INTERVAL)
         return AgentIdentity(pool_id=token.pool_id, token_id=token.id, token_name=token.name)
 
+    async def registered(self, credential: str) -> RegisteredAgent | None:
+        """The agent that holds ``credential``, if one does."""
+        async with self._store.unit_of_work() as uow:
+            pod = await uow.pods.by_credential(token_digest(credential))
+        return None if pod is None else RegisteredAgent(pod.pool_id, pod.id, pod.name)
+
     @staticmethod
-    def require_scope(identity: AgentIdentity, pool_id: str) -> None:
+    def require_scope(identity: AgentCaller, pool_id: str) -> None:
         if identity.pool_id != pool_id:
-            raise Forbidden(f"this agent token belongs to {identity.pool_id}, not to {pool_id}")
+            what = "token" if isinstance(identity, AgentIdentity) else "credential"
+            raise Forbidden(f"this agent {what} belongs to {identity.pool_id}, not to {pool_id}")
+
+    @classmethod
+    def require_agent(cls, caller: AgentCaller, pool_id: str, call: str) -> RegisteredAgent:
+        """The registered agent making ``call`` in ``pool_id``; a pool token only registers."""
+        cls.require_scope(caller, pool_id)
+        if isinstance(caller, AgentIdentity):
+            raise Forbidden(
+                f"{call} takes the agent's own credential, the one it registered with; the "
+                "pool token only registers an agent"
+            )
+        return caller
 
     @staticmethod
     async def _require(tokens: PoolTokenRepository, pool_id: str, name: str) -> PoolToken:

@@ -179,6 +179,13 @@ class PodRow(Base):
     last_heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # What proves the pod is one slotpool launched: the SHA-256 of the Kubernetes Pod's UID or of
+    # a local agent's launch secret (None for static agents and pods recorded before 0011).
+    uid_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The SHA-256 of the credential its agent got at registration; None until it registered.
+    credential_digest: Mapped[str | None] = mapped_column(
+        String(64), nullable=True, unique=True, index=True
+    )
 
 
 class SlotRow(Base):

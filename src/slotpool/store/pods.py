@@ -42,6 +42,8 @@ def _pod(row: PodRow, slots: Sequence[SlotRow]) -> Pod:
         node=row.node,
         updated_at=row.updated_at,
         end=None if row.end_cause is None else PodEnd(EndCause(row.end_cause), row.end_by),
+        uid_digest=row.uid_digest,
+        has_credential=row.credential_digest is not None,
     )
 
 
@@ -71,12 +73,16 @@ class PodRepository:
         slots: int,
         version: str,
         config_hash: str | None,
+        credential_digest: str | None,
         now: datetime,
     ) -> Pod:
         """Create the pod with idle slots, or mark a known one ready again (a reconnect).
 
-        A pod slotpool created keeps the config hash it was built with and stays ``draining``
-        if it was draining; ``config_hash`` is for pods nobody recorded (static agents)."""
+        ``credential_digest`` is given when a new agent registers (its credential replaces any
+        earlier one, and a static agent's name retired before is in service again), None when
+        the agent that holds the credential reconnects. A pod slotpool created keeps the config
+        hash it was built with and stays ``draining`` if it was draining; ``config_hash`` is for
+        pods nobody recorded (static agents)."""
         row = await self._session.scalar(
             select(PodRow).where(PodRow.pool_id == pool_id, PodRow.name == name)
         )
@@ -85,7 +91,11 @@ class PodRepository:
         # Only a pod on its way in becomes ready. One slotpool is draining, deleting or has
         # retired stays so: an agent that reconnects (say after a control-plane restart) must
         # not put a Pod that is being deleted back into service.
-        if row.state in (PodState.pending.value, PodState.starting.value):
+        coming = [PodState.pending.value, PodState.starting.value]
+        if credential_digest is not None:
+            row.credential_digest = credential_digest
+            coming.append(PodState.failed.value)  # only static names get here retired
+        if row.state in coming:
             row.state = PodState.ready.value
         row.agent_version = version
         row.config_hash = row.config_hash or config_hash
@@ -134,10 +144,12 @@ class PodRepository:
         node: str | None,
         reason: str,
         created_at: datetime,
+        uid_digest: str | None,
         now: datetime,
     ) -> int:
         """Record a pod the runtime reports and the database does not know yet (one slotpool
-        just created, or one found in the cluster with the pool's labels); returns its id."""
+        just created, or one found in the cluster with the pool's labels); returns its id.
+        ``uid_digest`` is what its agent proves itself with (``domain.agent_identity``)."""
         row = await self._new_row(
             pool_id,
             name,
@@ -149,8 +161,16 @@ class PodRepository:
             node=node,
             reason=reason,
             created_at=created_at,
+            uid_digest=uid_digest,
         )
         return row.id
+
+    async def by_credential(self, digest: str) -> Pod | None:
+        """The pod whose agent holds the credential of this digest."""
+        pod_id = await self._session.scalar(
+            select(PodRow.id).where(PodRow.credential_digest == digest)
+        )
+        return None if pod_id is None else await self.get(pod_id)
 
     async def observed(
         self,

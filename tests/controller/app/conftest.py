@@ -92,7 +92,7 @@ class World:
             headers={"Authorization": f"Bearer {self.runtime.tokens[pool_id]}"},
         )
         self.agent_clients.append(http)
-        agent = FakeAgent(http, pool_id, name)
+        agent = FakeAgent(http, pool_id, name, uid=self.runtime.pods_of[pool_id][name].uid)
         await agent.register(slots)
         return agent
 

@@ -1,4 +1,5 @@
-"""/api/v1/agent/...: what agents call, authenticated by their pool's token, never an admin's.
+"""/api/v1/agent/...: what agents call, never with an admin's token: ``register`` with their
+pool's token (or, again, with their own credential), everything else with their credential.
 
 The protocol is described in docs/agent-protocol.md; its requests and answers are the models of
 ``slotpool.protocol``, the same the agent parses with.
@@ -26,6 +27,7 @@ from slotpool.protocol import (
     ResultAnswer,
     StepResult,
 )
+from slotpool.services.tokens import AgentIdentity
 
 router = APIRouter(prefix="/api/v1/agent", tags=["agent"])
 
@@ -41,7 +43,7 @@ async def my_pool(pool_id: PoolId, identity: Agent, services: ServicesDep) -> Ag
         # Static agents are started by hand: the pool's setting (or its default) still applies.
         slots_per_pod=(pool.config or PoolConfig()).slots_per_pod,
         config_hash=services.pools.config_hash(pool),
-        token_name=identity.token_name,
+        token_name=identity.token_name if isinstance(identity, AgentIdentity) else "",
     )
 
 
@@ -60,6 +62,8 @@ async def register(
         slots=body.slots,
         version=body.version,
         running=body.running,
+        pod_uid=body.pod_uid,
+        credential=body.credential,
     )
 
 

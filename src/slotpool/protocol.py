@@ -23,14 +23,22 @@ from __future__ import annotations
 
 from typing import Annotated, NotRequired, TypeAlias
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 # pydantic reads a TypedDict from typing only on Python 3.12 and later.
 from typing_extensions import TypedDict
 
 from slotpool.domain.bounds import StrictModel
 from slotpool.domain.config import PoolType
-from slotpool.domain.tasks import MAX_STEPS, StepSpec, StepStatus, Task
+from slotpool.domain.tasks import MAX_STEPS, LogStream, StepSpec, StepStatus, Task
 from slotpool.domain.text import Text
 
 AGENT_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
@@ -168,12 +176,21 @@ class ClaimAnswer(_Answer):
 
 
 class LogChunk(_Request):
-    """``POST /tasks/{task_id}/logs``: ``seq`` counts from 0 per step; a chunk sent twice is
-    stored once."""
+    """``POST /tasks/{task_id}/logs``: ``seq`` counts from 0 per step (over both streams); a
+    chunk sent twice is stored once. ``stream`` is left out on the wire for stdout, so a chunk of
+    standard output reads as it always did."""
 
     step_index: int = Field(ge=0, le=MAX_STEPS)
     seq: int = Field(ge=0, le=2**31 - 1)
     data: Text = Field(max_length=MAX_LOG_CHUNK)
+    stream: LogStream = LogStream.stdout
+
+    @model_serializer(mode="wrap")
+    def _stdout_unsaid(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        dumped: dict[str, object] = handler(self)
+        if self.stream is LogStream.stdout:
+            dumped.pop("stream", None)
+        return dumped
 
 
 class StepResult(_Request):

@@ -17,7 +17,7 @@ from slotpool.domain.config import PoolConfig
 from slotpool.domain.errors import Issue
 from slotpool.domain.pods import Pod, SlotState
 from slotpool.domain.signals import Signal
-from slotpool.domain.tasks import Next, StepStatus, Task, TaskStatus
+from slotpool.domain.tasks import LogStream, Next, StepStatus, Task, TaskStatus
 from slotpool.domain.transitions import Cause, StepReport, TaskChange
 from slotpool.protocol import (
     Assignment,
@@ -183,12 +183,22 @@ class AgentService:
         return ClaimAnswer(assignments=assignments, cancel=cancel, release=release)
 
     async def log(
-        self, identity: AgentIdentity, pool_id: str, task_id: str, *, step: int, seq: int, data: str
+        self,
+        identity: AgentIdentity,
+        pool_id: str,
+        task_id: str,
+        *,
+        step: int,
+        seq: int,
+        data: str,
+        stream: LogStream = LogStream.stdout,
     ) -> None:
         self._tokens.require_scope(identity, pool_id)
         async with self._store.unit_of_work() as uow:
             await self._task_of(uow, pool_id, task_id)
-            await uow.tasks.add_log(task_id, step=step, seq=seq, data=data, now=self._clock())
+            await uow.tasks.add_log(
+                task_id, step=step, seq=seq, data=data, stream=stream, now=self._clock()
+            )
             uow.signal(Signal.task(task_id))  # its followers read on
 
     async def result(

@@ -26,3 +26,7 @@ def configure_logging(*, level: str, log_format: str) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(number),
     )
     logging.basicConfig(level=number, format="%(message)s")
+    # Alembic tells every migration it runs (and "Will assume non-transactional DDL") at INFO:
+    # news for whoever debugs (SLOTPOOL_LOG_LEVEL=debug), noise before the banner otherwise.
+    quiet = number if number <= logging.DEBUG else max(number, logging.WARNING)
+    logging.getLogger("alembic").setLevel(quiet)

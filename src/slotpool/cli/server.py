@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shlex
+import shutil
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -117,9 +120,32 @@ def up(
     err.print(
         f"\nslotpool {__version__} is up at {url} (API docs: {url}/docs)\n"
         f"admin token: {token}\n\n"
-        f"try:  slotpool tasks submit --pool {DEMO_POOL} --follow -- echo hello\n"
+        f"try:  {this_command()} tasks submit --pool {DEMO_POOL} --follow -- echo hello\n"
+        + activate_hint(),
+        soft_wrap=True,
     )
     uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+
+
+def this_command() -> str:
+    """How to run this very slotpool from a shell: ``slotpool`` where the PATH finds it, its
+    full path where it does not (say only ``.venv/bin/slotpool`` exists)."""
+    script = Path(sys.argv[0])
+    if script.name != "slotpool":  # python -m slotpool.cli
+        return f"{shlex.quote(sys.executable)} -m slotpool.cli"
+    found = shutil.which("slotpool")
+    if found is not None and Path(found).resolve() == script.resolve():
+        return "slotpool"
+    return shlex.quote(str(script.absolute()))
+
+
+def activate_hint() -> str:
+    """Where ``slotpool`` is not on the PATH but sits in a virtual environment: how to put it
+    there."""
+    activate = Path(sys.argv[0]).absolute().parent / "activate"
+    if this_command() == "slotpool" or not activate.is_file():
+        return ""
+    return f"      (or first: . {shlex.quote(str(activate))}  and then just slotpool)\n"
 
 
 def _local_admin_token(path: Path) -> str:

@@ -30,6 +30,8 @@ def export_document(pool: dict[str, Any]) -> dict[str, Any]:
 
 def check_documents(documents: list[Any], source: str) -> list[dict[str, Any]]:
     """Every document a mapping with a name and only the keys of a pool, before any is applied."""
+    if not documents:
+        raise UserError(f"{source}: no YAML document in it")
     for number, doc in enumerate(documents, start=1):
         where = f"{source}, document {number}"
         if not isinstance(doc, dict) or not isinstance(doc.get("name"), str):
@@ -41,6 +43,36 @@ def check_documents(documents: list[Any], source: str) -> list[dict[str, Any]]:
                 f"valid keys: {', '.join(POOL_DOC_KEYS)}"
             )
     return documents
+
+
+def kept_form(wanted: Any, current: dict[str, Any] | None) -> Any:
+    """``wanted`` as the server would keep it once saved: as written, without nulls, and each
+    window with the id of the pool's window it equals (the server's rule)."""
+    if not isinstance(wanted, dict):
+        return wanted
+    try:
+        parsed = PoolConfig.model_validate(wanted)
+    except ValidationError:
+        return wanted
+    kept: dict[str, Any] = stored_form(parsed)
+    existing = list((current or {}).get(WINDOWS) or [])
+    if parsed.freeze_schedules is None:
+        if existing:
+            kept[WINDOWS] = existing  # a save without windows leaves them alone
+        return kept
+    free = {_window_key(w): w for w in reversed(existing)}
+    windows = []
+    for window in parsed.freeze_schedules:
+        view = window.model_dump(mode="json", exclude_none=True)
+        same = free.pop(_window_key(view), None) if "id" not in view else None
+        windows.append({"id": same["id"], **view} if same else view)
+    if windows:
+        kept[WINDOWS] = windows
+    return kept
+
+
+def _window_key(window: dict[str, Any]) -> str:
+    return canonical_json({k: v for k, v in window.items() if k != "id"})
 
 
 def _comparable(config: Any, *, with_windows: bool) -> Any:
@@ -89,11 +121,7 @@ class Plan:
         if "description" in self.changes:
             result["description"] = self.doc["description"]
         if "k8s_config" in self.changes:
-            config = dict(self.doc["k8s_config"])
-            kept = (self.pool.get("k8s_config") or {}).get(WINDOWS)
-            if WINDOWS not in config and kept:
-                config[WINDOWS] = kept  # left alone by the save
-            result["k8s_config"] = config
+            result["k8s_config"] = kept_form(self.doc["k8s_config"], self.pool.get("k8s_config"))
         return result
 
     def diff(self) -> str:

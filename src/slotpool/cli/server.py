@@ -15,7 +15,7 @@ import typer
 from pydantic import SecretStr
 
 from slotpool import __version__
-from slotpool.cli.common import err, out
+from slotpool.cli.common import DEFAULT_URL, err, out
 
 app = typer.Typer()
 admin_app = typer.Typer(help="Administration that works on the database directly.")
@@ -113,6 +113,7 @@ def up(
     token = settings.admin_token.get_secret_value() if settings.admin_token else None
     token = token or _local_admin_token(settings.data_dir / ADMIN_TOKEN_FILE)
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    url_option = "" if url == DEFAULT_URL else f" --url {url}"
     settings = settings.model_copy(update={"admin_token": SecretStr(token), "public_url": url})
     configure_logging(level=settings.log_level, log_format=settings.log_format)
     upgrade(settings.database_url)
@@ -120,8 +121,8 @@ def up(
     err.print(
         f"\nslotpool {__version__} is up at {url} (API docs: {url}/docs)\n"
         f"admin token: {token}\n\n"
-        f"try:  {this_command()} tasks submit --pool {DEMO_POOL} --follow -- echo hello\n"
-        + activate_hint(),
+        f"try:  {this_command()} tasks submit{url_option} --pool {DEMO_POOL} --follow -- "
+        "echo hello\n" + activate_hint(),
         soft_wrap=True,
     )
     uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)

@@ -52,15 +52,20 @@ def _table(tasks: list[dict[str, Any]]) -> Table:
 WAITING = ("queued", "awaiting_approval")
 
 
-def _follow(api: Client, task_id: str) -> dict[str, Any]:
+def _follow(api: Client, task_id: str, told: dict[str, Any] | None = None) -> dict[str, Any]:
     """Print the log as it grows, stdout to stdout and stderr to stderr, and on stderr what the
-    task waits for whenever that changes; returns the task once it has ended."""
+    task waits for whenever that changes (``told``: the state the user knows already); returns
+    the task once it has ended."""
+    known = None if told is None else (told["status"], told["reason"])
     with api.follow(task_id) as records:
         for record in records:
             if record["type"] == "log":
                 write(record)
-            elif record["type"] == "task" and record["status"] in WAITING:
-                tell_waiting(task_id, record)
+            elif record["type"] == "task":
+                state = (record["status"], record["reason"])
+                if record["status"] in WAITING and state != known:
+                    tell_waiting(task_id, record)
+                known = state
     task: dict[str, Any] = api.json("GET", f"{TASKS}/{task_id}")
     return task
 
@@ -129,12 +134,24 @@ def submit(
     if not follow:
         print(task["id"])
         return
-    ended = _follow(api, task["id"])
+    if task["status"] == "awaiting_approval":
+        tell_waiting(task["id"], task)
+    ended = _follow(api, task["id"], told=task)
     code = exit_code(ended)
     if code:
         sys.stdout.flush()
-        err.print(f"task {ended['id']} {ended['status']}: {ended['reason']}".rstrip(": "))
+        err.print(f"task {ended['id']} {ended['status']}: {why_it_ended(ended)}".rstrip(": "))
     raise typer.Exit(code=code)
+
+
+def why_it_ended(task: dict[str, Any]) -> str:
+    """The task's reason, or its last step's message ("step 1 exited with code 3")."""
+    if task["reason"]:
+        return str(task["reason"])
+    steps = [r for r in task["results"] if "step_index" in r]
+    if not steps or not steps[-1].get("message"):
+        return ""
+    return f"step {steps[-1]['step_index'] + 1} {steps[-1]['message']}"
 
 
 def task_body(

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import httpx
 
+from slotpool.domain.pools import POOL_ID_PATTERN
+
 LOG_NEXT = "X-Slotpool-Log-Next"
 LOG_COMPLETE = "X-Slotpool-Log-Complete"
 LOG_PAGE = 1000
+POOL_ID = re.compile(POOL_ID_PATTERN)
 
 
 class ApiError(Exception):
@@ -51,14 +56,14 @@ class Client:
         return response
 
     @contextmanager
-    def stream(self, method: str, path: str, **kwargs: Any) -> Iterator[Iterator[str]]:
-        """A streamed answer (a followed log), as text pieces; no timeout between pieces."""
+    def stream_lines(self, method: str, path: str, **kwargs: Any) -> Iterator[Iterator[str]]:
+        """A streamed answer line by line (a followed log); no timeout between lines."""
         try:
             with self._http.stream(method, path, timeout=None, **kwargs) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise ApiError(response.status_code, _body(response))
-                yield response.iter_text()
+                yield response.iter_lines()
         except httpx.TransportError as exc:
             raise ApiError(0, {"error": f"cannot reach {self._http.base_url}: {exc}"}) from exc
 
@@ -66,17 +71,28 @@ class Client:
         response = self.request(method, path, **kwargs)
         return None if response.status_code == 204 or not response.content else response.json()
 
-    def log(self, task_id: str) -> Iterator[str]:
-        """A task's whole log as stored now, one page after another."""
+    def log(self, task_id: str) -> Iterator[dict[str, Any]]:
+        """A task's whole log as stored now, chunk by chunk (``{"type": "log", stream, data,
+        step_index, seq, at, id}``), one page after another."""
         after = 0
         while True:
             page = self.request(
-                "GET", f"/api/v1/tasks/{task_id}/logs", params={"after": after, "limit": LOG_PAGE}
+                "GET",
+                f"/api/v1/tasks/{task_id}/logs",
+                params={"after": after, "limit": LOG_PAGE, "format": "ndjson"},
             )
-            yield page.text
+            yield from (json.loads(line) for line in page.text.splitlines())
             if page.headers.get(LOG_COMPLETE) != "false":
                 return
             after = int(page.headers[LOG_NEXT])
+
+    @contextmanager
+    def follow(self, task_id: str) -> Iterator[Iterator[dict[str, Any]]]:
+        """A task's log as it grows, until the task has ended: its chunks, and
+        ``{"type": "task", status, reason, step_index}`` first and whenever that changes."""
+        params = {"follow": "true", "format": "ndjson"}
+        with self.stream_lines("GET", f"/api/v1/tasks/{task_id}/logs", params=params) as lines:
+            yield (json.loads(line) for line in lines if line)
 
     def list_pools(self, *, name: str | None = None) -> list[dict[str, Any]]:
         pools: list[dict[str, Any]] = []
@@ -90,10 +106,15 @@ class Client:
                 return pools
 
     def find_pool(self, ref: str) -> dict[str, Any]:
-        """A pool by id or by name."""
-        if ref.startswith("pool-"):
-            found: dict[str, Any] = self.json("GET", f"/api/v1/agent-pools/{ref}")
-            return found
+        """A pool by id or by name: a name may look like an id (``pool-`` and 16 characters),
+        so an id that is no pool's is looked up as a name too."""
+        if POOL_ID.fullmatch(ref):
+            try:
+                found: dict[str, Any] = self.json("GET", f"/api/v1/agent-pools/{ref}")
+                return found
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
         matches = self.list_pools(name=ref)
         if not matches:
             raise ApiError(404, {"error": f"no agent pool named {ref!r}"})

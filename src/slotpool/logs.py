@@ -40,3 +40,7 @@ def configure_logging(*, level: str, log_format: str, to_stderr: bool = False) -
         logger_factory=structlog.PrintLoggerFactory(_StandardError() if to_stderr else None),  # type: ignore[arg-type]
     )
     logging.basicConfig(level=number, format="%(message)s")
+    # Alembic tells every migration it runs (and "Will assume non-transactional DDL") at INFO:
+    # news for whoever debugs (SLOTPOOL_LOG_LEVEL=debug), noise before the banner otherwise.
+    quiet = number if number <= logging.DEBUG else max(number, logging.WARNING)
+    logging.getLogger("alembic").setLevel(quiet)

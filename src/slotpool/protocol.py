@@ -39,7 +39,7 @@ from typing_extensions import TypedDict
 from slotpool.domain.agent_identity import CREDENTIAL_PREFIX
 from slotpool.domain.bounds import StrictModel
 from slotpool.domain.config import PoolType
-from slotpool.domain.tasks import MAX_STEPS, StepSpec, StepStatus, Task
+from slotpool.domain.tasks import MAX_STEPS, LogStream, StepSpec, StepStatus, Task
 from slotpool.domain.text import Text
 
 AGENT_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
@@ -203,12 +203,21 @@ class ClaimAnswer(_Answer):
 
 
 class LogChunk(_Request):
-    """``POST /tasks/{task_id}/logs``: ``seq`` counts from 0 per step; a chunk sent twice is
-    stored once."""
+    """``POST /tasks/{task_id}/logs``: ``seq`` counts from 0 per step (over both streams); a
+    chunk sent twice is stored once. ``stream`` is left out on the wire for stdout, so a chunk of
+    standard output reads as it always did."""
 
     step_index: int = Field(ge=0, le=MAX_STEPS)
     seq: int = Field(ge=0, le=2**31 - 1)
     data: Text = Field(max_length=MAX_LOG_CHUNK)
+    stream: LogStream = LogStream.stdout
+
+    @model_serializer(mode="wrap")
+    def _stdout_unsaid(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        dumped: dict[str, object] = handler(self)
+        if self.stream is LogStream.stdout:
+            dumped.pop("stream", None)
+        return dumped
 
 
 class StepResult(_Request):

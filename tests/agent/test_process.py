@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from slotpool.agent.process import CHUNK_BYTES, Cancellation, Chunker, StepOutcome, run_process
-from slotpool.domain.tasks import StepStatus
+from slotpool.domain.tasks import LogStream, StepStatus
 from slotpool.protocol import MAX_MESSAGE, StepResult
 from tests.agent.helpers import read_pid, wait_until
 from tests.support.processes import alive
@@ -20,13 +20,18 @@ FAMILY = "sleep 60 & echo $! > grandchild.pid; echo $$ > child.pid; wait"
 class Output:
     def __init__(self) -> None:
         self.chunks: list[tuple[int, str, float]] = []
+        self.streams: list[LogStream] = []
 
-    def __call__(self, seq: int, data: str) -> None:
+    def __call__(self, seq: int, data: str, stream: LogStream) -> None:
         self.chunks.append((seq, data, time.monotonic()))
+        self.streams.append(stream)
 
     @property
     def text(self) -> str:
         return "".join(data for _, data, _ in self.chunks)
+
+    def of(self, stream: LogStream) -> str:
+        return "".join(c[1] for c, s in zip(self.chunks, self.streams, strict=True) if s is stream)
 
 
 async def run(
@@ -54,11 +59,36 @@ async def test_output_arrives_as_ordered_chunks_while_the_step_runs(tmp_path: Pa
     started = time.monotonic()
     outcome = await run("echo first; sleep 1.2; echo second 1>&2", tmp_path, output=output)
     assert outcome == StepOutcome(StepStatus.succeeded, 0, "exited with code 0")
-    assert output.text == "first\nsecond\n"  # stderr merged into the same stream
+    assert output.text == "first\nsecond\n"  # one log, in the order it was written
+    assert output.streams == [LogStream.stdout, LogStream.stderr]
     assert [seq for seq, _, _ in output.chunks] == list(range(len(output.chunks)))
     first_at = output.chunks[0][2] - started
     assert output.chunks[0][1] == "first\n"
     assert first_at < 1.0  # shipped before the step ended
+
+
+async def test_stdout_and_stderr_stay_apart_in_the_order_they_were_written(
+    tmp_path: Path,
+) -> None:
+    output = Output()
+    script = "echo out1; echo err1 >&2; sleep 0.1; echo out2; sleep 0.1; echo err2 >&2"
+    outcome = await run(script, tmp_path, output=output)
+    assert outcome.status is StepStatus.succeeded
+    assert output.of(LogStream.stdout) == "out1\nout2\n"
+    assert output.of(LogStream.stderr) == "err1\nerr2\n"
+    assert output.text.index("out2") < output.text.index("err2")
+    assert [seq for seq, _, _ in output.chunks] == list(range(len(output.chunks)))
+
+
+def test_a_character_cut_on_each_stream_is_decoded_on_its_own() -> None:
+    output = Output()
+    chunker = Chunker(output)
+    chunker.add("é".encode()[:1], LogStream.stdout)
+    chunker.add("ü".encode()[:1], LogStream.stderr)
+    chunker.add("é".encode()[1:], LogStream.stdout)
+    chunker.add("ü".encode()[1:], LogStream.stderr)
+    chunker.flush(final=True)
+    assert (output.of(LogStream.stdout), output.of(LogStream.stderr)) == ("é", "ü")
 
 
 async def test_large_output_is_cut_into_64_kib_chunks(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from slotpool.agent.isolation import StepUser
 from slotpool.agent.process import StepOutcome
 from slotpool.agent.runner import BASE_VARIABLES, SlotRunner
 from slotpool.agent.slots import AlreadyRunning, SlotConflict, SlotTable, Workdirs
-from slotpool.domain.tasks import StepStatus
+from slotpool.domain.tasks import LogStream, StepStatus
 from slotpool.protocol import AssignedStep, Assignment, ResultAnswer
 
 TASK = "task-aaaaaaaaaaaaaaaa"
@@ -26,7 +26,7 @@ class Recorder:
         self.results: list[tuple[str, int, StepOutcome]] = []
         self._answers = deque(answers)
 
-    def log(self, task_id: str, step_index: int, seq: int, data: str) -> None:
+    def log(self, task_id: str, step_index: int, seq: int, data: str, stream: LogStream) -> None:
         self.chunks.append((task_id, step_index, seq, data))
 
     async def result(self, task_id: str, step_index: int, outcome: StepOutcome) -> ResultAnswer:

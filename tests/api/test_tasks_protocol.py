@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,8 +69,12 @@ class FakeAgent:
         assert response.status_code == 200, response.text
         return response.json()
 
-    async def log(self, task_id: str, step: int, seq: int, data: str) -> None:
-        body = {"step_index": step, "seq": seq, "data": data}
+    async def log(
+        self, task_id: str, step: int, seq: int, data: str, stream: str | None = None
+    ) -> None:
+        body: dict[str, Any] = {"step_index": step, "seq": seq, "data": data}
+        if stream is not None:
+            body["stream"] = stream
         response = await self.post(f"tasks/{task_id}/logs", body)
         assert response.status_code == 204, response.text
 
@@ -136,6 +141,44 @@ async def test_a_task_runs_in_a_slot_with_logs(api: Api) -> None:
     assert logs.text == "hello\n"
     pods = (await api.client.get(f"{POOLS}/{pool_id}/pods")).json()["items"]
     assert [s["state"] for s in pods[0]["slots"]] == ["idle", "idle"]
+
+
+async def test_logs_keep_the_stream_and_a_follower_hears_what_the_task_waits_for(
+    api: Api,
+) -> None:
+    pool_id, token = await pool_with_token(api)
+    queued = await submit(api, pool_id, command="x")
+    assert queued["status"] == "queued"  # no agent yet
+    params = {"follow": "true", "format": "ndjson"}
+
+    async def follow() -> list[dict[str, Any]]:
+        # (The ASGI transport gives the body once the answer is complete: all of it at the end.)
+        followed = await api.client.get(f"{TASKS}/{queued['id']}/logs", params=params)
+        assert followed.headers["content-type"] == "application/x-ndjson"
+        return [json.loads(line) for line in followed.text.splitlines()]
+
+    follower = asyncio.create_task(follow())
+    await asyncio.sleep(0.3)  # it has read the queued task
+    async with agent_client(api, token) as http:
+        agent = FakeAgent(http, pool_id, "agent-1")
+        await agent.register(1)
+        (work,) = (await agent.claim([0]))["assignments"]
+        await agent.log(work["task_id"], 0, 0, "out\n")
+        await agent.log(work["task_id"], 0, 1, "err\n", stream="stderr")
+        await agent.result(work["task_id"], 0, "failed", code=3)
+    records = await asyncio.wait_for(follower, 10)
+    assert records[0] == {"type": "task", "status": "queued", "reason": "", "step_index": 0}
+    states = [(r["status"], r["step_index"]) for r in records if r["type"] == "task"]
+    assert (states[0], states[-1]) == (("queued", 0), ("failed", 0))  # "running" may be between
+    assert len(states) == len(set(states))  # told only when it changed
+    chunks = [(r["stream"], r["data"], r["seq"]) for r in records if r["type"] == "log"]
+    assert chunks == [("stdout", "out\n", 0), ("stderr", "err\n", 1)]
+    plain = await api.client.get(f"{TASKS}/{queued['id']}/logs")
+    assert plain.text == "out\nerr\n"  # the text form: both, in order
+    page = await api.client.get(
+        f"{TASKS}/{queued['id']}/logs", params={"after": 0, "format": "ndjson"}
+    )
+    assert [json.loads(line)["stream"] for line in page.text.splitlines()] == ["stdout", "stderr"]
 
 
 async def test_queued_work_waits_for_a_slot_and_packs_the_fullest_pod(api: Api) -> None:

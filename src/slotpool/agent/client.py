@@ -30,6 +30,7 @@ from pydantic import BaseModel, ValidationError
 
 from slotpool.agent.process import StepOutcome
 from slotpool.domain.agent_identity import CREDENTIAL_PREFIX
+from slotpool.domain.tasks import LogStream
 from slotpool.protocol import (
     MAX_CLAIM_WAIT,
     ClaimAnswer,
@@ -149,8 +150,16 @@ class AgentClient:
         )
         return parse(ClaimAnswer, answer)
 
-    async def post_log(self, task_id: str, *, step_index: int, seq: int, data: str) -> None:
-        body = LogChunk(step_index=step_index, seq=seq, data=data)
+    async def post_log(
+        self,
+        task_id: str,
+        *,
+        step_index: int,
+        seq: int,
+        data: str,
+        stream: LogStream = LogStream.stdout,
+    ) -> None:
+        body = LogChunk(step_index=step_index, seq=seq, data=data, stream=stream)
         await self._post_repeatedly(f"/tasks/{quote(task_id, safe='')}/logs", body)
 
     async def post_result(

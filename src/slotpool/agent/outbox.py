@@ -18,6 +18,7 @@ import structlog
 
 from slotpool.agent.client import AgentClient, Rejected
 from slotpool.agent.process import StepOutcome
+from slotpool.domain.tasks import LogStream
 from slotpool.protocol import ResultAnswer
 
 log = structlog.get_logger(__name__)
@@ -31,6 +32,7 @@ class _Chunk:
     step_index: int
     seq: int
     data: str
+    stream: LogStream
 
 
 @dataclass(frozen=True)
@@ -52,8 +54,8 @@ class Outbox:
     def __len__(self) -> int:
         return len(self._items)
 
-    def log(self, task_id: str, step_index: int, seq: int, data: str) -> None:
-        self._put(_Chunk(task_id, step_index, seq, data))
+    def log(self, task_id: str, step_index: int, seq: int, data: str, stream: LogStream) -> None:
+        self._put(_Chunk(task_id, step_index, seq, data, stream))
 
     def submit(
         self, task_id: str, step_index: int, outcome: StepOutcome
@@ -83,7 +85,11 @@ class Outbox:
         try:
             if isinstance(item, _Chunk):
                 await self._client.post_log(
-                    item.task_id, step_index=item.step_index, seq=item.seq, data=item.data
+                    item.task_id,
+                    step_index=item.step_index,
+                    seq=item.seq,
+                    data=item.data,
+                    stream=item.stream,
                 )
                 return
             answer = await self._client.post_result(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import functools
 import os
 import signal
 from collections.abc import Callable, Mapping, Sequence
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from slotpool.agent.isolation import StepUser
-from slotpool.domain.tasks import StepStatus
+from slotpool.domain.tasks import LogStream, StepStatus
 from slotpool.protocol import MAX_MESSAGE, StepResult
 
 CHUNK_BYTES = 64 * 1024
@@ -29,7 +30,7 @@ FLUSH_SECONDS = 0.5
 _OUTPUT_TAIL_SECONDS = 2.0
 _GROUP_POLL_SECONDS = 0.05
 
-Emit = Callable[[int, str], None]  # (seq, text)
+Emit = Callable[[int, str, LogStream], None]  # (seq, text, which output)
 
 
 @dataclass(frozen=True)
@@ -85,10 +86,10 @@ async def run_process(
     if cancellation.requested:
         return StepOutcome(StepStatus.cancelled, None, cancellation.reason)
     try:
-        process, output, transport = await _start(argv, cwd=cwd, env=env, user=user)
+        process, outputs, transports = await _start(argv, cwd=cwd, env=env, user=user)
     except (OSError, ValueError) as exc:  # not found, not executable, a bad directory...
         return StepOutcome(StepStatus.failed, None, f"cannot start the step: {exc}")
-    pump = asyncio.create_task(pump_output(output, emit))
+    pump = asyncio.create_task(pump_output(outputs, emit))
     try:
         stopped = await _wait_for_end(process, time_limit, cancellation)
         if stopped is not None:
@@ -102,21 +103,26 @@ async def run_process(
         await process.wait()
         raise
     finally:
-        transport.close()
+        for transport in transports:
+            transport.close()
     assert process.returncode is not None
     return _outcome(process.returncode, stopped, time_limit, cancellation.reason)
 
 
+Outputs = dict[LogStream, asyncio.StreamReader]
+
+
 async def _start(
     argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], user: StepUser | None
-) -> tuple[asyncio.subprocess.Process, asyncio.StreamReader, asyncio.ReadTransport]:
-    """Start the step in a session of its own, stdout and stderr into one pipe of ours.
+) -> tuple[asyncio.subprocess.Process, Outputs, list[asyncio.ReadTransport]]:
+    """Start the step in a session of its own (as ``user``, if given), its stdout and stderr
+    each into a pipe of ours.
 
-    The pipe is not the process's (``stdout=PIPE``) on purpose: asyncio's ``Process.wait()``
-    waits for the process *and* its pipes, and a background process that inherited the pipe
+    The pipes are not the process's (``stdout=PIPE``) on purpose: asyncio's ``Process.wait()``
+    waits for the process *and* its pipes, and a background process that inherited a pipe
     would hold the step open for as long as it lives.
     """
-    read_fd, write_fd = os.pipe()
+    pipes = {stream: os.pipe() for stream in LogStream}
     as_user: dict[str, Any] = {}
     if user is not None:
         as_user = {"user": user.uid, "group": user.gid, "extra_groups": []}
@@ -126,21 +132,30 @@ async def _start(
             cwd=cwd,
             env=dict(env),
             stdin=asyncio.subprocess.DEVNULL,
-            stdout=write_fd,
-            stderr=asyncio.subprocess.STDOUT,
+            stdout=pipes[LogStream.stdout][1],
+            stderr=pipes[LogStream.stderr][1],
             start_new_session=True,
             **as_user,
         )
     except BaseException:
-        os.close(read_fd)
+        for read_fd, _ in pipes.values():
+            os.close(read_fd)
         raise
     finally:
-        os.close(write_fd)
-    reader = asyncio.StreamReader()
-    transport, _ = await asyncio.get_running_loop().connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0)
-    )
-    return process, reader, transport
+        for _, write_fd in pipes.values():
+            os.close(write_fd)
+    loop = asyncio.get_running_loop()
+    readers: Outputs = {}
+    transports: list[asyncio.ReadTransport] = []
+    for stream, (read_fd, _) in pipes.items():
+        reader = asyncio.StreamReader()
+        transport, _ = await loop.connect_read_pipe(
+            functools.partial(asyncio.StreamReaderProtocol, reader),
+            os.fdopen(read_fd, "rb", buffering=0),
+        )
+        readers[stream] = reader
+        transports.append(transport)
+    return process, readers, transports
 
 
 async def _wait_for_end(
@@ -230,18 +245,25 @@ def _runs_in_group(proc_dir: str, pgid: int) -> bool:
 
 
 class Chunker:
-    """Bytes in, ordered text chunks out: at most 64 KiB each, UTF-8 decoded with replacement
-    (a character split between two reads is decoded whole), NUL replaced (the control plane
-    stores text, and PostgreSQL refuses NUL)."""
+    """Bytes of both outputs in, ordered text chunks out: at most 64 KiB each, one stream each,
+    UTF-8 decoded with replacement (a character split between two reads is decoded whole), NUL
+    replaced (the control plane stores text, and PostgreSQL refuses NUL). Output of the other
+    stream first sends what is buffered, so the log keeps the order the two were read in."""
 
     def __init__(self, emit: Emit, *, limit: int = CHUNK_BYTES) -> None:
         self._emit = emit
         self._limit = limit
         self._buffer = bytearray()
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._stream = LogStream.stdout
+        self._decoders = {
+            stream: codecs.getincrementaldecoder("utf-8")(errors="replace") for stream in LogStream
+        }
         self._seq = 0
 
-    def add(self, data: bytes) -> None:
+    def add(self, data: bytes, stream: LogStream = LogStream.stdout) -> None:
+        if stream is not self._stream:
+            self.flush()
+            self._stream = stream
         self._buffer += data
         while len(self._buffer) >= self._limit:
             self._send(bytes(self._buffer[: self._limit]), final=False)
@@ -251,21 +273,31 @@ class Chunker:
         data = bytes(self._buffer)
         self._buffer.clear()
         self._send(data, final=final)
+        if final:  # what the other stream's decoder still holds (a cut-off character)
+            for stream in LogStream:
+                if stream is not self._stream:
+                    self._stream = stream
+                    self._send(b"", final=True)
 
     def _send(self, data: bytes, *, final: bool) -> None:
-        text = self._decoder.decode(data, final=final)
+        text = self._decoders[self._stream].decode(data, final=final)
         if text:
-            self._emit(self._seq, text.replace("\x00", "\ufffd"))
+            self._emit(self._seq, text.replace("\x00", "\ufffd"), self._stream)
             self._seq += 1
 
 
-async def pump_output(stream: asyncio.StreamReader, emit: Emit) -> None:
-    """Read until end of file; what was read goes out within ``FLUSH_SECONDS`` or at 64 KiB."""
+async def pump_output(streams: Mapping[LogStream, asyncio.StreamReader], emit: Emit) -> None:
+    """Read every stream until end of file; what was read goes out within ``FLUSH_SECONDS`` or
+    at 64 KiB."""
     chunker = Chunker(emit)
     ticker = asyncio.create_task(_flush_every(chunker, FLUSH_SECONDS))
+
+    async def pump(stream: LogStream, reader: asyncio.StreamReader) -> None:
+        while data := await reader.read(CHUNK_BYTES):
+            chunker.add(data, stream)
+
     try:
-        while data := await stream.read(CHUNK_BYTES):
-            chunker.add(data)
+        await asyncio.gather(*(pump(stream, reader) for stream, reader in streams.items()))
     finally:
         ticker.cancel()
         chunker.flush(final=True)

@@ -18,14 +18,14 @@ import structlog
 from slotpool.agent.isolation import StepUser
 from slotpool.agent.process import Cancellation, StepOutcome, run_process
 from slotpool.agent.slots import SlotTable, WorkdirError
-from slotpool.domain.tasks import StepStatus
+from slotpool.domain.tasks import LogStream, StepStatus
 from slotpool.protocol import Assignment, ResultAnswer
 
 log = structlog.get_logger(__name__)
 
 
 class Reporter(Protocol):
-    def log(self, task_id: str, step_index: int, seq: int, data: str) -> None:
+    def log(self, task_id: str, step_index: int, seq: int, data: str, stream: LogStream) -> None:
         """Queue one chunk of a step's output (never blocks)."""
 
     async def result(self, task_id: str, step_index: int, outcome: StepOutcome) -> ResultAnswer:
@@ -99,8 +99,8 @@ class SlotRunner:
         except (WorkdirError, OSError) as exc:
             return StepOutcome(StepStatus.failed, None, str(exc))
 
-        def emit(seq: int, data: str) -> None:
-            self._reporter.log(assignment.task_id, assignment.step_index, seq, data)
+        def emit(seq: int, data: str, stream: LogStream) -> None:
+            self._reporter.log(assignment.task_id, assignment.step_index, seq, data, stream)
 
         self.executing += 1
         try:

@@ -20,6 +20,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperGroup
 
 from slotpool.client import ApiError, Client
 
@@ -74,16 +75,69 @@ class NoAliasLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
+class UserError(Exception):
+    """A mistake of the user's (a missing file, a bad document): one line, exit 1."""
+
+
 def yaml_documents(text: str, source: str) -> list[Any]:
-    """The YAML documents of ``text`` (empty ones left out); one line on stderr and exit 1 for
-    a file that is not YAML or holds an alias."""
+    """The YAML documents of ``text`` (empty ones left out); a ``UserError`` in one line for a
+    file that is not YAML or holds an alias."""
     try:
         return [doc for doc in yaml.load_all(text, Loader=NoAliasLoader) if doc is not None]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}, line {mark.line + 1}" if mark is not None else source
-        error(f"{where}: {getattr(exc, 'problem', None) or exc}")
-        raise typer.Exit(code=1) from None
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise UserError(f"{where}: {problem}") from None
+
+
+def read_text(path: Path) -> tuple[str, str]:
+    """(text, its name for messages) of ``path``, or of stdin for ``-``."""
+    if str(path) == "-":
+        return sys.stdin.read(), "stdin"
+    try:
+        return path.read_text(encoding="utf-8"), str(path)
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def read_documents(path: Path) -> list[Any]:
+    """The YAML (or JSON) documents of a file, or of stdin for ``-``; at least one."""
+    documents = yaml_documents(*read_text(path))
+    if not documents:
+        raise UserError(f"{'stdin' if str(path) == '-' else path}: no YAML document in it")
+    return documents
+
+
+def read_mapping(path: Path, what: str) -> dict[str, Any]:
+    """The one YAML mapping a file holds (a config, a task)."""
+    documents = read_documents(path)
+    source = "stdin" if str(path) == "-" else str(path)
+    if len(documents) > 1:
+        raise UserError(f"{source}: one document expected ({what}), found {len(documents)}")
+    if not isinstance(documents[0], dict):
+        kind = type(documents[0]).__name__
+        raise UserError(f"{source}: {what} must be a mapping of keys to values, not a {kind}")
+    return documents[0]
+
+
+class Commands(TyperGroup):
+    """The command tree; a user's mistake anywhere in it ends in one line on stderr, never a
+    traceback."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer's own click Context
+        try:
+            return super().invoke(ctx)
+        except ApiError as exc:
+            raise fail(exc) from None
+        except UserError as exc:
+            error(str(exc))
+            raise typer.Exit(code=1) from None
+        except OSError as exc:  # a file named on the command line, a closed pipe
+            error(f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc))
+            raise typer.Exit(code=1) from None
 
 
 def emit(data: Any, output: Output) -> None:

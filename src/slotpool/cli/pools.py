@@ -1,4 +1,5 @@
-"""`slotpool pools`: list, get, create, apply, export, preview, pods, drain, sync, events."""
+"""`slotpool pools`: list, get, create, apply, export, rename, delete, preview, pods, drain,
+sync, events; freeze windows (``freeze.py``)."""
 
 from __future__ import annotations
 
@@ -12,25 +13,30 @@ import typer
 import yaml
 from rich.table import Table
 
+from slotpool.cli.apply import carry_out, check_documents, describe, export_document, plan
 from slotpool.cli.common import (
     DEFAULT_URL,
     Output,
     OutputOption,
+    PoolArgument,
     TokenOption,
     UrlOption,
     client,
     emit,
     fail,
     out,
+    read_mapping,
+    read_text,
     show,
     yaml_documents,
 )
-from slotpool.client import ApiError, Client
+from slotpool.cli.freeze import freeze_app, unfreeze
+from slotpool.client import ApiError
 
 pools_app = typer.Typer(
-    help="Agent pools: list, inspect, create, apply, export, preview, pods, drain, sync, events."
+    help="Agent pools: list, inspect, create, apply, export, rename, delete, preview, pods, "
+    "drain, sync, events, freeze windows."
 )
-POOL_DOC_KEYS = ("name", "description", "pool_type", "k8s_config")
 
 
 def _table(pools: list[dict[str, Any]]) -> Table:
@@ -81,11 +87,6 @@ def pools_get(
     show(found, output, lambda one: _table([one]))
 
 
-def _read_documents(path: Path) -> list[Any]:
-    text = sys.stdin.read() if str(path) == "-" else path.read_text()
-    return yaml_documents(text, "stdin" if str(path) == "-" else str(path))
-
-
 @pools_app.command("create")
 def pools_create(
     name: Annotated[str, typer.Argument(help="Unique pool name.")],
@@ -101,16 +102,12 @@ def pools_create(
     """Create a pool."""
     body: dict[str, Any] = {"name": name, "pool_type": pool_type, "description": description}
     if config_file is not None:
-        body["k8s_config"] = _read_documents(config_file)[0]
+        body["k8s_config"] = read_mapping(config_file, "a k8s_config")
     try:
         created = client(url, token).json("POST", "/api/v1/agent-pools", json=body)
     except ApiError as exc:
         raise fail(exc) from None
     show(created, output, lambda one: _table([one]))
-
-
-def export_document(pool: dict[str, Any]) -> dict[str, Any]:
-    return {key: pool[key] for key in POOL_DOC_KEYS if pool.get(key) is not None}
 
 
 @pools_app.command("export")
@@ -132,54 +129,33 @@ def pools_export(
     )
 
 
-def apply_document(api: Client, doc: Any) -> str:
-    """Create or update one pool from a document; returns what happened."""
-    if not isinstance(doc, dict) or "name" not in doc:
-        raise ApiError(422, {"error": "each document must be a mapping with at least 'name'"})
-    unknown = sorted(set(doc) - set(POOL_DOC_KEYS))
-    if unknown:
-        details = [{"field": k, "message": "unknown field"} for k in unknown]
-        raise ApiError(
-            422, {"error": f"valid keys: {', '.join(POOL_DOC_KEYS)}", "details": details}
-        )
-    existing = api.list_pools(name=doc["name"])
-    if not existing:
-        created = api.json("POST", "/api/v1/agent-pools", json=doc)
-        return f"agent pool {created['name']} ({created['pool_id']}) created"
-    return _update(api, existing[0], doc)
-
-
-def _update(api: Client, pool: dict[str, Any], doc: dict[str, Any]) -> str:
-    if doc.get("pool_type", pool["pool_type"]) != pool["pool_type"]:
-        raise ApiError(
-            409,
-            {"error": f"{pool['name']} is a {pool['pool_type']} pool; the type cannot change"},
-        )
-    path = f"/api/v1/agent-pools/{pool['pool_id']}"
-    changed = []
-    if "description" in doc and doc["description"] != pool["description"]:
-        api.json("PATCH", path, json={"description": doc["description"]})
-        changed.append("description")
-    if "k8s_config" in doc and doc["k8s_config"] != pool["k8s_config"]:
-        api.json("PUT", f"{path}/k8s-config", json=doc["k8s_config"])
-        changed.append("k8s_config")
-    what = ", ".join(changed) + " updated" if changed else "unchanged"
-    return f"agent pool {pool['name']} ({pool['pool_id']}) {what}"
-
-
 @pools_app.command("apply")
 def pools_apply(
     file: Annotated[Path, typer.Option("-f", "--file", help="YAML file of pools ('-' = stdin).")],
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Print what would change, as a diff; change nothing."),
+    ] = False,
     url: UrlOption = DEFAULT_URL,
     token: TokenOption = None,
 ) -> None:
-    """Create or update pools from YAML documents (name, description, pool_type, k8s_config)."""
+    """Create or update pools from YAML documents (name, description, pool_type, k8s_config).
+    Idempotent: a pool already as its document says is left alone ("unchanged"), whether the
+    file came from `pools export` or was written by hand (freeze windows match by content)."""
+    text, source = read_text(file)
+    documents = check_documents(yaml_documents(text, source), source)
     api = client(url, token)
-    try:
-        for doc in _read_documents(file):
-            out.print(apply_document(api, doc))
-    except ApiError as exc:
-        raise fail(exc) from None
+    for doc in documents:
+        planned = plan(api, doc)
+        if not dry_run:
+            out.print(carry_out(api, planned), soft_wrap=True)
+            continue
+        done = "would be created" if planned.pool is None else "would be updated"
+        summary = "" if planned.pool is None else describe(planned.changes, "would be updated")
+        out.print(f"{planned.label} {summary or done}", soft_wrap=True)
+        if planned.pool is None or planned.changes:
+            sys.stdout.write(planned.diff())
+            sys.stdout.flush()
 
 
 @pools_app.command("preview")
@@ -207,7 +183,7 @@ def pools_preview(
         if config_file is None:
             response = api.request("GET", path, params=params)
         else:
-            candidate = _read_documents(config_file)[0]
+            candidate = read_mapping(config_file, "a k8s_config")
             response = api.request("POST", path, params=params, json=candidate)
     except ApiError as exc:
         raise fail(exc) from None
@@ -256,7 +232,7 @@ def pools_pods(
     token: TokenOption = None,
     output: OutputOption = Output.table,
 ) -> None:
-    """The pool's Pods with their slots (. idle, B busy, R reserved), state and reason.
+    """The pool's Pods with their slots (idle ".", busy "B", reserved "R"), state and reason.
     OUTCOME says why a Pod goes or went: deleted on purpose (scaled down, replaced by a rebuild,
     drained by someone) or failed (crashed, evicted, agent lost, vanished...)."""
     api = client(url, token)
@@ -364,3 +340,43 @@ def pools_events(
     except ApiError as exc:
         raise fail(exc) from None
     show(events, output, _events_table)
+
+
+@pools_app.command("rename")
+def pools_rename(
+    pool: PoolArgument,
+    new_name: Annotated[str, typer.Argument(help="The new, unique name.")],
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+) -> None:
+    """Rename a pool (its id, Pods and tasks stay)."""
+    api = client(url, token)
+    found = api.find_pool(pool)
+    path = f"/api/v1/agent-pools/{found['pool_id']}"
+    renamed = api.json("PATCH", path, json={"name": new_name})
+    out.print(f"agent pool {found['name']} ({found['pool_id']}) renamed to {renamed['name']}")
+
+
+@pools_app.command("delete")
+def pools_delete(
+    pool: PoolArgument,
+    force: Annotated[
+        bool, typer.Option("--force", help="Even while tasks are queued, run or await approval.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+) -> None:
+    """Delete a pool with its Pods and token Secret (refused while it has open tasks)."""
+    api = client(url, token)
+    found = api.find_pool(pool)
+    label = f"agent pool {found['name']} ({found['pool_id']})"
+    if not yes and not typer.confirm(f"Delete {label}, its Pods and its token Secret?"):
+        raise typer.Exit(code=1)
+    params = {"force": "true"} if force else {}
+    api.json("DELETE", f"/api/v1/agent-pools/{found['pool_id']}", params=params)
+    out.print(f"{label} deleted", soft_wrap=True)
+
+
+pools_app.add_typer(freeze_app, name="freeze")
+pools_app.command("unfreeze")(unfreeze)

@@ -6,6 +6,9 @@ import asyncio
 import getpass
 import os
 import secrets
+import shlex
+import shutil
+import sys
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
@@ -14,7 +17,7 @@ import typer
 from pydantic import SecretStr
 
 from slotpool import __version__
-from slotpool.cli.common import err, out
+from slotpool.cli.common import DEFAULT_URL, err, out
 from slotpool.hardening import make_non_dumpable, private_directory
 
 app = typer.Typer()
@@ -174,6 +177,7 @@ def up(
     token = settings.admin_token.get_secret_value() if settings.admin_token else None
     token = token or _local_admin_token(settings.data_dir / ADMIN_TOKEN_FILE)
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    url_option = "" if url == DEFAULT_URL else f" --url {url}"
     settings = settings.model_copy(update={"admin_token": SecretStr(token), "public_url": url})
     configure_logging(level=settings.log_level, log_format=settings.log_format)
     upgrade(settings.database_url)
@@ -181,10 +185,33 @@ def up(
     err.print(
         f"\nslotpool {__version__} is up at {url} (API docs: {url}/docs)\n"
         f"admin token: {token}\n\n"
-        f"try:  slotpool tasks submit --pool {DEMO_POOL} --follow -- echo hello\n"
+        f"try:  {this_command()} tasks submit{url_option} --pool {DEMO_POOL} --follow -- "
+        "echo hello\n" + activate_hint(),
+        soft_wrap=True,
     )
     _warn_of_reach(settings)
     _serve(settings, host, port)
+
+
+def this_command() -> str:
+    """How to run this very slotpool from a shell: ``slotpool`` where the PATH finds it, its
+    full path where it does not (say only ``.venv/bin/slotpool`` exists)."""
+    script = Path(sys.argv[0])
+    if script.name != "slotpool":  # python -m slotpool.cli
+        return f"{shlex.quote(sys.executable)} -m slotpool.cli"
+    found = shutil.which("slotpool")
+    if found is not None and Path(found).resolve() == script.resolve():
+        return "slotpool"
+    return shlex.quote(str(script.absolute()))
+
+
+def activate_hint() -> str:
+    """Where ``slotpool`` is not on the PATH but sits in a virtual environment: how to put it
+    there."""
+    activate = Path(sys.argv[0]).absolute().parent / "activate"
+    if this_command() == "slotpool" or not activate.is_file():
+        return ""
+    return f"      (or first: . {shlex.quote(str(activate))}  and then just slotpool)\n"
 
 
 def _local_admin_token(path: Path) -> str:

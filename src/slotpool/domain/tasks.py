@@ -77,6 +77,25 @@ class StepStatus(StrEnum):
     cancelled = "cancelled"
 
 
+class LogStream(StrEnum):
+    """Which of a step's outputs a log chunk comes from."""
+
+    stdout = "stdout"
+    stderr = "stderr"
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One stored chunk of a task's log; ``id`` orders a task's chunks as they were written."""
+
+    id: int
+    step_index: int
+    seq: int
+    stream: LogStream
+    data: str
+    at: datetime
+
+
 class _Strict(StrictModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

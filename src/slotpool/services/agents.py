@@ -24,7 +24,7 @@ from slotpool.domain.errors import Issue
 from slotpool.domain.pods import Pod, SlotState
 from slotpool.domain.pools import Pool
 from slotpool.domain.signals import Signal
-from slotpool.domain.tasks import Next, StepStatus, Task, TaskStatus
+from slotpool.domain.tasks import LogStream, Next, StepStatus, Task, TaskStatus
 from slotpool.domain.tokens import token_digest
 from slotpool.domain.transitions import Cause, StepReport, TaskChange
 from slotpool.protocol import (
@@ -272,7 +272,15 @@ class AgentService:
         return ClaimAnswer(assignments=assignments, cancel=cancel, release=release)
 
     async def log(
-        self, caller: AgentCaller, pool_id: str, task_id: str, *, step: int, seq: int, data: str
+        self,
+        caller: AgentCaller,
+        pool_id: str,
+        task_id: str,
+        *,
+        step: int,
+        seq: int,
+        data: str,
+        stream: LogStream = LogStream.stdout,
     ) -> None:
         agent = self._tokens.require_agent(caller, pool_id, "posting logs")
         async with self._store.unit_of_work() as uow:
@@ -284,7 +292,9 @@ class AgentService:
                     f"step {step} of task {task_id} is not running (step {task.current_step} is): "
                     "it takes no logs"
                 )
-            await uow.tasks.add_log(task_id, step=step, seq=seq, data=data, now=self._clock())
+            await uow.tasks.add_log(
+                task_id, step=step, seq=seq, data=data, stream=stream, now=self._clock()
+            )
             uow.signal(Signal.task(task_id))  # its followers read on
 
     async def result(

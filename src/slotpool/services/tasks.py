@@ -10,7 +10,7 @@ from slotpool.clock import Clock
 from slotpool.domain import transitions
 from slotpool.domain.errors import Issue
 from slotpool.domain.signals import Signal
-from slotpool.domain.tasks import FINAL, Task, TaskStatus, TaskSubmit
+from slotpool.domain.tasks import FINAL, LogEntry, Task, TaskStatus, TaskSubmit
 from slotpool.services.dispatch import Dispatcher
 from slotpool.services.errors import Conflict, Invalid, NotFound
 from slotpool.services.ids import new_task_id
@@ -29,13 +29,13 @@ class LogPage:
     was stored after them when they were read (a running task's log may still grow)."""
 
     task: Task
-    chunks: list[tuple[int, int, int, str]]
+    chunks: list[LogEntry]
     next: int
     complete: bool
 
     @property
     def text(self) -> str:
-        return "".join(chunk[3] for chunk in self.chunks)
+        return "".join(chunk.data for chunk in self.chunks)
 
 
 async def require_task(uow: UnitOfWork, task_id: str) -> Task:
@@ -105,25 +105,25 @@ class TaskService:
             chunks = await uow.tasks.logs(task_id, after=after, limit=limit + 1)
         complete = len(chunks) <= limit
         chunks = chunks[:limit]
-        return LogPage(task, chunks, chunks[-1][0] if chunks else after, complete)
+        return LogPage(task, chunks, chunks[-1].id if chunks else after, complete)
 
-    async def whole_log(self, task_id: str) -> AsyncIterator[str]:
+    async def whole_log(self, task_id: str) -> AsyncIterator[LogPage]:
         """Everything stored now, page after page (the caller checked that the task exists)."""
         after = 0
         while True:
             page = await self.log_page(task_id, after=after)
-            yield page.text
+            yield page
             if page.complete:
                 return
             after = page.next
 
-    async def follow(self, task_id: str, *, after: int = 0) -> AsyncIterator[str]:
-        """The log as it grows, until the task has ended and everything was read."""
+    async def follow(self, task_id: str, *, after: int = 0) -> AsyncIterator[LogPage]:
+        """The log as it grows, until the task has ended and everything was read: a page at
+        least every second, empty while nothing is written (each with the task as it is then)."""
         while True:
             woken = self._notifier.arm(Signal.task(task_id))
             page = await self.log_page(task_id, after=after)
-            if page.chunks:
-                yield page.text
+            yield page
             after = page.next
             if page.task.status in FINAL and page.complete:
                 return

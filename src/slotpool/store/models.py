@@ -243,6 +243,7 @@ class TaskLogRow(Base):
     task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
     step_index: Mapped[int] = mapped_column(Integer)
     seq: Mapped[int] = mapped_column(Integer)
+    stream: Mapped[str] = mapped_column(String(8), server_default="stdout")  # or stderr
     data: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

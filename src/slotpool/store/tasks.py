@@ -14,7 +14,7 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slotpool.domain.pods import SlotState
-from slotpool.domain.tasks import StepSpec, Task, TaskStatus
+from slotpool.domain.tasks import LogEntry, LogStream, StepSpec, Task, TaskStatus
 from slotpool.domain.transitions import SlotChange, TaskChange
 from slotpool.store.dialect import insert_ignoring_duplicates, rowcount
 from slotpool.store.models import SlotRow, TaskLogRow, TaskRow
@@ -228,25 +228,36 @@ class TaskRepository:
         )
         return [_task(r) for r in rows]
 
-    async def add_log(self, task_id: str, *, step: int, seq: int, data: str, now: datetime) -> None:
+    async def add_log(
+        self,
+        task_id: str,
+        *,
+        step: int,
+        seq: int,
+        data: str,
+        now: datetime,
+        stream: LogStream = LogStream.stdout,
+    ) -> None:
         values = {
             "task_id": task_id,
             "step_index": step,
             "seq": seq,
+            "stream": stream.value,
             "data": data,
             "created_at": now,
         }
         table = TaskLogRow.__table__
         await self._session.execute(insert_ignoring_duplicates(table, self._backend, values))  # type: ignore[arg-type]
 
-    async def logs(
-        self, task_id: str, *, after: int, limit: int
-    ) -> list[tuple[int, int, int, str]]:
-        """(id, step, seq, data) after the chunk id ``after``, in the order they were written."""
-        rows = await self._session.execute(
-            select(TaskLogRow.id, TaskLogRow.step_index, TaskLogRow.seq, TaskLogRow.data)
+    async def logs(self, task_id: str, *, after: int, limit: int) -> list[LogEntry]:
+        """The chunks after the chunk id ``after``, in the order they were written."""
+        rows = await self._session.scalars(
+            select(TaskLogRow)
             .where(TaskLogRow.task_id == task_id, TaskLogRow.id > after)
             .order_by(TaskLogRow.id)
             .limit(limit)
         )
-        return [(r[0], r[1], r[2], r[3]) for r in rows]
+        return [
+            LogEntry(r.id, r.step_index, r.seq, LogStream(r.stream), r.data, r.created_at)
+            for r in rows
+        ]

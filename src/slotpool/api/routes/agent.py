@@ -93,7 +93,13 @@ async def append_log(
     pool_id: PoolId, task_id: TaskId, body: LogChunk, identity: Agent, services: ServicesDep
 ) -> Response:
     await services.agents.log(
-        identity, pool_id, task_id, step=body.step_index, seq=body.seq, data=body.data
+        identity,
+        pool_id,
+        task_id,
+        step=body.step_index,
+        seq=body.seq,
+        data=body.data,
+        stream=body.stream,
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

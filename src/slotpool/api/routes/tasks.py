@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response, status
 from fastapi.responses import PlainTextResponse, StreamingResponse
@@ -11,7 +13,7 @@ from slotpool.api.deps import Admin, ServicesDep
 from slotpool.api.schemas import TaskList, TaskOut
 from slotpool.domain.pools import POOL_ID_PATTERN
 from slotpool.domain.tasks import TaskStatus, TaskSubmit
-from slotpool.services.tasks import LOG_PAGE
+from slotpool.services.tasks import LOG_PAGE, LogPage
 
 router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
 TEXT = "text/plain; charset=utf-8"
@@ -85,15 +87,71 @@ async def logs(
     limit: Annotated[
         int | None, Query(ge=1, le=LOG_PAGE, description="A page of at most this many chunks.")
     ] = None,
+    format: Annotated[
+        LogFormat,
+        Query(
+            description="text: the output as it is. ndjson: one JSON object a line, "
+            '`{"type": "log", id, step_index, seq, stream: stdout|stderr, data, at}`; when '
+            'following, also `{"type": "task", status, reason, step_index}` first and '
+            "whenever one of these changes (what a queued task waits for)."
+        ),
+    ] = "text",
 ) -> Response:
+    render = as_ndjson if format == "ndjson" else as_text
+    media = NDJSON if format == "ndjson" else TEXT
     if not follow and (after is not None or limit is not None):
         page = await services.tasks.log_page(task_id, after=after or 0, limit=limit or LOG_PAGE)
         headers = {LOG_NEXT: str(page.next), LOG_COMPLETE: str(page.complete).lower()}
-        return PlainTextResponse(page.text, headers=headers)
+        return Response(render(page, False), media_type=media, headers=headers)
     await services.tasks.get(task_id)  # 404 before the stream starts
     if follow:
-        return StreamingResponse(services.tasks.follow(task_id, after=after or 0), media_type=TEXT)
-    return StreamingResponse(services.tasks.whole_log(task_id), media_type=TEXT)
+        pages = services.tasks.follow(task_id, after=after or 0)
+    else:
+        pages = services.tasks.whole_log(task_id)
+    return StreamingResponse(rendered(pages, render, follow=follow), media_type=media)
+
+
+LogFormat = Literal["text", "ndjson"]
+NDJSON = "application/x-ndjson"
+Render = Callable[[LogPage, bool], str]  # (page, whether to tell the task's state first)
+
+
+def as_text(page: LogPage, _: bool) -> str:
+    return page.text
+
+
+def as_ndjson(page: LogPage, tell_task: bool) -> str:
+    task = page.task
+    lines: list[dict[str, object]] = []
+    if tell_task:
+        state = {"status": task.status.value, "reason": task.reason}
+        lines.append({"type": "task", **state, "step_index": task.current_step})
+    lines.extend(
+        {
+            "type": "log",
+            "id": chunk.id,
+            "step_index": chunk.step_index,
+            "seq": chunk.seq,
+            "stream": chunk.stream.value,
+            "data": chunk.data,
+            "at": chunk.at.isoformat(),
+        }
+        for chunk in page.chunks
+    )
+    return "".join(json.dumps(line) + "\n" for line in lines)
+
+
+async def rendered(
+    pages: AsyncIterator[LogPage], render: Render, *, follow: bool
+) -> AsyncIterator[str]:
+    """The pages as text; following, the task's state is told first and whenever it changes."""
+    told: tuple[str, str, int] | None = None
+    async for page in pages:
+        state = (page.task.status.value, page.task.reason, page.task.current_step)
+        text = render(page, follow and state != told)
+        told = state
+        if text:
+            yield text
 
 
 @router.post("/{task_id}/approve", response_model=TaskOut)

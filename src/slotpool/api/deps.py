@@ -15,6 +15,7 @@ from slotpool.services.deployment import DeploymentService
 from slotpool.services.errors import Invalid
 from slotpool.services.events import EventService
 from slotpool.services.freeze import FreezeService
+from slotpool.services.no_pods import NoPods
 from slotpool.services.pool_removal import PoolRemoval
 from slotpool.services.pools import PoolService
 from slotpool.services.rotation import TokenRotation
@@ -39,6 +40,7 @@ class Services:
     deployment: DeploymentService
     removal: PoolRemoval
     rotation: TokenRotation
+    no_pods: NoPods
 
 
 def _services(request: Request) -> Services:

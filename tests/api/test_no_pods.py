@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.api.conftest import Api
+from tests.api.test_tasks_protocol import FakeAgent, agent_client
 
 POOLS = "/api/v1/agent-pools"
 NO_CLUSTER = "no Kubernetes cluster is configured in this server: set SLOTPOOL_KUBECONFIG"
@@ -67,3 +68,15 @@ async def test_a_static_pool_is_not_said_to_lack_pods(api: Api) -> None:
     created = await api.client.post(POOLS, json={"name": "by-hand", "pool_type": "static"})
     assert created.json()["no_pods_reason"] is None
     assert await events(api, created.json()["pool_id"]) == []
+
+
+async def test_an_agent_started_by_hand_still_gets_the_tasks_of_such_a_pool(api: Api) -> None:
+    """The reason says no Pod will be created; it does not keep tasks from agents that exist."""
+    body = {"name": "by-hand-too", "pool_type": "k8s", "k8s_config": CONFIG}
+    pool_id = (await api.client.post(POOLS, json=body)).json()["pool_id"]
+    token = (await api.client.post(f"{POOLS}/{pool_id}/tokens", json={"name": "t"})).json()
+    async with agent_client(api, token["token"]) as http:
+        await FakeAgent(http, pool_id, "by-hand").register(1)
+        task = await api.client.post("/api/v1/tasks", json={"pool_id": pool_id, "command": "true"})
+    assert task.json()["status"] == "running", task.text
+    assert task.json()["reason"] == ""

@@ -92,11 +92,11 @@ class TaskService:
                 )
             task = await uow.tasks.add(new_task_row(body, by=by, now=self._clock()))
             uow.signal(Signal.pool(task.pool_id))  # demand changed: the controller looks
+        if await self._dispatcher.dispatch(task.pool_id):
+            return await self.get(task.id)  # it may have been started: the answer says so
         if task.status is TaskStatus.queued and await self._explain_no_pods(task.pool_id):
-            return await self.get(task.id)
-        if not await self._dispatcher.dispatch(task.pool_id):
-            return task  # as written: nothing was started by this call (under a burst, the rule)
-        return await self.get(task.id)  # it may have been started: the answer says so
+            return await self.get(task.id)  # it says why no Pod will come for it
+        return task  # as written: nothing was started by this call (under a burst, the rule)
 
     async def get(self, task_id: str) -> Task:
         async with self._store.unit_of_work() as uow:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,25 +42,40 @@ def tofu() -> Path:
 
 
 @pytest.fixture
-def state_dir(tmp_path: Path) -> Path:
-    """The pool's shared state directory, writable by whichever user the agents run as."""
-    state = tmp_path / "terraform-state"
-    state.mkdir()
-    state.chmod(0o777)
-    return state
+def shared() -> Iterator[Path]:
+    """What the pool's agents share, reachable whichever user they run as (the pytest temporary
+    directories and the cache in root's home are not): ``tofu``, its CLI configuration (empty),
+    the example's configuration and the state directory, which they write."""
+    root = Path(tempfile.mkdtemp(prefix="slotpool-terraform-"))
+    try:
+        root.chmod(0o755)
+        (root / "state").mkdir(mode=0o777)
+        (root / "state").chmod(0o777)  # not narrowed by the umask
+        (root / "config").mkdir(mode=0o755)
+        for source in EXAMPLE.glob("*.tf"):
+            shutil.copy(source, root / "config" / source.name)
+        (root / "tofurc").write_text("")
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
-def server(tmp_path: Path, tofu: Path) -> Iterator[ServerProcess]:
+def state_dir(shared: Path) -> Path:
+    return shared / "state"
+
+
+@pytest.fixture
+def server(tmp_path: Path, tofu: Path, shared: Path) -> Iterator[ServerProcess]:
     """A server with the local runtime whose agents find ``tofu`` on their PATH (they inherit
-    the server's environment), with an OpenTofu CLI configuration of their own (empty)."""
+    the server's environment)."""
+    (shared / "bin").mkdir(mode=0o755)
+    shutil.copy(tofu, shared / "bin" / "tofu")
     port = free_port()
     settings = server_settings(tmp_path, admin=ADMIN, port=port)
-    cli_config = tmp_path / "tofurc"
-    cli_config.write_text("")
     extra = {
-        "PATH": f"{tofu.parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "TF_CLI_CONFIG_FILE": str(cli_config),
+        "PATH": f"{shared / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+        "TF_CLI_CONFIG_FILE": str(shared / "tofurc"),
     }
     with server_process(settings, tmp_path / "server.log", port=port, extra_env=extra) as running:
         yield running
@@ -79,7 +96,8 @@ def local_pool(client: httpx.Client) -> str:
 def submit_example(client: httpx.Client, pool_id: str, state: Path, **env: str) -> str:
     """``examples/terraform/task.yaml`` as the task body, with this test's directories."""
     body: dict[str, Any] = yaml.safe_load((EXAMPLE / "task.yaml").read_text())
-    body["env"] |= {"TF_CONFIG_DIR": str(EXAMPLE), "TF_STATE_DIR": str(state), **env}
+    config = state.parent / "config"
+    body["env"] |= {"TF_CONFIG_DIR": str(config), "TF_STATE_DIR": str(state), **env}
     response = client.post(TASKS, json={**body, "pool_id": pool_id})
     assert response.status_code == 201, response.text
     task_id: str = response.json()["id"]

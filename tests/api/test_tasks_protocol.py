@@ -457,3 +457,27 @@ async def test_a_step_placed_while_a_claim_waits_is_answered_at_once(api: Api) -
         answer = await asyncio.wait_for(waiting, timeout=5)
     (work,) = answer["assignments"]
     assert (work["task_id"], work["slot"], work["new_workdir"]) == (third["id"], freed, True)
+
+
+async def test_a_cancelled_reservation_is_released_when_its_slot_was_given_away(
+    api: Api,
+) -> None:
+    """A task awaiting approval is cancelled, and a new task takes its slot before the agent
+    claims again: the agent still holds the old reservation there. The next claim releases it
+    (and hands out the new task), where it used to answer the new task only, over and over, to
+    an agent that could never start it (the Terraform example's refused approval hit this)."""
+    pool_id, token = await pool_with_token(api)
+    steps = [{"run": "plan"}, {"run": "apply", "requires_approval": True}]
+    async with agent_client(api, token) as http:
+        agent = FakeAgent(http, pool_id, "agent-1")
+        await agent.register(1)
+        refused = await submit(api, pool_id, steps=steps)
+        await agent.claim([0])
+        await agent.result(refused["id"], 0, "succeeded")
+        assert (await api.client.post(f"{TASKS}/{refused['id']}/cancel")).status_code == 200
+        following = await submit(api, pool_id, command="true")
+        assert following["status"] == "running"  # on the slot the agent still holds
+
+        answer = await agent.claim([], reserved=[0])
+        assert answer["release"] == [refused["id"]]
+        assert [a["task_id"] for a in answer["assignments"]] == [following["id"]]

@@ -13,6 +13,7 @@ import pytest
 from slotpool.controller.orchestration import LISTING_SECONDS, Orchestration, WatchEnd
 from slotpool.domain.config import PoolType, parse_config
 from slotpool.domain.signals import Signal
+from slotpool.domain.tasks import TaskSubmit
 from slotpool.runtime.base import RuntimeRegistry
 from slotpool.services.notify import Notifier
 from slotpool.services.runtimes import PoolRuntimes
@@ -48,6 +49,7 @@ async def loops(world: World) -> AsyncIterator[Loops]:
         runtimes=PoolRuntimes(RuntimeRegistry({PoolType.k8s: world.runtime}), world.services.pools),
         notifier=notifier,
         clock=world.clock,
+        no_pods=world.services.no_pods,
         monotonic=monotonic,
     )
     try:
@@ -73,6 +75,31 @@ async def test_a_round_starts_a_worker_per_pool_to_keep_and_a_watch_per_namespac
     await loops.orchestration.stop()
     assert loops.orchestration.workers == {}
     assert loops.orchestration.watchers == {}
+
+
+async def test_the_listing_says_why_pools_it_keeps_no_worker_for_get_no_pods(
+    world: World, loops: Loops
+) -> None:
+    """Pools made without the API's word (another server process, or before a restart): the
+    listing records why once, and puts it on their queued tasks."""
+    local = await world.pool("local", pool_type=PoolType.local, min_replicas=0)
+    bare = await world.pool("bare")
+    queued = [
+        await world.services.tasks.submit(TaskSubmit(pool_id=p.pool_id, command="true"), by="t")
+        for p in (local, bare)
+    ]
+    assert [t.reason for t in queued] == ["", ""]
+
+    for _ in range(2):
+        loops.monotonic.now += LISTING_SECONDS
+        await loops.orchestration.run_once(RESYNC)
+
+    assert await world.events(local.pool_id) == [("hold", "no_pods", "held")]
+    assert await world.events(bare.pool_id) == [("hold", "no_pods", "held")]
+    reasons = [(await world.services.tasks.get(t.id)).reason for t in queued]
+    assert reasons[0] == "waiting: no Pod can be created: this server runs no agents of local pools"
+    assert reasons[1].startswith("waiting: no Pod can be created: the pool has no configuration")
+    assert loops.orchestration.workers == {}
 
 
 async def test_a_deleted_pool_loses_its_worker_and_watch_at_the_next_listing(

@@ -62,9 +62,11 @@ def pod(
     config_hash: str | None = CURRENT,
     age: float = 3600,
     idle_for: float = 600,
+    ready_for: float | None = None,
     k8s_reason: str | None = None,
 ) -> PodObservation:
-    """A Pod created ``age`` seconds ago, idle for ``idle_for`` seconds unless it has work."""
+    """A Pod created ``age`` seconds ago, idle for ``idle_for`` seconds unless it has work, its
+    agent registered ``ready_for`` seconds ago (None: not known)."""
     used = busy + reserved
     return PodObservation(
         name=name,
@@ -76,6 +78,7 @@ def pod(
         reserved=reserved,
         idle=max(slots - used, 0),
         k8s_reason=k8s_reason,
+        ready_at=None if ready_for is None else ago(ready_for),
     )
 
 
@@ -166,6 +169,26 @@ CASES: list[Any] = [
         "delay-reached",
         observe(pod("p1", idle_for=60), min_replicas=0),
         ["delete p1 scale_down"],
+        0,
+    ),
+    (
+        # Created 100 s ago and idle since, but ready only 20 s ago: the delay counts from ready.
+        "delay-counts-from-ready-not-from-creation",
+        observe(pod("p1", age=100, idle_for=100, ready_for=20), min_replicas=0),
+        [],
+        0,
+    ),
+    (
+        "delay-reached-since-ready",
+        observe(pod("p1", age=100, idle_for=100, ready_for=60), min_replicas=0),
+        ["delete p1 scale_down"],
+        0,
+    ),
+    (
+        # Served after it became ready: the last task's end is what counts.
+        "delay-counts-from-the-last-task-after-ready",
+        observe(pod("p1", age=900, idle_for=30, ready_for=800), min_replicas=0),
+        [],
         0,
     ),
     ("busy-pod-kept", observe(pod("p1", busy=1), min_replicas=0), [], 1),
@@ -337,6 +360,11 @@ def test_holds_say_why_nothing_happened(observation: Observation, reasons: set[R
         ),
         # Desired 1: the idle Pod stays whatever its delay, so its expiry changes nothing.
         pytest.param(observe(pod("p1", idle_for=30)), None, id="delay-moot"),
+        pytest.param(
+            observe(pod("p1", age=100, idle_for=100, ready_for=20), min_replicas=0),
+            ago(-40),
+            id="scale-down-delay-from-ready",
+        ),
         pytest.param(observe(pod("p1", pending, age=100)), ago(-200), id="pending-timeout"),
         pytest.param(observe(queued=1), ago(-300), id="timeout-of-the-created-pods"),
         pytest.param(
@@ -530,6 +558,7 @@ def pod_observations(draw: st.DrawFn, name: str) -> PodObservation:
         reserved=reserved,
         idle=draw(st.integers(0, 4)),
         k8s_reason=draw(st.sampled_from([None, "Unschedulable", "ImagePullBackOff"])),
+        ready_at=draw(st.none() | st.integers(0, 400).map(ago)),
     )
 
 
@@ -611,10 +640,53 @@ def test_pods_after_the_plan(obs: Observation) -> None:
 
 
 @given(observations())
+def test_no_pod_is_scaled_down_before_it_could_serve_for_the_whole_delay(obs: Observation) -> None:
+    """A scaled-down Pod has been ready and idle for the whole scale-down delay: neither the
+    time before its agent registered nor the time it held work counts."""
+    result = plan(obs, NOW)
+    by_name = {p.name: p for p in obs.pods}
+    delay = timedelta(seconds=obs.config.scale_down_delay_seconds)
+    for action in result.actions:
+        if action.reason is Reason.scale_down and isinstance(action, DeletePod):
+            scaled = by_name[action.name]
+            assert scaled.idle_since is not None
+            assert scaled.idle_since <= NOW - delay
+            assert scaled.ready_at is None or scaled.ready_at <= NOW - delay
+
+
+def test_a_rebuilt_pod_that_starts_slowly_still_gets_the_whole_delay_to_serve() -> None:
+    """The churn of issue 16: an outdated idle Pod is rebuilt; its replacement takes 45 s to
+    start (an image pull), and with the 60 s delay it used to be deleted 15 s after it became
+    ready, before any task could reach it. Now it stays for 60 s from ready."""
+    outdated = pod("old", config_hash=OLD, age=600, idle_for=5, ready_for=590)
+    old = observe(outdated, min_replicas=0, scale_down_delay_seconds=60)
+    rebuild = plan(old, NOW)
+    assert brief(rebuild) == ["rebuild old config_changed"]
+    (replacement,) = [p for p in apply(old, rebuild, NOW).pods if p.state is pending]
+
+    def at(seconds: float) -> datetime:
+        return NOW + timedelta(seconds=seconds)
+
+    started = replace(replacement, state=ready, ready_at=at(45))
+    world = replace(old, pods=(started,))
+    for seconds in (60, 90, 104):  # 15 s, 45 s and 59 s after it became ready
+        assert brief(plan(world, at(seconds))) == [], seconds
+    assert brief(plan(world, at(105))) == ["delete new-0 scale_down"]
+
+
+@given(observations())
 def test_pool_of_idle_ready_pods_lands_exactly_on_desired(obs: Observation) -> None:
     """With every Pod ready, current, idle past the delay and no back-off: min <= pods <= max."""
     pods = tuple(
-        replace(p, state=ready, busy=0, reserved=0, config_hash=CURRENT, idle_since=ago(10_000))
+        replace(
+            p,
+            state=ready,
+            busy=0,
+            reserved=0,
+            config_hash=CURRENT,
+            idle_since=ago(10_000),
+            ready_at=None,
+        )
         for p in obs.pods
     )
     obs = replace(obs, pods=pods, freeze=THAWED, backoff=Backoff())

@@ -42,6 +42,7 @@ from slotpool.services.dispatch import Dispatcher
 from slotpool.services.events import EventService
 from slotpool.services.freeze import FreezeService
 from slotpool.services.locks import PoolLocks
+from slotpool.services.no_pods import NoPods
 from slotpool.services.notify import Notifier
 from slotpool.services.pod_drain import PodDrain
 from slotpool.services.pool_removal import PoolRemoval
@@ -122,6 +123,7 @@ def build_services(
     store.subscribe(notifier.deliver)  # what a committed unit of work signals wakes its waiters
     dispatcher = Dispatcher(store, pools, clock, freeze)
     kept = PoolRuntimes(RuntimeRegistry() if runtimes is None else runtimes, pools)
+    no_pods = NoPods(store=store, runtimes=kept, clock=clock)
     locks = PoolLocks()
     secrets = SecretTokens(store=store, tokens=tokens, clock=clock)
     # The controller is the use cases' PoolPasses: built first, handed to them.
@@ -133,6 +135,7 @@ def build_services(
         secrets=secrets,
         locks=locks,
         notifier=notifier,
+        no_pods=no_pods,
         clock=clock,
     )
     return Services(
@@ -140,7 +143,7 @@ def build_services(
         pools=pools,
         freeze=freeze,
         tokens=tokens,
-        tasks=TaskService(store, dispatcher, notifier, clock),
+        tasks=TaskService(store, dispatcher, notifier, clock, no_pods),
         agents=AgentService(
             store=store,
             settings=settings,
@@ -155,7 +158,10 @@ def build_services(
         controller=controller,
         stats=StatsService(store),
         events=EventService(store),
-        deployment=DeploymentService(pools=pools, runtimes=kept, passes=controller),
+        deployment=DeploymentService(
+            pools=pools, runtimes=kept, passes=controller, no_pods=no_pods
+        ),
+        no_pods=no_pods,
         removal=PoolRemoval(
             store=store, pools=pools, runtimes=kept, locks=locks, passes=controller
         ),

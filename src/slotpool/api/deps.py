@@ -15,6 +15,7 @@ from slotpool.services.deployment import DeploymentService
 from slotpool.services.errors import Invalid
 from slotpool.services.events import EventService
 from slotpool.services.freeze import FreezeService
+from slotpool.services.no_pods import NoPods
 from slotpool.services.pod_drain import PodDrain
 from slotpool.services.pool_removal import PoolRemoval
 from slotpool.services.pools import PoolService
@@ -41,6 +42,7 @@ class Services:
     removal: PoolRemoval
     rotation: TokenRotation
     drain: PodDrain
+    no_pods: NoPods
 
 
 def _services(request: Request) -> Services:

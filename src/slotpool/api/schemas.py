@@ -142,10 +142,24 @@ class PoolOut(BaseModel):
     token_generation: int = Field(
         default=0, description="Rotations of the Secret's token (part of the Pods' hash)."
     )
+    no_pods_reason: str | None = Field(
+        default=None,
+        description=(
+            "Why this server creates no Pods for the pool, and what to do: no runtime for its "
+            "type (a k8s pool on a server without a cluster), no configuration, its runtime "
+            "failing. null when nothing stands in the way (and for static pools)."
+        ),
+    )
 
     @classmethod
     def of(
-        cls, pool: Pool, *, config_hash: str | None, freeze: FreezeState, counts: PoolCounts
+        cls,
+        pool: Pool,
+        *,
+        config_hash: str | None,
+        freeze: FreezeState,
+        counts: PoolCounts,
+        no_pods_reason: str | None = None,
     ) -> PoolOut:
         unfreeze = pool.unfreeze
         return cls(
@@ -174,6 +188,7 @@ class PoolOut(BaseModel):
             queued_tasks=counts.queued_tasks,
             agent_token=pool.agent_token,
             token_generation=pool.token_generation,
+            no_pods_reason=no_pods_reason,
         )
 
 

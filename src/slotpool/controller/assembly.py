@@ -13,6 +13,7 @@ from slotpool.controller.reconciler import Reconciler
 from slotpool.domain.pools import Pool
 from slotpool.services.freeze import FreezeService
 from slotpool.services.locks import PoolLocks
+from slotpool.services.no_pods import NoPods
 from slotpool.services.notify import Notifier
 from slotpool.services.pools import PoolService
 from slotpool.services.ports import SyncReport
@@ -32,9 +33,11 @@ class PoolController:
         secrets: SecretTokens,
         locks: PoolLocks,
         notifier: Notifier,
+        no_pods: NoPods,
         clock: Clock,
     ) -> None:
         self._runtimes = runtimes
+        self._no_pods = no_pods
         self.reconciler = Reconciler(
             store=store,
             pools=pools,
@@ -49,6 +52,7 @@ class PoolController:
             pools=pools,
             runtimes=runtimes,
             notifier=notifier,
+            no_pods=no_pods,
             clock=clock,
         )
 
@@ -63,6 +67,12 @@ class PoolController:
 
     def forget(self, pool_id: str) -> None:
         self.reconciler.forget(pool_id)
+        self._no_pods.forget(pool_id)
+
+    def why_no_pods(self, pool: Pool) -> str | None:
+        """Why this server gives the pool no Pods now: no runtime for its type, no
+        configuration, or its runtime failing the passes; None when nothing stands in the way."""
+        return self._no_pods.why(pool) or self.reconciler.failing(pool.pool_id)
 
     async def sweep_orphans(self) -> list[str]:
         """Delete now the Pods labelled for a pool that no longer exists (the background loop

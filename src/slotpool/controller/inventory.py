@@ -186,6 +186,7 @@ def pod_observation(row: Pod, pod: RuntimePod) -> PodObservation:
         idle=len(row.slots) - busy - reserved,
         k8s_reason=_waiting_reason(row, pod),
         k8s_message=pod.message if row.state is PodState.pending else NOT_REGISTERED,
+        ready_at=row.registered_at,
     )
 
 

@@ -26,6 +26,7 @@ from slotpool.domain.signals import Signal, Topic
 from slotpool.runtime.base import PodRuntime, PodWatcher
 from slotpool.runtime.errors import RuntimeApiError
 from slotpool.services.errors import Conflict, NotFound
+from slotpool.services.no_pods import NoPods
 from slotpool.services.notify import Notifier
 from slotpool.services.pools import PoolService
 from slotpool.services.ports import RuntimeFailed
@@ -60,9 +61,11 @@ class Orchestration:
         runtimes: PoolRuntimes,
         notifier: Notifier,
         clock: Clock,
+        no_pods: NoPods | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._reconciler = reconciler
+        self._no_pods = no_pods
         self._pools = pools
         self._runtimes = runtimes
         self._clock = clock
@@ -149,7 +152,9 @@ class Orchestration:
         """Every pool this server runs; the workers of the others are stopped. None: the
         listing failed (logged), nothing changes."""
         try:
-            managed = [p for p in await self._all_pools() if self._runtimes.can_run(p)]
+            pools = await self._all_pools()
+            managed = [p for p in pools if self._runtimes.can_run(p)]
+            await self._say_why_no_pods(pools)
         except Exception:  # logged; the next round tries again
             log.exception("listing pools failed")
             return None
@@ -165,7 +170,20 @@ class Orchestration:
             pool = await self._look_up(pool_id)
             if pool is not None and self._runtimes.can_run(pool):
                 found.append(pool)
+            elif pool is not None:
+                await self._say_why_no_pods([pool])
         return found
+
+    async def _say_why_no_pods(self, pools: list[Pool]) -> None:
+        """The pools this server gives no Pods say why (an event when that starts, the reason
+        on their queued tasks); the others drop what was said, if anything."""
+        if self._no_pods is None:
+            return
+        for pool in pools:
+            try:
+                await self._no_pods.note(pool)
+            except Exception:  # logged; the next listing says it again
+                log.exception("saying why a pool gets no pods failed", pool_id=pool.pool_id)
 
     async def _look_up(self, pool_id: str) -> Pool | None:
         try:

@@ -29,7 +29,14 @@ from datetime import datetime
 from slotpool.clock import Clock
 from slotpool.controller.executor import Executor
 from slotpool.controller.inventory import Observer
-from slotpool.controller.record import Recorder, action_events, hold_events, record_of
+from slotpool.controller.record import (
+    Record,
+    Recorder,
+    action_events,
+    hold_events,
+    record_of,
+    runtime_failing_event,
+)
 from slotpool.controller.types import Executed, Holds, Inventory, PoolMemory, PoolTarget
 from slotpool.domain.pools import Pool
 from slotpool.domain.scaling import Plan, plan
@@ -37,6 +44,7 @@ from slotpool.runtime.errors import RuntimeApiError
 from slotpool.services.errors import Conflict
 from slotpool.services.freeze import FreezeService
 from slotpool.services.locks import PoolLocks
+from slotpool.services.no_pods import waiting_reason
 from slotpool.services.pools import PoolService
 from slotpool.services.ports import RuntimeFailed, SyncReport
 from slotpool.services.runtimes import PoolRuntimes
@@ -77,6 +85,11 @@ class Reconciler:
     def forget(self, pool_id: str) -> None:
         self._memory.pop(pool_id, None)
 
+    def failing(self, pool_id: str) -> str | None:
+        """Why the pool's last pass failed before it could decide (its runtime failed)."""
+        memory = self._memory.get(pool_id)
+        return None if memory is None else memory.failing
+
     async def run_pass(self, pool_id: str, *, check_secret: bool) -> SyncReport:
         """One pass now; ``RuntimeFailed`` (with what was done) when the runtime failed a step."""
         async with self._locks.of(pool_id):
@@ -95,18 +108,31 @@ class Reconciler:
 
     async def _pass(self, target: PoolTarget, *, check_secret: bool) -> SyncReport:
         memory = self._memory.get(target.pool_id) or PoolMemory.first(target.pool)
-        secret, memory = await self._prepare(target, memory, check_secret=check_secret)
         try:
-            inventory = await self._observer.take(target, secret=secret, backoff=memory.backoff)
-        except RuntimeApiError as exc:
-            raise RuntimeFailed(str(exc), SyncReport(secret=secret)) from exc
+            secret, memory = await self._prepare(target, memory, check_secret=check_secret)
+            try:
+                inventory = await self._observer.take(target, secret=secret, backoff=memory.backoff)
+            except RuntimeApiError as exc:
+                raise RuntimeFailed(str(exc), SyncReport(secret=secret)) from exc
+        except RuntimeFailed as exc:
+            await self._runtime_failing(target, str(exc))
+            raise
         decided = plan(inventory.observation, inventory.observed_at)
         executed = await self._executor.apply(decided, target)
         holds = await self._record(target, inventory, decided, executed, memory)
         self._memory[target.pool_id] = replace(
-            memory, backoff=decided.backoff, wake_at=decided.wake_at, holds=holds
+            memory, backoff=decided.backoff, wake_at=decided.wake_at, holds=holds, failing=None
         )
         return report_of(inventory, decided, executed)
+
+    async def _runtime_failing(self, target: PoolTarget, error: str) -> None:
+        """A pass the runtime failed before it could decide: the queued tasks say so, and the
+        pool's events once, when the failing starts (not on every pass that fails)."""
+        memory = self._memory.get(target.pool_id) or PoolMemory.first(target.pool)
+        why = f"the {target.runtime.name} runtime fails ({error}); the controller tries again"
+        events = () if memory.failing else (runtime_failing_event(why),)
+        await self._recorder.write(target.pool_id, Record(events, waiting_reason(why), None))
+        self._memory[target.pool_id] = replace(memory, failing=why)
 
     async def _prepare(
         self, target: PoolTarget, memory: PoolMemory, *, check_secret: bool
@@ -135,7 +161,13 @@ class Reconciler:
         events = [*action_events(decided, executed), *held]
         if not decided.actions:  # settled: a token rotation may be complete
             events += await self._secrets.finish_rotation(target.pool, inventory.observation)
-        record = record_of(inventory.observation, decided, events, backoff=memory.backoff)
+        record = record_of(
+            inventory.observation,
+            decided,
+            events,
+            backoff=memory.backoff,
+            creation_failed=executed.creation_error,
+        )
         await self._recorder.write(target.pool_id, record)
         return holds
 

@@ -20,6 +20,7 @@ from slotpool.domain.scaling import Backoff, Observation, Plan, Reason
 from slotpool.store.uow import Store
 
 EVENTS_KEPT = 1000
+RUNTIME_FAILING = "runtime_failing"  # the reason of the hold a failing runtime is recorded as
 
 
 @dataclass(frozen=True)
@@ -69,14 +70,19 @@ def hold_events(decided: Plan, recorded: Holds) -> tuple[list[NewEvent], Holds]:
     return events, current
 
 
-def queue_reason(observation: Observation, decided: Plan) -> str:
-    """Why the pool's queued tasks wait, and until when if that is known."""
+def queue_reason(
+    observation: Observation, decided: Plan, *, creation_failed: str | None = None
+) -> str:
+    """Why the pool's queued tasks wait, and until when if that is known; ``creation_failed``
+    is the runtime's error if creating Pods failed in this pass."""
     freeze = observation.freeze
     if freeze.active:
         until = f" until {minute_utc(freeze.until)}" if freeze.until else ""
         if freeze.policy is FreezePolicy.no_new_tasks:
             return f"waiting: change freeze (no_new_tasks){until}; {freeze.reason()}"
         return f"waiting: {freeze.reason()}; no Pod is created{until}"
+    if creation_failed is not None:
+        return f"waiting: creating Pods failed ({creation_failed}); the controller tries again"
     for hold in decided.holds:
         if hold.reason is Reason.backoff:
             until = f" until {minute_utc(hold.until)}" if hold.until else ""
@@ -90,12 +96,30 @@ def queue_reason(observation: Observation, decided: Plan) -> str:
 
 
 def record_of(
-    observation: Observation, decided: Plan, events: list[NewEvent], *, backoff: Backoff
+    observation: Observation,
+    decided: Plan,
+    events: list[NewEvent],
+    *,
+    backoff: Backoff,
+    creation_failed: str | None = None,
 ) -> Record:
     """The record of a pass; ``backoff`` is the one the pass started from."""
-    why = queue_reason(observation, decided) if observation.queued else None
+    why = None
+    if observation.queued:
+        why = queue_reason(observation, decided, creation_failed=creation_failed)
     moved = decided.backoff if decided.backoff != backoff else None
     return Record(tuple(events), why, moved)
+
+
+def runtime_failing_event(message: str) -> NewEvent:
+    """The pool event of a pass that failed before it could decide (the runtime failed)."""
+    return NewEvent(
+        action="hold",
+        reason=RUNTIME_FAILING,
+        message=message,
+        outcome=Outcome.held,
+        inputs={},
+    )
 
 
 class Recorder:

@@ -16,7 +16,7 @@ from slotpool.domain.events import Outcome
 from slotpool.domain.inventory import Adopt, Classified, Retire
 from slotpool.domain.manifest import PodContext, pod_config_hash
 from slotpool.domain.pools import Pool
-from slotpool.domain.scaling import Action, Backoff, Observation
+from slotpool.domain.scaling import Action, Backoff, CreatePods, Observation, RebuildPod
 from slotpool.runtime.base import PodRuntime
 
 Holds = frozenset[tuple[str, str]]  # (reason, message) of the holds recorded last
@@ -49,12 +49,14 @@ class PoolTarget:
 class PoolMemory:
     """What the controller remembers of a pool between passes. The back-off is also written to
     the pool's row and read back by the first pass after a restart; the holds are not (after a
-    restart the current hold is recorded once more). ``secret_checked`` is monotonic time."""
+    restart the current hold is recorded once more). ``secret_checked`` is monotonic time;
+    ``failing`` says why the last pass failed before it could decide (the runtime failed)."""
 
     backoff: Backoff
     holds: Holds = frozenset()
     secret_checked: float | None = None
     wake_at: datetime | None = None
+    failing: str | None = None
 
     @classmethod
     def first(cls, pool: Pool) -> PoolMemory:
@@ -116,6 +118,14 @@ class Executed:
     @property
     def removed(self) -> list[str]:
         return [name for a in self.applied for name in a.removed]
+
+    @property
+    def creation_error(self) -> str | None:
+        """The runtime's error if creating a Pod (or a rebuild's replacement) failed."""
+        making = (CreatePods, RebuildPod)
+        return next(
+            (a.error for a in self.applied if a.error and isinstance(a.action, making)), None
+        )
 
     @property
     def failures(self) -> list[str]:

@@ -18,10 +18,14 @@ Rules (product.md section 8), and the choices made where the specification is si
 * Desired Pods = clamp(ceil(demand / slots_per_pod), min_replicas, max_replicas); max_replicas
   wins should min_replicas ever exceed it. Inside an active freeze the desired count is 0.
 * Scale-down removes only ``ready`` Pods whose slots have all been idle for at least
-  ``scale_down_delay_seconds``, never below desired. ``pending`` and ``starting`` Pods are never
-  scaled down: killing agents before they start is a known complaint (field notes, 2). Order:
-  outdated Pods first, then the newest (placement packs tasks onto the oldest Pods on ties, so
-  the newest are the ones it fills last), then by name so the plan is deterministic.
+  ``scale_down_delay_seconds``, never below desired. Idle time counts from the moment the Pod
+  became ready (its agent registered) at the earliest, not from its creation: a Pod that took
+  longer than the delay to start (a replacement made by a rebuild, a slow image pull) would
+  otherwise be deleted the moment it could serve, and a rebuild would only churn. ``pending``
+  and ``starting`` Pods are never scaled down: killing agents before they start is a known
+  complaint (field notes, 2). Order: outdated Pods first, then the newest (placement packs tasks
+  onto the oldest Pods on ties, so the newest are the ones it fills last), then by name so the
+  plan is deterministic.
 * Outside a freeze, every outdated Pod whose slots are all idle is rebuilt at once (any delay
   notwithstanding; the count is kept); an outdated busy Pod waits until it is idle.
 * Inside an active freeze (one a one-time unfreeze has not lifted; ``FreezeState.active`` already
@@ -132,7 +136,9 @@ class Backoff:
 class PodObservation:
     """One Pod as the controller sees it. ``idle_since`` is when its last busy or reserved slot
     became idle (its ``created_at`` if it never had one), None while any slot is busy or
-    reserved. ``k8s_reason``/``k8s_message`` are why a pending Pod waits, if Kubernetes says."""
+    reserved. ``ready_at`` is when its agent registered (None: not yet, or not known): the
+    earliest instant its idle time counts from. ``k8s_reason``/``k8s_message`` are why a pending
+    Pod waits, if Kubernetes says."""
 
     name: str
     state: PodState
@@ -144,6 +150,7 @@ class PodObservation:
     idle: int = 0
     k8s_reason: str | None = None
     k8s_message: str | None = None
+    ready_at: datetime | None = None
 
     def __post_init__(self) -> None:
         if min(self.busy, self.reserved, self.idle) < 0:
@@ -158,8 +165,16 @@ class PodObservation:
         # Both signals must agree: an inconsistent observation keeps the Pod.
         return self.used == 0 and self.idle_since is not None
 
+    @property
+    def idle_from(self) -> datetime | None:
+        """Since when the Pod has been idle and able to serve; None while it holds work."""
+        if not self.all_idle or self.idle_since is None:
+            return None
+        return max(self.idle_since, self.ready_at or self.idle_since)
+
     def idle_for(self, now: datetime) -> timedelta | None:
-        return now - self.idle_since if self.all_idle and self.idle_since is not None else None
+        idle_from = self.idle_from
+        return None if idle_from is None else now - idle_from
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -504,9 +519,9 @@ def _delay_hold(
         return []
     delay = timedelta(seconds=obs.config.scale_down_delay_seconds)
     waiting = [
-        pod.idle_since + delay
+        pod.idle_from + delay
         for pod in survivors
-        if pod.state is PodState.ready and pod.all_idle and pod.idle_since is not None
+        if pod.state is PodState.ready and pod.idle_from is not None
     ]
     if not waiting:
         return []

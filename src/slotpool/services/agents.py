@@ -21,7 +21,7 @@ from slotpool.domain import transitions
 from slotpool.domain.agent_identity import Refused, refuse_first_registration
 from slotpool.domain.config import PoolConfig
 from slotpool.domain.errors import Issue
-from slotpool.domain.pods import Pod, SlotState
+from slotpool.domain.pods import Pod, Slot, SlotState
 from slotpool.domain.pools import Pool
 from slotpool.domain.signals import Signal
 from slotpool.domain.tasks import LogStream, Next, StepStatus, Task, TaskStatus
@@ -250,6 +250,8 @@ class AgentService:
             if unknown := sorted(offered - set(slots)):
                 raise Invalid("bad claim", [Issue("free_slots", f"no slot {unknown[0]}")])
             for slot in pod.slots:
+                if slot.index in reserved_slots and slot.state is not SlotState.reserved:
+                    release += await _ended_reservation(uow, pod.id, slot)
                 if slot.state is SlotState.busy and slot.task_id:
                     task = await require_task(uow, slot.task_id)
                     if task.pod_id != pod.id:  # never another pod's task, whatever the slot says
@@ -260,10 +262,6 @@ class AgentService:
                         assignments.append(assignment(task, new_workdir=task.current_step == 0))
                     if task.step_started_at is None:
                         await uow.apply(transitions.delivered(task, now=now))
-                elif slot.index in reserved_slots and slot.state is SlotState.idle:
-                    last = await uow.tasks.last_on_slot(pod.id, slot.index)
-                    if last is not None and last.final:
-                        release.append(last.id)
             cancel = [
                 t.id
                 for t in await uow.tasks.on_pod(pod.id, [TaskStatus.running])
@@ -388,3 +386,11 @@ class AgentService:
         if step >= len(task.steps):
             raise NotFound(f"task {task_id} has no step {step} (it has {len(task.steps)})")
         return task
+
+
+async def _ended_reservation(uow: UnitOfWork, pod_id: int, slot: Slot) -> list[str]:
+    """The task whose reservation the agent still holds on ``slot`` though it ended (expired,
+    cancelled): the last task on the slot if it is final, the slot idle or given since to
+    another task (a cancel and a new task's dispatch may both come before the agent's claim)."""
+    last = await uow.tasks.last_on_slot(pod_id, slot.index, other_than=slot.task_id)
+    return [last.id] if last is not None and last.final else []

@@ -18,6 +18,7 @@ from slotpool.domain.errors import Issue
 from slotpool.domain.pools import Pool
 from slotpool.runtime.errors import PermanentRuntimeError, RuntimeApiError
 from slotpool.services.errors import Conflict, Invalid, RuntimeUnavailable
+from slotpool.services.no_pods import NoPods
 from slotpool.services.pools import PoolService, Preview
 from slotpool.services.ports import PoolPasses, RuntimeFailed, SyncReport
 from slotpool.services.runtimes import PoolRuntimes
@@ -35,10 +36,18 @@ class ConfigSaved:
 
 
 class DeploymentService:
-    def __init__(self, *, pools: PoolService, runtimes: PoolRuntimes, passes: PoolPasses) -> None:
+    def __init__(
+        self,
+        *,
+        pools: PoolService,
+        runtimes: PoolRuntimes,
+        passes: PoolPasses,
+        no_pods: NoPods,
+    ) -> None:
         self._pools = pools
         self._runtimes = runtimes
         self._passes = passes
+        self._no_pods = no_pods
 
     async def save_config(
         self, pool_id: str, config: PoolConfig, *, by: str, expected_revision: int | None
@@ -50,6 +59,7 @@ class DeploymentService:
         pool = await self._pools.save_config(
             pool_id, config, by=by, expected_revision=expected_revision
         )
+        await self._no_pods.note(pool)  # why it gets no Pods, or that it now may
         if not self._runtimes.can_run(pool):
             return ConfigSaved(pool, None)
         try:

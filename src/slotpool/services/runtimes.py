@@ -41,6 +41,23 @@ class PoolRuntimes:
         """Whether this server runs the pool's pods (a runtime for its type, a config)."""
         return pool.pool_type in self._registry and pool.effective_config() is not None
 
+    def why_no_pods(self, pool: Pool) -> str | None:
+        """Why this server creates no Pods for the pool, in words that say what to do; None
+        when it does, and for static pools (their agents are started by hand)."""
+        if pool.pool_type is PoolType.static:
+            return None
+        try:
+            self._registry.get(pool.pool_type, pool.pool_id)
+        except NoRuntime as exc:
+            return str(exc)
+        if pool.effective_config() is None:
+            return (
+                "the pool has no configuration yet: save one (PUT "
+                f"/api/v1/agent-pools/{pool.pool_id}/k8s-config, `slotpool pools apply -f`, or "
+                "the web UI's Configuration tab)"
+            )
+        return None
+
     def for_pool(self, pool: Pool) -> PodRuntime:
         """The pool's runtime; ``Conflict``, in words that say what to do, when there is none."""
         try:

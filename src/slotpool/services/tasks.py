@@ -14,6 +14,7 @@ from slotpool.domain.tasks import FINAL, LogEntry, Task, TaskStatus, TaskSubmit
 from slotpool.services.dispatch import Dispatcher
 from slotpool.services.errors import Conflict, Invalid, NotFound
 from slotpool.services.ids import new_task_id
+from slotpool.services.no_pods import NoPods
 from slotpool.services.notify import Notifier
 from slotpool.store.models import TaskRow
 from slotpool.store.uow import Store, UnitOfWork
@@ -70,12 +71,18 @@ def new_task_row(body: TaskSubmit, *, by: str, now: datetime) -> TaskRow:
 
 class TaskService:
     def __init__(
-        self, store: Store, dispatcher: Dispatcher, notifier: Notifier, clock: Clock
+        self,
+        store: Store,
+        dispatcher: Dispatcher,
+        notifier: Notifier,
+        clock: Clock,
+        no_pods: NoPods | None = None,
     ) -> None:
         self._store = store
         self._dispatcher = dispatcher
         self._notifier = notifier
         self._clock = clock
+        self._no_pods = no_pods
 
     async def submit(self, body: TaskSubmit, *, by: str) -> Task:
         async with self._store.unit_of_work() as uow:
@@ -85,9 +92,11 @@ class TaskService:
                 )
             task = await uow.tasks.add(new_task_row(body, by=by, now=self._clock()))
             uow.signal(Signal.pool(task.pool_id))  # demand changed: the controller looks
-        if not await self._dispatcher.dispatch(task.pool_id):
-            return task  # as written: nothing was started by this call (under a burst, the rule)
-        return await self.get(task.id)  # it may have been started: the answer says so
+        if await self._dispatcher.dispatch(task.pool_id):
+            return await self.get(task.id)  # it may have been started: the answer says so
+        if task.status is TaskStatus.queued and await self._explain_no_pods(task.pool_id):
+            return await self.get(task.id)  # it says why no Pod will come for it
+        return task  # as written: nothing was started by this call (under a burst, the rule)
 
     async def get(self, task_id: str) -> Task:
         async with self._store.unit_of_work() as uow:
@@ -140,7 +149,18 @@ class TaskService:
                 raise Conflict(f"task {task_id} is {current.status}, not awaiting_approval")
         if task.pod_id is None:  # back in the queue: it may start now
             await self._dispatcher.dispatch(task.pool_id)
+            await self._explain_no_pods(task.pool_id)
         return await self.get(task_id)
+
+    async def _explain_no_pods(self, pool_id: str) -> bool:
+        """In a pool known to get no Pods, queued tasks say why at once (the controller keeps
+        no worker for it that would). Whether the pool is one of those."""
+        why = None if self._no_pods is None else self._no_pods.queue_reason(pool_id)
+        if why is None:
+            return False
+        async with self._store.unit_of_work() as uow:
+            await uow.tasks.explain_queued(pool_id, reason=why)
+        return True
 
     async def cancel(self, task_id: str, *, by: str) -> Task:
         now = self._clock()

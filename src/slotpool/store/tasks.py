@@ -210,13 +210,14 @@ class TaskRepository:
         )
         return [_task(r) for r in rows]
 
-    async def last_on_slot(self, pod_id: int, slot: int) -> Task | None:
-        row = await self._session.scalar(
-            select(TaskRow)
-            .where(TaskRow.pod_id == pod_id, TaskRow.slot_index == slot)
-            .order_by(TaskRow.updated_at.desc())
-            .limit(1)
-        )
+    async def last_on_slot(
+        self, pod_id: int, slot: int, *, other_than: str | None = None
+    ) -> Task | None:
+        """The task that was on the slot last (``other_than`` left out: the one there now)."""
+        query = select(TaskRow).where(TaskRow.pod_id == pod_id, TaskRow.slot_index == slot)
+        if other_than is not None:
+            query = query.where(TaskRow.id != other_than)
+        row = await self._session.scalar(query.order_by(TaskRow.updated_at.desc()).limit(1))
         return None if row is None else _task(row)
 
     async def reservations_expired(self, *, now: datetime) -> list[Task]:

@@ -208,3 +208,45 @@ async def test_the_orphan_sweep_deletes_pods_of_pools_that_do_not_exist(world: W
     assert world.runtime.names(ghost_pool) == set()
     assert world.runtime.names(pool_id) == {kept}
     assert await world.controller.sweep_orphans() == []
+
+
+async def test_a_pod_made_by_a_rebuild_is_not_scaled_down_before_it_could_serve(
+    world: World,
+) -> None:
+    """Issue 16's churn: the replacement of a rebuilt Pod took 45 s to start and was scaled
+    down 15 s after it registered (the 60 s delay counted from its creation). It now gets the
+    whole delay from the moment it can serve, takes the next task, and only then goes."""
+    config: dict[str, Any] = {"min_replicas": 0, "scale_down_delay_seconds": 60}
+    pool_id = await world.pool(**config)
+    first = await world.submit(pool_id, command="true")
+    (old,) = (await world.sync(pool_id)).created
+    agent = await world.agent(pool_id, old)
+    (work,) = (await agent.claim([0]))["assignments"]
+    await agent.result(work["task_id"], 0, "succeeded")
+    assert (await world.task(first["id"]))["status"] == "succeeded"
+    world.clock.advance(seconds=5)
+
+    await world.put_config(pool_id, image="ghcr.io/acme/agent:1.5", slots_per_pod=1, **config)
+    await world.sync(pool_id)
+    (replacement,) = world.runtime.names(pool_id)
+    assert replacement != old
+    rebuilt = await actions(world, pool_id, "rebuild_pod")
+    assert [e["pod"] for e in rebuilt] == [old]
+
+    world.clock.advance(seconds=45)  # a slow start: the image is pulled
+    served = await world.agent(pool_id, replacement)
+    world.clock.advance(seconds=15)
+    assert (await world.sync(pool_id)).removed == []
+    assert world.runtime.names(pool_id) == {replacement}
+
+    # It serves the next task, and is scaled down only once idle for the delay after it.
+    second = await world.submit(pool_id, command="true")
+    (work,) = (await served.claim([0]))["assignments"]
+    assert work["task_id"] == second["id"]
+    await served.result(work["task_id"], 0, "succeeded")
+    world.clock.advance(seconds=59)
+    assert (await world.sync(pool_id)).removed == []
+    world.clock.advance(seconds=1)
+    assert (await world.sync(pool_id)).removed == [replacement]
+    (scaled_down,) = await actions(world, pool_id, "delete_pod")
+    assert scaled_down["reason"] == "scale_down"

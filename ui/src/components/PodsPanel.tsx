@@ -78,6 +78,11 @@ function PodRow({
   );
 }
 
+function minReplicas(pool: Pool): number {
+  const value = pool.k8s_config?.min_replicas;
+  return typeof value === "number" ? value : 0;
+}
+
 export function PodsPanel({ pool }: { pool: Pool }) {
   const pods = usePolled(
     () =>
@@ -150,11 +155,13 @@ export function PodsPanel({ pool }: { pool: Pool }) {
       ) : items.length === 0 ? (
         <p>
           No Pods.{" "}
-          {pool.freeze.active
-            ? "A freeze window is active: no Pod is created until it ends."
-            : pool.pool_type === "static"
-              ? "Start `slotpool agent` with a token of this pool."
-              : "Pods are created up to min_replicas once the pool has a configuration."}
+          {pool.no_pods_reason
+            ? `None can be created: ${pool.no_pods_reason}.`
+            : pool.freeze.active
+              ? "A freeze window is active: no Pod is created until it ends."
+              : pool.pool_type === "static"
+                ? "Start `slotpool agent` with a token of this pool."
+                : `Pods are created when tasks are queued (and ${minReplicas(pool)} are kept by min_replicas).`}
         </p>
       ) : (
         <div className="scroll-x">

@@ -58,6 +58,17 @@ function Summary({ pool }: { pool: Pool }) {
   );
 }
 
+function NoPods({ reason }: { reason: string }) {
+  return (
+    <div className="state-box no-pods" role="status" aria-label="Why no Pods">
+      <p>
+        <Badge kind="no-pods">no Pods</Badge> This server creates no Pods for this pool: {reason}.
+      </p>
+      <p className="muted small">Its queued tasks wait, and say so.</p>
+    </div>
+  );
+}
+
 function DeletePool({ pool }: { pool: Pool }) {
   const { busy, error, run } = useAction();
   const remove = () => {
@@ -98,6 +109,7 @@ export function PoolDetail({ poolId, tab }: { poolId: string; tab: string }) {
         </span>
       </h1>
       <ErrorBox error={pool.error} />
+      {pool.data?.no_pods_reason && <NoPods reason={pool.data.no_pods_reason} />}
       {pool.data ? <Summary pool={pool.data} /> : <Loading what="the pool" />}
       <nav className="tabs" aria-label="Pool sections">
         {TABS.map((t) => (

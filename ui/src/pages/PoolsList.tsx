@@ -30,6 +30,13 @@ function PoolRow({ pool }: { pool: Pool }) {
       <td>{pool.pool_type}</td>
       <td>
         {pool.pods_ready} / {pool.pods_total}
+        {pool.no_pods_reason && (
+          <div>
+            <span title={pool.no_pods_reason}>
+              <Badge kind="no-pods">no Pods</Badge>
+            </span>
+          </div>
+        )}
       </td>
       <td>
         <SlotCounts pool={pool} />

@@ -21,6 +21,7 @@ def pool_out(services: Services, pool: Pool, counts: PoolCounts) -> PoolOut:
         config_hash=services.pools.config_hash(pool),
         freeze=services.freeze.state(pool),
         counts=counts,
+        no_pods_reason=services.controller.why_no_pods(pool),
     )
 
 
@@ -56,6 +57,9 @@ async def list_pools(
 async def create_pool(
     body: PoolCreate, services: ServicesDep, actor: Admin, response: Response
 ) -> PoolOut:
+    """Create a pool. Where this server can give it no Pods (a k8s pool and no cluster
+    configured, no configuration yet), ``no_pods_reason`` says why and what to do, and so do
+    the pool's events, the server's log and the reason of every task it queues."""
     pool = await services.pools.create(
         name=body.name,
         description=body.description,
@@ -63,6 +67,7 @@ async def create_pool(
         config=body.k8s_config,
         by=actor,
     )
+    await services.no_pods.note(pool)  # a pool that gets no Pods says why from the start
     response.headers["Location"] = f"{router.prefix}/{pool.pool_id}"
     etag(response, pool)
     return await one_pool_out(services, pool)

@@ -70,13 +70,21 @@ async def test_a_static_pool_is_not_said_to_lack_pods(api: Api) -> None:
     assert await events(api, created.json()["pool_id"]) == []
 
 
-async def test_an_agent_started_by_hand_still_gets_the_tasks_of_such_a_pool(api: Api) -> None:
-    """The reason says no Pod will be created; it does not keep tasks from agents that exist."""
+async def test_an_agent_started_by_hand_cannot_stand_in_for_the_pods_such_a_pool_lacks(
+    api: Api,
+) -> None:
+    """A k8s pool's token registers only a Pod slotpool created (agent identity): an agent
+    started by hand is refused, and the task waits with the reason why no Pod comes."""
     body = {"name": "by-hand-too", "pool_type": "k8s", "k8s_config": CONFIG}
     pool_id = (await api.client.post(POOLS, json=body)).json()["pool_id"]
     token = (await api.client.post(f"{POOLS}/{pool_id}/tokens", json={"name": "t"})).json()
     async with agent_client(api, token["token"]) as http:
-        await FakeAgent(http, pool_id, "by-hand").register(1)
-        task = await api.client.post("/api/v1/tasks", json={"pool_id": pool_id, "command": "true"})
-    assert task.json()["status"] == "running", task.text
-    assert task.json()["reason"] == ""
+        agent = FakeAgent(http, pool_id, "by-hand")
+        refused = await agent.post(
+            "register",
+            {"name": "by-hand", "slots": 1, "version": "test", "credential": agent.credential},
+        )
+    assert refused.status_code == 403, refused.text
+    task = await api.client.post("/api/v1/tasks", json={"pool_id": pool_id, "command": "true"})
+    assert task.json()["status"] == "queued", task.text
+    assert "no Kubernetes cluster is configured" in task.json()["reason"]

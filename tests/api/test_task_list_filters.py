@@ -11,8 +11,9 @@ TASKS = "/api/v1/tasks"
 
 async def test_tasks_are_listed_by_submitter_across_pools(api: Api) -> None:
     pools = [
-        (await api.client.post("/api/v1/agent-pools", json={"name": n, "pool_type": "static"}))
-        .json()["pool_id"]
+        (
+            await api.client.post("/api/v1/agent-pools", json={"name": n, "pool_type": "static"})
+        ).json()["pool_id"]
         for n in ("alpha", "beta")
     ]
     ci = as_token(api, await new_admin_token(api.client, "ci"))

@@ -3,21 +3,28 @@
 import { structuredPatch } from "diff";
 import { useEffect, useMemo, useState } from "react";
 import { api, ApiError, type PoolConfig } from "../api/client";
-import { useDebounced } from "../hooks";
+import { useAction, useDebounced } from "../hooks";
 import { ErrorBox, Loading } from "./common";
 
 type PreviewState = { yaml?: string; error?: unknown; loading: boolean };
 
-export async function previewText(poolId: string, candidate: PoolConfig | null): Promise<string> {
+/** The Pod the saved (`null`) or a candidate configuration makes, as YAML; with `dryRun`, as the
+ * cluster admitted it in a server-side dry run (a refusal is an ApiError in its words). */
+export async function previewText(
+  poolId: string,
+  candidate: PoolConfig | null,
+  { dryRun = false }: { dryRun?: boolean } = {},
+): Promise<string> {
   const path = { pool_id: poolId };
+  const query = { format: "yaml" as const, dry_run: dryRun };
   const answer =
     candidate === null
       ? api.GET("/api/v1/agent-pools/{pool_id}/pod-preview", {
-          params: { path, query: { format: "yaml" } },
+          params: { path, query },
           parseAs: "text",
         })
       : api.POST("/api/v1/agent-pools/{pool_id}/pod-preview", {
-          params: { path, query: { format: "yaml" } },
+          params: { path, query },
           body: candidate,
           parseAs: "text",
         });
@@ -122,6 +129,43 @@ export function PreviewPane({
       )}
       <h3>Changes against the running Pods (saved configuration)</h3>
       <Diff saved={savedYaml} candidate={state.error ? undefined : state.yaml} />
+    </div>
+  );
+}
+
+/** "Dry run": sends the form's Pod to the cluster as a server-side dry run (nothing is created or
+ * saved) and shows the API server's verdict; a verdict is dropped as soon as the form changes. */
+export function DryRun({ poolId, candidate }: { poolId: string; candidate: PoolConfig }) {
+  const running = useAction();
+  const [admitted, setAdmitted] = useState<string | null>(null);
+  const key = JSON.stringify(candidate);
+  const [checked, setChecked] = useState<string | null>(null);
+  const clear = running.clear;
+  useEffect(() => {
+    if (checked !== null && checked !== key) {
+      setChecked(null);
+      setAdmitted(null);
+      clear();
+    }
+  }, [key, checked, clear]);
+  const run = () =>
+    void running.run(async () => {
+      setAdmitted(null);
+      setChecked(key);
+      await previewText(poolId, candidate, { dryRun: true });
+      setAdmitted("The cluster would accept this Pod (server-side dry run; nothing was created).");
+    });
+  return (
+    <div className="dry-run" aria-label="Dry run result" role="region">
+      <button type="button" className="secondary" onClick={run} disabled={running.busy}>
+        {running.busy ? "Asking the cluster…" : "Dry run"}
+      </button>
+      {admitted && (
+        <p role="status" className="ok">
+          {admitted}
+        </p>
+      )}
+      <ErrorBox error={running.error} />
     </div>
   );
 }

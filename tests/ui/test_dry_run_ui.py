@@ -4,6 +4,7 @@ namespace's LimitRange is refused in the API server's words, and nothing is crea
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,3 +112,50 @@ def test_the_dry_run_on_the_config_form_shows_the_clusters_verdict(
         saved = client.get(f"/api/v1/agent-pools/{pool_id}/k8s-config").json()
     assert saved["resources"]["limits"]["cpu"] == "500m"
     assert list(kube.list(Pod, namespace=NAMESPACE)) == []
+
+
+def test_the_form_is_compared_with_a_running_pod_as_the_cluster_holds_it(
+    cluster_page: Page, cluster_server: Server, kube: Client, artifacts: Path
+) -> None:
+    config = {
+        "image": "registry.example/slotpool-agent:1",
+        "namespace": NAMESPACE,
+        "min_replicas": 1,
+        "max_replicas": 1,
+        "resources": {"limits": {"cpu": "500m", "memory": "256Mi"}},
+    }
+    body = {"name": "ui-running-diff", "pool_type": "k8s", "k8s_config": config}
+    with cluster_server.api() as client:
+        created = client.post("/api/v1/agent-pools", json=body)
+        assert created.status_code == 201, created.text
+        pool_id = created.json()["pool_id"]
+        synced = client.post(f"/api/v1/agent-pools/{pool_id}/sync-deployment")
+        assert synced.status_code == 200, synced.text
+        (name,) = [
+            p["name"] for p in client.get(f"/api/v1/agent-pools/{pool_id}/pods").json()["items"]
+        ]
+    # Someone changed the running Pod by hand: the saved configuration no longer says what runs.
+    patch = {"spec": {"containers": [{"name": "agent", "image": "registry.example/hotfix:2"}]}}
+    kube.patch(Pod, name, patch, namespace=NAMESPACE)
+    page = cluster_page
+    shot = Shots(page, artifacts, "the_form_against_a_running_pod")
+
+    page.goto(f"/pools/{pool_id}/config")
+    expect(page.get_by_test_id("diff-empty")).to_contain_text("the same Pod as the saved")
+    page.get_by_label("Changes against").select_option(label=f"{name} (current, as running)")
+    diff = page.get_by_label(f"Changes against {name}")
+    expect(diff.locator(".diff-del")).to_have_text(
+        re.compile(r'"image": "registry.example/hotfix:2"')
+    )
+    expect(diff.locator(".diff-add")).to_have_text(
+        re.compile(r'"image": "registry.example/slotpool-agent:1"')
+    )
+    # What the cluster adds (defaults, uid, status) is left out of the comparison.
+    expect(diff).not_to_contain_text("dnsPolicy")
+    expect(diff).not_to_contain_text("uid")
+    shot("hand-edited-image")
+
+    # And against an edited form: both changes.
+    page.get_by_label("CPU limit").fill("750m")
+    expect(diff.locator(".diff-add").filter(has_text="750m")).to_have_count(1)
+    shot("form-edited")

@@ -485,3 +485,46 @@ def test_rotating_the_secrets_token_rebuilds_idle_pods_and_revokes_the_old_token
             for p in pods(client, pool_id)
             if p["state"] not in ("failed", "deleted", "terminating")
         )
+
+
+# -- a running Pod's manifest: what the cluster holds ------------------------------------------
+
+
+def test_a_running_pods_manifest_is_what_the_cluster_holds(cluster: Cluster) -> None:
+    namespace = new_namespace()
+    with cluster.api() as client:
+        pool_id = k8s_pool(client, config(namespace, min_replicas=1))
+        sync(client, pool_id)
+        (pod,) = pods(client, pool_id)
+        url = f"{POOLS}/{pool_id}/pods/{pod['name']}/manifest"
+        answer = client.get(url)
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["content-type"].startswith("application/yaml")
+        manifest = yaml.safe_load(answer.text)
+        assert (manifest["kind"], manifest["metadata"]["name"]) == ("Pod", pod["name"])
+        assert manifest["metadata"]["uid"]  # the cluster's object, not a rebuilt preview
+        assert manifest["spec"]["dnsPolicy"] == "ClusterFirst"  # a default the API server added
+        assert "status" not in manifest
+        assert "managedFields" not in manifest["metadata"]
+        assert client.get(url, params={"format": "json"}).json() == manifest
+
+        missing = client.get(f"{POOLS}/{pool_id}/pods/no-such-pod/manifest")
+        assert missing.status_code == 404, missing.text
+        assert "has no Pod no-such-pod" in missing.json()["error"]
+
+        # Another pool's Pod in the same namespace is not this pool's.
+        other = client.post(
+            POOLS,
+            json={"name": f"{namespace}-b", "pool_type": "k8s", "k8s_config": config(namespace)},
+        ).json()["pool_id"]
+        foreign = client.get(f"{POOLS}/{other}/pods/{pod['name']}/manifest")
+        assert foreign.status_code == 404, foreign.text
+
+
+def test_a_static_pools_agents_have_no_manifest(cluster: Cluster) -> None:
+    with cluster.api() as client:
+        created = client.post(POOLS, json={"name": "manifest-static", "pool_type": "static"})
+        pool_id = created.json()["pool_id"]
+        answer = client.get(f"{POOLS}/{pool_id}/pods/any-agent/manifest")
+        assert answer.status_code == 409, answer.text
+        assert "have no manifest" in answer.json()["error"]

@@ -130,7 +130,9 @@ def test_submit_a_task_and_follow_its_log(signed_in: Page, task_pool: str, shot:
     page = signed_in
     page.goto(f"/pools/{task_pool}")
     # Keyboard: the sections are real links; focus one and press Enter.
-    page.get_by_role("link", name="Tasks", exact=True).focus()
+    page.get_by_role("navigation", name="Pool sections").get_by_role(
+        "link", name="Tasks", exact=True
+    ).focus()
     page.keyboard.press("Enter")
     expect(page).to_have_url(re.compile(f"/pools/{task_pool}/tasks$"))
     page.get_by_label("Task name").fill("hello")
@@ -181,7 +183,8 @@ def test_an_approval_gated_step_waits_keeps_its_slot_and_runs_once_approved(
     page.get_by_role("button", name="Approve step 2").click()
     expect(page.get_by_role("heading", level=1)).to_contain_text("succeeded", timeout=SLOW)
     # Same slot, same working directory: the second step read what the first one wrote.
-    expect(page.get_by_role("log")).to_contain_text("planned\napplied")
+    applied = page.get_by_test_id("step-log-1").locator(".log-line")
+    expect(applied).to_have_text([re.compile(r"planned\s*$"), re.compile(r"applied\s*$")])
     steps = page.get_by_role("table", name="Steps").locator("tbody tr")
     expect(steps.nth(0)).to_contain_text("succeeded (exit 0)")
     expect(steps.nth(1)).to_contain_text("approved by")

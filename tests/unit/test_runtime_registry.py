@@ -84,13 +84,16 @@ class Plain:
 
 class Watching(Plain):
     name = "watching"
-    capabilities = frozenset({Capability.watch, Capability.dry_run})
+    capabilities = frozenset({Capability.watch, Capability.dry_run, Capability.manifests})
 
     async def watch_pools(self, namespace: str) -> AsyncIterator[str]:
         yield "pool-1"
 
     async def dry_run(self, spec: AgentSpec) -> dict[str, Any]:
         return pod_manifest(spec)
+
+    async def read_manifest(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return None
 
 
 class Boasting(Plain):
@@ -159,9 +162,15 @@ def test_capabilities_give_the_typed_runtime_only_when_declared() -> None:
     watching, modest = Watching(), Modest()
     registry = RuntimeRegistry({PoolType.k8s: watching, PoolType.local: modest})
 
-    assert registry.capabilities(PoolType.k8s) == {Capability.watch, Capability.dry_run}
+    assert registry.capabilities(PoolType.k8s) == {
+        Capability.watch,
+        Capability.dry_run,
+        Capability.manifests,
+    }
     assert registry.watcher(PoolType.k8s) is watching
     assert registry.dry_runner(PoolType.k8s) is watching
+    assert registry.manifest_reader(PoolType.k8s) is watching
+    assert registry.manifest_reader(PoolType.local) is None
     assert registry.capabilities(PoolType.local) == frozenset()
     assert (registry.watcher(PoolType.local), registry.dry_runner(PoolType.local)) == (None, None)
     assert registry.capabilities(PoolType.static) == frozenset()

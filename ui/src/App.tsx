@@ -4,6 +4,7 @@ import { PoolDetail } from "./pages/PoolDetail";
 import { PoolsList } from "./pages/PoolsList";
 import { SignIn } from "./pages/SignIn";
 import { TaskPage } from "./pages/TaskPage";
+import { TasksList } from "./pages/TasksList";
 import { Link, usePath } from "./router";
 
 function useSignedIn(): boolean {
@@ -18,6 +19,7 @@ function Page({ path }: { path: string }) {
   const task = /^\/tasks\/(task-[a-z0-9]+)\/?$/.exec(path);
   if (task) return <TaskPage taskId={task[1]!} />;
   if (path === "/" || path === "/pools" || path === "/pools/") return <PoolsList />;
+  if (path === "/tasks" || path === "/tasks/") return <TasksList />;
   return (
     <section>
       <h1>Not found</h1>
@@ -44,6 +46,9 @@ export function App() {
         <nav aria-label="Main">
           <Link to="/" aria-current={path === "/" ? "page" : undefined}>
             Pools
+          </Link>
+          <Link to="/tasks" aria-current={path === "/tasks" ? "page" : undefined}>
+            Tasks
           </Link>
           <a href="/docs">API docs</a>
         </nav>

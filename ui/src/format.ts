@@ -33,3 +33,37 @@ export function fromNow(iso: string, now: number = Date.now()): string {
   if (ms <= 0) return "now";
   return `in ${age(new Date(now - ms).toISOString(), now)}`;
 }
+
+/** A length of time, e.g. "850ms", "42s", "3m 05s", "2h 10m". */
+export function duration(ms: number): string {
+  if (ms < 0) ms = 0;
+  if (ms < 1000) return `${Math.round(ms)}ms`;
+  const seconds = Math.floor(ms / 1000);
+  if (seconds < 60) return `${seconds}s`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 60) return `${minutes}m ${String(seconds % 60).padStart(2, "0")}s`;
+  const hours = Math.floor(minutes / 60);
+  return `${hours}h ${String(minutes % 60).padStart(2, "0")}m`;
+}
+
+/** From `start` to `end` (or to `now` while it lasts); undefined before it has started. */
+export function span(
+  start: string | null | undefined,
+  end: string | null | undefined,
+  now: number = Date.now(),
+): number | undefined {
+  if (!start) return undefined;
+  return (end ? Date.parse(end) : now) - Date.parse(start);
+}
+
+/** A time of day with milliseconds, for log lines. */
+export function clock(iso: string): string {
+  const date = new Date(iso);
+  const time = date.toLocaleTimeString(undefined, {
+    hour12: false,
+    hour: "2-digit",
+    minute: "2-digit",
+    second: "2-digit",
+  });
+  return `${time}.${String(date.getMilliseconds()).padStart(3, "0")}`;
+}

@@ -74,6 +74,7 @@ class Capability(StrEnum):
 
     watch = "watch"  # PodWatcher
     dry_run = "dry_run"  # DryRunner
+    manifests = "manifests"  # ManifestReader
 
 
 class PodRuntime(Protocol):
@@ -131,9 +132,21 @@ class DryRunner(Protocol):
         ...
 
 
+@runtime_checkable
+class ManifestReader(Protocol):
+    """A runtime whose agents have a manifest (Kubernetes: the Pod object), readable as the
+    runtime holds it now."""
+
+    async def read_manifest(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The agent's manifest as the runtime holds it, without its status and bookkeeping
+        (managed fields); None when there is no such agent."""
+        ...
+
+
 _PROTOCOLS: Mapping[Capability, type] = {
     Capability.watch: PodWatcher,
     Capability.dry_run: DryRunner,
+    Capability.manifests: ManifestReader,
 }
 
 
@@ -194,6 +207,14 @@ class RuntimeRegistry:
         if Capability.dry_run not in self.capabilities(pool_type):
             return None
         assert isinstance(runtime, DryRunner)  # checked when it was added
+        return runtime
+
+    def manifest_reader(self, pool_type: PoolType) -> ManifestReader | None:
+        """The runtime of ``pool_type`` if its agents have manifests it can read."""
+        runtime = self._runtimes.get(pool_type)
+        if Capability.manifests not in self.capabilities(pool_type):
+            return None
+        assert isinstance(runtime, ManifestReader)  # checked when it was added
         return runtime
 
     def items(self) -> Iterator[tuple[PoolType, PodRuntime]]:

@@ -113,7 +113,7 @@ class KubernetesRuntime:
     """Pods, namespaces and token Secrets of slotpool's pools in one cluster."""
 
     name = "kubernetes"
-    capabilities = frozenset({Capability.watch, Capability.dry_run})
+    capabilities = frozenset({Capability.watch, Capability.dry_run, Capability.manifests})
 
     def __init__(self, *, client: AsyncClient, requests_per_second: float) -> None:
         self._client = client
@@ -292,6 +292,17 @@ class KubernetesRuntime:
         pod = _pod_from_manifest(pod_manifest(spec))
         admitted = await self._call(lambda: self._client.create(pod, dry_run=True))
         return cast(dict[str, Any], admitted.to_dict())
+
+    async def read_manifest(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Pod as the API server holds it (its defaults included), without its status and
+        managed fields; None when there is no such Pod."""
+        pod = await self._call_unless(404, lambda: self._client.get(Pod, name, namespace=namespace))
+        if pod is None:
+            return None
+        manifest = cast(dict[str, Any], pod.to_dict())
+        manifest.pop("status", None)
+        manifest.get("metadata", {}).pop("managedFields", None)
+        return manifest
 
     # -- the pool's token Secret ---------------------------------------------------------------
 

@@ -12,12 +12,12 @@ from typing import Any
 
 import structlog
 
-from slotpool.domain.agent_spec import AgentSpec
+from slotpool.domain.agent_spec import POOL_LABEL, AgentSpec
 from slotpool.domain.config import PoolConfig, PoolType
 from slotpool.domain.errors import Issue
 from slotpool.domain.pools import Pool
 from slotpool.runtime.errors import PermanentRuntimeError, RuntimeApiError
-from slotpool.services.errors import Conflict, Invalid, RuntimeUnavailable
+from slotpool.services.errors import Conflict, Invalid, NotFound, RuntimeUnavailable
 from slotpool.services.no_pods import NoPods
 from slotpool.services.pools import PoolService, Preview
 from slotpool.services.ports import PoolPasses, RuntimeFailed, SyncReport
@@ -101,6 +101,30 @@ class DeploymentService:
         if dry_run:
             await self._dry_run(await self._pools.get(pool_id), preview.spec)
         return preview
+
+    async def running_manifest(self, pool_id: str, name: str) -> dict[str, Any]:
+        """One of the pool's Pods as the cluster holds it now (what it actually runs, which
+        the saved configuration's Pod may no longer be). ``NotFound`` for a Pod the pool does
+        not have; ``Conflict`` for a pool whose agents have no manifest (local processes, agents
+        started by hand)."""
+        pool = await self._pools.get(pool_id)
+        reader = self._runtimes.manifest_reader(pool.pool_type)
+        if reader is None:
+            if pool.pool_type is PoolType.k8s:
+                self._runtimes.for_pool(pool)  # no cluster configured: it says how to add one
+            raise Conflict(
+                f"{pool.pool_id} is a {pool.pool_type} pool: its agents are processes, not Pods, "
+                "and have no manifest"
+            )
+        namespace = self._runtimes.namespace(pool) or self._runtimes.default_namespace
+        try:
+            manifest = await reader.read_manifest(namespace, name)
+        except RuntimeApiError as exc:
+            raise RuntimeUnavailable(f"the Pod could not be read: {exc}") from exc
+        labels = (manifest or {}).get("metadata", {}).get("labels") or {}
+        if manifest is None or labels.get(POOL_LABEL) != pool.pool_id:
+            raise NotFound(f"pool {pool.pool_id} has no Pod {name} in namespace {namespace}")
+        return manifest
 
     async def _dry_run(self, pool: Pool, spec: AgentSpec) -> dict[str, Any]:
         runtime = self._runtimes.dry_runner(pool.pool_type)

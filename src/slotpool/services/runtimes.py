@@ -12,7 +12,14 @@ from collections.abc import Iterator
 
 from slotpool.domain.config import PoolType
 from slotpool.domain.pools import Pool
-from slotpool.runtime.base import DryRunner, NoRuntime, PodRuntime, PodWatcher, RuntimeRegistry
+from slotpool.runtime.base import (
+    DryRunner,
+    ManifestReader,
+    NoRuntime,
+    PodRuntime,
+    PodWatcher,
+    RuntimeRegistry,
+)
 from slotpool.services.errors import Conflict
 from slotpool.services.pools import PoolService
 
@@ -36,6 +43,9 @@ class PoolRuntimes:
 
     def dry_runner(self, pool_type: PoolType) -> DryRunner | None:
         return self._registry.dry_runner(pool_type)
+
+    def manifest_reader(self, pool_type: PoolType) -> ManifestReader | None:
+        return self._registry.manifest_reader(pool_type)
 
     def can_run(self, pool: Pool) -> bool:
         """Whether this server runs the pool's pods (a runtime for its type, a config)."""

@@ -103,10 +103,18 @@ class TaskService:
             return await require_task(uow, task_id)
 
     async def page(
-        self, *, pool_id: str | None, status: TaskStatus | None, limit: int, offset: int
+        self,
+        *,
+        pool_id: str | None,
+        status: TaskStatus | None,
+        created_by: str | None,
+        limit: int,
+        offset: int,
     ) -> tuple[list[Task], int]:
         async with self._store.unit_of_work() as uow:
-            return await uow.tasks.page(pool_id=pool_id, status=status, limit=limit, offset=offset)
+            return await uow.tasks.page(
+                pool_id=pool_id, status=status, created_by=created_by, limit=limit, offset=offset
+            )
 
     async def log_page(self, task_id: str, *, after: int, limit: int = LOG_PAGE) -> LogPage:
         async with self._store.unit_of_work() as uow:

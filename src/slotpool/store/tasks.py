@@ -68,13 +68,21 @@ class TaskRepository:
         return None if row is None else _task(row)
 
     async def page(
-        self, *, pool_id: str | None, status: TaskStatus | None, limit: int, offset: int
+        self,
+        *,
+        pool_id: str | None,
+        status: TaskStatus | None,
+        limit: int,
+        offset: int,
+        created_by: str | None = None,
     ) -> tuple[list[Task], int]:
         conditions = []
         if pool_id is not None:
             conditions.append(TaskRow.pool_id == pool_id)
         if status is not None:
             conditions.append(TaskRow.status == status.value)
+        if created_by is not None:
+            conditions.append(TaskRow.created_by == created_by)
         where = and_(True, *conditions)
         rows = await self._session.scalars(
             select(TaskRow)

@@ -3,7 +3,7 @@ import { api, ApiError, must, type Pool, type Schemas } from "../api/client";
 import { useAction } from "../hooks";
 import { configOf, formOf, splitIssues, type Form, type Stored } from "./configForm";
 import { ErrorBox, Field, Loading } from "./common";
-import { previewText, PreviewPane } from "./PodPreview";
+import { DryRun, previewText, PreviewPane } from "./PodPreview";
 
 function savedMessage(out: Schemas["ConfigSaved"]): string {
   const rebuild = out.rebuild;
@@ -188,6 +188,7 @@ export function ConfigPanel({ pool, onSaved }: { pool: Pool; onSaved: () => void
             Reset form
           </button>
         </div>
+        <DryRun poolId={poolId} candidate={candidate} />
       </form>
       <PreviewPane poolId={poolId} candidate={candidate} savedYaml={savedYaml} />
     </div>

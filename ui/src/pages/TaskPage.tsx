@@ -2,37 +2,64 @@ import { useEffect, useRef, useState } from "react";
 import { api, must, type Task } from "../api/client";
 import { ErrorBox, Loading } from "../components/common";
 import { isFinal, StatusBadge } from "../components/TasksPanel";
-import { when } from "../format";
+import { clock, when } from "../format";
 import { useAction, usePolled } from "../hooks";
 import { Link } from "../router";
 
-/** Follows the task's log: the server streams it until the task ends; reconnects if cut. */
-function useLog(taskId: string): { text: string; following: boolean; error: unknown } {
-  const [text, setText] = useState("");
+/** One stored piece of a step's output, as the log's ndjson format gives it. */
+type LogChunk = {
+  id: number;
+  step_index: number;
+  seq: number;
+  stream: "stdout" | "stderr";
+  data: string;
+  at: string;
+};
+
+/** The chunks in the lines of an ndjson log (`{"type": "task"}` lines are skipped: the task
+ * itself is polled). Returns what is left of an unfinished last line. */
+function parseLines(text: string, into: LogChunk[]): string {
+  const lines = text.split("\n");
+  const rest = lines.pop() ?? "";
+  for (const line of lines) {
+    if (!line.trim()) continue;
+    const parsed = JSON.parse(line) as { type?: string } & LogChunk;
+    if (parsed.type === "log") into.push(parsed);
+  }
+  return rest;
+}
+
+/** Follows the task's log: the server streams it until the task ends; reconnects if cut, from
+ * the last chunk it has. */
+function useLog(taskId: string): { chunks: LogChunk[]; following: boolean; error: unknown } {
+  const [chunks, setChunks] = useState<LogChunk[]>([]);
   const [following, setFollowing] = useState(true);
   const [error, setError] = useState<unknown>(null);
   useEffect(() => {
     const abort = new AbortController();
     let stopped = false;
+    const received: LogChunk[] = [];
+    setChunks([]);
+    setFollowing(true);
     (async () => {
       for (let attempt = 0; !stopped; attempt++) {
         try {
+          const after = received.at(-1)?.id ?? 0;
           const { data, response } = await api.GET("/api/v1/tasks/{task_id}/logs", {
-            params: { path: { task_id: taskId }, query: { follow: true } },
+            params: { path: { task_id: taskId }, query: { follow: true, format: "ndjson", after } },
             parseAs: "stream",
             signal: abort.signal,
           });
           if (!response.ok || !data) throw new Error(`log stream: HTTP ${response.status}`);
-          // Every connection replays the log from the start.
-          let received = "";
-          setText("");
           setError(null);
           const reader = data.pipeThrough(new TextDecoderStream()).getReader();
+          let pending = "";
           for (;;) {
             const { value, done } = await reader.read();
             if (done) break;
-            received += value;
-            setText(received);
+            const before = received.length;
+            pending = parseLines(pending + value, received);
+            if (received.length !== before) setChunks([...received]);
           }
           // The stream ends when the task has ended.
           const task = await must(
@@ -52,7 +79,111 @@ function useLog(taskId: string): { text: string; following: boolean; error: unkn
       abort.abort();
     };
   }, [taskId]);
-  return { text, following, error };
+  return { chunks, following, error };
+}
+
+/** A chunk's lines, each stamped with the time the chunk was stored. */
+function ChunkLines({ chunk }: { chunk: LogChunk }) {
+  const lines = chunk.data.replace(/\n$/, "").split("\n");
+  const stamp = clock(chunk.at);
+  return (
+    <>
+      {lines.map((line, i) => (
+        <span key={i} className={chunk.stream === "stderr" ? "log-line stderr" : "log-line"}>
+          <time className="log-time" dateTime={chunk.at}>
+            {stamp}
+          </time>
+          {chunk.stream === "stderr" && <span className="log-stream">err</span>}
+          {line}
+          {"\n"}
+        </span>
+      ))}
+    </>
+  );
+}
+
+function StepLog({
+  task,
+  index,
+  chunks,
+  following,
+}: {
+  task: Task | undefined;
+  index: number;
+  chunks: LogChunk[];
+  following: boolean;
+}) {
+  const step = task?.steps[index];
+  const result = task ? history(task).results.get(index) : undefined;
+  const running = task !== undefined && index === task.current_step && !isFinal(task);
+  const status = result?.status ?? (running ? task?.status.replaceAll("_", " ") : undefined);
+  const [open, setOpen] = useState(true);
+  const preRef = useRef<HTMLPreElement>(null);
+  useEffect(() => {
+    const el = preRef.current;
+    if (el && following) el.scrollTop = el.scrollHeight;
+  }, [chunks.length, following]);
+  return (
+    <details
+      className="step-log"
+      open={open}
+      onToggle={(e) => setOpen(e.currentTarget.open)}
+      data-testid={`step-log-${index}`}
+    >
+      <summary>
+        <span className="step-title">
+          Step {index + 1}
+          {step?.name ? `: ${step.name}` : ""}
+        </span>{" "}
+        {status && <StatusBadge status={status.replaceAll(" ", "_")} />}
+        {typeof result?.exit_code === "number" && (
+          <span className="muted small"> exit {result.exit_code}</span>
+        )}
+        <span className="muted small">
+          {" "}
+          {chunks.length ? `${clock(chunks[0]!.at)} – ${clock(chunks.at(-1)!.at)}` : "no output"}
+        </span>
+      </summary>
+      <pre ref={preRef} className="code log" tabIndex={0} aria-label={`Output of step ${index + 1}`}>
+        {chunks.length
+          ? chunks.map((chunk) => <ChunkLines key={chunk.id} chunk={chunk} />)
+          : running
+            ? "(no output yet)"
+            : "(no output)"}
+      </pre>
+    </details>
+  );
+}
+
+/** The log in one collapsible section per step (every step that has output or has run). */
+function Log({ task, chunks, following }: { task: Task | undefined; chunks: LogChunk[]; following: boolean }) {
+  const byStep = new Map<number, LogChunk[]>();
+  for (const chunk of chunks) {
+    const list = byStep.get(chunk.step_index) ?? [];
+    list.push(chunk);
+    byStep.set(chunk.step_index, list);
+  }
+  const reached = task ? (isFinal(task) ? -1 : task.current_step) : -1;
+  const done = task ? history(task).results : new Map<number, StepResult>();
+  const shown = new Set<number>([...byStep.keys(), ...done.keys()]);
+  if (reached >= 0 && task?.status !== "queued") shown.add(reached);
+  const steps = [...shown].sort((a, b) => a - b);
+  if (steps.length === 0) {
+    return <p className="muted" data-testid="task-log">{following ? "(no output yet)" : "(no output)"}</p>;
+  }
+  return (
+    <div role="log" aria-labelledby="log-title" data-testid="task-log">
+      {steps.map((index) => (
+        <StepLog
+          key={index}
+          task={task}
+          index={index}
+          chunks={byStep.get(index) ?? []}
+          following={following}
+        />
+      ))}
+    </div>
+  );
 }
 
 type StepResult = { step_index?: number; status?: string; exit_code?: number | null };
@@ -136,12 +267,6 @@ export function TaskPage({ taskId }: { taskId: string }) {
   );
   const log = useLog(taskId);
   const acting = useAction();
-  const logRef = useRef<HTMLPreElement>(null);
-
-  useEffect(() => {
-    const el = logRef.current;
-    if (el) el.scrollTop = el.scrollHeight;
-  }, [log.text]);
 
   const act = (action: "approve" | "cancel") =>
     acting.run(async () => {
@@ -225,16 +350,7 @@ export function TaskPage({ taskId }: { taskId: string }) {
         <span className="muted small">{log.following ? "following live" : "complete"}</span>
       </h2>
       <ErrorBox error={log.error} />
-      <pre
-        ref={logRef}
-        className="code log"
-        role="log"
-        aria-labelledby="log-title"
-        tabIndex={0}
-        data-testid="task-log"
-      >
-        {log.text || (log.following ? "(no output yet)" : "(no output)")}
-      </pre>
+      <Log task={t} chunks={log.chunks} following={log.following} />
     </section>
   );
 }

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-import yaml
 from fastapi import APIRouter, Query, Response
 
 from slotpool.api.deps import Admin, ExpectedRevision, ServicesDep
+from slotpool.api.manifests import MANIFEST_RESPONSES, Format, manifest_response
 from slotpool.api.routes.pods import rebuild_out
 from slotpool.api.routes.pools import PoolId, etag
 from slotpool.api.schemas import ConfigSaved, ErrorBody, config_view
@@ -23,8 +22,6 @@ FROZEN = (
     "K8s configuration updated successfully; a freeze window is active, so idle pods will be "
     "rebuilt when it ends"
 )
-Format = Annotated[Literal["yaml", "json"], Query(description="yaml (default) or json")]
-YAML_MEDIA = "application/yaml"
 
 
 @router.get("/k8s-config", response_model=dict[str, Any] | None)
@@ -72,20 +69,7 @@ def saved_message(report: SyncReport | None) -> str:
 
 def render(preview: Preview, output: str) -> Response:
     headers = {"X-Slotpool-Config-Hash": preview.config_hash}
-    if output == "json":
-        return Response(
-            content=json.dumps(preview.manifest, indent=2),
-            media_type="application/json",
-            headers=headers,
-        )
-    text = yaml.safe_dump(preview.manifest, sort_keys=False, default_flow_style=False)
-    return Response(content=text, media_type=YAML_MEDIA, headers=headers)
-
-
-_POD = {"type": "object", "description": "A Kubernetes Pod manifest (apiVersion v1, kind Pod)."}
-_PREVIEW_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {YAML_MEDIA: {"schema": _POD}, "application/json": {"schema": _POD}}}
-}
+    return manifest_response(preview.manifest, output, headers)
 
 
 DryRun = Annotated[
@@ -98,7 +82,7 @@ DryRun = Annotated[
 ]
 
 
-@router.get("/pod-preview", response_class=Response, responses=_PREVIEW_RESPONSES)
+@router.get("/pod-preview", response_class=Response, responses=MANIFEST_RESPONSES)
 async def preview_saved(
     pool_id: PoolId,
     services: ServicesDep,
@@ -109,7 +93,7 @@ async def preview_saved(
     return render(await services.deployment.preview(pool_id, None, dry_run=dry_run), format)
 
 
-@router.post("/pod-preview", response_class=Response, responses=_PREVIEW_RESPONSES)
+@router.post("/pod-preview", response_class=Response, responses=MANIFEST_RESPONSES)
 async def preview_candidate(
     pool_id: PoolId,
     config: PoolConfig,

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, Field
 
 from slotpool.api.deps import Admin, ServicesDep
+from slotpool.api.manifests import MANIFEST_RESPONSES, Format, manifest_response
 from slotpool.api.routes.pools import PoolId
 from slotpool.api.schemas import RebuildOut
 from slotpool.domain.events import Outcome
@@ -170,6 +171,16 @@ async def drain_pod(pool_id: PoolId, name: PodName, services: ServicesDep, actor
     pod = await services.drain.drain(pool_id, name, by=actor)
     pool = await services.pools.get(pool_id)
     return pod_out(pod, services.pools.config_hash(pool))
+
+
+@router.get("/{name}/manifest", response_class=Response, responses=MANIFEST_RESPONSES)
+async def pod_manifest(
+    pool_id: PoolId, name: PodName, services: ServicesDep, _: Admin, format: Format = "yaml"
+) -> Response:
+    """The Pod as the cluster holds it now (defaults included; no status, no managed fields):
+    what it actually runs, to compare with the saved or a candidate configuration's Pod. 404
+    for a Pod the pool does not have; 409 for local and static pools (no Pods, no manifest)."""
+    return manifest_response(await services.deployment.running_manifest(pool_id, name), format)
 
 
 class EventOut(BaseModel):

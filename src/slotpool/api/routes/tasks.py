@@ -35,11 +35,15 @@ async def list_tasks(
     _: Admin,
     pool_id: Annotated[str | None, Query(pattern=POOL_ID_PATTERN)] = None,
     status: TaskStatus | None = None,
+    created_by: Annotated[
+        str | None,
+        Query(min_length=1, max_length=200, description="Only the tasks this actor submitted."),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> TaskList:
     tasks, total = await services.tasks.page(
-        pool_id=pool_id, status=status, limit=limit, offset=offset
+        pool_id=pool_id, status=status, created_by=created_by, limit=limit, offset=offset
     )
     return TaskList(items=[TaskOut.of(t) for t in tasks], total=total, limit=limit, offset=offset)
 

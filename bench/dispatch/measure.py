@@ -8,6 +8,7 @@ import contextlib
 import itertools
 import secrets
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -372,13 +373,13 @@ def sequential(
 
 
 @contextlib.contextmanager
-def held_slots(
-    api: httpx.Client, pool_id: str, workdir: Path, count_: int
-) -> Iterator[tuple[list[str], str]]:
+def held_slots(api: httpx.Client, pool_id: str, count_: int) -> Iterator[tuple[list[str], str]]:
     """``count_`` tasks that each hold a slot until the benchmark removes a file (or 5 minutes
     pass); yields their ids and where they run, once every one of them has started."""
-    hold_dir = workdir / "hold"
-    hold_dir.mkdir()
+    # Steps run as the agent's user (``nobody`` under a root server), who cannot enter
+    # the server's work directory: the files the steps and the benchmark share sit where both can.
+    hold_dir = Path(tempfile.mkdtemp(prefix="slotpool-bench-hold-"))
+    hold_dir.chmod(0o1777)
     keep = hold_dir / "keep"
     keep.touch()
     marker = shlex.quote(str(hold_dir)) + "/started-$SLOTPOOL_TASK_ID"
@@ -407,6 +408,7 @@ def held_slots(
             time.sleep(0.1)
         if pending:
             print(f"warning: slot-holding tasks still running: {pending}", file=sys.stderr)
+        shutil.rmtree(hold_dir, ignore_errors=True)
 
 
 # -- throughput --------------------------------------------------------------------------------
@@ -624,7 +626,7 @@ def phases(
     result.plain = sequential(plain, api, pool_id, stall_limit=args.stall_limit, meter=meter)
     holders = PODS * SLOTS_PER_POD - 1
     print(f"  {backend}: latency into the one idle slot", file=sys.stderr)
-    with held_slots(api, pool_id, workdir, holders) as (_, where):
+    with held_slots(api, pool_id, holders) as (_, where):
         held = LatencyPhase("one idle slot", args.warmups, args.n)
         held.setup = f"{holders} slots held by waiting tasks ({where})"
         result.held = sequential(held, api, pool_id, stall_limit=args.stall_limit, meter=meter)

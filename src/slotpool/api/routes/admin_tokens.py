@@ -13,10 +13,11 @@ from slotpool.api.schemas import (
     AdminTokenList,
     AdminTokenOut,
 )
+from slotpool.domain.text import Text
 
 router = APIRouter(prefix="/api/v1/admin-tokens", tags=["admin tokens"])
 # Not the creation pattern: names given before names had rules can be revoked too.
-AdminTokenName = Annotated[str, Path(min_length=1, max_length=100)]
+AdminTokenName = Annotated[Text, Path(min_length=1, max_length=100)]
 
 
 @router.get("", response_model=AdminTokenList)

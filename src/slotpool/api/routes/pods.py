@@ -14,6 +14,7 @@ from slotpool.api.routes.pools import PoolId
 from slotpool.api.schemas import RebuildOut
 from slotpool.domain.events import Outcome
 from slotpool.domain.pods import EndCause, Pod, PodEnd, PodState, SlotState
+from slotpool.domain.text import Text
 from slotpool.services.ports import SyncReport
 
 router = APIRouter(prefix="/api/v1/agent-pools/{pool_id}/pods", tags=["pods"])
@@ -157,7 +158,7 @@ async def list_pods(pool_id: PoolId, services: ServicesDep, _: Admin) -> PodList
     return PodList(items=[pod_out(p, current) for p in pods])
 
 
-PodName = Annotated[str, Path(min_length=1, max_length=253, description="The Pod's name.")]
+PodName = Annotated[Text, Path(min_length=1, max_length=253, description="The Pod's name.")]
 
 
 @router.delete("/{name}", response_model=PodOut, status_code=202)

@@ -13,6 +13,7 @@ from slotpool.api.deps import Admin, ServicesDep
 from slotpool.api.schemas import TaskList, TaskOut
 from slotpool.domain.pools import POOL_ID_PATTERN
 from slotpool.domain.tasks import TaskStatus, TaskSubmit
+from slotpool.domain.text import Text
 from slotpool.services.tasks import LOG_PAGE, LogPage
 
 router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
@@ -36,7 +37,7 @@ async def list_tasks(
     pool_id: Annotated[str | None, Query(pattern=POOL_ID_PATTERN)] = None,
     status: TaskStatus | None = None,
     created_by: Annotated[
-        str | None,
+        Text | None,
         Query(min_length=1, max_length=200, description="Only the tasks this actor submitted."),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,

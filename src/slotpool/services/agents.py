@@ -21,7 +21,7 @@ from slotpool.domain import transitions
 from slotpool.domain.agent_identity import Refused, refuse_first_registration
 from slotpool.domain.config import PoolConfig
 from slotpool.domain.errors import Issue
-from slotpool.domain.pods import Pod, Slot, SlotState
+from slotpool.domain.pods import Pod, PodState, Slot, SlotState
 from slotpool.domain.pools import Pool
 from slotpool.domain.signals import Signal
 from slotpool.domain.tasks import LogStream, Next, StepStatus, Task, TaskStatus
@@ -203,14 +203,11 @@ class AgentService:
         agent = self._as_pod(caller, pool_id, name, "a heartbeat")
         now = self._clock()
         async with self._store.unit_of_work() as uow:
-            pod = await self._pod(uow, agent)
-            await uow.pods.heartbeat(pod.id, now=now, draining=draining)
-            cancel = [
-                t.id
-                for t in await uow.tasks.on_pod(pod.id, [TaskStatus.running])
-                if t.cancel_requested
-            ]
-            drain = pod.state.value == "draining" or draining
+            state = await uow.pods.heartbeat(agent.pod_id, now=now, draining=draining)
+            if state is None:  # an ended pod's agent: nothing to update, nothing to cancel
+                state = (await self._pod(uow, agent)).state
+            cancel = await uow.tasks.cancel_requested_on(agent.pod_id)
+            drain = state is PodState.draining or draining
             return HeartbeatAnswer(cancel=cancel, release=[], drain=drain)
 
     async def claim(
@@ -249,11 +246,13 @@ class AgentService:
             offered = set(free_slots) | set(reserved_slots)
             if unknown := sorted(offered - set(slots)):
                 raise Invalid("bad claim", [Issue("free_slots", f"no slot {unknown[0]}")])
+            # one read for every busy slot's task and the cancellations to pass on
+            running = {t.id: t for t in await uow.tasks.on_pod(pod.id, [TaskStatus.running])}
             for slot in pod.slots:
                 if slot.index in reserved_slots and slot.state is not SlotState.reserved:
                     release += await _ended_reservation(uow, pod.id, slot)
                 if slot.state is SlotState.busy and slot.task_id:
-                    task = await require_task(uow, slot.task_id)
+                    task = running.get(slot.task_id) or await require_task(uow, slot.task_id)
                     if task.pod_id != pod.id:  # never another pod's task, whatever the slot says
                         continue
                     # Offered slots are answered again (a lost answer); a step placed in a slot
@@ -262,11 +261,7 @@ class AgentService:
                         assignments.append(assignment(task, new_workdir=task.current_step == 0))
                     if task.step_started_at is None:
                         await uow.apply(transitions.delivered(task, now=now))
-            cancel = [
-                t.id
-                for t in await uow.tasks.on_pod(pod.id, [TaskStatus.running])
-                if t.cancel_requested
-            ]
+            cancel = [t.id for t in running.values() if t.cancel_requested]
         return ClaimAnswer(assignments=assignments, cancel=cancel, release=release)
 
     async def log(

@@ -176,7 +176,7 @@ class TokenService:
         """The agent that holds ``credential``, if one does."""
         async with self._store.unit_of_work() as uow:
             pod = await uow.pods.by_credential(token_digest(credential))
-        return None if pod is None else RegisteredAgent(pod.pool_id, pod.id, pod.name)
+        return None if pod is None else RegisteredAgent(*pod)
 
     @staticmethod
     def require_scope(identity: AgentCaller, pool_id: str) -> None:

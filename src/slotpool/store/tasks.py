@@ -218,6 +218,17 @@ class TaskRepository:
         )
         return [_task(r) for r in rows]
 
+    async def cancel_requested_on(self, pod_id: int) -> list[str]:
+        """The ids of the tasks running on the pod that were asked to cancel."""
+        ids = await self._session.scalars(
+            select(TaskRow.id).where(
+                TaskRow.pod_id == pod_id,
+                TaskRow.status == TaskStatus.running.value,
+                TaskRow.cancel_requested.is_(True),
+            )
+        )
+        return list(ids)
+
     async def last_on_slot(
         self, pod_id: int, slot: int, *, other_than: str | None = None
     ) -> Task | None:

@@ -26,7 +26,7 @@ HELM = GoTool(
     binary="helm",
     stamp_key="helm",
     cache_env="SLOTPOOL_HELM_CACHE",
-    build_minutes="about 5 minutes",
+    build_minutes="3-14 minutes",
 )
 
 

@@ -1,5 +1,5 @@
 # Helpers for building Go programs from the Go module proxy (sourced by scripts/k8s-testenv and
-# scripts/tofu). The caller defines log and die.
+# scripts/tofu, scripts/helm). The caller defines log and die.
 
 find_go() {
     if command -v go >/dev/null 2>&1; then

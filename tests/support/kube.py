@@ -370,32 +370,28 @@ class K8sTestEnv:
 
     def _write_kubeconfig(self) -> None:
         cert, key = self.client_cert
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": "slotpool-test",
-                    "cluster": {"server": self.server, "certificate-authority": str(self.ca_file)},
-                }
-            ],
-            "users": [
-                {
-                    "name": "slotpool-test-admin",
-                    "user": {"client-certificate": str(cert), "client-key": str(key)},
-                }
-            ],
-            "contexts": [
-                {
-                    "name": "slotpool-test",
-                    "context": {"cluster": "slotpool-test", "user": "slotpool-test-admin"},
-                }
-            ],
-            "current-context": "slotpool-test",
-            "preferences": {},
+        user = {"client-certificate": str(cert), "client-key": str(key)}
+        _write_kubeconfig(self.kubeconfig, self.server, self.ca_file, "slotpool-test-admin", user)
+
+    def service_account_kubeconfig(
+        self, namespace: str, name: str, path: Path, *, seconds: int = 3600
+    ) -> Path:
+        """A kubeconfig at ``path`` that authenticates as the ServiceAccount ``namespace/name``
+        with a token from the TokenRequest API (as a Pod's projected token; ``seconds`` valid),
+        so a process run outside the cluster has exactly that account's rights."""
+        request = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": seconds},
         }
-        self.kubeconfig.write_text(yaml.safe_dump(config, sort_keys=False))
-        self.kubeconfig.chmod(0o600)
+        response = self.client.post(
+            f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token", json=request
+        )
+        _raise_for_status(response, f"token request for {namespace}/{name}")
+        token = response.json()["status"]["token"]
+        user_name = f"system:serviceaccount:{namespace}:{name}"
+        _write_kubeconfig(path, self.server, self.ca_file, user_name, {"token": token})
+        return path
 
     def _start_controllers(self) -> None:
         pki = self.pki_dir
@@ -484,6 +480,30 @@ class K8sTestEnv:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+def _write_kubeconfig(
+    path: Path, server: str, ca_file: Path, user_name: str, user: dict[str, str]
+) -> None:
+    """A kubeconfig (mode 0600) of one cluster, ``server`` trusted by ``ca_file``, and one user."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "slotpool-test",
+                "cluster": {"server": server, "certificate-authority": str(ca_file)},
+            }
+        ],
+        "users": [{"name": user_name, "user": user}],
+        "contexts": [
+            {"name": "slotpool-test", "context": {"cluster": "slotpool-test", "user": user_name}}
+        ],
+        "current-context": "slotpool-test",
+        "preferences": {},
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.chmod(0o600)
 
 
 def _as_json(process: Started) -> dict[str, Any]:

@@ -6,40 +6,27 @@ Environment: ``SLOTPOOL_TOFU_CACHE`` is the cache root (default ``~/.cache/slotp
 
 from __future__ import annotations
 
-import os
-import re
 from pathlib import Path
 
-CACHE_ENV = "SLOTPOOL_TOFU_CACHE"
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "tofu"
+from tests.support.go_tool import GoTool, ToolUnavailableError
 
+TofuUnavailableError = ToolUnavailableError
 
-class TofuUnavailableError(Exception):
-    """OpenTofu is not built (run ``scripts/tofu build``)."""
+TOFU = GoTool(
+    script="tofu",
+    version_variable="TOFU_VERSION",
+    binary="tofu",
+    stamp_key="opentofu",
+    cache_env="SLOTPOOL_TOFU_CACHE",
+    build_minutes="10-20 minutes",
+)
 
 
 def pinned_version() -> str:
     """The version ``scripts/tofu`` pins (its ``TOFU_VERSION=`` line)."""
-    for line in SCRIPT.read_text().splitlines():
-        match = re.fullmatch(r"TOFU_VERSION=(v[0-9][0-9A-Za-z.+-]*)", line.strip())
-        if match:
-            return match.group(1)
-    raise TofuUnavailableError(f"{SCRIPT} pins no TOFU_VERSION")
+    return TOFU.pinned_version()
 
 
 def tofu_binary() -> Path:
     """The cached ``tofu`` of the pinned version, checked against its stamp."""
-    version = pinned_version()
-    root = os.environ.get(CACHE_ENV) or str(Path.home() / ".cache" / "slotpool" / "tofu")
-    cache = Path(root) / version
-    hint = "run `scripts/tofu build` (10-20 minutes cold, once per machine)"
-    try:
-        stamp = (cache / "stamp").read_text()
-    except OSError:
-        raise TofuUnavailableError(f"OpenTofu {version} is not built in {cache}: {hint}") from None
-    if stamp != f"opentofu={version}\n":
-        raise TofuUnavailableError(f"{cache}/stamp names {stamp.strip()!r}: {hint}")
-    binary = cache / "bin" / "tofu"
-    if not os.access(binary, os.X_OK):
-        raise TofuUnavailableError(f"{binary} is missing: {hint}")
-    return binary
+    return TOFU.path()

@@ -5,38 +5,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
-from prometheus_client.parser import text_string_to_metric_families
-
 from tests.e2e.conftest import Server, api
-from tests.e2e.helpers import TASKS, submit, task, until_final, wait_for
+from tests.e2e.helpers import (
+    TASKS,
+    Samples,
+    scrape,
+    submit,
+    task,
+    total,
+    until_final,
+    value,
+    wait_for,
+)
 
 CONTROLLER_ACTIONS = {"create_pods", "delete_pod", "rebuild_pod", "delete_stuck_pod", "hold"}
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def scrape(client: httpx.Client) -> Samples:
-    response = client.get("/metrics", headers={"Authorization": ""}, follow_redirects=False)
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("text/plain")
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    """The sample with exactly these labels (it must be exported)."""
-    found = samples.get((name, frozenset(labels.items())))
-    assert found is not None, f"no sample {name}{labels}"
-    return found
-
-
-def total(samples: Samples, name: str, **labels: str) -> float:
-    """The sum of the samples that have these labels (among others)."""
-    wanted = set(labels.items())
-    return sum(v for (n, seen), v in samples.items() if n == name and wanted <= seen)
 
 
 def test_metrics_follow_a_pool_through_scale_up_work_approval_and_scale_down(

@@ -557,4 +557,4 @@ def test_the_kubernetes_api_requests_are_counted_and_timed_by_verb_resource_and_
         assert more("slotpool_kubernetes_request_seconds_count", **labels) == counted > 0
         assert more("slotpool_kubernetes_request_seconds_sum", **labels) > 0
     codes = {dict(seen)["code"] for n, seen in after if n == "slotpool_kubernetes_requests_total"}
-    assert codes <= {"200", "201", "404", "409"}, codes
+    assert all((code.isdigit() and len(code) == 3) or code == "error" for code in codes), codes

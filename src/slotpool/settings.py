@@ -56,6 +56,11 @@ class Settings(BaseSettings):
         description="Admin bearer token. If unset, one is generated on first start, printed once "
         "and stored hashed.",
     )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="If set, /metrics answers only requests bearing this token (Prometheus: "
+        "`authorization: {credentials: ...}`); unset, /metrics is open like /healthz.",
+    )
     public_url: str = Field(
         default="http://127.0.0.1:8080",
         description="The control-plane URL agents use; injected into every Pod.",

@@ -91,7 +91,6 @@ async def test_the_ui_is_served_with_a_fallback_that_never_shadows_the_api(
         assert (await client.get("/openapi.json")).json()["info"]["title"] == "slotpool"
         assert "swagger" in (await client.get("/docs")).text.lower()
         assert (await client.get("/healthz")).status_code == 200
-        assert (await client.get("/metrics/")).status_code == 200
 
 
 async def test_without_a_built_ui_the_api_still_runs(tmp_path: Path) -> None:

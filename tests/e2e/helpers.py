@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 TASKS = "/api/v1/tasks"
 
@@ -37,3 +38,30 @@ def submit(client: httpx.Client, pool_id: str, **body: Any) -> str:
     assert response.status_code == 201, response.text
     task_id: str = response.json()["id"]
     return task_id
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(client: httpx.Client) -> Samples:
+    response = client.get("/metrics", headers={"Authorization": ""}, follow_redirects=False)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    """The sample with exactly these labels (it must be exported)."""
+    found = samples.get((name, frozenset(labels.items())))
+    assert found is not None, f"no sample {name}{labels}"
+    return found
+
+
+def total(samples: Samples, name: str, **labels: str) -> float:
+    """The sum of the samples that have these labels (among others)."""
+    wanted = set(labels.items())
+    return sum(v for (n, seen), v in samples.items() if n == name and wanted <= seen)

@@ -27,7 +27,7 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import LimitRange, Namespace, Pod, Secret
 
 from slotpool.settings import Settings
-from tests.e2e.helpers import TASKS, submit, task, until_final, wait_for
+from tests.e2e.helpers import TASKS, scrape, submit, task, total, until_final, wait_for
 from tests.support.kube import K8sTestEnv
 from tests.support.kubelet import AgentKubelet
 from tests.support.ports import free_port
@@ -533,3 +533,28 @@ def test_a_static_pools_agents_have_no_manifest(cluster: Cluster) -> None:
         answer = client.get(f"{POOLS}/{pool_id}/pods/any-agent/manifest")
         assert answer.status_code == 409, answer.text
         assert "have no manifest" in answer.json()["error"]
+
+
+def test_the_kubernetes_api_requests_are_counted_and_timed_by_verb_resource_and_code(
+    cluster: Cluster,
+) -> None:
+    namespace = new_namespace()
+    with cluster.api() as client:
+        pool_id = k8s_pool(client, config(namespace, min_replicas=1))
+        before = scrape(client)
+        assert len(sync(client, pool_id)["created"]) == 1
+        after = scrape(client)
+
+    def more(name: str, **labels: str) -> float:
+        return total(after, name, **labels) - total(before, name, **labels)
+
+    created = {"verb": "create", "resource": "pods"}
+    listed = {"verb": "list", "resource": "pods"}
+    assert more("slotpool_kubernetes_requests_total", **created, code="201") >= 1
+    assert more("slotpool_kubernetes_requests_total", **listed, code="200") >= 1
+    for labels in (created, listed):  # every request counted is timed, with the same labels
+        counted = more("slotpool_kubernetes_requests_total", **labels)
+        assert more("slotpool_kubernetes_request_seconds_count", **labels) == counted > 0
+        assert more("slotpool_kubernetes_request_seconds_sum", **labels) > 0
+    codes = {dict(seen)["code"] for n, seen in after if n == "slotpool_kubernetes_requests_total"}
+    assert all((code.isdigit() and len(code) == 3) or code == "error" for code in codes), codes

@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 
 from fastapi import FastAPI
-from prometheus_client import make_asgi_app
 
 from slotpool import __version__
 from slotpool.api import errors, ui
@@ -21,6 +20,7 @@ from slotpool.api.routes import (
     config,
     freeze,
     health,
+    metrics,
     pods,
     pools,
     tasks,
@@ -156,7 +156,7 @@ def build_services(
         ),
         settings=settings,
         controller=controller,
-        stats=StatsService(store),
+        stats=StatsService(store, pools, freeze, clock),
         events=EventService(store),
         deployment=DeploymentService(
             pools=pools, runtimes=kept, passes=controller, no_pods=no_pods
@@ -243,10 +243,10 @@ def create_app(
     # The last added runs first: headers on every answer, the 413 included.
     app.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(SecurityHeaders)
-    for module in (health, pools, config, freeze, tokens, pods, tasks, agent, admin_tokens):
+    routers = (health, metrics, pools, config, freeze, tokens, pods, tasks, agent, admin_tokens)
+    for module in routers:
         app.include_router(module.router)
     app.include_router(pods.sync_router)
     app.include_router(pods.events_router)
-    app.mount("/metrics", make_asgi_app())
     ui.mount(app, settings)
     return app

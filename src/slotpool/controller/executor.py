@@ -13,6 +13,7 @@ import asyncio
 
 import structlog
 
+from slotpool import metrics
 from slotpool.clock import Clock
 from slotpool.controller.types import Applied, Executed, PoolTarget
 from slotpool.domain.agent_spec import agent_spec
@@ -135,6 +136,7 @@ class Executor:
         errors = [r for r in results if isinstance(r, BaseException)]
         if created:
             await self._record_created(target, created)
+            metrics.PODS_CREATED.labels(pool=target.pool.name).inc(len(created))
         if errors:
             if created:
                 names = [p.name for p in created]

@@ -13,6 +13,7 @@ from datetime import datetime
 
 import structlog
 
+from slotpool import metrics
 from slotpool.clock import Clock
 from slotpool.controller.types import Inventory, PoolTarget
 from slotpool.domain.agent_identity import kept_uid
@@ -96,6 +97,7 @@ class Observer:
         if isinstance(change, Adopt):
             await _adopt(uow, target, change, now=now)
         elif isinstance(change, Update):
+            _started(uow, change, now=now)
             await uow.pods.observed(
                 change.pod.id,
                 state=change.state,
@@ -166,6 +168,15 @@ async def _adopt(uow: UnitOfWork, target: PoolTarget, change: Adopt, *, now: dat
         uid_digest=kept_uid(change.uid),
         now=now,
     )
+
+
+def _started(uow: UnitOfWork, change: Update, *, now: datetime) -> None:
+    """The start-up phases the Pod reached since the last pass (once committed)."""
+    row = change.pod
+    before = metrics.PodProgress(row.phase, row.node)
+    reached = metrics.startup_phases_reached(before, metrics.PodProgress(change.phase, change.node))
+    if reached and not row.state.ended:
+        uow.after_commit(lambda: metrics.pod_started(row.pool_id, row.created_at, reached, now=now))
 
 
 def pod_observation(row: Pod, pod: RuntimePod) -> PodObservation:

@@ -22,10 +22,11 @@ The pass report is assembled from the stages' values at the end.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import datetime
 
+from slotpool import metrics
 from slotpool.clock import Clock
 from slotpool.controller.executor import Executor
 from slotpool.controller.inventory import Observer
@@ -38,6 +39,7 @@ from slotpool.controller.record import (
     runtime_failing_event,
 )
 from slotpool.controller.types import Executed, Holds, Inventory, PoolMemory, PoolTarget
+from slotpool.domain.events import NewEvent
 from slotpool.domain.pools import Pool
 from slotpool.domain.scaling import Plan, plan
 from slotpool.runtime.errors import RuntimeApiError
@@ -94,7 +96,9 @@ class Reconciler:
         """One pass now; ``RuntimeFailed`` (with what was done) when the runtime failed a step."""
         async with self._locks.of(pool_id):
             pool = await self._pools.get(pool_id)  # the latest config, read under the lock
-            report = await self._pass(self._target(pool), check_secret=check_secret)
+            metrics.pool_names.note(pool.pool_id, pool.name)
+            with metrics.CONTROLLER_PASS.time():
+                report = await self._pass(self._target(pool), check_secret=check_secret)
         if report.failures:
             raise RuntimeFailed("; ".join(report.failures), report)
         return report
@@ -132,6 +136,7 @@ class Reconciler:
         why = f"the {target.runtime.name} runtime fails ({error}); the controller tries again"
         events = () if memory.failing else (runtime_failing_event(why),)
         await self._recorder.write(target.pool_id, Record(events, waiting_reason(why), None))
+        scale_decisions(target.pool.name, events)
         self._memory[target.pool_id] = replace(memory, failing=why)
 
     async def _prepare(
@@ -158,7 +163,8 @@ class Reconciler:
     ) -> Holds:
         """The pass's events and the queue's reason written; returns the holds now recorded."""
         held, holds = hold_events(decided, memory.holds)
-        events = [*action_events(decided, executed), *held]
+        decisions = [*action_events(decided, executed), *held]
+        events = list(decisions)
         if not decided.actions:  # settled: a token rotation may be complete
             events += await self._secrets.finish_rotation(target.pool, inventory.observation)
         record = record_of(
@@ -169,7 +175,14 @@ class Reconciler:
             creation_failed=executed.creation_error,
         )
         await self._recorder.write(target.pool_id, record)
+        scale_decisions(target.pool.name, decisions)
         return holds
+
+
+def scale_decisions(pool: str, events: Iterable[NewEvent]) -> None:
+    """The decisions a pass recorded (actions and the holds that started), counted."""
+    for event in events:
+        metrics.SCALE_DECISIONS.labels(pool=pool, action=event.action, reason=event.reason).inc()
 
 
 def report_of(inventory: Inventory, decided: Plan, executed: Executed) -> SyncReport:

@@ -68,6 +68,8 @@ FINAL = frozenset(
         TaskStatus.expired,
     }
 )
+# The statuses of a task that has not ended, in the order a task goes through them.
+OPEN = (TaskStatus.queued, TaskStatus.running, TaskStatus.awaiting_approval)
 
 
 class StepStatus(StrEnum):

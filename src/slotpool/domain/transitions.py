@@ -95,6 +95,8 @@ class TaskChange:
     reserved_until: datetime | Keep | None = KEEP
     cancel_requested: bool | Keep = KEEP
     slot: SlotChange | None = None
+    # When the task started, as read: not written, its duration is measured from it.
+    started_at: datetime | None = None
 
     def sets(self) -> dict[str, Any]:
         """The task's fields this change writes besides its status, by name."""
@@ -137,7 +139,14 @@ def _change(
 ) -> TaskChange:
     """A change of ``task`` that sets nothing yet (``replace`` adds what it sets)."""
     return TaskChange(
-        task.id, task.pool_id, task.pod_id, cause, from_statuses=since, to=to, now=now
+        task.id,
+        task.pool_id,
+        task.pod_id,
+        cause,
+        from_statuses=since,
+        to=to,
+        now=now,
+        started_at=task.started_at,
     )
 
 

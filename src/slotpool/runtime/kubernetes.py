@@ -18,6 +18,7 @@ import asyncio
 import base64
 import contextlib
 import math
+import time
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,11 +29,13 @@ from typing import Any, Literal, TypeAlias, TypeVar, cast
 # lightkube's HTTP client: what a failed call raises (lightkube.ApiError is one of its errors).
 import httpx2
 from lightkube import AsyncClient, KubeConfig
+from lightkube.config.client_adapter import verify_cluster
 from lightkube.core.client import LabelSelector
 from lightkube.models.core_v1 import ContainerStatus, PodStatus
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Namespace, Pod, Secret
 
+from slotpool import metrics
 from slotpool.domain.agent_spec import AgentSpec
 from slotpool.domain.manifest import (
     CONFIG_HASH_ANNOTATION,
@@ -88,6 +91,42 @@ class TokenBucket:
             await asyncio.sleep(slot - loop.time())
 
 
+class MeasuredTransport(httpx2.AsyncBaseTransport):
+    """Every request to the API server counted by verb, resource and status, and timed (to the
+    response's headers: a watch counts until it opened)."""
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        url = request.url
+        kind = metrics.kube_request(request.method, url.path, url.query.decode("ascii", "replace"))
+        started = time.perf_counter()
+        code = "error"
+        try:
+            response = await self._inner.handle_async_request(request)
+            code = str(response.status_code)
+            return response
+        finally:
+            labels = {"verb": kind.verb, "resource": kind.resource}
+            metrics.KUBERNETES_LATENCY.labels(**labels).observe(time.perf_counter() - started)
+            metrics.KUBERNETES_REQUESTS.labels(**labels, code=code).inc()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def measured_client(config: KubeConfig | None) -> AsyncClient:
+    """lightkube's client as it builds itself (``None``: in-cluster, else ``$KUBECONFIG`` or
+    ``~/.kube/config``), its requests through a ``MeasuredTransport``."""
+    single = (config if config is not None else KubeConfig.from_env()).get()
+    if single is None or single.user is None:
+        raise ValueError("the kubeconfig has no current context with a user")
+    verify = verify_cluster(single.cluster, single.user, single.abs_file)
+    transport = MeasuredTransport(httpx2.AsyncHTTPTransport(verify=verify))
+    return AsyncClient(single, field_manager=FIELD_MANAGER, transport=transport)
+
+
 @dataclass(frozen=True)
 class PodChange:
     """One Pod was added, modified or deleted; ``resource_version`` is where to resume."""
@@ -126,8 +165,7 @@ class KubernetesRuntime:
     ) -> KubernetesRuntime:
         """From a kubeconfig; ``None``: in-cluster, else ``$KUBECONFIG`` or ``~/.kube/config``."""
         config = KubeConfig.from_file(path) if path is not None else None  # lightkube looks
-        client = AsyncClient(config, field_manager=FIELD_MANAGER)
-        return cls(client=client, requests_per_second=requests_per_second)
+        return cls(client=measured_client(config), requests_per_second=requests_per_second)
 
     async def close(self) -> None:
         await self._client.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta
 
+from slotpool import metrics
 from slotpool.clock import Clock
 from slotpool.domain import transitions
 from slotpool.domain.agent_identity import Refused, refuse_first_registration
@@ -126,6 +127,8 @@ class AgentService:
             still = running if binds is None else []
             await self._forget_what_it_no_longer_runs(uow, pod, still, now=now)
             uow.signal(Signal.pool(pool_id))  # capacity arrived: the controller looks again
+            if holder is None:
+                uow.after_commit(lambda: _registered(pool, known, now=now))
         await self._dispatcher.dispatch(pool_id)
         return RegisterAnswer(
             name=pod.name,
@@ -260,9 +263,18 @@ class AgentService:
                     if slot.index in offered or task.step_started_at is None:
                         assignments.append(assignment(task, new_workdir=task.current_step == 0))
                     if task.step_started_at is None:
-                        await uow.apply(transitions.delivered(task, now=now))
+                        await self._deliver(uow, task, now=now)
             cancel = [t.id for t in running.values() if t.cancel_requested]
         return ClaimAnswer(assignments=assignments, cancel=cancel, release=release)
+
+    @staticmethod
+    async def _deliver(uow: UnitOfWork, task: Task, *, now: datetime) -> None:
+        """The step is handed over: its dispatch latency runs from when it got its slot (the
+        dispatcher's start or the approval, the task's last write) to now."""
+        if await uow.apply(transitions.delivered(task, now=now)):
+            waited = metrics.seconds_between(task.updated_at, now)
+            pool = metrics.pool_names.label(task.pool_id)
+            uow.after_commit(lambda: metrics.observe(metrics.DISPATCH_LATENCY, waited, pool=pool))
 
     async def log(
         self,
@@ -354,7 +366,8 @@ class AgentService:
         return ResultAnswer(next=None, reserve=False, release=task.final)
 
     async def _lose(self, uow: UnitOfWork, change: TaskChange) -> None:
-        await uow.apply(change)
+        if await uow.apply(change):
+            uow.after_commit(lambda: metrics.tasks_lost(change.pool_id, metrics.STEP_GONE))
 
     def _as_pod(self, caller: AgentCaller, pool_id: str, name: str, call: str) -> RegisteredAgent:
         """The registered agent of pod ``name``: a credential speaks for its own pod only."""
@@ -381,6 +394,16 @@ class AgentService:
         if step >= len(task.steps):
             raise NotFound(f"task {task_id} has no step {step} (it has {len(task.steps)})")
         return task
+
+
+def _registered(pool: Pool, known: Pod | None, *, now: datetime) -> None:
+    """An agent registered for the first time: counted, and its Pod's start-up ends if
+    slotpool recorded the Pod's creation (not a static agent's)."""
+    metrics.pool_names.note(pool.pool_id, pool.name)
+    metrics.AGENT_REGISTRATIONS.labels(pool=pool.name).inc()
+    if known is not None and known.registered_at is None:
+        phase = [metrics.StartupPhase.registered]
+        metrics.pod_started(pool.pool_id, known.created_at, phase, now=now)
 
 
 async def _ended_reservation(uow: UnitOfWork, pod_id: int, slot: Slot) -> list[str]:

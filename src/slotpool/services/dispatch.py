@@ -12,6 +12,7 @@ from dataclasses import replace
 
 import structlog
 
+from slotpool import metrics
 from slotpool.clock import Clock
 from slotpool.domain.freeze import FreezePolicy
 from slotpool.domain.pods import PodCapacity, PodState, place
@@ -95,7 +96,9 @@ class Dispatcher:
             capacities = [p.capacity() for p in pods.values()]
             current = self._pools.config_hash(pool)
             given: list[int] = []
-            for task_id in queued:
+            waited: list[float | None] = []
+            uow.after_commit(lambda: _started(pool, waited))
+            for task_id, since in queued:
                 spot = place(capacities, current_hash=current)
                 if spot is None:
                     return given, False
@@ -111,6 +114,7 @@ class Dispatcher:
                 # it run, the pool's controller counts the slot as used.
                 uow.signal(Signal.pod(pod_id), Signal.task(task_id), Signal.pool(pool_id))
                 given.append(pod_id)
+                waited.append(metrics.seconds_between(since, now))
             return given, len(queued) == BATCH
 
     def _change_freeze(self, pool: Pool) -> bool:
@@ -119,3 +123,10 @@ class Dispatcher:
             return False
         state = self._freeze.state(pool, self._clock())
         return state.active and state.policy is FreezePolicy.no_new_tasks
+
+
+def _started(pool: Pool, waited: list[float | None]) -> None:
+    """Tasks started: how long each waited in the queue."""
+    metrics.pool_names.note(pool.pool_id, pool.name)
+    for seconds in waited:
+        metrics.observe(metrics.TASK_WAIT, seconds, pool=pool.name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from slotpool import metrics
 from slotpool.domain import transitions
 from slotpool.domain.agent_identity import kept_uid
 from slotpool.domain.pods import Pod, PodEnd, state_from_runtime
@@ -33,6 +34,8 @@ async def record_created(
         uid_digest=kept_uid(pod.uid),
         now=now,
     )
+    reached = metrics.startup_phases_reached(None, metrics.PodProgress(pod.phase, pod.node))
+    uow.after_commit(lambda: metrics.pod_started(pool_id, now, reached, now=now))
     return True
 
 
@@ -52,4 +55,5 @@ async def retire_pod(
         if await uow.apply(transitions.agent_gone(task, reason=reason, now=now)):
             lost.append(task.id)
     uow.signal(Signal.pool(pod.pool_id))
+    uow.after_commit(lambda: metrics.pod_ended(pod.pool_id, end.cause, lost=len(lost)))
     return lost

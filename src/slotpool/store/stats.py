@@ -1,4 +1,5 @@
-"""Per-pool counts for the pool list and the pool page: Pods, slots and queued tasks.
+"""Per-pool counts for the pool list and the pool page: Pods, slots and queued tasks; and the
+same for every pool at once for ``/metrics`` (``tally``).
 
 One statement per page of pools (correlated scalar subqueries over indexed columns), never one
 query per pool.
@@ -8,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ColumnElement, ScalarSelect, func, select
+from sqlalchemy import ColumnElement, ScalarSelect, Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slotpool.domain.pods import PodState, SlotState
-from slotpool.domain.tasks import TaskStatus
+from slotpool.domain.tasks import OPEN, TaskStatus
 from slotpool.store.models import AgentPoolRow, PodRow, SlotRow, TaskRow
 
 ENDED = (PodState.failed.value, PodState.deleted.value, PodState.terminating.value)
@@ -74,3 +76,47 @@ class PoolStatsRepository:
         ).where(pool.in_(list(pool_ids)))
         rows = await self._session.execute(query)
         return {row[0]: PoolCounts(*(int(value or 0) for value in row[1:])) for row in rows.all()}
+
+    async def tally(self) -> PoolTally:
+        return await _tally(self._session)
+
+
+@dataclass(frozen=True)
+class PoolTally:
+    """Every pool's open tasks by status, live slots by state, Pods by state and by config
+    hash (for the scrape's gauges: a few grouped queries, however many pools there are)."""
+
+    tasks: dict[tuple[str, str], int]  # (pool id, status) -> tasks
+    slots: dict[tuple[str, str], int]  # (pool id, state) -> slots of Pods not ended
+    pods: dict[tuple[str, str], int]  # (pool id, state) -> Pods
+    hashes: dict[tuple[str, str | None], int]  # (pool id, config hash) -> Pods not ended
+
+
+async def _tally(session: AsyncSession) -> PoolTally:
+    async def grouped(query: Select[*tuple[Any, ...]]) -> dict[Any, int]:
+        return {tuple(row[:-1]): int(row[-1]) for row in (await session.execute(query)).all()}
+
+    live = PodRow.state.not_in(ENDED)
+    return PoolTally(
+        tasks=await grouped(
+            select(TaskRow.pool_id, TaskRow.status, func.count())
+            .where(TaskRow.status.in_([s.value for s in OPEN]))
+            .group_by(TaskRow.pool_id, TaskRow.status)
+        ),
+        slots=await grouped(
+            select(PodRow.pool_id, SlotRow.state, func.count())
+            .join(PodRow, PodRow.id == SlotRow.pod_id)
+            .where(live)
+            .group_by(PodRow.pool_id, SlotRow.state)
+        ),
+        pods=await grouped(
+            select(PodRow.pool_id, PodRow.state, func.count()).group_by(
+                PodRow.pool_id, PodRow.state
+            )
+        ),
+        hashes=await grouped(
+            select(PodRow.pool_id, PodRow.config_hash, func.count())
+            .where(live)
+            .group_by(PodRow.pool_id, PodRow.config_hash)
+        ),
+    )

@@ -100,14 +100,16 @@ class TaskRepository:
         )
         return list(pools)
 
-    async def queued(self, pool_id: str, *, limit: int) -> list[str]:
-        ids = await self._session.scalars(
-            select(TaskRow.id)
+    async def queued(self, pool_id: str, *, limit: int) -> list[tuple[str, datetime]]:
+        """The first ``limit`` queued tasks, in queue order: each id and since when it is
+        queued (its last write: its creation, or the approval that put it back)."""
+        rows = await self._session.execute(
+            select(TaskRow.id, TaskRow.updated_at)
             .where(TaskRow.pool_id == pool_id, TaskRow.status == TaskStatus.queued.value)
             .order_by(TaskRow.created_at, TaskRow.id)
             .limit(limit)
         )
-        return list(ids)
+        return [(task_id, since) for task_id, since in rows.all()]
 
     async def count_queued(self, pool_id: str) -> int:
         count = await self._session.scalar(

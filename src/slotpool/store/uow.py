@@ -14,11 +14,14 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
+from functools import partial
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from slotpool import metrics
 from slotpool.domain.signals import Signal
+from slotpool.domain.tasks import FINAL
 from slotpool.domain.transitions import TaskChange
 from slotpool.store.db import backend, create_engine
 from slotpool.store.events import PoolEventRepository
@@ -47,6 +50,7 @@ class UnitOfWork:
         self.events = PoolEventRepository(session)
         self.retention = RetentionRepository(session)
         self._signals: dict[Signal, None] = {}  # ordered, and each signal once
+        self._committed: list[Callable[[], None]] = []
 
     async def apply(self, change: TaskChange) -> bool:
         """The one gate for task and slot state: the change is applied if its condition still
@@ -54,7 +58,17 @@ class UnitOfWork:
         applied = await self.tasks.apply(change)
         if applied:
             self.signal(*change.signals())
+            if change.to in FINAL:
+                self.after_commit(partial(metrics.task_ended, change))
         return applied
+
+    def after_commit(self, then: Callable[[], None]) -> None:
+        """Call ``then`` once this unit of work has committed (a metric of what it did)."""
+        self._committed.append(then)
+
+    def committed(self) -> None:
+        for then in self._committed:
+            then()
 
     def signal(self, *signals: Signal) -> None:
         """Tell the subscribers once this unit of work has committed (duplicates are sent once)."""
@@ -84,6 +98,7 @@ class Store:
         self._subscribers.append(subscriber)
 
     def _publish(self, uow: UnitOfWork) -> None:
+        uow.committed()
         signals = uow.signals
         if signals:
             for subscriber in self._subscribers:

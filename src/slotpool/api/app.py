@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from prometheus_client import make_asgi_app
 
 from slotpool import __version__
-from slotpool.api import errors, ui
+from slotpool.api import docs, errors, ui
 from slotpool.api.deps import Services
 from slotpool.api.middleware import RequestSizeLimit, SecurityHeaders
 from slotpool.api.routes import (
@@ -238,6 +238,8 @@ def create_app(
         version=__version__,
         description="Agent pools whose agents are bare Pods with N task slots.",
         lifespan=lifespan,
+        docs_url=None,  # served by docs.install, on assets this server ships
+        redoc_url=None,
     )
     errors.install(app)
     # The last added runs first: headers on every answer, the 413 included.
@@ -247,6 +249,7 @@ def create_app(
         app.include_router(module.router)
     app.include_router(pods.sync_router)
     app.include_router(pods.events_router)
+    docs.install(app)
     app.mount("/metrics", make_asgi_app())
     ui.mount(app, settings)
     return app

@@ -23,7 +23,16 @@ from slotpool.settings import Settings
 log = structlog.get_logger(__name__)
 
 # Paths owned by the server itself: never answered with the UI's index.html.
-RESERVED = ("/api", "/docs", "/redoc", "/openapi.json", "/metrics", "/healthz", "/readyz")
+RESERVED = (
+    "/api",
+    "/docs",
+    "/docs-assets",
+    "/redoc",
+    "/openapi.json",
+    "/metrics",
+    "/healthz",
+    "/readyz",
+)
 
 
 def default_ui_dir() -> Path:

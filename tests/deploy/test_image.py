@@ -84,7 +84,9 @@ def image() -> list[Stage]:
 # -- hadolint -------------------------------------------------------------------------------------
 
 
-def lint(*dockerfiles: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def lint(
+    *dockerfiles: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """scripts/lint-dockerfile, the command scripts/test's hadolint stage runs."""
     return subprocess.run(
         [str(LINT), *map(str, dockerfiles)],
@@ -92,7 +94,7 @@ def lint(*dockerfiles: Path, env: dict[str, str] | None = None) -> subprocess.Co
         text=True,
         timeout=60,
         env=env,
-        cwd=env.get("PWD") if env else None,
+        cwd=cwd,
         check=False,
     )
 
@@ -135,7 +137,7 @@ def test_a_developers_own_hadolint_config_silences_nothing(tmp_path: Path) -> No
     bad = tmp_path / "Dockerfile"
     bad.write_text(BAD)
     env = {**os.environ, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / ".config")}
-    result = lint(bad, env={**env, "PWD": str(tmp_path)})
+    result = lint(bad, env=env, cwd=tmp_path)
     assert result.returncode != 0
     assert set(re.findall(r"\bDL\d{4}\b", result.stdout)) == BAD_CODES, result.stdout
 

@@ -12,8 +12,9 @@ from fastapi import FastAPI
 from prometheus_client import make_asgi_app
 
 from slotpool import __version__
-from slotpool.api import docs, errors, ui
+from slotpool.api import errors, ui
 from slotpool.api.deps import Services
+from slotpool.api.docs import serve_docs
 from slotpool.api.middleware import RequestSizeLimit, SecurityHeaders
 from slotpool.api.routes import (
     admin_tokens,
@@ -238,9 +239,10 @@ def create_app(
         version=__version__,
         description="Agent pools whose agents are bare Pods with N task slots.",
         lifespan=lifespan,
-        docs_url=None,  # served by docs.install, on assets this server ships
+        docs_url=None,  # served by serve_docs, on assets this server ships
         redoc_url=None,
     )
+    serve_docs(app)
     errors.install(app)
     # The last added runs first: headers on every answer, the 413 included.
     app.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes)
@@ -249,7 +251,6 @@ def create_app(
         app.include_router(module.router)
     app.include_router(pods.sync_router)
     app.include_router(pods.events_router)
-    docs.install(app)
     app.mount("/metrics", make_asgi_app())
     ui.mount(app, settings)
     return app

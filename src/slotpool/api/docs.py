@@ -96,7 +96,7 @@ def docs_policy(*, scripts: list[str], styles: list[str], workers: tuple[str, ..
     )
 
 
-def install(app: FastAPI) -> None:
+def serve_docs(app: FastAPI) -> None:
     """Serve ``/docs``, ``/redoc`` and their assets; the app is made with both URLs ``None``."""
     app.mount(ASSETS_URL, StaticFiles(directory=ASSETS_DIR), name="docs-assets")
     title = app.title

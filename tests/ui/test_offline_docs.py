@@ -5,12 +5,13 @@ was even tried. The pages' Content-Security-Policy lets them run (no violation r
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import BrowserContext, Page, Route, expect
 
-from tests.ui.conftest import Server, Shots
+from tests.ui.conftest import ADMIN, Server, Shots
 from tests.ui.test_security_headers import RECORD_VIOLATIONS
 
 # Schemes that never reach a network: the pages' own data: images and ReDoc's blob: worker.
@@ -76,17 +77,29 @@ def test_swagger_ui_renders_from_the_servers_own_assets(
     assert operations.count() > 20
     pools = page.locator(".opblock-summary-path", has_text="/api/v1/agent-pools").first
     expect(pools).to_be_visible()
-    # Where the admin pastes the token.
-    expect(page.get_by_role("button", name="Authorize")).to_be_visible()
     # The stylesheet applied: Swagger UI's own font, not the browser's default serif.
     font = page.evaluate("getComputedStyle(document.querySelector('.opblock')).fontFamily")
     assert "Times" not in font, font
     shot("swagger-ui-offline")
+
+    # What the page is for: the admin pastes the token, then calls the API from the page.
+    page.get_by_role("button", name="Authorize").first.click()
+    admin_scheme = page.locator(".auth-container", has_text="The admin token.")
+    admin_scheme.locator("input").fill(ADMIN)
+    admin_scheme.get_by_role("button", name="Apply credentials").click()
+    admin_scheme.get_by_role("button", name="Close").click()
+    list_pools = page.locator("#operations-pools-list_pools_api_v1_agent_pools_get")
+    list_pools.locator(".opblock-summary").click()
+    list_pools.get_by_role("button", name="Try it out").click()
+    list_pools.get_by_role("button", name="Execute").click()
+    status = list_pools.locator(".live-responses-table tbody .response-col_status").first
+    expect(status).to_have_text("200")
+    shot("swagger-ui-called-the-api")
     _assert_stayed_home(page, offline, server)
 
 
 def test_redoc_renders_from_the_servers_own_assets(
-    page: Page, server: Server, offline: Offline, shot: Shots
+    page: Page, server: Server, offline: Offline, artifacts: Path
 ) -> None:
     policy = _open(page, "/redoc")
     assert "script-src 'self'" in policy
@@ -98,7 +111,8 @@ def test_redoc_renders_from_the_servers_own_assets(
     expect(menu_items.first).to_be_visible()
     assert menu_items.count() > 20
     expect(page.locator("h2", has_text="Create Pool").first).to_be_attached()
-    shot("redoc-offline")
+    # The window only: the whole page is some 40,000 pixels tall.
+    page.screenshot(path=str(artifacts / "redoc-renders-from-the-servers-own-assets.png"))
     # ReDoc's side menu shows Redocly's logo from their CDN: the page's policy stops it before
     # it is a request (so the route never sees it); the only violation the page reports.
     _assert_stayed_home(page, offline, server, [f"img-src {REDOCLY_LOGO}"])

@@ -220,5 +220,9 @@ def test_every_answer_carries_the_security_headers(server: ServerProcess) -> Non
             policy = anonymous.get(path).headers["content-security-policy"]
             assert "script-src 'self'" in policy
             assert "frame-ancestors 'none'" in policy
-        # Swagger UI comes from a CDN with an inline bootstrap: /docs has no policy (yet).
-        assert "content-security-policy" not in anonymous.get("/docs").headers
+        # The docs pages' own policies: this origin, and their inline code by hash or nonce.
+        docs = anonymous.get("/docs").headers["content-security-policy"]
+        assert "script-src 'self' 'sha256-" in docs
+        redoc = anonymous.get("/redoc").headers["content-security-policy"]
+        assert "script-src 'self' 'nonce-" in redoc
+        assert "unsafe" not in docs + redoc

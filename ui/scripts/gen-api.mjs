@@ -3,29 +3,33 @@
 // written by hand: a request body of the wrong shape fails `tsc`.
 //
 // Python: $SLOTPOOL_PYTHON, else ../.venv/bin/python (the repository's virtualenv).
+// $SLOTPOOL_OPENAPI: the contract already written to that file, no Python run (the image's Node
+// stage: slotpool is installed in another stage, which writes the file).
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const ui = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const python = process.env.SLOTPOOL_PYTHON || resolve(ui, "../.venv/bin/python");
-if (!existsSync(python)) {
-  console.error(`gen-api: no Python at ${python}; run scripts/bootstrap or set SLOTPOOL_PYTHON`);
-  process.exit(1);
-}
 const out = resolve(ui, "src/api");
 mkdirSync(out, { recursive: true });
-const specPath = resolve(out, "openapi.json");
-// Written to a file, not stdout: the app may log while it is built.
-const dump = [
-  "import json, sys",
-  "from slotpool.api.app import create_app",
-  "from slotpool.settings import Settings",
-  "spec = create_app(Settings(local_runtime=False)).openapi()",
-  "open(sys.argv[1], 'w').write(json.dumps(spec, indent=1, sort_keys=True))",
-].join("\n");
-execFileSync(python, ["-c", dump, specPath], { stdio: ["ignore", "ignore", "inherit"] });
+const specPath = process.env.SLOTPOOL_OPENAPI || resolve(out, "openapi.json");
+if (!process.env.SLOTPOOL_OPENAPI) {
+  const python = process.env.SLOTPOOL_PYTHON || resolve(ui, "../.venv/bin/python");
+  if (!existsSync(python)) {
+    console.error(`gen-api: no Python at ${python}; run scripts/bootstrap or set SLOTPOOL_PYTHON`);
+    process.exit(1);
+  }
+  // Written to a file, not stdout: the app may log while it is built.
+  const dump = [
+    "import json, sys",
+    "from slotpool.api.app import create_app",
+    "from slotpool.settings import Settings",
+    "spec = create_app(Settings(local_runtime=False)).openapi()",
+    "open(sys.argv[1], 'w').write(json.dumps(spec, indent=1, sort_keys=True))",
+  ].join("\n");
+  execFileSync(python, ["-c", dump, specPath], { stdio: ["ignore", "ignore", "inherit"] });
+}
 const spec = readFileSync(specPath, "utf8");
 
 const { default: openapiTS, astToString } = await import("openapi-typescript");

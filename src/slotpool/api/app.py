@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from slotpool import __version__
 from slotpool.api import errors, ui
 from slotpool.api.deps import Services
+from slotpool.api.docs import serve_docs
 from slotpool.api.middleware import RequestSizeLimit, SecurityHeaders
 from slotpool.api.routes import (
     admin_tokens,
@@ -238,7 +239,10 @@ def create_app(
         version=__version__,
         description="Agent pools whose agents are bare Pods with N task slots.",
         lifespan=lifespan,
+        docs_url=None,  # served by serve_docs, on assets this server ships
+        redoc_url=None,
     )
+    serve_docs(app)
     errors.install(app)
     # The last added runs first: headers on every answer, the 413 included.
     app.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes)

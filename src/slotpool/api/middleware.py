@@ -5,8 +5,9 @@
   is read (and before any token is looked at); a body without one is counted as it arrives and
   cut off once it passes the limit.
 * ``SecurityHeaders``: every answer says ``nosniff``, may not be framed, sends no referrer, and
-  (outside the OpenAPI docs) carries a Content-Security-Policy that allows the built UI's own
-  files and nothing else: its scripts and styles are same-origin files, without inline code.
+  carries a Content-Security-Policy: the one an answer sets itself (the OpenAPI docs' pages, see
+  ``docs``), else one that allows the built UI's own files and nothing else: its scripts and
+  styles are same-origin files, without inline code.
 """
 
 from __future__ import annotations
@@ -126,18 +127,13 @@ UI_POLICY = "; ".join(
         "frame-ancestors 'none'",
     )
 )
-# FastAPI's /docs and /redoc load their scripts from a CDN with an inline bootstrap script: they
-# get the other headers but no policy until the assets are served by slotpool itself.
-WITHOUT_POLICY = ("/docs", "/redoc")
+# Added to every answer that does not set the header itself.
 ALWAYS: tuple[tuple[bytes, bytes], ...] = (
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
+    (b"content-security-policy", UI_POLICY.encode()),
 )
-
-
-def _policy_applies(path: str) -> bool:
-    return not any(path == p or path.startswith(p + "/") for p in WITHOUT_POLICY)
 
 
 class SecurityHeaders:
@@ -148,14 +144,11 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = list(ALWAYS)
-        if _policy_applies(scope["path"]):
-            extra.append((b"content-security-policy", UI_POLICY.encode()))
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 names = {name.lower() for name, _ in message.get("headers", [])}
-                added = [(n, v) for n, v in extra if n not in names]
+                added = [(n, v) for n, v in ALWAYS if n not in names]
                 message = {**message, "headers": [*message.get("headers", []), *added]}
             await send(message)
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import structlog
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException
-from starlette.responses import FileResponse, Response
+from starlette.requests import Request
+from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Match, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
@@ -23,7 +24,23 @@ from slotpool.settings import Settings
 log = structlog.get_logger(__name__)
 
 # Paths owned by the server itself: never answered with the UI's index.html.
-RESERVED = ("/api", "/docs", "/redoc", "/openapi.json", "/metrics", "/healthz", "/readyz")
+RESERVED = (
+    "/api",
+    "/docs",
+    "/docs-assets",
+    "/redoc",
+    "/openapi.json",
+    "/metrics",
+    "/healthz",
+    "/readyz",
+)
+
+
+NOT_BUILT = (
+    "slotpool: this server has no web UI: it was started without a built one.\n"
+    "Build it with scripts/bootstrap (it builds ui/dist) or point SLOTPOOL_UI_DIR at a built UI\n"
+    "(the image has it). The API answers under /api/v1; its documentation is at /docs.\n"
+)
 
 
 def default_ui_dir() -> Path:
@@ -58,8 +75,13 @@ class UiMount(Mount):
         return super().matches(scope)
 
 
+async def _not_built(request: Request) -> Response:
+    return PlainTextResponse(NOT_BUILT, status_code=404)
+
+
 def mount(app: FastAPI, settings: Settings) -> None:
-    """Mount the built UI at ``/`` if it exists; the API works without it."""
+    """Mount the built UI at ``/`` if it exists; the API works without it, and ``/`` says why
+    there is no UI (the directory looked in is logged, not shown to whoever asks)."""
     directory = settings.ui_dir or default_ui_dir()
     if not (directory / "index.html").is_file():
         log.info(
@@ -67,6 +89,7 @@ def mount(app: FastAPI, settings: Settings) -> None:
             ui_dir=str(directory),
             hint="run scripts/bootstrap (it builds ui/dist) or set SLOTPOOL_UI_DIR",
         )
+        app.add_route("/", _not_built, methods=["GET"], include_in_schema=False)
         return
     app.router.routes.append(
         UiMount("/", app=SinglePageApp(directory=directory, html=True), name="ui")

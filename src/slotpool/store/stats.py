@@ -1,7 +1,8 @@
-"""Per-pool counts for the pool list and the pool page: Pods, slots and queued tasks.
+"""Per-pool counts for the pool list and the pool page (Pods, slots and queued tasks), and the
+census of every pool at once (the history sampler's, and anything else that reports on all pools).
 
-One statement per page of pools (correlated scalar subqueries over indexed columns), never one
-query per pool.
+One statement per page of pools, or for all pools (correlated scalar subqueries over indexed
+columns, grouped counts of the small tables), never one query per pool.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, ScalarSelect, func, select
+from sqlalchemy import ColumnElement, ScalarSelect, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slotpool.domain.pods import PodState, SlotState
@@ -17,6 +18,7 @@ from slotpool.domain.tasks import TaskStatus
 from slotpool.store.models import AgentPoolRow, PodRow, SlotRow, TaskRow
 
 ENDED = (PodState.failed.value, PodState.deleted.value, PodState.terminating.value)
+OPEN_TASKS = (TaskStatus.queued, TaskStatus.running, TaskStatus.awaiting_approval)
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,18 @@ class PoolCounts:
     slots_reserved: int = 0
     slots_total: int = 0
     queued_tasks: int = 0
+
+
+@dataclass(frozen=True)
+class PoolCensus:
+    """One pool now: its Pods by state (every state, ended ones while they are listed), the
+    slots of its Pods that have not ended (``ENDED``, as ``PoolCounts`` counts them) by state,
+    and its open tasks by status (queued, running, awaiting approval). A state with none is
+    absent: read with ``.get(state, 0)``."""
+
+    pods: dict[PodState, int]
+    slots: dict[SlotState, int]
+    tasks: dict[TaskStatus, int]
 
 
 class PoolStatsRepository:
@@ -74,3 +88,42 @@ class PoolStatsRepository:
         ).where(pool.in_(list(pool_ids)))
         rows = await self._session.execute(query)
         return {row[0]: PoolCounts(*(int(value or 0) for value in row[1:])) for row in rows.all()}
+
+    async def census(self) -> dict[str, PoolCensus]:
+        """Every pool's census, in one statement (an empty census for a pool with nothing)."""
+        pool = AgentPoolRow.pool_id
+        tasks = [
+            select(
+                pool,
+                literal("task"),
+                literal(status.value),
+                select(func.count())
+                .select_from(TaskRow)
+                .where(TaskRow.pool_id == pool, TaskRow.status == status.value)
+                .scalar_subquery(),
+            )
+            for status in OPEN_TASKS
+        ]
+        pods = select(PodRow.pool_id, literal("pod"), PodRow.state, func.count()).group_by(
+            PodRow.pool_id, PodRow.state
+        )
+        slots = (
+            select(PodRow.pool_id, literal("slot"), SlotRow.state, func.count())
+            .select_from(SlotRow)
+            .join(PodRow, PodRow.id == SlotRow.pod_id)
+            .where(PodRow.state.not_in(ENDED))
+            .group_by(PodRow.pool_id, SlotRow.state)
+        )
+        rows = await self._session.execute(union_all(*tasks, pods, slots))
+        found: dict[str, PoolCensus] = {}
+        for pool_id, kind, state, count in rows.all():
+            census = found.setdefault(pool_id, PoolCensus({}, {}, {}))  # every pool has tasks rows
+            if not count:
+                continue
+            if kind == "task":
+                census.tasks[TaskStatus(state)] = int(count)
+            elif kind == "pod":
+                census.pods[PodState(state)] = int(count)
+            else:
+                census.slots[SlotState(state)] = int(count)
+        return found

@@ -88,6 +88,18 @@ def test_every_series_keeps_its_own_peak_and_desired_may_be_unknown() -> None:
     assert point.load == PoolLoad(slots_busy=4, tasks_queued=9, pods_desired=2)
 
 
+def test_the_slots_of_a_step_are_its_busiest_instant_so_they_stack_to_a_real_capacity() -> None:
+    samples = [
+        sample(0, 1, slots_idle=5),  # 6 slots
+        sample(3, 5, slots_reserved=1, slots_idle=0),  # 6 slots, the busiest
+        sample(6, 0, slots_idle=2),  # 2 slots
+    ]
+    (point,) = resample(samples, since=at(0), until=at(9), step=10 * SECOND, stale=MINUTE)
+    assert point.load is not None
+    slots = (point.load.slots_busy, point.load.slots_reserved, point.load.slots_idle)
+    assert slots == (5, 1, 0)  # not the peaks of each (5, 1, 5): 11 slots the pool never had
+
+
 def test_a_sample_older_than_stale_holds_no_longer_the_chart_shows_a_gap() -> None:
     samples = [sample(0, 2), sample(100, 1)]
     points = resample(samples, since=at(0), until=at(119), step=20 * SECOND, stale=30 * SECOND)

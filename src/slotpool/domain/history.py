@@ -5,7 +5,8 @@ Samples are stored when a pool's values change, and at least every ``REWRITE_EVE
 do not, so a sample holds until the next one; one older than ``stale_after`` holds no longer (the
 server was not sampling then, and the chart shows a gap rather than a flat line). ``resample``
 turns them into evenly spaced points, each the largest value of every series in force during its
-step: the peaks an operator sizing ``max_replicas`` looks for survive any zoom.
+step (the slots as the busiest instant's): the peaks an operator sizing ``max_replicas`` looks
+for survive any zoom.
 """
 
 from __future__ import annotations
@@ -100,11 +101,19 @@ def step_for(span: timedelta, interval: timedelta) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+SLOT_FIELDS = ("slots_busy", "slots_reserved", "slots_idle")
+
+
 def _peak(loads: Sequence[PoolLoad]) -> PoolLoad:
+    """Each series' largest value, but the slots as one instant (the busiest: most busy and
+    reserved, the latest on a tie), so that busy, reserved and idle stack up to a capacity the
+    pool had, not to the sum of peaks of different moments."""
     values: dict[str, int | None] = {}
     for name in LOAD_FIELDS:
         present = [v for load in loads if (v := getattr(load, name)) is not None]
         values[name] = max(present) if present else None
+    busiest = max(reversed(loads), key=lambda load: load.slots_busy + load.slots_reserved)
+    values.update({name: getattr(busiest, name) for name in SLOT_FIELDS})
     return PoolLoad(**values)  # type: ignore[arg-type]
 
 

@@ -144,6 +144,20 @@ class Settings(BaseSettings):
         description="Pool events (the controller's decisions) older than this many days are "
         "deleted (0: kept forever; each pool also keeps only its newest 1000).",
     )
+    retain_history_days: int = Field(
+        default=8,
+        ge=0,
+        le=36_500,
+        description="Pool history samples (the pool page's chart) older than this many days are "
+        "deleted (0: kept forever).",
+    )
+    history_interval_seconds: int = Field(
+        default=15,
+        ge=0,
+        le=3600,
+        description="How often the server samples every pool's slots, queue and Pods for the "
+        "history chart (0: no sampling).",
+    )
     log_level: str = "info"
     ui_dir: Path | None = Field(
         default=None,

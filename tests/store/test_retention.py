@@ -11,6 +11,7 @@ import pytest
 from slotpool.domain import transitions
 from slotpool.domain.config import PoolType
 from slotpool.domain.events import NewEvent, Outcome
+from slotpool.domain.history import PoolLoad, PoolSample
 from slotpool.domain.tasks import Task, TaskSubmit
 from slotpool.services.tasks import new_task_row
 from slotpool.store.pools import NewPool
@@ -110,3 +111,37 @@ async def test_each_call_deletes_one_batch_oldest_first(store: Store) -> None:
     assert batches == [2, 2, 1, 0]
     async with store.unit_of_work() as uow:
         assert all([await uow.tasks.get(t.id) is None for t in tasks])
+
+
+async def samples(store: Store, pool_id: str = POOL) -> list[datetime]:
+    async with store.unit_of_work() as uow:
+        found = await uow.history.between(
+            pool_id, since=OLD - timedelta(days=30), until=NOW, limit=1000
+        )
+    return [s.at for s in found]
+
+
+async def test_history_samples_older_than_the_cutoff_go_one_batch_a_call(store: Store) -> None:
+    taken = [OLD - timedelta(minutes=n) for n in range(3)] + [RECENT]
+    async with store.unit_of_work() as uow:
+        await uow.history.add([PoolSample(POOL, at, PoolLoad(slots_busy=1)) for at in taken])
+    async with store.unit_of_work() as uow:
+        batches = [await uow.retention.delete_samples(before=CUTOFF, limit=2)]
+    async with store.unit_of_work() as uow:
+        batches.append(await uow.retention.delete_samples(before=CUTOFF, limit=2))
+    assert batches == [2, 1]
+    assert await samples(store) == [RECENT]
+
+
+async def test_a_sample_stored_twice_is_kept_once_and_a_deleted_pool_takes_its_samples(
+    store: Store,
+) -> None:
+    sample = PoolSample(POOL, RECENT, PoolLoad(slots_busy=1))
+    for busy in (1, 2):  # another server sampled the same instant: the first one stays
+        async with store.unit_of_work() as uow:
+            await uow.history.add([PoolSample(POOL, RECENT, PoolLoad(slots_busy=busy))])
+    async with store.unit_of_work() as uow:
+        (kept,) = await uow.history.between(POOL, since=OLD, until=NOW, limit=10)
+        assert kept == sample
+        assert await uow.pools.delete(POOL)
+    assert await samples(store) == []

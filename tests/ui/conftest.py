@@ -56,7 +56,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         pytest.fail(f"the UI is not built ({UI_DIST}); run scripts/bootstrap (it builds ui/)")
     tmp = tmp_path_factory.mktemp("ui-server")
     port = free_port()
-    settings = server_settings(tmp, admin=ADMIN, port=port, ui_dir=UI_DIST)
+    # Pool history sampled every second: the chart of a short burst has something to draw.
+    settings = server_settings(
+        tmp, admin=ADMIN, port=port, ui_dir=UI_DIST, history_interval_seconds=1
+    )
     running = Server.of(settings, tmp / "server.log", port=port).started()
     try:
         yield running

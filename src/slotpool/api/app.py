@@ -6,7 +6,7 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from fastapi import FastAPI
 
@@ -21,6 +21,7 @@ from slotpool.api.routes import (
     config,
     freeze,
     health,
+    history,
     metrics,
     pods,
     pools,
@@ -42,6 +43,7 @@ from slotpool.services.deployment import DeploymentService
 from slotpool.services.dispatch import Dispatcher
 from slotpool.services.events import EventService
 from slotpool.services.freeze import FreezeService
+from slotpool.services.history import HistorySampler, HistoryService
 from slotpool.services.locks import PoolLocks
 from slotpool.services.no_pods import NoPods
 from slotpool.services.notify import Notifier
@@ -159,6 +161,7 @@ def build_services(
         controller=controller,
         stats=StatsService(store, pools, freeze, clock),
         events=EventService(store),
+        history=HistoryService(store, settings, clock),
         deployment=DeploymentService(
             pools=pools, runtimes=kept, passes=controller, no_pods=no_pods
         ),
@@ -175,6 +178,17 @@ def build_services(
             passes=controller,
         ),
         drain=PodDrain(store=store, clock=clock),
+    )
+
+
+def history_sampler(store: Store, settings: Settings, services: Services) -> HistorySampler | None:
+    """The pool history sampler the settings ask for (None: no sampling)."""
+    if not settings.history_interval_seconds:
+        return None
+    return HistorySampler(
+        store=store,
+        interval=timedelta(seconds=settings.history_interval_seconds),
+        desired=services.controller.desired_pods,
     )
 
 
@@ -204,6 +218,7 @@ def create_app(
             settings=settings,
             dispatcher=services.agents.dispatcher,
             clock=clock,
+            history=history_sampler(store, settings, services),
         )
         token = await app.state.services.auth.ensure_token()
         if token is not None:
@@ -247,7 +262,19 @@ def create_app(
     # The last added runs first: headers on every answer, the 413 included.
     app.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(SecurityHeaders)
-    routers = (health, metrics, pools, config, freeze, tokens, pods, tasks, agent, admin_tokens)
+    routers = (
+        health,
+        metrics,
+        pools,
+        config,
+        freeze,
+        history,
+        tokens,
+        pods,
+        tasks,
+        agent,
+        admin_tokens,
+    )
     for module in routers:
         app.include_router(module.router)
     app.include_router(pods.sync_router)

@@ -15,6 +15,7 @@ from slotpool.services.deployment import DeploymentService
 from slotpool.services.errors import Invalid
 from slotpool.services.events import EventService
 from slotpool.services.freeze import FreezeService
+from slotpool.services.history import HistoryService
 from slotpool.services.no_pods import NoPods
 from slotpool.services.pod_drain import PodDrain
 from slotpool.services.pool_removal import PoolRemoval
@@ -38,6 +39,7 @@ class Services:
     controller: PoolController
     stats: StatsService
     events: EventService
+    history: HistoryService
     deployment: DeploymentService
     removal: PoolRemoval
     rotation: TokenRotation

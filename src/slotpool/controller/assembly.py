@@ -69,6 +69,11 @@ class PoolController:
         self.reconciler.forget(pool_id)
         self._no_pods.forget(pool_id)
 
+    def desired_pods(self, pool_id: str) -> int | None:
+        """How many Pods this process's controller last decided the pool needs (None: it has not
+        planned the pool, e.g. a static one)."""
+        return self.reconciler.desired_pods(pool_id)
+
     def why_no_pods(self, pool: Pool) -> str | None:
         """Why this server gives the pool no Pods now: no runtime for its type, no
         configuration, or its runtime failing the passes; None when nothing stands in the way."""

@@ -87,6 +87,11 @@ class Reconciler:
     def forget(self, pool_id: str) -> None:
         self._memory.pop(pool_id, None)
 
+    def desired_pods(self, pool_id: str) -> int | None:
+        """How many Pods the pool's last plan wanted; None before this process planned it."""
+        memory = self._memory.get(pool_id)
+        return None if memory is None else memory.desired_pods
+
     def failing(self, pool_id: str) -> str | None:
         """Why the pool's last pass failed before it could decide (its runtime failed)."""
         memory = self._memory.get(pool_id)
@@ -125,7 +130,12 @@ class Reconciler:
         executed = await self._executor.apply(decided, target)
         holds = await self._record(target, inventory, decided, executed, memory)
         self._memory[target.pool_id] = replace(
-            memory, backoff=decided.backoff, wake_at=decided.wake_at, holds=holds, failing=None
+            memory,
+            backoff=decided.backoff,
+            wake_at=decided.wake_at,
+            holds=holds,
+            failing=None,
+            desired_pods=decided.desired_pods,
         )
         return report_of(inventory, decided, executed)
 

@@ -16,7 +16,7 @@ from slotpool.controller.types import Applied, Executed, Holds
 from slotpool.domain.events import NewEvent, Outcome, minute_utc
 from slotpool.domain.freeze import FreezePolicy
 from slotpool.domain.pods import PodState
-from slotpool.domain.scaling import Backoff, Observation, Plan, Reason
+from slotpool.domain.scaling import HOLD, Backoff, Observation, Plan, Reason
 from slotpool.store.uow import Store
 
 EVENTS_KEPT = 1000
@@ -59,7 +59,7 @@ def hold_events(decided: Plan, recorded: Holds) -> tuple[list[NewEvent], Holds]:
     inputs = decided.summary() if new else {}
     events = [
         NewEvent(
-            action="hold",
+            action=HOLD,
             reason=h.reason.value,
             message=h.message,
             outcome=Outcome.held,
@@ -114,7 +114,7 @@ def record_of(
 def runtime_failing_event(message: str) -> NewEvent:
     """The pool event of a pass that failed before it could decide (the runtime failed)."""
     return NewEvent(
-        action="hold",
+        action=HOLD,
         reason=RUNTIME_FAILING,
         message=message,
         outcome=Outcome.held,

@@ -1,6 +1,7 @@
 """Time-driven bookkeeping: reservations that expired, agents that went silent, queued work left
-behind, and (every ``RETENTION_EVERY``) records older than the retention settings. Runs every
-second in the server; each pass is a few set-based queries.
+behind, every pool's history sample (once per ``SLOTPOOL_HISTORY_INTERVAL_SECONDS``) and (every
+``RETENTION_EVERY``) records older than the retention settings. Runs every second in the server;
+each pass is a few set-based queries.
 
 Silence is only judged once the server has itself been up for the agent timeout: after a restart
 every agent looks silent until it reconnects, and none of its work may be declared lost for that.
@@ -18,6 +19,7 @@ from slotpool.clock import Clock
 from slotpool.domain import transitions
 from slotpool.domain.pods import EndCause, PodEnd, PodState
 from slotpool.services.dispatch import Dispatcher
+from slotpool.services.history import HistorySampler
 from slotpool.services.lifecycle import retire_pod
 from slotpool.services.retention import RETENTION_EVERY, Retention, RetentionPolicy
 from slotpool.settings import Settings
@@ -36,8 +38,11 @@ class Sweeper:
         settings: Settings,
         dispatcher: Dispatcher,
         clock: Clock,
+        history: HistorySampler | None = None,
     ) -> None:
+        """``history``: the sampler of pool history, None when the server samples none."""
         self._store = store
+        self._history = history
         self._timeout = timedelta(seconds=settings.agent_timeout_seconds)
         self._dispatcher = dispatcher
         self._clock = clock
@@ -62,6 +67,7 @@ class Sweeper:
             ("expire reservations", self._expire_reservations),
             ("lose silent agents", self._lose_silent_agents),
             ("dispatch queued", self._dispatch_queued),
+            ("sample pool history", self._sample_history),
             ("apply retention", self._apply_retention),
         ):
             try:
@@ -109,6 +115,10 @@ class Sweeper:
                 await self._dispatcher.dispatch(pool_id)
             except Exception:
                 log.exception("dispatching queued tasks failed", pool_id=pool_id)
+
+    async def _sample_history(self, now: datetime) -> None:
+        if self._history is not None:
+            await self._history.sample(now)  # once per sampling instant, however often called
 
     async def _apply_retention(self, now: datetime) -> None:
         if self._pruned_at is not None and now - self._pruned_at < RETENTION_EVERY:

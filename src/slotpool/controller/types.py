@@ -50,13 +50,15 @@ class PoolMemory:
     """What the controller remembers of a pool between passes. The back-off is also written to
     the pool's row and read back by the first pass after a restart; the holds are not (after a
     restart the current hold is recorded once more). ``secret_checked`` is monotonic time;
-    ``failing`` says why the last pass failed before it could decide (the runtime failed)."""
+    ``failing`` says why the last pass failed before it could decide (the runtime failed);
+    ``desired_pods`` is what the last plan wanted (the history sampler records it)."""
 
     backoff: Backoff
     holds: Holds = frozenset()
     secret_checked: float | None = None
     wake_at: datetime | None = None
     failing: str | None = None
+    desired_pods: int | None = None
 
     @classmethod
     def first(cls, pool: Pool) -> PoolMemory:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -307,3 +307,68 @@ def next_boundary(
     if lifted_until is not None and lifted_until <= horizon:
         candidates.append(lifted_until)
     return min(candidates, default=None)
+
+
+@dataclass(frozen=True)
+class FreezeInterval:
+    """A span during which windows were (or will be) in force, as UTC instants; ``end`` is
+    exclusive. Overlapping and adjacent windows make one interval; its policy is
+    ``no_new_tasks`` if any of them has it; ``windows`` names them for people."""
+
+    start: datetime
+    end: datetime
+    policy: FreezePolicy
+    windows: tuple[str, ...]
+
+
+def _merged(found: Sequence[Occurrence]) -> list[FreezeInterval]:
+    merged: list[tuple[datetime, datetime, list[Occurrence]]] = []
+    for occ in found:  # sorted by start
+        if merged and occ.start <= merged[-1][1]:
+            start, end, members = merged[-1]
+            merged[-1] = (start, max(end, occ.end), [*members, occ])
+        else:
+            merged.append((occ.start, occ.end, [occ]))
+    return [
+        FreezeInterval(
+            start=start,
+            end=end,
+            policy=_policy_of(members),
+            windows=tuple(dict.fromkeys(_window_text(occ) for occ in members)),
+        )
+        for start, end, members in merged
+    ]
+
+
+def _outside(interval: FreezeInterval, lifted: tuple[datetime, datetime]) -> list[FreezeInterval]:
+    """The parts of ``interval`` outside the ``lifted`` span."""
+    lift_start, lift_end = lifted
+    parts = [
+        (interval.start, min(interval.end, lift_start)),
+        (max(interval.start, lift_end), interval.end),
+    ]
+    return [replace(interval, start=start, end=end) for start, end in parts if start < end]
+
+
+def freeze_intervals(
+    schedules: Sequence[FreezeSchedule],
+    *,
+    start: datetime,
+    end: datetime,
+    default_tz: str,
+    lifted: tuple[datetime, datetime] | None = None,
+) -> list[FreezeInterval]:
+    """When the pool was frozen within ``[start, end)`` by the windows it has now: merged, clipped
+    to the range, sorted, without the span a one-time unfreeze lifted them (``lifted``: from
+    when it was made until it ends). The same occurrences the controller acts on
+    (``occurrences``), so daylight-saving changes are drawn as they were applied."""
+    _require_aware(start, "start")
+    _require_aware(end, "end")
+    found = _all_occurrences(schedules, start=start, end=end, default_tz=default_tz)
+    intervals = _merged(found)
+    if lifted is not None:
+        intervals = [part for interval in intervals for part in _outside(interval, lifted)]
+    return [
+        replace(interval, start=max(interval.start, start), end=min(interval.end, end))
+        for interval in intervals
+    ]

@@ -269,6 +269,12 @@ class DeleteStuckPod(_Action):
 
 
 Action = CreatePods | DeletePod | RebuildPod | DeleteStuckPod
+# The ``action`` of the pool event recording a hold when it starts.
+HOLD = "hold"
+# The pool events that are the controller's scaling decisions (others record token changes...).
+DECISION_ACTIONS = frozenset(
+    {CreatePods.kind, DeletePod.kind, RebuildPod.kind, DeleteStuckPod.kind, HOLD}
+)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -16,6 +16,7 @@ import structlog
 from slotpool.clock import Clock
 from slotpool.domain.events import NewEvent, Outcome
 from slotpool.domain.pools import Pool
+from slotpool.domain.scaling import HOLD
 from slotpool.services.runtimes import PoolRuntimes
 from slotpool.store.uow import Store
 
@@ -54,9 +55,7 @@ class NoPods:
             return None
         if self._noted.get(pool.pool_id) == why:
             return why
-        event = NewEvent(
-            action="hold", reason=NO_PODS, message=why, outcome=Outcome.held, inputs={}
-        )
+        event = NewEvent(action=HOLD, reason=NO_PODS, message=why, outcome=Outcome.held, inputs={})
         async with self._store.unit_of_work() as uow:
             await uow.events.add(pool.pool_id, [event], now=self._clock())
             await uow.tasks.explain_queued(pool.pool_id, reason=waiting_reason(why))

@@ -1,7 +1,7 @@
-"""Retention: finished tasks, their logs and pool events are deleted once older than the
-settings say (``SLOTPOOL_RETAIN_TASKS_DAYS``, ``_LOGS_DAYS``, ``_EVENTS_DAYS``; 0 keeps them
-forever). The sweeper runs it every ``RETENTION_EVERY``; each batch is its own short
-transaction, so a large backlog never holds the database for long.
+"""Retention: finished tasks, their logs, pool events and pool history samples are deleted once
+older than the settings say (``SLOTPOOL_RETAIN_TASKS_DAYS``, ``_LOGS_DAYS``, ``_EVENTS_DAYS``,
+``_HISTORY_DAYS``; 0 keeps them forever). The sweeper runs it every ``RETENTION_EVERY``; each
+batch is its own short transaction, so a large backlog never holds the database for long.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ class RetentionPolicy:
     tasks_days: int
     logs_days: int
     events_days: int
+    history_days: int
 
     @classmethod
     def of(cls, settings: Settings) -> RetentionPolicy:
@@ -34,6 +35,7 @@ class RetentionPolicy:
             tasks_days=settings.retain_tasks_days,
             logs_days=settings.retain_logs_days,
             events_days=settings.retain_events_days,
+            history_days=settings.retain_history_days,
         )
 
 
@@ -42,6 +44,7 @@ class Pruned:
     tasks: int = 0
     log_chunks: int = 0
     events: int = 0
+    samples: int = 0
 
 
 def _cutoff(now: datetime, days: int) -> datetime | None:
@@ -74,6 +77,10 @@ class Retention:
                 _cutoff(now, policy.events_days),
                 lambda uow, before: uow.retention.delete_events(before=before, limit=self._batch),
             ),
+            samples=await self._drain(
+                _cutoff(now, policy.history_days),
+                lambda uow, before: uow.retention.delete_samples(before=before, limit=self._batch),
+            ),
         )
         if pruned != Pruned():
             log.info(
@@ -81,6 +88,7 @@ class Retention:
                 tasks=pruned.tasks,
                 log_chunks=pruned.log_chunks,
                 events=pruned.events,
+                samples=pruned.samples,
             )
         return pruned
 

@@ -14,7 +14,7 @@ from slotpool.domain.scaling import desired_pods
 from slotpool.domain.tasks import OPEN, TaskStatus
 from slotpool.services.freeze import FreezeService
 from slotpool.services.pools import PoolService
-from slotpool.store.stats import PoolCounts, PoolTally
+from slotpool.store.stats import PoolCensus, PoolCounts
 from slotpool.store.uow import Store
 
 __all__ = ["PoolCounts", "StatsService"]
@@ -37,7 +37,7 @@ class StatsService:
         return {pool_id: found.get(pool_id, PoolCounts()) for pool_id in pool_ids}
 
     async def pool_gauges(self) -> list[metrics.PoolGauges]:
-        """Every pool's gauges: the pools, then four grouped counts, in one transaction."""
+        """Every pool's gauges: the pools, then their census, in one transaction."""
         pools: list[Pool] = []
         async with self._store.unit_of_work() as uow:
             while True:
@@ -45,19 +45,15 @@ class StatsService:
                 pools += page
                 if not page or len(pools) >= total:
                     break
-            tally = await uow.stats.tally()
+            census = await uow.stats.census()
         metrics.pool_names.note_all((pool.pool_id, pool.name) for pool in pools)
-        return [self._gauges(pool, tally) for pool in pools]
+        empty = PoolCensus({}, {}, {}, {})
+        return [self._gauges(pool, census.get(pool.pool_id, empty)) for pool in pools]
 
-    def _gauges(self, pool: Pool, tally: PoolTally) -> metrics.PoolGauges:
-        pool_id = pool.pool_id
-
-        def of(counts: dict[tuple[str, str], int], keys: Sequence[str]) -> dict[str, int]:
-            return {key: counts.get((pool_id, key), 0) for key in keys}
-
-        tasks = of(tally.tasks, [s.value for s in OPEN])
-        slots = of(tally.slots, [s.value for s in SlotState])
-        pods = {state: n for (pid, state), n in tally.pods.items() if pid == pool_id}
+    def _gauges(self, pool: Pool, census: PoolCensus) -> metrics.PoolGauges:
+        tasks = {s.value: census.tasks.get(s, 0) for s in OPEN}
+        slots = {s.value: census.slots.get(s, 0) for s in SlotState}
+        pods = {state.value: n for state, n in census.pods.items()}
         gauges = metrics.PoolGauges(
             pool=pool.name,
             tasks=tasks,
@@ -70,9 +66,7 @@ class StatsService:
             return gauges
         current = self._pools.config_hash(pool)
         demand = slots[SlotState.busy] + slots[SlotState.reserved] + tasks[TaskStatus.queued]
-        outdated = sum(
-            n for (pid, built), n in tally.hashes.items() if pid == pool_id and built != current
-        )
+        outdated = sum(n for built, n in census.hashes.items() if built != current)
         return replace(
             gauges,
             desired=desired_pods(demand + config.min_idle_slots, config),

@@ -9,12 +9,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
 
-def insert_ignoring_duplicates(table: Table, backend: str, values: dict[str, Any]) -> Insert:
+def insert_ignoring_duplicates(
+    table: Table, backend: str, values: dict[str, Any] | None = None
+) -> Insert:
     """INSERT ... ON CONFLICT DO NOTHING: a resent log chunk must neither fail nor abort the
-    transaction (PostgreSQL aborts a transaction on a unique violation)."""
-    if backend == "postgresql":
-        return postgresql.insert(table).values(**values).on_conflict_do_nothing()
-    return sqlite.insert(table).values(**values).on_conflict_do_nothing()
+    transaction (PostgreSQL aborts a transaction on a unique violation). Without ``values``, the
+    statement takes them at execution (one row or a list of rows)."""
+    insert = postgresql.insert(table) if backend == "postgresql" else sqlite.insert(table)
+    if values is not None:
+        insert = insert.values(**values)
+    return insert.on_conflict_do_nothing()
 
 
 def rowcount(result: Any) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from sqlalchemy import delete, func, select
@@ -58,6 +58,30 @@ class PoolEventRepository:
             select(func.count()).select_from(PoolEventRow).where(PoolEventRow.pool_id == pool_id)
         )
         return [_event(r) for r in rows], int(total or 0)
+
+    async def between(
+        self,
+        pool_id: str,
+        *,
+        since: datetime,
+        until: datetime,
+        actions: Collection[str],
+        limit: int,
+    ) -> list[PoolEvent]:
+        """The pool's events with one of ``actions`` recorded in ``[since, until]``, oldest
+        first, at most ``limit`` (the newest ones)."""
+        rows = await self._session.scalars(
+            select(PoolEventRow)
+            .where(
+                PoolEventRow.pool_id == pool_id,
+                PoolEventRow.at >= since,
+                PoolEventRow.at <= until,
+                PoolEventRow.action.in_(sorted(actions)),
+            )
+            .order_by(PoolEventRow.id.desc())
+            .limit(limit)
+        )
+        return [_event(r) for r in reversed(rows.all())]
 
     async def last(self, pool_id: str) -> PoolEvent | None:
         row = await self._session.scalar(

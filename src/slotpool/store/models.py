@@ -263,3 +263,26 @@ class PoolEventRow(Base):
     pod: Mapped[str | None] = mapped_column(Text, nullable=True)  # one name, or several
     outcome: Mapped[str] = mapped_column(String(16))
     inputs: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+
+
+class PoolSampleRow(Base):
+    """A pool's slots, queue and Pods at one instant (the history chart), written by the sampler
+    when they changed, and at least every few minutes. ``at`` is on the sampling grid, so
+    servers sampling one database write each instant once. No foreign key: a sample written
+    while its pool is being deleted must not fail the batch; the pool's deletion deletes its
+    samples, and retention any written after it."""
+
+    __tablename__ = "pool_samples"
+
+    pool_id: Mapped[str] = mapped_column(String(21), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True, index=True)
+    slots_busy: Mapped[int] = mapped_column(Integer)
+    slots_reserved: Mapped[int] = mapped_column(Integer)
+    slots_idle: Mapped[int] = mapped_column(Integer)
+    tasks_queued: Mapped[int] = mapped_column(Integer)
+    tasks_awaiting_approval: Mapped[int] = mapped_column(Integer)
+    pods_pending: Mapped[int] = mapped_column(Integer)
+    pods_starting: Mapped[int] = mapped_column(Integer)
+    pods_ready: Mapped[int] = mapped_column(Integer)
+    pods_stopping: Mapped[int] = mapped_column(Integer)
+    pods_desired: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -19,7 +19,7 @@ from slotpool.domain.config import PoolConfig, PoolType
 from slotpool.domain.freeze import FreezePolicy, FreezeSchedule
 from slotpool.domain.pools import OneTimeUnfreeze, Pool
 from slotpool.store.errors import Conflict, StaleRevision
-from slotpool.store.models import AgentPoolRow, FreezeScheduleRow
+from slotpool.store.models import AgentPoolRow, FreezeScheduleRow, PoolSampleRow
 
 
 def _schedule(row: FreezeScheduleRow) -> FreezeSchedule:
@@ -233,7 +233,10 @@ class PoolRepository:
         return row
 
     async def delete(self, pool_id: str) -> bool:
+        """The pool and what belongs to it (its other tables cascade; its history samples have
+        no foreign key, see ``PoolSampleRow``)."""
         self._rows.pop(pool_id, None)
+        await self._session.execute(delete(PoolSampleRow).where(PoolSampleRow.pool_id == pool_id))
         result = await self._session.execute(
             delete(AgentPoolRow).where(AgentPoolRow.pool_id == pool_id)
         )

@@ -1,6 +1,7 @@
 """Deleting what is old enough: finished tasks (with their log chunks), the log chunks of tasks
-finished a while ago, pool events. Each call deletes one batch (at most ``limit`` rows chosen by
-an indexed column) and says how many it deleted, so the caller keeps transactions short.
+finished a while ago, pool events, pool history samples. Each call deletes one batch (at most
+``limit`` rows chosen by an indexed column) and says how many it deleted, so the caller keeps
+transactions short.
 
 Only final tasks are ever touched: the status is part of every statement that deletes, not only
 of the one that picks.
@@ -10,12 +11,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy import ColumnElement, delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slotpool.domain.tasks import FINAL
 from slotpool.store.dialect import rowcount
-from slotpool.store.models import PoolEventRow, TaskLogRow, TaskRow
+from slotpool.store.models import PoolEventRow, PoolSampleRow, TaskLogRow, TaskRow
 
 _FINAL = sorted(status.value for status in FINAL)
 
@@ -76,4 +77,19 @@ class RetentionRepository:
         if not ids:
             return 0
         deleted = await self._session.execute(delete(PoolEventRow).where(PoolEventRow.id.in_(ids)))
+        return rowcount(deleted)
+
+    async def delete_samples(self, *, before: datetime, limit: int) -> int:
+        """Up to ``limit`` pool history samples taken before the instant; returns how many went."""
+        oldest = (
+            select(PoolSampleRow.pool_id, PoolSampleRow.at)
+            .where(PoolSampleRow.at < before)
+            .limit(limit)
+            .subquery()
+        )
+        deleted = await self._session.execute(
+            delete(PoolSampleRow).where(
+                tuple_(PoolSampleRow.pool_id, PoolSampleRow.at).in_(select(oldest))
+            )
+        )
         return rowcount(deleted)

@@ -1,17 +1,17 @@
-"""Per-pool counts for the pool list and the pool page: Pods, slots and queued tasks; and the
-same for every pool at once for ``/metrics`` (``tally``).
+"""Per-pool counts for the pool list and the pool page (Pods, slots and queued tasks), and the
+census of every pool at once (the history sampler's and ``/metrics``' gauges: anything that reports
+on all pools).
 
-One statement per page of pools (correlated scalar subqueries over indexed columns), never one
-query per pool.
+One statement per page of pools, or for all pools (correlated scalar subqueries over indexed
+columns, grouped counts of the small tables), never one query per pool.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import ColumnElement, ScalarSelect, Select, func, select
+from sqlalchemy import ColumnElement, ScalarSelect, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slotpool.domain.pods import PodState, SlotState
@@ -29,6 +29,20 @@ class PoolCounts:
     slots_reserved: int = 0
     slots_total: int = 0
     queued_tasks: int = 0
+
+
+@dataclass(frozen=True)
+class PoolCensus:
+    """One pool now: its Pods by state (every state, ended ones while they are listed), the
+    slots of its Pods that have not ended (``ENDED``, as ``PoolCounts`` counts them) by state,
+    its open tasks by status (queued, running, awaiting approval), and its Pods that have not
+    ended by the config hash they were built from. A state with none is absent: read with
+    ``.get(state, 0)``."""
+
+    pods: dict[PodState, int]
+    slots: dict[SlotState, int]
+    tasks: dict[TaskStatus, int]
+    hashes: dict[str | None, int]
 
 
 class PoolStatsRepository:
@@ -77,46 +91,50 @@ class PoolStatsRepository:
         rows = await self._session.execute(query)
         return {row[0]: PoolCounts(*(int(value or 0) for value in row[1:])) for row in rows.all()}
 
-    async def tally(self) -> PoolTally:
-        return await _tally(self._session)
-
-
-@dataclass(frozen=True)
-class PoolTally:
-    """Every pool's open tasks by status, live slots by state, Pods by state and by config
-    hash (for the scrape's gauges: a few grouped queries, however many pools there are)."""
-
-    tasks: dict[tuple[str, str], int]  # (pool id, status) -> tasks
-    slots: dict[tuple[str, str], int]  # (pool id, state) -> slots of Pods not ended
-    pods: dict[tuple[str, str], int]  # (pool id, state) -> Pods
-    hashes: dict[tuple[str, str | None], int]  # (pool id, config hash) -> Pods not ended
-
-
-async def _tally(session: AsyncSession) -> PoolTally:
-    async def grouped(query: Select[*tuple[Any, ...]]) -> dict[Any, int]:
-        return {tuple(row[:-1]): int(row[-1]) for row in (await session.execute(query)).all()}
-
-    live = PodRow.state.not_in(ENDED)
-    return PoolTally(
-        tasks=await grouped(
-            select(TaskRow.pool_id, TaskRow.status, func.count())
-            .where(TaskRow.status.in_([s.value for s in OPEN]))
-            .group_by(TaskRow.pool_id, TaskRow.status)
-        ),
-        slots=await grouped(
-            select(PodRow.pool_id, SlotRow.state, func.count())
-            .join(PodRow, PodRow.id == SlotRow.pod_id)
-            .where(live)
-            .group_by(PodRow.pool_id, SlotRow.state)
-        ),
-        pods=await grouped(
-            select(PodRow.pool_id, PodRow.state, func.count()).group_by(
-                PodRow.pool_id, PodRow.state
+    async def census(self) -> dict[str, PoolCensus]:
+        """Every pool's census, in one statement (an empty census for a pool with nothing)."""
+        pool = AgentPoolRow.pool_id
+        tasks = [
+            select(
+                pool,
+                literal("task"),
+                literal(status.value),
+                select(func.count())
+                .select_from(TaskRow)
+                .where(TaskRow.pool_id == pool, TaskRow.status == status.value)
+                .scalar_subquery(),
             )
-        ),
-        hashes=await grouped(
-            select(PodRow.pool_id, PodRow.config_hash, func.count())
-            .where(live)
+            for status in OPEN
+        ]
+        pods = select(PodRow.pool_id, literal("pod"), PodRow.state, func.count()).group_by(
+            PodRow.pool_id, PodRow.state
+        )
+        slots = (
+            select(PodRow.pool_id, literal("slot"), SlotRow.state, func.count())
+            .select_from(SlotRow)
+            .join(PodRow, PodRow.id == SlotRow.pod_id)
+            .where(PodRow.state.not_in(ENDED))
+            .group_by(PodRow.pool_id, SlotRow.state)
+        )
+        hashes = (
+            select(PodRow.pool_id, literal("hash"), PodRow.config_hash, func.count())
+            .where(PodRow.state.not_in(ENDED))
             .group_by(PodRow.pool_id, PodRow.config_hash)
-        ),
-    )
+        )
+        rows = await self._session.execute(union_all(*tasks, pods, slots, hashes))
+        found: dict[str, PoolCensus] = {}
+        for pool_id, kind, state, count in rows.all():
+            census = found.setdefault(
+                pool_id, PoolCensus({}, {}, {}, {})
+            )  # every pool has tasks rows
+            if not count:
+                continue
+            if kind == "task":
+                census.tasks[TaskStatus(state)] = int(count)
+            elif kind == "pod":
+                census.pods[PodState(state)] = int(count)
+            elif kind == "hash":
+                census.hashes[state] = int(count)
+            else:
+                census.slots[SlotState(state)] = int(count)
+        return found

@@ -25,6 +25,7 @@ from slotpool.domain.tasks import FINAL
 from slotpool.domain.transitions import TaskChange
 from slotpool.store.db import backend, create_engine
 from slotpool.store.events import PoolEventRepository
+from slotpool.store.history import PoolHistoryRepository
 from slotpool.store.pods import PodRepository
 from slotpool.store.pools import PoolRepository
 from slotpool.store.retention import RetentionRepository
@@ -48,6 +49,7 @@ class UnitOfWork:
         self.tasks = TaskRepository(session, backend)
         self.stats = PoolStatsRepository(session)
         self.events = PoolEventRepository(session)
+        self.history = PoolHistoryRepository(session, backend)
         self.retention = RetentionRepository(session)
         self._signals: dict[Signal, None] = {}  # ordered, and each signal once
         self._committed: list[Callable[[], None]] = []

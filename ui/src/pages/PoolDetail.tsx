@@ -3,6 +3,7 @@ import { Badge, ErrorBox, Loading } from "../components/common";
 import { ConfigPanel } from "../components/ConfigPanel";
 import { EventsPanel } from "../components/EventsPanel";
 import { FreezePanel } from "../components/FreezePanel";
+import { HistoryChart } from "../components/HistoryChart";
 import { PodsPanel } from "../components/PodsPanel";
 import { TasksPanel } from "../components/TasksPanel";
 import { TokensPanel } from "../components/TokensPanel";
@@ -111,6 +112,7 @@ export function PoolDetail({ poolId, tab }: { poolId: string; tab: string }) {
       <ErrorBox error={pool.error} />
       {pool.data?.no_pods_reason && <NoPods reason={pool.data.no_pods_reason} />}
       {pool.data ? <Summary pool={pool.data} /> : <Loading what="the pool" />}
+      {pool.data && <HistoryChart pool={pool.data} />}
       <nav className="tabs" aria-label="Pool sections">
         {TABS.map((t) => (
           <Link

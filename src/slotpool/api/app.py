@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import sys
+import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -13,6 +13,7 @@ from prometheus_client import make_asgi_app
 
 from slotpool import __version__
 from slotpool.api import errors, ui
+from slotpool.api.access import AccessLog
 from slotpool.api.deps import Services
 from slotpool.api.middleware import RequestSizeLimit, SecurityHeaders
 from slotpool.api.routes import (
@@ -31,6 +32,7 @@ from slotpool.controller.assembly import PoolController
 from slotpool.controller.sweeper import Sweeper, stop
 from slotpool.domain.config import PoolType
 from slotpool.hardening import private_directory
+from slotpool.logs import announce
 from slotpool.runtime.agent_python import AgentPythonError, agent_interpreter
 from slotpool.runtime.base import PodRuntime, RuntimeRegistry
 from slotpool.runtime.kubernetes import KubernetesRuntime
@@ -66,11 +68,10 @@ KUBERNETES_OFF = (
 def announce_admin_token(token: str) -> None:
     """Shown once: only its hash is kept."""
     line = "=" * 72
-    print(
+    announce(
         f"{line}\nslotpool generated the admin token (shown only this once, stored hashed):\n\n"
         f"    {token}\n\nexport SLOTPOOL_ADMIN_TOKEN={token}\n{line}",
-        file=sys.stderr,
-        flush=True,
+        level=logging.WARNING,
     )
 
 
@@ -99,7 +100,9 @@ def local_runtime(settings: Settings) -> LocalRuntime:
         try:
             python = agent_interpreter(user.uid, user.gid, python)
         except AgentPythonError as exc:  # every launch fails with the same reason, in the pool
-            print(f"slotpool: local agents cannot start as {user.name}: {exc}", file=sys.stderr)
+            announce(
+                f"slotpool: local agents cannot start as {user.name}: {exc}", level=logging.ERROR
+            )
     return LocalRuntime(base, user=user, python=python)
 
 
@@ -240,9 +243,11 @@ def create_app(
         lifespan=lifespan,
     )
     errors.install(app)
-    # The last added runs first: headers on every answer, the 413 included.
+    # The last added runs first: headers on every answer, the 413 included, and an access
+    # line for every request, the refused ones included.
     app.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(AccessLog, mode=settings.access_log)
     for module in (health, pools, config, freeze, tokens, pods, tasks, agent, admin_tokens):
         app.include_router(module.router)
     app.include_router(pods.sync_router)

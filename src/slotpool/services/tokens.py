@@ -15,6 +15,7 @@ from typing import TypeAlias
 
 from slotpool.clock import Clock
 from slotpool.domain.agent_identity import CREDENTIAL_PREFIX
+from slotpool.domain.audit import AuditEntry
 from slotpool.domain.errors import Issue
 from slotpool.domain.events import NewEvent, Outcome
 from slotpool.domain.tokens import TOKEN_PREFIX, PoolToken, TokenStatus, token_digest
@@ -38,6 +39,11 @@ def _revoked_by(name: str, by: str) -> NewEvent:
         outcome=Outcome.done,
         inputs={"token": name, "by": by},
     )
+
+
+def token_audit(action: str, pool_id: str, name: str, *, by: str, **more: str) -> AuditEntry:
+    """The audit entry of a change of a pool's token (named, never its value)."""
+    return AuditEntry(action, by, {"pool_id": pool_id, "token": name, **more})
 
 
 def secret_token_message(pool_id: str, name: str) -> str:
@@ -111,6 +117,7 @@ class TokenService:
                 await uow.pool_tokens.add(token, token_hash=token_digest(value))
             except StoreConflict as exc:
                 raise Conflict(str(exc)) from None
+            uow.audit(token_audit("pool_token.create", pool_id, name, by=by))
         return token, value
 
     async def rotate(
@@ -129,6 +136,7 @@ class TokenService:
         async with self._store.unit_of_work() as uow:
             await uow.pool_tokens.expire(old.id, at=self._clock() + overlap)
             expiring = await uow.pool_tokens.by_name(pool_id, name)
+            uow.audit(token_audit("pool_token.rotate", pool_id, name, by=by, successor=new.name))
         assert expiring is not None
         return expiring, new, value
 
@@ -145,6 +153,7 @@ class TokenService:
             if token.revoked_at is None:
                 await uow.pool_tokens.revoke(token.id, now=now)
                 await uow.events.add(pool_id, [_revoked_by(name, by)], now=now)
+                uow.audit(token_audit("pool_token.revoke", pool_id, name, by=by))
             revoked = await uow.pool_tokens.by_name(pool_id, name)
         assert revoked is not None
         return revoked

@@ -4,6 +4,7 @@ things through are read from the app itself: a new one without a case here fails
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,7 +41,7 @@ class Audited:
 
     async def change(
         self, method: str, route: str, action: str, json: Any = None, **params: Any
-    ) -> tuple[Any, dict[str, Any]]:
+    ) -> tuple[Any, MutableMapping[str, Any]]:
         """The answer's body and the one audit line of ``action`` the change wrote."""
         with capture_logs() as logs:
             response = await self.client.request(
@@ -63,7 +64,7 @@ def _values(response: httpx.Response) -> list[str]:
     return [body["token"]] if isinstance(body, dict) and body.get("token") else []
 
 
-def revisions(line: dict[str, Any]) -> tuple[int | None, int | None]:
+def revisions(line: MutableMapping[str, Any]) -> tuple[int | None, int | None]:
     return line["revision_before"], line["revision_after"]
 
 

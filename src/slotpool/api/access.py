@@ -55,7 +55,7 @@ def identify(who: str, **fields: str) -> None:
         caller.fields.update(fields)
 
 
-def request_id(scope: Scope) -> str:
+def request_id_of(scope: Scope) -> str:
     """The caller's request id if it is a sane one, a new one otherwise."""
     headers: list[tuple[bytes, bytes]] = scope["headers"]
     for name, value in headers:
@@ -79,7 +79,7 @@ class AccessLog:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = request_id(scope)
+        rid = request_id_of(scope)
         caller = Caller()
         status = 500  # unless an answer starts: the app failed before answering
         started = time.perf_counter()
@@ -98,16 +98,19 @@ class AccessLog:
                 try:
                     await self.app(scope, receive, stamped)
                 finally:
-                    self._write(scope, status, time.perf_counter() - started, caller)
+                    self._write(scope, rid, status, time.perf_counter() - started, caller)
         finally:
             _caller.reset(reset)
 
-    def _write(self, scope: Scope, status: int, seconds: float, caller: Caller) -> None:
+    def _write(
+        self, scope: Scope, request_id: str, status: int, seconds: float, caller: Caller
+    ) -> None:
         path: str = scope["path"]
         if self.mode == "off" or (self.mode == "on" and status < 400 and _quiet(path)):
             return
         log.info(
             "request",
+            request_id=request_id,
             method=scope["method"],
             path=path,
             status=status,

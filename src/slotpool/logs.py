@@ -85,7 +85,9 @@ def configure_logging(*, level: str, log_format: str, to_stderr: bool = False) -
         foreign_pre_chain=[structlog.contextvars.merge_contextvars, *stamped],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info if _json else _keep,
+            # A plain traceback, in the JSON object or under the console line: never the
+            # console renderer's own, which shows local variables (a token among them).
+            structlog.processors.format_exc_info,
             renderer,
         ],
     )
@@ -108,13 +110,6 @@ def configure_logging(*, level: str, log_format: str, to_stderr: bool = False) -
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers.clear()
         uvicorn_logger.propagate = True
-
-
-def _keep(
-    logger: object, method: str, event: structlog.typing.EventDict
-) -> structlog.typing.EventDict:
-    """The console renderer prints an exception itself, readably (several lines)."""
-    return event
 
 
 def announce(text: str, *, level: int = logging.INFO, **fields: object) -> None:

@@ -175,6 +175,12 @@ class Settings(BaseSettings):
         return self.kubeconfig is not None or self.kubernetes_in_cluster
 
     log_format: str = Field(default="console", pattern="^(console|json)$")
+    access_log: str = Field(
+        default="on",
+        pattern="^(on|all|off)$",
+        description="A line per request: on (all but successful probes and scrapes of "
+        "/healthz, /readyz and /metrics), all, or off.",
+    )
 
     @field_validator("default_timezone")
     @classmethod

@@ -108,7 +108,7 @@ async def test_a_deleted_pool_loses_its_worker_and_watch_at_the_next_listing(
     pool = await world.pool("going", min_replicas=0, namespace="team-c")
     await loops.orchestration.run_once(RESYNC)
     worker = loops.orchestration.workers[pool.pool_id]
-    await world.services.pools.delete(pool.pool_id)
+    await world.services.pools.delete(pool.pool_id, by="t")
 
     await loops.orchestration.run_once(RESYNC)  # not due: the pools are not listed again
     assert pool.pool_id in loops.orchestration.workers
@@ -161,7 +161,7 @@ async def test_a_workers_pass_says_when_the_next_one_is_due(world: World, loops:
     assert await loops.orchestration.pass_once(pool.pool_id, 3600.0) == 0.05  # never spins
     unconfigured = await world.pool("bare")
     assert await loops.orchestration.pass_once(unconfigured.pool_id, 60.0) == 60.0  # logged
-    await world.services.pools.delete(pool.pool_id)
+    await world.services.pools.delete(pool.pool_id, by="t")
     assert await loops.orchestration.pass_once(pool.pool_id, 60.0) is None  # the pool is gone
 
 

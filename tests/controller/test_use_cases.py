@@ -22,7 +22,7 @@ OVERLAP = timedelta(minutes=10)
 
 async def test_a_config_save_rebuilds_the_idle_outdated_pods(world: World) -> None:
     pool = await world.pool(min_replicas=1)
-    (old,) = (await world.services.deployment.sync(pool.pool_id)).created
+    (old,) = (await world.services.deployment.sync(pool.pool_id, by="t")).created
     newer = parse_config({"image": f"{IMAGE}-next", "min_replicas": 1}, pool_type=K8S)
 
     saved = await world.services.deployment.save_config(
@@ -63,11 +63,11 @@ async def test_sync_is_refused_at_once_where_no_pods_are_kept_and_says_when_the_
 ) -> None:
     static = await world.pool("static", pool_type=PoolType.static)
     with pytest.raises(Conflict, match="static pool"):
-        await world.services.deployment.sync(static.pool_id)
+        await world.services.deployment.sync(static.pool_id, by="t")
     pool = await world.pool(min_replicas=1)
     world.runtime.fail("pods")
     with pytest.raises(RuntimeUnavailable, match=r"^failed to sync Pods: 503"):
-        await world.services.deployment.sync(pool.pool_id)
+        await world.services.deployment.sync(pool.pool_id, by="t")
 
 
 async def test_a_dry_run_answers_in_the_clusters_words(world: World) -> None:
@@ -88,7 +88,7 @@ async def test_rotating_the_secrets_token_rebuilds_the_pods_then_revokes_the_old
     world: World,
 ) -> None:
     pool = await world.pool(min_replicas=1)
-    (old_pod,) = (await world.services.deployment.sync(pool.pool_id)).created
+    (old_pod,) = (await world.services.deployment.sync(pool.pool_id, by="t")).created
     old_name = (await world.services.pools.get(pool.pool_id)).agent_token
     assert old_name is not None
     old_value = world.runtime.tokens[pool.pool_id]
@@ -130,7 +130,7 @@ async def test_a_token_handed_out_by_hand_gets_a_successor_shown_once(world: Wor
 
 async def test_a_rotation_the_runtime_refuses_leaves_the_token_in_place(world: World) -> None:
     pool = await world.pool(min_replicas=0)
-    await world.services.deployment.sync(pool.pool_id)
+    await world.services.deployment.sync(pool.pool_id, by="t")
     name = (await world.services.pools.get(pool.pool_id)).agent_token
     assert name is not None
     world.runtime.fail("write_token")
@@ -144,13 +144,15 @@ async def test_deleting_a_pool_deletes_its_pods_and_secret_but_not_while_work_is
     world: World,
 ) -> None:
     pool = await world.pool(min_replicas=2)
-    created = (await world.services.deployment.sync(pool.pool_id)).created
+    created = (await world.services.deployment.sync(pool.pool_id, by="t")).created
     await world.services.tasks.submit(TaskSubmit(pool_id=pool.pool_id, command="true"), by="t")
     with pytest.raises(Conflict, match="still has 1 tasks queued"):
-        await world.services.removal.remove(pool.pool_id, force=False)
+        await world.services.removal.remove(pool.pool_id, force=False, by="t")
     assert sorted(world.runtime.of(pool.pool_id)) == sorted(created)
 
-    assert sorted(await world.services.removal.remove(pool.pool_id, force=True)) == sorted(created)
+    assert sorted(await world.services.removal.remove(pool.pool_id, force=True, by="t")) == sorted(
+        created
+    )
     assert world.runtime.of(pool.pool_id) == []
     assert pool.pool_id not in world.runtime.tokens
     with pytest.raises(NotFound):
@@ -159,9 +161,9 @@ async def test_deleting_a_pool_deletes_its_pods_and_secret_but_not_while_work_is
 
 async def test_a_pool_whose_pods_cannot_be_deleted_stays(world: World) -> None:
     pool = await world.pool(min_replicas=1)
-    (pod,) = (await world.services.deployment.sync(pool.pool_id)).created
+    (pod,) = (await world.services.deployment.sync(pool.pool_id, by="t")).created
     world.runtime.fail("delete_pod")
     with pytest.raises(RuntimeUnavailable, match="was not deleted: removing its Pods failed"):
-        await world.services.removal.remove(pool.pool_id, force=False)
+        await world.services.removal.remove(pool.pool_id, force=False, by="t")
     assert (await world.services.pools.get(pool.pool_id)).pool_id == pool.pool_id
     assert (await world.pods(pool.pool_id))[pod].state is PodState.starting

@@ -163,6 +163,7 @@ class ServerProcess:
     log: Path
     port: int
     env: dict[str, str]
+    errors: Path | None = None  # standard error in a file of its own (default: in ``log``)
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @classmethod
@@ -173,11 +174,13 @@ class ServerProcess:
         *,
         port: int | None = None,
         extra_env: Mapping[str, str] | None = None,
+        errors: Path | None = None,
     ) -> Self:
         """Not started yet (``start_again`` starts it); ``settings.public_url`` should name
         ``port`` when agents are to reach it."""
         port = port or free_port()
-        return cls(settings, log, port, {**settings_env(settings), **(extra_env or {})})
+        env = {**settings_env(settings), **(extra_env or {})}
+        return cls(settings, log, port, env, errors)
 
     def started(self) -> Self:
         """Started (returns once it answers ``/readyz``)."""
@@ -202,12 +205,18 @@ class ServerProcess:
 
     def start_again(self, ready_seconds: float = READY_SECONDS) -> None:
         """Start the process (the first time, or after ``kill`` on the same port and data)."""
-        with self.log.open("ab") as out:
+        with contextlib.ExitStack() as files:
+            out = files.enter_context(self.log.open("ab"))
+            err = (
+                subprocess.STDOUT
+                if self.errors is None
+                else files.enter_context(self.errors.open("ab"))
+            )
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "slotpool.cli", "server", "--port", str(self.port)],
                 env=self.env,
                 stdout=out,
-                stderr=subprocess.STDOUT,
+                stderr=err,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl-C reaches the harness, which ends it
             )
@@ -275,9 +284,12 @@ def server_process(
     port: int | None = None,
     extra_env: Mapping[str, str] | None = None,
     grace: float = 10.0,
+    errors: Path | None = None,
 ) -> Iterator[ServerProcess]:
     """A started ``ServerProcess``, stopped (``grace``: see ``stop``) on the way out."""
-    server = ServerProcess.of(settings, log, port=port, extra_env=extra_env).started()
+    server = ServerProcess.of(
+        settings, log, port=port, extra_env=extra_env, errors=errors
+    ).started()
     try:
         yield server
     finally:

@@ -8,9 +8,9 @@ one stops at once (running steps are killed), for an operator who cannot wait.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
-import sys
 from collections.abc import Mapping
 
 import structlog
@@ -35,7 +35,7 @@ def main(environ: Mapping[str, str] | None = None) -> int:
         config = AgentConfig.from_env(env)
     except ConfigError as exc:
         # Like a bad token, a bad environment will not fix itself: no restart loop helps.
-        print(f"slotpool agent: {exc}", file=sys.stderr)
+        logs.announce(f"slotpool agent: {exc}", level=logging.ERROR)
         return EXIT_UNAUTHORIZED
     if environ is None:
         forget(os.environ, *SECRETS)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import sys
+import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from slotpool import __version__
 from slotpool.api import errors, ui
+from slotpool.api.access import AccessLog
 from slotpool.api.deps import Services
 from slotpool.api.docs import serve_docs
 from slotpool.api.middleware import RequestSizeLimit, SecurityHeaders
@@ -33,6 +34,7 @@ from slotpool.controller.assembly import PoolController
 from slotpool.controller.sweeper import Sweeper, stop
 from slotpool.domain.config import PoolType
 from slotpool.hardening import private_directory
+from slotpool.logs import announce
 from slotpool.runtime.agent_python import AgentPythonError, agent_interpreter
 from slotpool.runtime.base import PodRuntime, RuntimeRegistry
 from slotpool.runtime.kubernetes import KubernetesRuntime
@@ -69,11 +71,10 @@ KUBERNETES_OFF = (
 def announce_admin_token(token: str) -> None:
     """Shown once: only its hash is kept."""
     line = "=" * 72
-    print(
+    announce(
         f"{line}\nslotpool generated the admin token (shown only this once, stored hashed):\n\n"
         f"    {token}\n\nexport SLOTPOOL_ADMIN_TOKEN={token}\n{line}",
-        file=sys.stderr,
-        flush=True,
+        level=logging.WARNING,
     )
 
 
@@ -102,7 +103,9 @@ def local_runtime(settings: Settings) -> LocalRuntime:
         try:
             python = agent_interpreter(user.uid, user.gid, python)
         except AgentPythonError as exc:  # every launch fails with the same reason, in the pool
-            print(f"slotpool: local agents cannot start as {user.name}: {exc}", file=sys.stderr)
+            announce(
+                f"slotpool: local agents cannot start as {user.name}: {exc}", level=logging.ERROR
+            )
     return LocalRuntime(base, user=user, python=python)
 
 
@@ -259,9 +262,11 @@ def create_app(
     )
     serve_docs(app)
     errors.install(app)
-    # The last added runs first: headers on every answer, the 413 included.
+    # The last added runs first: headers on every answer, the 413 included, and an access
+    # line for every request, the refused ones included.
     app.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(AccessLog, mode=settings.access_log)
     routers = (
         health,
         metrics,

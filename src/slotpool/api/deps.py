@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from slotpool.api import access
 from slotpool.controller.assembly import PoolController
 from slotpool.services.agents import AgentService
 from slotpool.services.auth import AdminAuth
@@ -23,7 +24,7 @@ from slotpool.services.pools import PoolService
 from slotpool.services.rotation import TokenRotation
 from slotpool.services.stats import StatsService
 from slotpool.services.tasks import TaskService
-from slotpool.services.tokens import AgentCaller, TokenService
+from slotpool.services.tokens import AgentCaller, RegisteredAgent, TokenService
 from slotpool.settings import Settings
 
 
@@ -72,7 +73,9 @@ async def admin(
 ) -> str:
     """Authenticates the caller; returns the actor name recorded in audit fields."""
     token = credentials.credentials if credentials else None
-    return await _services(request).auth.authenticate(token)
+    name = await _services(request).auth.authenticate(token)
+    access.identify(f"admin:{name}")
+    return name
 
 
 async def expected_revision(
@@ -96,7 +99,14 @@ async def agent(
     """Authenticates an agent by its pool token or its credential (401); what it may reach is
     checked per call (403)."""
     token = credentials.credentials if credentials else None
-    return await _services(request).tokens.authenticate(token)
+    caller = await _services(request).tokens.authenticate(token)
+    if isinstance(caller, RegisteredAgent):
+        access.identify(
+            f"agent:{caller.pool_id}/{caller.name}", pool=caller.pool_id, pod=caller.name
+        )
+    else:
+        access.identify(f"pool-token:{caller.pool_id}/{caller.token_name}", pool=caller.pool_id)
+    return caller
 
 
 Admin = Annotated[str, Depends(admin)]

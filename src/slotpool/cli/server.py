@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import logging
 import os
 import secrets
 import shlex
@@ -50,7 +51,7 @@ def server(
     ] = True,
 ) -> None:
     """Run the control plane (REST API and OpenAPI at /docs)."""
-    from slotpool.logs import configure_logging
+    from slotpool.logs import announce, configure_logging
     from slotpool.settings import Settings
     from slotpool.store.migrate import upgrade
 
@@ -59,7 +60,11 @@ def server(
     configure_logging(level=settings.log_level, log_format=settings.log_format)
     if run_migrations:
         upgrade(settings.database_url)
-    err.print(f"slotpool {__version__} listening on http://{host}:{port} (API docs at /docs)")
+    announce(
+        f"slotpool {__version__} listening on http://{host}:{port} (API docs at /docs)",
+        version=__version__,
+        url=f"http://{host}:{port}",
+    )
     _warn_of_reach(settings)
     _serve(settings, host, port)
 
@@ -80,20 +85,24 @@ def _serve(settings: Any, host: str, port: int) -> None:
                 stopping()
             super().handle_exit(sig, frame)
 
+    # uvicorn's loggers write through the handler of ``logs.configure_logging`` (its own
+    # log_config would install plain-text handlers); the access lines are ``api.access``'s.
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)
     Server(config).run()
 
 
 def _warn_of_reach(settings: Any) -> None:
     """Say plainly what a task of a local pool can reach, where it is more than its own."""
+    from slotpool.logs import announce
     from slotpool.runtime.local import AgentUserError, agent_user
 
     older = settings.older_database()
     if older is not None:
-        err.print(
+        announce(
             f"warning: the database in use is {older}, where older versions kept it: move it "
             f"(with its -wal and -shm files) into SLOTPOOL_DATA_DIR ({settings.data_dir}), or "
-            "set SLOTPOOL_DATABASE_URL to it"
+            "set SLOTPOOL_DATABASE_URL to it",
+            level=logging.WARNING,
         )
     if not settings.local_runtime:
         return
@@ -102,10 +111,11 @@ def _warn_of_reach(settings: Any) -> None:
     except AgentUserError:
         return  # the server refuses to start and says why
     if as_user is None:
-        err.print(
+        announce(
             f"warning: tasks of local pools run as this server's user ({getpass.getuser()}) and "
             "can read all it can: the database, every local pool's token, the data directory "
-            "(run the server as root to run them as an unprivileged user, or use k8s pools)"
+            "(run the server as root to run them as an unprivileged user, or use k8s pools)",
+            level=logging.WARNING,
         )
 
 
@@ -168,7 +178,7 @@ def up(
     """Everything on this machine in one command: an SQLite database, the server, a local pool
     named demo (agent processes on this host) if there is no pool yet, and the admin token."""
     from slotpool.cli.common import ADMIN_TOKEN_FILE
-    from slotpool.logs import configure_logging
+    from slotpool.logs import announce, configure_logging
     from slotpool.settings import Settings
     from slotpool.store.migrate import upgrade
 
@@ -182,12 +192,11 @@ def up(
     configure_logging(level=settings.log_level, log_format=settings.log_format)
     upgrade(settings.database_url)
     asyncio.run(_ensure_demo_pool(settings))
-    err.print(
+    announce(
         f"\nslotpool {__version__} is up at {url} (API docs: {url}/docs)\n"
         f"admin token: {token}\n\n"
         f"try:  {this_command()} tasks submit{url_option} --pool {DEMO_POOL} --follow -- "
-        "echo hello\n" + activate_hint(),
-        soft_wrap=True,
+        "echo hello\n" + activate_hint()
     )
     _warn_of_reach(settings)
     _serve(settings, host, port)

@@ -15,8 +15,9 @@ server stopping) starts no agent any more and stops every agent it has; agents o
 crashed go on, and its next start finds them.
 
 What an agent can reach: it gets a minimal environment (``PATH``, ``LANG``/``LC_*``, ``TZ``, a
-``HOME``, the ``PYTHONPATH`` that finds slotpool, then the spec's variables), never the
-server's (its database URL, cloud credentials, admin token). When the server runs as root, agents
+``HOME``, the ``PYTHONPATH`` that finds slotpool, the server's ``SLOTPOOL_LOG_FORMAT`` and
+``SLOTPOOL_LOG_LEVEL``, then the spec's variables), never the server's (its database URL, cloud
+credentials, admin token). When the server runs as root, agents
 (and so their steps) run as an unprivileged user (``AgentUser``, ``nobody`` by default) with no
 supplementary groups, in a work directory of their own outside the runtime's directories, which,
 like every file of the server, they cannot read. Run by an ordinary user, agents are that user:
@@ -67,7 +68,10 @@ POLL_SECONDS = 0.05
 # Only pods whose slots are all idle are deleted: their agent exits at once on SIGTERM.
 DELETE_GRACE_SECONDS = 10.0
 DEFAULT_AGENT_USER = "nobody"  # when the server runs as root
-PASSED_ON = frozenset({"PATH", "LANG", "LANGUAGE", "TZ"})  # and every LC_*: nothing secret
+# And every LC_*: nothing secret. The log settings too: a local agent logs as its server does.
+PASSED_ON = frozenset(
+    {"PATH", "LANG", "LANGUAGE", "TZ", "SLOTPOOL_LOG_FORMAT", "SLOTPOOL_LOG_LEVEL"}
+)
 SHUTTING_DOWN = "the server is shutting down: it starts no agent any more"
 
 

@@ -15,8 +15,7 @@ import secrets
 from collections.abc import Callable
 from datetime import datetime
 
-import structlog
-
+from slotpool.domain.audit import AuditEntry
 from slotpool.domain.errors import Issue
 from slotpool.domain.tokens import (
     CONFIGURED_ADMIN_TOKEN,
@@ -30,8 +29,6 @@ from slotpool.services.tokens import TOUCH_INTERVAL
 from slotpool.settings import Settings
 from slotpool.store.errors import Conflict as StoreConflict
 from slotpool.store.uow import Store
-
-log = structlog.get_logger(__name__)
 
 ADMIN_TOKEN_PREFIX = "spa_"
 FIRST_TOKEN = "initial"  # the one generated on first start when none is configured
@@ -90,7 +87,11 @@ class AdminAuth:
                 await uow.admin_tokens.add(token, token_hash=digest(value))
             except StoreConflict as exc:
                 raise Conflict(str(exc)) from None
-        log.info("admin token created", token=name, by=by, expires_at=_when(expires_at))
+            uow.audit(
+                AuditEntry(
+                    "admin_token.create", by, {"token": name, "expires_at": _when(expires_at)}
+                )
+            )
         return token, value
 
     async def tokens(self) -> list[AdminToken]:
@@ -126,8 +127,8 @@ class AdminAuth:
                 )
             await uow.admin_tokens.revoke(name, now=now)
             revoked = await uow.admin_tokens.by_name(name)
+            uow.audit(AuditEntry("admin_token.revoke", by, {"token": name}))
         assert revoked is not None
-        log.info("admin token revoked", token=name, by=by)
         return revoked
 
     async def authenticate(self, token: str | None) -> str:

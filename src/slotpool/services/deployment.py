@@ -13,6 +13,7 @@ from typing import Any
 import structlog
 
 from slotpool.domain.agent_spec import POOL_LABEL, AgentSpec
+from slotpool.domain.audit import AuditEntry
 from slotpool.domain.config import PoolConfig, PoolType
 from slotpool.domain.errors import Issue
 from slotpool.domain.pools import Pool
@@ -22,6 +23,7 @@ from slotpool.services.no_pods import NoPods
 from slotpool.services.pools import PoolService, Preview
 from slotpool.services.ports import PoolPasses, RuntimeFailed, SyncReport
 from slotpool.services.runtimes import PoolRuntimes
+from slotpool.store.uow import write_audit
 
 log = structlog.get_logger(__name__)
 REBUILD_FAILED = "K8s config updated but failed to rebuild idle pods: {}"
@@ -80,13 +82,17 @@ class DeploymentService:
             )
         return report
 
-    async def sync(self, pool_id: str) -> SyncReport:
+    async def sync(self, pool_id: str, *, by: str) -> SyncReport:
         """A full pass now, the Secret checked whatever the last check said."""
         pool = await self._pools.get(pool_id)
         try:
-            return await self._pass(pool, check_secret=True)
+            report = await self._pass(pool, check_secret=True)
         except RuntimeFailed as exc:
             raise RuntimeUnavailable(f"failed to sync Pods: {exc}") from exc
+        # The pass wrote what it did in units of work of its own: the request is audited here.
+        target = {"pool_id": pool.pool_id, "pool_name": pool.name}
+        write_audit(AuditEntry("pool.sync", by, target))
+        return report
 
     async def _pass(self, pool: Pool, *, check_secret: bool) -> SyncReport:
         self._runtimes.for_pool(pool)  # refused at once where this server keeps no Pods

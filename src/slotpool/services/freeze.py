@@ -70,8 +70,12 @@ class FreezeService:
         self, pool_id: str, schedule: FreezeSchedule, *, by: str, replace: bool
     ) -> FreezeSchedule:
         now = self._clock()
+        action = "freeze_window.replace" if replace else "freeze_window.add"
         async with self._store.unit_of_work() as uow:
-            pool = await edit_pool(uow, pool_id, by=by, now=now)  # first: the windows as now
+            # First: the windows as now.
+            pool = await edit_pool(
+                uow, pool_id, action=action, by=by, now=now, audited={"window_id": schedule.id}
+            )
             schedules = list(pool.freeze_schedules)
             ids = [s.id for s in schedules]
             if replace and schedule.id not in ids:
@@ -89,7 +93,15 @@ class FreezeService:
     async def remove(self, pool_id: str, schedule_id: str, *, by: str) -> None:
         now = self._clock()
         async with self._store.unit_of_work() as uow:
-            pool = await edit_pool(uow, pool_id, by=by, now=now)  # first: the windows as now
+            # First: the windows as now.
+            pool = await edit_pool(
+                uow,
+                pool_id,
+                action="freeze_window.remove",
+                by=by,
+                now=now,
+                audited={"window_id": schedule_id},
+            )
             kept = [s for s in pool.freeze_schedules if s.id != schedule_id]
             if len(kept) == len(pool.freeze_schedules):
                 raise NotFound(f"freeze schedule {schedule_id} not found in {pool_id}")
@@ -116,7 +128,15 @@ class FreezeService:
                 "one_time_unfreeze_at": now,
                 "one_time_unfreeze_note": note,
             }
-            updated = await edit_pool(uow, pool_id, by=by, now=now, **fields)
+            updated = await edit_pool(
+                uow,
+                pool_id,
+                action="pool.unfreeze",
+                by=by,
+                now=now,
+                audited={"until": until.isoformat(timespec="seconds")},
+                **fields,
+            )
             uow.signal(Signal.pool(pool_id))  # the controller acts on the windows now
         return self.state(updated, now)
 
@@ -138,6 +158,8 @@ class FreezeService:
             "one_time_unfreeze_note": None,
         }
         async with self._store.unit_of_work() as uow:
-            updated = await edit_pool(uow, pool_id, by=by, now=now, **fields)
+            updated = await edit_pool(
+                uow, pool_id, action="pool.unfreeze.cancel", by=by, now=now, **fields
+            )
             uow.signal(Signal.pool(pool_id))  # the controller acts on the windows now
         return self.state(updated, now)

@@ -11,16 +11,13 @@ In a static pool nothing deletes the agent: it is told to take no new work (the 
 
 from __future__ import annotations
 
-import structlog
-
 from slotpool.clock import Clock
+from slotpool.domain.audit import AuditEntry
 from slotpool.domain.pods import Pod
 from slotpool.domain.signals import Signal
 from slotpool.services.errors import NotFound
 from slotpool.services.pools import require_pool
 from slotpool.store.uow import Store
-
-log = structlog.get_logger(__name__)
 
 
 class PodDrain:
@@ -42,8 +39,7 @@ class PodDrain:
             drained = await uow.pods.drain(pod.id, by=by, reason=reason, now=now)
             if drained:
                 uow.signal(Signal.pool(pool_id), Signal.pod(pod.id))
+                uow.audit(AuditEntry("pod.drain", by, {"pool_id": pool_id, "pod": name}))
             now_pod = await uow.pods.get(pod.id)
         assert now_pod is not None  # read in the same transaction
-        if drained:
-            log.info("pod drained on request", pool_id=pool_id, pod=name, by=by)
         return now_pod

@@ -33,7 +33,7 @@ class PoolRemoval:
         self._locks = locks
         self._passes = passes
 
-    async def remove(self, pool_id: str, *, force: bool) -> list[str]:
+    async def remove(self, pool_id: str, *, force: bool, by: str) -> list[str]:
         """Delete the pool with its Pods and token Secret. Refused while it has work that has
         not ended (queued, running or awaiting approval), unless ``force``. Returns the Pods
         deleted."""
@@ -47,7 +47,7 @@ class PoolRemoval:
             )
         async with self._locks.of(pool_id):
             deleted = await self._delete_pods(pool)
-            await self._pools.delete(pool_id)
+            await self._pools.delete(pool_id, by=by)
         self._passes.forget(pool_id)
         log.info("pool deleted", pool_id=pool_id, pods=deleted, forced=force and bool(open_work))
         return deleted

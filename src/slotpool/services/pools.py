@@ -9,6 +9,7 @@ from typing import Any
 
 from slotpool.clock import Clock
 from slotpool.domain.agent_spec import AgentSpec, PodContext, agent_spec, pod_config_hash
+from slotpool.domain.audit import AuditEntry
 from slotpool.domain.config import PoolConfig, PoolType, check_config, stored_form
 from slotpool.domain.errors import ConfigInvalid
 from slotpool.domain.freeze import FreezeSchedule
@@ -60,19 +61,37 @@ def check_revision(pool: Pool, expected: int | None) -> None:
         raise stale(pool.pool_id, pool.revision, expected)
 
 
+def audit_pool(
+    uow: UnitOfWork,
+    action: str,
+    pool: Pool,
+    *,
+    by: str,
+    before: int | None,
+    after: int | None,
+    **target: str | list[str] | None,
+) -> None:
+    """The audit line of a change of ``pool`` (written once the unit of work commits)."""
+    named = {"pool_id": pool.pool_id, "pool_name": pool.name, **target}
+    uow.audit(AuditEntry(action, by, named, revision_before=before, revision_after=after))
+
+
 async def edit_pool(
     uow: UnitOfWork,
     pool_id: str,
     *,
+    action: str,
     by: str,
     now: datetime,
     expected_revision: int | None = None,
+    audited: dict[str, str | list[str] | None] | None = None,
     **fields: Any,
 ) -> Pool:
     """Every edit of a pool starts here: one conditional UPDATE moves its revision by one (only
     from ``expected_revision``, when given: 412 otherwise) and sets ``fields``. Whatever else the
     edit changes (its windows) is read from the pool this returns, which nobody else can edit
-    until the unit of work ends."""
+    until the unit of work ends. Its audit line (``action``, by whom, the revision before and
+    after, and what ``audited`` adds) is written here too, once the unit of work commits."""
     try:
         pool = await uow.pools.update(
             pool_id, by=by, now=now, expected_revision=expected_revision, **fields
@@ -84,6 +103,9 @@ async def edit_pool(
         raise stale(pool_id, exc.current, expected_revision) from None
     if pool is None:
         raise NotFound(f"agent pool {pool_id} not found")
+    audit_pool(
+        uow, action, pool, by=by, before=pool.revision - 1, after=pool.revision, **(audited or {})
+    )
     return pool
 
 
@@ -168,7 +190,9 @@ class PoolService:
                     new.pool_id, with_schedule_ids(config.freeze_schedules), now=new.now
                 )
             uow.signal(Signal.pool_config(new.pool_id))  # its controller starts now if it can run
-            return await require_pool(uow, new.pool_id)
+            pool = await require_pool(uow, new.pool_id)
+            audit_pool(uow, "pool.create", pool, by=by, before=None, after=pool.revision)
+            return pool
 
     async def update(
         self, pool_id: str, *, changes: dict[str, str], by: str, expected_revision: int | None
@@ -177,16 +201,20 @@ class PoolService:
             return await edit_pool(
                 uow,
                 pool_id,
+                action="pool.rename" if "name" in changes else "pool.edit",
                 by=by,
                 now=self._clock(),
                 expected_revision=expected_revision,
+                audited={"fields": sorted(changes)},
                 **changes,
             )
 
-    async def delete(self, pool_id: str) -> None:
+    async def delete(self, pool_id: str, *, by: str) -> None:
         async with self._store.unit_of_work() as uow:
+            pool = await require_pool(uow, pool_id)
             if not await uow.pools.delete(pool_id):
                 raise NotFound(f"agent pool {pool_id} not found")
+            audit_pool(uow, "pool.delete", pool, by=by, before=pool.revision, after=None)
 
     async def save_config(
         self, pool_id: str, config: PoolConfig, *, by: str, expected_revision: int | None
@@ -200,6 +228,7 @@ class PoolService:
             saved = await edit_pool(
                 uow,
                 pool_id,
+                action="pool.config.save",
                 by=by,
                 now=now,
                 expected_revision=expected_revision,

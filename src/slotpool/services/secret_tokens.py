@@ -20,7 +20,7 @@ from slotpool.domain.scaling import Observation
 from slotpool.runtime.base import PodRuntime
 from slotpool.services.errors import Unauthorized
 from slotpool.services.ids import new_token_id
-from slotpool.services.tokens import TokenService
+from slotpool.services.tokens import TokenService, token_audit
 from slotpool.store.uow import Store, UnitOfWork
 
 log = structlog.get_logger(__name__)
@@ -78,6 +78,10 @@ class SecretTokens:
                 token_generation=pool.token_generation + 1,
                 rotating_from=old if old is not None else pool.rotating_from,
             )
+            rotated = token_audit(
+                "pool_token.rotate", pool.pool_id, old or "", by=by, successor=new
+            )
+            uow.audit(rotated)
             await uow.events.add(pool.pool_id, [_rotated(old, new, now + overlap, by)], now=now)
         return new
 

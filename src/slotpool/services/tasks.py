@@ -8,6 +8,7 @@ from datetime import datetime
 
 from slotpool.clock import Clock
 from slotpool.domain import transitions
+from slotpool.domain.audit import AuditEntry
 from slotpool.domain.errors import Issue
 from slotpool.domain.signals import Signal
 from slotpool.domain.tasks import FINAL, LogEntry, Task, TaskStatus, TaskSubmit
@@ -37,6 +38,13 @@ class LogPage:
     @property
     def text(self) -> str:
         return "".join(chunk.data for chunk in self.chunks)
+
+
+def task_audit(action: str, task: Task, *, by: str) -> AuditEntry:
+    """The audit entry of a change of ``task`` as it was before (never its environment: names
+    and ids only)."""
+    target = {"task_id": task.id, "task_name": task.name, "pool_id": task.pool_id}
+    return AuditEntry(action, by, {**target, "status": task.status.value})
 
 
 async def require_task(uow: UnitOfWork, task_id: str) -> Task:
@@ -92,6 +100,7 @@ class TaskService:
                 )
             task = await uow.tasks.add(new_task_row(body, by=by, now=self._clock()))
             uow.signal(Signal.pool(task.pool_id))  # demand changed: the controller looks
+            uow.audit(task_audit("task.submit", task, by=by))
         if await self._dispatcher.dispatch(task.pool_id):
             return await self.get(task.id)  # it may have been started: the answer says so
         if task.status is TaskStatus.queued and await self._explain_no_pods(task.pool_id):
@@ -155,6 +164,7 @@ class TaskService:
             if change is None or not await uow.apply(change):
                 current = await require_task(uow, task_id)  # it may have moved on since read
                 raise Conflict(f"task {task_id} is {current.status}, not awaiting_approval")
+            uow.audit(task_audit("task.approve", task, by=by))
         if task.pod_id is None:  # back in the queue: it may start now
             await self._dispatcher.dispatch(task.pool_id)
             await self._explain_no_pods(task.pool_id)
@@ -187,5 +197,6 @@ class TaskService:
             if change is None:
                 raise Conflict(f"task {task_id} has already ended: {task.status}")
             if await uow.apply(change):
+                uow.audit(task_audit("task.cancel", task, by=by))
                 return task
         raise Conflict(f"task {task_id} kept changing while being cancelled: try again")

@@ -15,6 +15,7 @@ from typing import TypeAlias
 
 from slotpool.clock import Clock
 from slotpool.domain.agent_identity import CREDENTIAL_PREFIX
+from slotpool.domain.audit import AuditEntry
 from slotpool.domain.errors import Issue
 from slotpool.domain.events import NewEvent, Outcome
 from slotpool.domain.tokens import TOKEN_PREFIX, PoolToken, TokenStatus, token_digest
@@ -23,7 +24,7 @@ from slotpool.services.ids import new_token_id
 from slotpool.services.pools import require_pool
 from slotpool.store.errors import Conflict as StoreConflict
 from slotpool.store.tokens import PoolTokenRepository
-from slotpool.store.uow import Store
+from slotpool.store.uow import Store, UnitOfWork
 
 # last_used_at is written at most this often per token; agents call every few seconds.
 TOUCH_INTERVAL = timedelta(seconds=60)
@@ -38,6 +39,11 @@ def _revoked_by(name: str, by: str) -> NewEvent:
         outcome=Outcome.done,
         inputs={"token": name, "by": by},
     )
+
+
+def token_audit(action: str, pool_id: str, name: str, *, by: str, **more: str) -> AuditEntry:
+    """The audit entry of a change of a pool's token (named, never its value)."""
+    return AuditEntry(action, by, {"pool_id": pool_id, "token": name, **more})
 
 
 def secret_token_message(pool_id: str, name: str) -> str:
@@ -91,6 +97,15 @@ class TokenService:
         self, pool_id: str, *, name: str, expires_at: datetime | None, by: str
     ) -> tuple[PoolToken, str]:
         """Returns the token's record and its value, which is never available again."""
+        token, value = self._new(pool_id, name=name, expires_at=expires_at, by=by)
+        async with self._store.unit_of_work() as uow:
+            await self._add(uow, token, value)
+            uow.audit(token_audit("pool_token.create", pool_id, name, by=by))
+        return token, value
+
+    def _new(
+        self, pool_id: str, *, name: str, expires_at: datetime | None, by: str
+    ) -> tuple[PoolToken, str]:
         now = self._clock()
         if expires_at is not None and expires_at <= now:
             raise Invalid("nothing was saved", [Issue("expires_at", "must be in the future")])
@@ -105,13 +120,15 @@ class TokenService:
             revoked_at=None,
             last_used_at=None,
         )
-        async with self._store.unit_of_work() as uow:
-            await require_pool(uow, pool_id)
-            try:
-                await uow.pool_tokens.add(token, token_hash=token_digest(value))
-            except StoreConflict as exc:
-                raise Conflict(str(exc)) from None
         return token, value
+
+    @staticmethod
+    async def _add(uow: UnitOfWork, token: PoolToken, value: str) -> None:
+        await require_pool(uow, token.pool_id)
+        try:
+            await uow.pool_tokens.add(token, token_hash=token_digest(value))
+        except StoreConflict as exc:
+            raise Conflict(str(exc)) from None
 
     async def rotate(
         self, pool_id: str, name: str, *, overlap: timedelta, by: str
@@ -124,11 +141,14 @@ class TokenService:
         if old.status(self._clock()) is not TokenStatus.active:
             raise Conflict(f"token {name} is {old.status(self._clock())}: nothing to rotate")
         base = name[:58].rstrip("-")
-        successor = f"{base}-{secrets.token_hex(2)}"
-        new, value = await self.create(pool_id, name=successor, expires_at=None, by=by)
+        new, value = self._new(
+            pool_id, name=f"{base}-{secrets.token_hex(2)}", expires_at=None, by=by
+        )
         async with self._store.unit_of_work() as uow:
+            await self._add(uow, new, value)
             await uow.pool_tokens.expire(old.id, at=self._clock() + overlap)
             expiring = await uow.pool_tokens.by_name(pool_id, name)
+            uow.audit(token_audit("pool_token.rotate", pool_id, name, by=by, successor=new.name))
         assert expiring is not None
         return expiring, new, value
 
@@ -145,6 +165,7 @@ class TokenService:
             if token.revoked_at is None:
                 await uow.pool_tokens.revoke(token.id, now=now)
                 await uow.events.add(pool_id, [_revoked_by(name, by)], now=now)
+                uow.audit(token_audit("pool_token.revoke", pool_id, name, by=by))
             revoked = await uow.pool_tokens.by_name(pool_id, name)
         assert revoked is not None
         return revoked

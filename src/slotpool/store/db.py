@@ -80,10 +80,16 @@ def apply_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     ensure_sqlite_file(url)
+    # Statements are logged when debugging (``logs``), never their values: a task's
+    # environment and token digests are among them.
     if backend(url) == "sqlite":
-        engine = create_async_engine(async_url(url))
+        engine = create_async_engine(async_url(url), hide_parameters=True)
         event.listen(engine.sync_engine, "connect", apply_sqlite_pragmas)
         return engine
     return create_async_engine(
-        async_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        async_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        hide_parameters=True,
     )

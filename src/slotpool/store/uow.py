@@ -3,6 +3,9 @@
 Services open a unit of work, call repositories (which only flush) and leave it; it commits on a
 clean exit and rolls back on an exception, so a refused request leaves nothing behind.
 
+An admin change is recorded with ``uow.audit(...)`` the same way: its audit line (logger
+``slotpool.audit``) is written once the transaction has committed, and never for a rolled-back one.
+
 What a change must tell others (a waiting agent, a log follower, the pool's controller) is said
 with ``uow.signal(...)`` beside the write, and handed to the store's subscribers only once the
 transaction has committed: a rolled-back change wakes nobody, and a committed one always does.
@@ -16,10 +19,12 @@ from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from functools import partial
 
+import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from slotpool import metrics
+from slotpool.domain.audit import AuditEntry
 from slotpool.domain.signals import Signal
 from slotpool.domain.tasks import FINAL
 from slotpool.domain.transitions import TaskChange
@@ -39,6 +44,14 @@ _HOLDING: ContextVar[bool] = ContextVar("slotpool_store_turn", default=False)
 
 Subscriber = Callable[[Sequence[Signal]], None]
 
+audit_log = structlog.get_logger("slotpool.audit")
+
+
+def write_audit(*entries: AuditEntry) -> None:
+    """The audit lines of changes that have been made."""
+    for entry in entries:
+        audit_log.info("admin change", **entry.fields())
+
 
 class UnitOfWork:
     def __init__(self, session: AsyncSession, backend: str) -> None:
@@ -53,6 +66,7 @@ class UnitOfWork:
         self.retention = RetentionRepository(session)
         self._signals: dict[Signal, None] = {}  # ordered, and each signal once
         self._committed: list[Callable[[], None]] = []
+        self.audited: list[AuditEntry] = []
 
     async def apply(self, change: TaskChange) -> bool:
         """The one gate for task and slot state: the change is applied if its condition still
@@ -75,6 +89,10 @@ class UnitOfWork:
     def signal(self, *signals: Signal) -> None:
         """Tell the subscribers once this unit of work has committed (duplicates are sent once)."""
         self._signals.update(dict.fromkeys(signals))
+
+    def audit(self, entry: AuditEntry) -> None:
+        """Write the audit line of this admin change once the unit of work has committed."""
+        self.audited.append(entry)
 
     @property
     def signals(self) -> list[Signal]:
@@ -101,6 +119,7 @@ class Store:
 
     def _publish(self, uow: UnitOfWork) -> None:
         uow.committed()
+        write_audit(*uow.audited)
         signals = uow.signals
         if signals:
             for subscriber in self._subscribers:

@@ -122,11 +122,11 @@ sync_router = APIRouter(prefix="/api/v1/agent-pools/{pool_id}", tags=["pods"])
 
 
 @sync_router.post("/sync-deployment", response_model=SyncOut)
-async def sync_deployment(pool_id: PoolId, services: ServicesDep, _: Admin) -> SyncOut:
+async def sync_deployment(pool_id: PoolId, services: ServicesDep, actor: Admin) -> SyncOut:
     """Ensure the token Secret, sync Pods from the runtime into the database (adopt, drop those
     gone), rebuild idle outdated Pods, create Pods up to min_replicas. (The path keeps the seed's
     name; slotpool never makes a Deployment.)"""
-    report = await services.deployment.sync(pool_id)
+    report = await services.deployment.sync(pool_id, by=actor)
     return sync_out("Pod configuration synced successfully", pool_id, report)
 
 

@@ -100,12 +100,12 @@ async def patch_pool(
 async def delete_pool(
     pool_id: PoolId,
     services: ServicesDep,
-    _: Admin,
+    actor: Admin,
     force: Annotated[
         bool,
         Query(description="Delete even while tasks are queued, run or await approval."),
     ] = False,
 ) -> Response:
     """Delete the pool, its Pods and its token Secret; 409 while it has open tasks."""
-    await services.removal.remove(pool_id, force=force)
+    await services.removal.remove(pool_id, force=force, by=actor)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from sqlalchemy import create_engine, inspect
 
-from slotpool.domain.config import PoolType, parse_config, stored_form
+from slotpool.domain.config import PoolConfig, PoolType, parse_config, stored_form
 from slotpool.domain.events import NewEvent, Outcome
 from slotpool.domain.freeze import FreezeSchedule
 from slotpool.store.db import sync_url
@@ -38,24 +38,22 @@ def test_migrations_go_up_from_empty_and_back(database_url: str) -> None:
     assert current_revision(database_url) == head_revision()
 
 
-def new_pool(pool_id: str, name: str, config: dict[str, object] | None = None) -> NewPool:
+def new_pool(pool_id: str, name: str, config: PoolConfig | None = None) -> NewPool:
     return NewPool(
         pool_id=pool_id,
         name=name,
         description="",
         pool_type=PoolType.k8s,
-        k8s_config=config,
+        config=config,
         by="test",
         now=NOW,
     )
 
 
 async def test_pool_round_trip_keeps_json_and_aware_times(store: Store) -> None:
-    config = stored_form(
-        parse_config(
-            {"image": "busybox", "resources": {"limits": {"cpu": "500m", "memory": "1Gi"}}},
-            pool_type=PoolType.k8s,
-        )
+    config = parse_config(
+        {"image": "busybox", "resources": {"limits": {"cpu": "500m", "memory": "1Gi"}}},
+        pool_type=PoolType.k8s,
     )
     async with store.unit_of_work() as uow:
         await uow.pools.add(new_pool("pool-aaaaaaaaaaaaaaaa", "a", config))
@@ -64,7 +62,7 @@ async def test_pool_round_trip_keeps_json_and_aware_times(store: Store) -> None:
     await store.close()
     assert pool is not None
     assert pool.config is not None
-    assert stored_form(pool.config) == config
+    assert stored_form(pool.config) == stored_form(config)
     assert pool.created_at == NOW
     assert pool.created_at.tzinfo is not None
 

@@ -387,9 +387,22 @@ def canonical_json(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def pod_fields(config: PoolConfig) -> str:
+    """The configuration's part of its config hash: its Pod fields (``POD_FIELDS``), defaults
+    applied, as canonical JSON. Stored with the pool (``agent_pools.pod_fields``) whenever its
+    configuration is saved, so reading a pool's hash takes no dump of its configuration."""
+    return canonical_json(config.model_dump(mode="json", include=set(POD_FIELDS)))
+
+
 def config_hash(config: PoolConfig, *, context: Mapping[str, str]) -> str:
     """Hash of everything that shapes the Pod: its fields with defaults applied, and the context
     (pool, control-plane URL, namespace) the builder puts into it. Same input, same hash."""
-    pod_part = config.model_dump(mode="json", include=set(POD_FIELDS))
-    payload = canonical_json({"config": pod_part, "context": dict(context)})
+    return config_hash_of(pod_fields(config), context=context)
+
+
+def config_hash_of(fields: str, *, context: Mapping[str, str]) -> str:
+    """``config_hash`` of the configuration whose ``pod_fields`` are ``fields``: the SHA-256 of
+    ``canonical_json({"config": <the Pod fields>, "context": context})``, spelled out so that
+    the stored fields are hashed as they are ("config" sorts before "context")."""
+    payload = f'{{"config":{fields},"context":{canonical_json(dict(context))}}}'
     return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -8,13 +8,13 @@ from datetime import datetime
 from typing import Any
 
 from slotpool.clock import Clock
-from slotpool.domain.agent_spec import AgentSpec, PodContext, agent_spec, pod_config_hash
+from slotpool.domain.agent_spec import AgentSpec, PodContext, agent_spec
 from slotpool.domain.audit import AuditEntry
-from slotpool.domain.config import PoolConfig, PoolType, check_config, stored_form
+from slotpool.domain.config import PoolConfig, PoolType, check_config
 from slotpool.domain.errors import ConfigInvalid
 from slotpool.domain.freeze import FreezeSchedule
 from slotpool.domain.manifest import pod_manifest
-from slotpool.domain.pools import Pool
+from slotpool.domain.pools import Pool, StoredConfig
 from slotpool.domain.signals import Signal
 from slotpool.services.errors import Conflict, Invalid, NotFound, PreconditionFailed
 from slotpool.services.ids import new_pool_id, new_schedule_id
@@ -149,8 +149,10 @@ class PoolService:
         )
 
     def config_hash(self, pool: Pool) -> str | None:
-        config = pool.effective_config()
-        return None if config is None else pod_config_hash(config, self.pod_context(pool))
+        """The config hash of the Pods this server builds for ``pool`` now (their
+        ``slotpool.io/config-hash``): the pool's stored Pod fields in this server's context,
+        no dump of its configuration."""
+        return pool.config_hash(self.pod_context(pool))
 
     async def list(self, *, limit: int, offset: int, name: str | None) -> tuple[list[Pool], int]:
         async with self._store.unit_of_work() as uow:
@@ -176,7 +178,7 @@ class PoolService:
             name=name,
             description=description,
             pool_type=pool_type,
-            k8s_config=None if config is None else stored_form(config),
+            config=config,
             by=by,
             now=self._clock(),
         )
@@ -232,7 +234,7 @@ class PoolService:
                 by=by,
                 now=now,
                 expected_revision=expected_revision,
-                k8s_config=stored_form(config),
+                config=StoredConfig.of(pool.pool_type, config),
             )
             if config.freeze_schedules is not None:
                 windows = with_schedule_ids(config.freeze_schedules, saved.freeze_schedules)

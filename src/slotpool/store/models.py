@@ -72,6 +72,11 @@ class AgentPoolRow(Base):
     pool_type: Mapped[str] = mapped_column(String(16))
     k8s_config: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument, nullable=True)
     revision: Mapped[int] = mapped_column(Integer, default=1)
+    # The configuration's Pod fields as hashed (domain.config.pod_fields), written with it; read
+    # as the pool's only while ``pod_fields_revision`` is the pool's revision (an edit by code
+    # that does not know these columns leaves them behind, and they are computed again).
+    pod_fields: Mapped[str | None] = mapped_column(Text, nullable=True)
+    pod_fields_revision: Mapped[int | None] = mapped_column(Integer, nullable=True)
     one_time_unfreeze_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     one_time_unfreeze_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     one_time_unfreeze_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -5,36 +5,48 @@ at all.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Row, case, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from slotpool.domain.config import PoolConfig, PoolType
-from slotpool.domain.freeze import FreezePolicy, FreezeSchedule
-from slotpool.domain.pools import OneTimeUnfreeze, Pool
+from slotpool.domain.freeze import FreezeSchedule
+from slotpool.domain.pools import OneTimeUnfreeze, Pool, StoredConfig, stored_pod_fields
+from slotpool.domain.trusted import trusted
 from slotpool.store.errors import Conflict, StaleRevision
 from slotpool.store.models import AgentPoolRow, FreezeScheduleRow, PoolSampleRow
 
+# A pool's or a window's columns: its ORM row, or a row of a plain select of its table.
+PoolColumns = AgentPoolRow | Row[Any]
+ScheduleColumns = FreezeScheduleRow | Row[Any]
+POOLS = AgentPoolRow.__table__
+SCHEDULES = FreezeScheduleRow.__table__
 
-def _schedule(row: FreezeScheduleRow) -> FreezeSchedule:
-    return FreezeSchedule(
-        id=row.id,
-        from_time=row.from_time,
-        to_time=row.to_time,
-        weekdays=list(row.weekdays),
-        timezone=row.timezone,
-        policy=FreezePolicy(row.policy),
-        note=row.note,
+
+# Rows are turned into domain objects without validating them again (``domain.trusted``): what
+# is stored was validated when it was saved, and reading it is every listing's work per pool.
+def _schedule(row: ScheduleColumns) -> FreezeSchedule:
+    return trusted(
+        FreezeSchedule,
+        {
+            "id": row.id,
+            "from_time": row.from_time,
+            "to_time": row.to_time,
+            "weekdays": list(row.weekdays),
+            "timezone": row.timezone,
+            "policy": row.policy,
+            "note": row.note,
+        },
     )
 
 
-def _pool(row: AgentPoolRow) -> Pool:
+def _pool(row: PoolColumns, schedules: Iterable[ScheduleColumns]) -> Pool:
     unfreeze = None
     if row.one_time_unfreeze_until is not None and row.one_time_unfreeze_at is not None:
         unfreeze = OneTimeUnfreeze(
@@ -43,13 +55,17 @@ def _pool(row: AgentPoolRow) -> Pool:
             at=row.one_time_unfreeze_at,
             note=row.one_time_unfreeze_note or "",
         )
+    pool_type = PoolType(row.pool_type)
+    config = None if row.k8s_config is None else trusted(PoolConfig, row.k8s_config)
+    current = row.pod_fields_revision == row.revision  # else an edit left them behind
     return Pool(
         pool_id=row.pool_id,
         name=row.name,
         description=row.description,
-        pool_type=PoolType(row.pool_type),
-        config=None if row.k8s_config is None else PoolConfig.model_validate(row.k8s_config),
-        freeze_schedules=tuple(_schedule(s) for s in row.freeze_schedules),
+        pool_type=pool_type,
+        config=config,
+        pod_fields=row.pod_fields if current else stored_pod_fields(pool_type, config),
+        freeze_schedules=tuple(_schedule(s) for s in schedules),
         unfreeze=unfreeze,
         revision=row.revision,
         created_by=row.created_by,
@@ -64,13 +80,17 @@ def _pool(row: AgentPoolRow) -> Pool:
     )
 
 
+def _pool_of(row: AgentPoolRow) -> Pool:
+    return _pool(row, row.freeze_schedules)
+
+
 @dataclass(frozen=True)
 class NewPool:
     pool_id: str
     name: str
     description: str
     pool_type: PoolType
-    k8s_config: dict[str, Any] | None
+    config: PoolConfig | None  # validated; None: none saved yet
     by: str
     now: datetime
 
@@ -83,22 +103,30 @@ class PoolRepository:
     async def list(
         self, *, limit: int, offset: int, name: str | None = None
     ) -> tuple[list[Pool], int]:
-        query = select(AgentPoolRow)
-        count = select(func.count()).select_from(AgentPoolRow)
+        """A page of pools by name, and how many there are. Read as plain rows (no ORM
+        objects: a listing changes nothing), their windows with one more statement."""
+        query = select(POOLS)
+        count = select(func.count()).select_from(POOLS)
         if name is not None:
-            query, count = (
-                query.where(AgentPoolRow.name == name),
-                count.where(AgentPoolRow.name == name),
+            query, count = query.where(POOLS.c.name == name), count.where(POOLS.c.name == name)
+        rows = (
+            await self._session.execute(query.order_by(POOLS.c.name).limit(limit).offset(offset))
+        ).all()
+        windows: dict[str, list[Row[Any]]] = {row.pool_id: [] for row in rows}
+        if windows:
+            found = await self._session.execute(
+                select(SCHEDULES)
+                .where(SCHEDULES.c.pool_id.in_(list(windows)))
+                .order_by(SCHEDULES.c.pool_id, SCHEDULES.c.position)
             )
-        rows = await self._session.scalars(
-            query.order_by(AgentPoolRow.name).limit(limit).offset(offset)
-        )
+            for window in found:
+                windows[window.pool_id].append(window)
         total = await self._session.scalar(count)
-        return [_pool(row) for row in rows], int(total or 0)
+        return [_pool(row, windows[row.pool_id]) for row in rows], int(total or 0)
 
     async def get(self, pool_id: str) -> Pool | None:
         row = await self._row(pool_id)
-        return None if row is None else _pool(row)
+        return None if row is None else _pool_of(row)
 
     async def exists(self, pool_id: str) -> bool:
         """One indexed lookup, without loading the pool (the path of every task submission)."""
@@ -109,15 +137,18 @@ class PoolRepository:
 
     async def get_by_name(self, name: str) -> Pool | None:
         row = await self._session.scalar(select(AgentPoolRow).where(AgentPoolRow.name == name))
-        return None if row is None else _pool(row)
+        return None if row is None else _pool_of(row)
 
     async def add(self, new: NewPool) -> Pool:
+        config = StoredConfig.of(new.pool_type, new.config)
         row = AgentPoolRow(
             pool_id=new.pool_id,
             name=new.name,
             description=new.description,
             pool_type=new.pool_type.value,
-            k8s_config=new.k8s_config,
+            k8s_config=config.document,
+            pod_fields=config.pod_fields,
+            pod_fields_revision=1,
             revision=1,
             created_by=new.by,
             created_at=new.now,
@@ -128,7 +159,7 @@ class PoolRepository:
         self._session.add(row)
         await self._flush(f"a pool named {new.name!r} already exists")
         self._rows[row.pool_id] = row
-        return _pool(row)
+        return _pool_of(row)
 
     async def update(
         self,
@@ -137,43 +168,67 @@ class PoolRepository:
         by: str,
         now: datetime,
         expected_revision: int | None = None,
+        config: StoredConfig | None = None,
         **fields: Any,
     ) -> Pool | None:
-        """An edit: set columns (name, description, k8s_config, one_time_unfreeze_*) and move
-        the revision by one, in one UPDATE whose ``revision + 1`` the database computes; with
-        ``expected_revision``, only if the pool is still at it (``StaleRevision`` otherwise).
+        """An edit: set columns (name, description, one_time_unfreeze_*), and the configuration
+        when ``config`` is given, and move the revision by one, in one UPDATE whose
+        ``revision + 1`` the database computes; with ``expected_revision``, only if the pool is
+        still at it (``StaleRevision`` otherwise).
+
+        The configuration and its Pod fields are written together, and the Pod fields stay
+        current with the revision (``pod_fields_revision``) only if they were current before:
+        an edit made without them (by code that does not know them) leaves them to be computed
+        again on read.
 
         The write comes first: on PostgreSQL it holds the pool's row until the unit of work
         ends, so what the caller reads of the pool afterwards (it is returned as it is now,
         windows included) stays as read until it commits, and two edits never both build on
         one state. ``None`` if there is no such pool."""
+        if {"k8s_config", "pod_fields", "pod_fields_revision"} & fields.keys():
+            raise ValueError("a configuration is written with config=, its Pod fields with it")
         statement = update(AgentPoolRow).where(AgentPoolRow.pool_id == pool_id)
         if expected_revision is not None:
             statement = statement.where(AgentPoolRow.revision == expected_revision)
-        values = {**fields, "updated_by": by, "updated_at": now}
+        values: dict[str, Any] = {**fields, "updated_by": by, "updated_at": now}
+        if config is not None:
+            values |= {"k8s_config": config.document, "pod_fields": config.pod_fields}
+        next_revision = AgentPoolRow.revision + 1
+        kept = case(
+            (AgentPoolRow.pod_fields_revision == AgentPoolRow.revision, next_revision),
+            else_=AgentPoolRow.pod_fields_revision,
+        )
         try:
-            revision = await self._session.scalar(
-                statement.values(**values, revision=AgentPoolRow.revision + 1)
-                .returning(AgentPoolRow.revision)
-                .execution_options(synchronize_session=False)
-            )
+            written = (
+                await self._session.execute(
+                    statement.values(
+                        **values,
+                        revision=next_revision,
+                        pod_fields_revision=next_revision if config is not None else kept,
+                    )
+                    .returning(AgentPoolRow.revision, AgentPoolRow.pod_fields_revision)
+                    .execution_options(synchronize_session=False)
+                )
+            ).one_or_none()
         except IntegrityError as exc:
             raise Conflict(f"a pool named {fields.get('name')!r} already exists") from exc
-        if revision is None:
+        if written is None:
             current = await self._session.scalar(
                 select(AgentPoolRow.revision).where(AgentPoolRow.pool_id == pool_id)
             )
             if current is None:
                 return None
             raise StaleRevision(current)
+        revision, fields_revision = written
         row = self._rows.get(pool_id)
         if row is None or row.revision != revision - 1:
             return await self._fresh(pool_id)
         # Read in this unit of work, and no other edit came between: the row is as read, but
         # for this edit (windows move only with an edit; so does the revision).
-        for key, value in {**values, "revision": revision}.items():
+        changed = {**values, "revision": revision, "pod_fields_revision": fields_revision}
+        for key, value in changed.items():
             set_committed_value(row, key, value)
-        return _pool(row)
+        return _pool_of(row)
 
     async def set_token_state(self, pool_id: str, **fields: Any) -> Pool | None:
         """The Secret's bookkeeping (agent_token, token_generation, rotating_from): kept by
@@ -187,7 +242,7 @@ class PoolRepository:
         for key, value in fields.items():
             setattr(row, key, value)
         await self._session.flush()
-        return _pool(row)
+        return _pool_of(row)
 
     async def set_backoff(
         self, pool_id: str, *, failures: int, last_failure_at: datetime | None
@@ -252,7 +307,7 @@ class PoolRepository:
         if row is None:
             return None
         self._rows[pool_id] = row
-        return _pool(row)
+        return _pool_of(row)
 
     async def _row(self, pool_id: str) -> AgentPoolRow | None:
         # The session's identity map holds rows weakly, and callers keep only the domain Pool,

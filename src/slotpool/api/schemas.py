@@ -24,6 +24,7 @@ from slotpool.domain.tokens import (
     PoolToken,
     TokenStatus,
 )
+from slotpool.domain.trusted import trusted
 from slotpool.services.stats import PoolCounts
 
 
@@ -82,16 +83,20 @@ class FreezeStateOut(BaseModel):
 
     @classmethod
     def of(cls, state: FreezeState) -> FreezeStateOut:
-        return cls(
-            active=state.active,
-            policy=state.policy,
-            until=state.until,
-            lifted_until=state.lifted_until,
-            windows=[
-                WindowOut(schedule_id=w.schedule_id, start=w.start, end=w.end, policy=w.policy)
-                for w in state.windows
-            ],
-            reason=state.reason(),
+        windows = [
+            {"schedule_id": w.schedule_id, "start": w.start, "end": w.end, "policy": w.policy}
+            for w in state.windows
+        ]
+        return trusted(
+            cls,
+            {
+                "active": state.active,
+                "policy": state.policy,
+                "until": state.until,
+                "lifted_until": state.lifted_until,
+                "windows": windows,
+                "reason": state.reason(),
+            },
         )
 
 
@@ -161,34 +166,42 @@ class PoolOut(BaseModel):
         counts: PoolCounts,
         no_pods_reason: str | None = None,
     ) -> PoolOut:
+        """Built from the pool and what was worked out for it, without validating them again
+        (``trusted``: every value here comes from slotpool itself)."""
         unfreeze = pool.unfreeze
-        return cls(
-            pool_id=pool.pool_id,
-            name=pool.name,
-            description=pool.description,
-            pool_type=pool.pool_type,
-            k8s_config=config_view(pool),
-            config_hash=config_hash,
-            freeze=FreezeStateOut.of(freeze),
-            one_time_unfreeze=None
-            if unfreeze is None
-            else UnfreezeOut(
-                until=unfreeze.until, by=unfreeze.by, at=unfreeze.at, note=unfreeze.note
-            ),
-            revision=pool.revision,
-            created_by=pool.created_by,
-            created_at=pool.created_at,
-            updated_by=pool.updated_by,
-            updated_at=pool.updated_at,
-            pods_ready=counts.pods_ready,
-            pods_total=counts.pods_total,
-            slots_busy=counts.slots_busy,
-            slots_reserved=counts.slots_reserved,
-            slots_total=counts.slots_total,
-            queued_tasks=counts.queued_tasks,
-            agent_token=pool.agent_token,
-            token_generation=pool.token_generation,
-            no_pods_reason=no_pods_reason,
+        return trusted(
+            cls,
+            {
+                "pool_id": pool.pool_id,
+                "name": pool.name,
+                "description": pool.description,
+                "pool_type": pool.pool_type,
+                "k8s_config": config_view(pool),
+                "config_hash": config_hash,
+                "freeze": FreezeStateOut.of(freeze),
+                "one_time_unfreeze": None
+                if unfreeze is None
+                else {
+                    "until": unfreeze.until,
+                    "by": unfreeze.by,
+                    "at": unfreeze.at,
+                    "note": unfreeze.note,
+                },
+                "revision": pool.revision,
+                "created_by": pool.created_by,
+                "created_at": pool.created_at,
+                "updated_by": pool.updated_by,
+                "updated_at": pool.updated_at,
+                "pods_ready": counts.pods_ready,
+                "pods_total": counts.pods_total,
+                "slots_busy": counts.slots_busy,
+                "slots_reserved": counts.slots_reserved,
+                "slots_total": counts.slots_total,
+                "queued_tasks": counts.queued_tasks,
+                "agent_token": pool.agent_token,
+                "token_generation": pool.token_generation,
+                "no_pods_reason": no_pods_reason,
+            },
         )
 
 

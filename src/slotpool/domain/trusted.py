@@ -1,13 +1,15 @@
-"""Models rebuilt from data slotpool validated itself when it stored it, without validating it
-again.
+"""Models built from data slotpool validated itself when it stored it, or made itself, without
+validating it again.
 
 A pool's configuration and windows are checked in full when they are saved; reading them back
 (every pool listing, every controller pass) used to run the same validation once more per pool:
 image and name checks, quantities parsed as fractions, tens of microseconds a pool. ``trusted``
 builds the same model from the stored JSON instead: nested models built the same way, enum values
 turned into their members, absent fields given their defaults, and the fields that were set
-remembered as set (so ``exclude_unset`` dumps, the stored form, come out as before). It is meant
-for data this code wrote, never for input: nothing is checked.
+remembered as set (so ``exclude_unset`` dumps, the stored form, come out as before). Responses
+built from such objects are made the same way (a nested model or an enum given as itself is kept
+as it is): validating what this code just built costs more than serialising it. It is meant for
+data this code wrote or made, never for input: nothing is checked.
 
 What it can rebuild is decided once per model, from the field annotations: a model, an enum, or
 a list or optional of either; any other type is taken as it is. A field whose type hides a model
@@ -103,7 +105,7 @@ def _converter(annotation: Any, where: str) -> Convert | None:
         return None
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         nested: type[BaseModel] = annotation
-        return lambda value: trusted(nested, value)
+        return lambda value: value if isinstance(value, nested) else trusted(nested, value)
     if isinstance(annotation, type) and issubclass(annotation, Enum):
         return annotation
     return None

@@ -2,8 +2,9 @@
 census of every pool at once (the history sampler's and ``/metrics``' gauges: anything that reports
 on all pools).
 
-One statement per page of pools, or for all pools (correlated scalar subqueries over indexed
-columns, grouped counts of the small tables), never one query per pool.
+One statement per page of pools (grouped counts over the page's pools), or for all pools
+(correlated scalar subqueries over indexed columns, grouped counts of the small tables), never
+one query per pool.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, ScalarSelect, func, literal, select, union_all
+from sqlalchemy import bindparam, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.expression import BindParameter
 
 from slotpool.domain.pods import PodState, SlotState
 from slotpool.domain.tasks import OPEN, TaskStatus
@@ -50,44 +52,60 @@ class PoolStatsRepository:
         self._session = session
 
     async def counts(self, pool_ids: Sequence[str]) -> dict[str, PoolCounts]:
-        """Counts for these pools; a pool that does not exist is left out."""
+        """Counts for these pools; a pool that does not exist is left out.
+
+        One statement: the page's pools joined to three grouped counts (their Pods, the slots
+        of those that have not ended, their queued tasks), each over the page's pools only. (A
+        scalar subquery per count and pool made PostgreSQL run six subplans per pool, some 0.5 s
+        for 1,000 pools of 10 Pods, JIT compilation included.)"""
         if not pool_ids:
             return {}
-        pool = AgentPoolRow.pool_id
-
-        def pods(*where: ColumnElement[bool]) -> ScalarSelect[int]:
-            return (
-                select(func.count())
-                .select_from(PodRow)
-                .where(PodRow.pool_id == pool, *where)
-                .scalar_subquery()
+        ids: BindParameter[list[str]] = bindparam("pool_ids", list(pool_ids), expanding=True)
+        pods = (
+            select(
+                PodRow.pool_id,
+                func.count().filter(PodRow.state == PodState.ready.value).label("ready"),
+                func.count().label("total"),
             )
-
-        def slots(*where: ColumnElement[bool]) -> ScalarSelect[int]:
-            # Capacity: the slots of Pods that can still run something.
-            return (
-                select(func.count())
-                .select_from(SlotRow)
-                .join(PodRow, PodRow.id == SlotRow.pod_id)
-                .where(PodRow.pool_id == pool, PodRow.state.not_in(ENDED), *where)
-                .scalar_subquery()
-            )
-
-        queued = (
-            select(func.count())
-            .select_from(TaskRow)
-            .where(TaskRow.pool_id == pool, TaskRow.status == TaskStatus.queued.value)
-            .scalar_subquery()
+            .where(PodRow.pool_id.in_(ids))
+            .group_by(PodRow.pool_id)
+            .subquery()
         )
-        query = select(
-            pool,
-            pods(PodRow.state == PodState.ready.value),
-            pods(),
-            slots(SlotRow.state == SlotState.busy.value),
-            slots(SlotRow.state == SlotState.reserved.value),
-            slots(),
-            queued,
-        ).where(pool.in_(list(pool_ids)))
+        slots = (
+            select(
+                PodRow.pool_id,
+                func.count().filter(SlotRow.state == SlotState.busy.value).label("busy"),
+                func.count().filter(SlotRow.state == SlotState.reserved.value).label("reserved"),
+                func.count().label("total"),  # capacity: the slots of Pods that can still run
+            )
+            .select_from(SlotRow)
+            .join(PodRow, PodRow.id == SlotRow.pod_id)
+            .where(PodRow.pool_id.in_(ids), PodRow.state.not_in(ENDED))
+            .group_by(PodRow.pool_id)
+            .subquery()
+        )
+        queued = (
+            select(TaskRow.pool_id, func.count().label("queued"))
+            .where(TaskRow.pool_id.in_(ids), TaskRow.status == TaskStatus.queued.value)
+            .group_by(TaskRow.pool_id)
+            .subquery()
+        )
+        pool = AgentPoolRow.pool_id
+        query = (
+            select(
+                pool,
+                pods.c.ready,
+                pods.c.total,
+                slots.c.busy,
+                slots.c.reserved,
+                slots.c.total,
+                queued.c.queued,
+            )
+            .outerjoin(pods, pods.c.pool_id == pool)
+            .outerjoin(slots, slots.c.pool_id == pool)
+            .outerjoin(queued, queued.c.pool_id == pool)
+            .where(pool.in_(ids))
+        )
         rows = await self._session.execute(query)
         return {row[0]: PoolCounts(*(int(value or 0) for value in row[1:])) for row in rows.all()}
 

@@ -149,7 +149,7 @@ class FakeRuntime:
         self._call("delete_token")
         self.tokens.pop(pool_id, None)
 
-    async def pods(self, namespace: str, pool_id: str) -> list[RuntimePod]:
+    async def pods(self, namespace: str, pool_id: str, *, fresh: bool = False) -> list[RuntimePod]:
         self._call("pods")
         self.lists[pool_id] += 1
         self._notify()

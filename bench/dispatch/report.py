@@ -155,8 +155,10 @@ def profile_section(out: Report, profile: SampledProfile) -> None:
         out.para(f"No profile: {profile.error}")
         return
     out.para(
-        f"The server process sampled by py-spy (`--nonblocking`, active threads only) from the "
-        f"first submission until every task had ended: {profile.samples:,} samples in "
+        "The server process sampled by py-spy (`--nonblocking --gil`: only samples holding the"
+        " interpreter lock, i.e. the server's Python work; SQLite's C work in aiosqlite's thread"
+        " is not in it) from the first submission until every task had ended: "
+        f"{profile.samples:,.1f} {profile.unit} sampled, in "
         f"`{relative(profile.path)}` (speedscope: open it at speedscope.app). Own = the "
         "function was on top of the stack (its own code, or a C function it called); in all = "
         "anywhere on the stack."

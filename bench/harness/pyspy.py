@@ -45,8 +45,8 @@ def py_spy() -> str:
 @dataclass(frozen=True)
 class FunctionSamples:
     name: str  # function (file:line of its definition)
-    own: int  # samples with it on top of the stack
-    total: int  # samples with it anywhere on the stack
+    own: float  # samples with it on top of the stack
+    total: float  # samples with it anywhere on the stack
 
 
 @dataclass
@@ -54,7 +54,8 @@ class SampledProfile:
     """What py-spy recorded: the file, how many samples, and the functions by samples."""
 
     path: Path
-    samples: int = 0
+    samples: float = 0.0  # in ``unit``
+    unit: str = "samples"
     functions: list[FunctionSamples] = field(default_factory=list)
     error: str = ""
 
@@ -70,7 +71,10 @@ def recording(pid: int, path: Path, *, rate: int = RATE) -> Iterator[SampledProf
     path.unlink(missing_ok=True)
     result = SampledProfile(path)
     argv = [py_spy(), "record", "--pid", str(pid), "--rate", str(rate), "--nonblocking"]
-    argv += ["--function"]  # a function's samples together, whatever line it was on
+    # A function's samples together, whatever line it was on; only samples holding the
+    # interpreter lock: a thread waiting (the event loop in epoll, aiosqlite's worker on its
+    # queue) is not seen as idle by py-spy, and would otherwise fill the profile.
+    argv += ["--function", "--gil"]
     argv += ["--format", "speedscope", "--output", str(path)]
     log = path.with_suffix(".log")
     with log.open("wb") as out:
@@ -101,6 +105,7 @@ def summarise(result: SampledProfile) -> None:
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
     for profile in document["profiles"]:
+        result.unit = "s" if profile.get("unit") == "seconds" else "samples"
         weights = profile.get("weights") or [1] * len(profile["samples"])
         for stack, weight in zip(profile["samples"], weights, strict=True):
             if not stack:

@@ -35,6 +35,7 @@ from bench.harness.stats import Stats
 GOALS = {"p50_ms": 50.0, "p99_ms": 200.0, "per_second": 300.0, "cpu_ms": 4.0, "post_ms": 3.0}
 POST = "POST /api/v1/tasks round trip"
 PROFILE_TOP = 15
+SLOTPOOL_LAYERS = ("api/routes", "services", "store", "domain", "controller")  # not the entry
 CLIENT = "submit to step start (client)"
 SAMPLE_HEADER = (
     "#", "warm-up", "status", "pod/slot", "submit to step start ms", "server: to delivery ms",
@@ -174,8 +175,8 @@ def profile_section(out: Report, profile: SampledProfile) -> None:
 
     header = ["function", "own", "in all"]
     out.para("Top functions by own samples:").table(header, rows("own"))
-    out.para("slotpool's own functions by samples in all:").table(
-        header, rows("total", ["slotpool/"])
+    out.para("slotpool's request handlers, use cases and repositories by samples in all:").table(
+        header, rows("total", [f"slotpool/{layer}/" for layer in SLOTPOOL_LAYERS])
     )
 
 

@@ -220,9 +220,16 @@ class KubernetesRuntime:
     # -- namespaces and pods -------------------------------------------------------------------
 
     async def ensure_namespace(self, name: str, *, labels: Mapping[str, str] = _NO_LABELS) -> None:
-        """Create the namespace if it is missing (an existing one is left as it is)."""
+        """Create the namespace if it is missing (an existing one is left as it is). Without the
+        right to create namespaces (403: e.g. the Helm chart's RBAC, which makes the agents'
+        namespaces itself and grants nothing cluster-wide) the namespace is used as it is: if
+        it does not exist, the Secret or the Pod created in it next is refused (404), naming it."""
         namespace = Namespace(metadata=ObjectMeta(name=name, labels=dict(labels) or None))
-        await self._call_unless(409, lambda: self._client.create(namespace))
+        try:
+            await self._call_unless(409, lambda: self._client.create(namespace))
+        except RuntimeApiError as exc:
+            if exc.status != 403:
+                raise
 
     async def create_pod(self, manifest: Mapping[str, Any]) -> RuntimePod:
         """Create a Pod from a manifest, in the manifest's namespace (``create_agent`` builds

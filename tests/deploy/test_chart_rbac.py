@@ -243,10 +243,9 @@ def test_a_server_with_the_charts_credentials_creates_and_deletes_agent_pods(
         assert f"slotpool-agent-token-{pool_id}" not in secrets()
         assert kubelet.errors == [], kubelet.errors
     log = (work / "server.log").read_text()
-    NS_CREATE = "/api/v1/namespaces?"  # noqa: N806
     refused = [line for line in log.splitlines() if "forbidden" in line.lower()]
     # The one refusal expected: creating the (existing) namespace, a right the chart does not
     # give; the runtime goes on with the namespace as it is.
-    namespace_create = [line for line in refused if "POST https://" in line and NS_CREATE in line]
+    namespace_create = [line for line in refused if "/api/v1/namespaces?" in line]
     assert namespace_create, refused
     assert refused == namespace_create, refused

@@ -1,8 +1,10 @@
 """A tiny control plane that speaks the agent protocol, on a real port, for the agent's loop tests.
 
 It implements docs/agent-protocol.md minimally (a queue of tasks, results that hand out the next
-step, cancellation through heartbeats and claims), records every request in order, and can be
-stopped and started again on the same port (an outage) or made to answer with an error status.
+step, cancellation through heartbeats and claims, logs in batches and, as a control plane of the
+previous version took them, one chunk at a time), records every request in order, and can be
+stopped and started again on the same port (an outage), made to answer with an error status, or
+to know no batches of logs (``batches = False``: a control plane of the previous version).
 It runs uvicorn in a thread, so it answers while the test's event loop runs the agent.
 """
 
@@ -31,7 +33,7 @@ PREFIX = "/api/v1/agent/pools/{pool_id}"
 
 @dataclass
 class Event:
-    kind: str  # register, heartbeat, claim, log, result, or a marker the test adds
+    kind: str  # register, heartbeat, claim, logs (a batch), log (one chunk), result, or a marker
     params: dict[str, str]
     body: Any
     at: float = field(default_factory=time.monotonic)
@@ -73,6 +75,7 @@ class FakeControlPlane:
         self.fail_status: int | None = None
         self.failed_requests = 0
         self.claim_override: Any = None
+        self.batches = True  # False: no batches of logs (404), as before they existed
         self._lock = threading.Lock()
         self._logs: dict[tuple[str, int, int], str] = {}
         self.port = free_port()
@@ -109,12 +112,18 @@ class FakeControlPlane:
             keys = sorted(k for k in self._logs if k[:2] == (task_id, step_index))
             return "".join(self._logs[k] for k in keys)
 
+    def log_requests(self, task_id: str, step_index: int) -> list[list[dict[str, Any]]]:
+        """The chunks of every request that carried the step's output (a batch, or one)."""
+        sent: list[list[dict[str, Any]]] = []
+        for event in list(self.events):
+            if event.kind in ("logs", "log") and event.params["task_id"] == task_id:
+                step, chunks = _logged(event)
+                if step == step_index:
+                    sent.append(chunks)
+        return sent
+
     def seqs(self, task_id: str, step_index: int) -> list[int]:
-        return [
-            e.body["seq"]
-            for e in self.of_kind("log")
-            if e.params["task_id"] == task_id and e.body["step_index"] == step_index
-        ]
+        return [c["seq"] for chunks in self.log_requests(task_id, step_index) for c in chunks]
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -156,6 +165,11 @@ class FakeControlPlane:
                 f"{PREFIX}/pods/{{name}}/claim", self._guard("claim", self._claim), methods=["POST"]
             ),
             Route(
+                f"{PREFIX}/tasks/{{task_id}}/steps/{{step_index}}/logs",
+                self._guard("logs", self._log_batch),
+                methods=["POST"],
+            ),
+            Route(
                 f"{PREFIX}/tasks/{{task_id}}/logs", self._guard("log", self._log), methods=["POST"]
             ),
             Route(
@@ -171,6 +185,8 @@ class FakeControlPlane:
             if self.fail_status is not None:
                 self.failed_requests += 1
                 return JSONResponse({"error": "failing on purpose"}, status_code=self.fail_status)
+            if kind == "logs" and not self.batches:
+                return JSONResponse({"detail": "Not Found"}, status_code=404)
             bearer = request.headers.get("authorization", "").removeprefix("Bearer ")
             # As the control plane: the pool token only registers; the rest takes the credential.
             if bearer != self.credential and (kind != "register" or bearer != self.token):
@@ -215,6 +231,14 @@ class FakeControlPlane:
             assignments.append(task.assignment(new_workdir=True))
         return {"assignments": assignments, "cancel": sorted(self.cancel), "release": []}
 
+    async def _log_batch(self, call: _Call) -> Any:
+        step = int(call.params["step_index"])
+        with self._lock:
+            for chunk in call.body["chunks"]:
+                key = (call.params["task_id"], step, chunk["seq"])
+                self._logs.setdefault(key, chunk["data"])  # a chunk sent twice is stored once
+        return None
+
     async def _log(self, call: _Call) -> Any:
         key = (call.params["task_id"], call.body["step_index"], call.body["seq"])
         with self._lock:
@@ -234,6 +258,13 @@ class FakeControlPlane:
             task.current = step + 1
             return {"next": task.assignment(new_workdir=False), "reserve": False, "release": False}
         return {"next": None, "reserve": False, "release": True}
+
+
+def _logged(event: Event) -> tuple[int, list[dict[str, Any]]]:
+    """The step and chunks of a ``logs`` (batch) or ``log`` (one chunk) event."""
+    if event.kind == "logs":
+        return int(event.params["step_index"]), list(event.body["chunks"])
+    return int(event.body["step_index"]), [event.body]
 
 
 @dataclass(frozen=True)

@@ -245,6 +245,8 @@ class AgentService:
             if not answer.is_empty() or remaining <= 0:
                 return answer
             await self._notifier.wait(woken, seconds=remaining)
+            if not woken.is_set():
+                return answer  # its time is up, and nothing was signalled for it meanwhile
 
     async def _answer(
         self, agent: RegisteredAgent, free_slots: list[int], reserved_slots: list[int]

@@ -11,6 +11,7 @@ It runs uvicorn in a thread, so it answers while the test's event loop runs the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -76,6 +77,12 @@ class FakeControlPlane:
         self.failed_requests = 0
         self.claim_override: Any = None
         self.batches = True  # False: no batches of logs (404), as before they existed
+        # Tasks a result that frees a slot gives that slot at once; the agent's pending claim
+        # gets the step before the result's answer (they cross), as a control plane may answer:
+        # a step placed in a slot is answered once even unoffered, and again whenever a claim
+        # offers its slot.
+        self.given_on_result: deque[str] = deque()
+        self._placed: dict[str, asyncio.Event] = {}  # task id: set once delivered
         self._lock = threading.Lock()
         self._logs: dict[tuple[str, int, int], str] = {}
         self.port = free_port()
@@ -93,6 +100,11 @@ class FakeControlPlane:
     ) -> None:
         self.tasks[task_id] = FakeTask(task_id, list(steps), env or {})
         self.queued.append(task_id)
+
+    def add_task_for_a_freed_slot(self, task_id: str, *steps: dict[str, Any]) -> None:
+        """A task the next result that frees a slot gives that slot (``given_on_result``)."""
+        self.tasks[task_id] = FakeTask(task_id, list(steps), {})
+        self.given_on_result.append(task_id)
 
     def mark(self, kind: str) -> None:
         self.events.append(Event(kind, {}, None))
@@ -223,6 +235,11 @@ class FakeControlPlane:
 
     def _claim_answer(self, free_slots: list[int]) -> dict[str, Any]:
         assignments = []
+        for task_id, delivered in list(self._placed.items()):
+            task = self.tasks[task_id]
+            if not delivered.is_set() or task.slot in free_slots:
+                delivered.set()
+                assignments.append(task.assignment(new_workdir=True))
         for slot in free_slots:
             if not self.queued:
                 break
@@ -250,6 +267,12 @@ class FakeControlPlane:
         step = int(call.params["step_index"])
         if step not in task.answers:
             task.answers[step] = self._after(task, step, call.body["status"])
+            if task.answers[step]["release"] and self.given_on_result:
+                following = self.tasks[self.given_on_result.popleft()]
+                following.slot = task.slot
+                delivered = self._placed[following.task_id] = asyncio.Event()
+                with contextlib.suppress(TimeoutError):  # the pending claim answers it first
+                    await asyncio.wait_for(delivered.wait(), 2)
         return task.answers[step]
 
     @staticmethod

@@ -233,3 +233,20 @@ async def test_a_control_plane_without_batches_gets_the_chunks_one_at_a_time(
     assert [e.body["seq"] for e in plane.of_kind("log")] == [0, 1]
     assert plane.of_kind("log")[1].body["stream"] == "stderr"
     _assert_logs_before_results(plane)
+
+
+async def test_a_step_given_a_slot_whose_result_answer_is_on_its_way_starts_once_it_is_free(
+    plane: FakeControlPlane, tmp_path: Path
+) -> None:
+    # The next task is placed in slot 0 as the result frees it, and the pending claim (offering
+    # slot 1 only) answers it before the result's answer reaches the runner.
+    plane.claim_wait = 20  # a claim left waiting would hold the step back for that long
+    plane.add_task(TASK, run("sleep 0.3"))
+    plane.add_task_for_a_freed_slot(OTHER, run("echo next"))
+    agent = Running(config_for(plane, tmp_path, slots=2))
+    await wait_until(lambda: plane.results(TASK))
+    ended = time.monotonic()
+    await wait_until(lambda: plane.results(OTHER), seconds=15)
+    assert time.monotonic() - ended < 5  # not after the pending claim's 20 s
+    assert await agent.drain() == 0
+    assert plane.output(OTHER, 0) == "next\n"

@@ -492,8 +492,8 @@ def interpretation(results: list[BackendResult], base: Baselines) -> list[str]:
                 for r in results
                 if r.idle is not None and (txn := r.idle.transactions()) is not None
             )
-            + ": each agent's pending claim re-checks the database every second "
-            "(`RECHECK_SECONDS` in `services/notify.py`), plus heartbeats and the server's "
+            + ": each agent's pending claim looks at the database once per long poll (it is "
+            "woken by signals, `services/notify.py`), plus heartbeats and the server's "
             "once-a-second sweeper and local-pod passes."
         )
     return found

@@ -2,6 +2,12 @@
 
 One pass per pool at a time in this process (a lock per pool); across processes the store's
 conditional UPDATEs decide, and a lost race rolls the batch back and tries again.
+
+Only a submission and an approval queue a task, and both call ``dispatch`` once committed. So a
+pass that found the queue empty stays right until the next ``dispatch`` call: ``fill`` (room came
+free: a step's result, an agent's claim) skips the queue probe until then. Each ``dispatch`` call
+bumps the pool's generation before it waits for the lock, and a pass records an empty queue only
+for the generation it started under, so a task queued while a pass runs is never forgotten.
 """
 
 from __future__ import annotations
@@ -80,6 +86,19 @@ class Dispatcher:
         self._clock = clock
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._waiting: set[str] = set()  # pools with a dispatch waiting for the lock
+        self._generation: defaultdict[str, int] = defaultdict(int)  # dispatch calls per pool
+        self._drained: dict[str, int] = {}  # pool: the generation a pass found its queue empty in
+
+    def may_have_queued(self, pool_id: str) -> bool:
+        """False only if a pass found the pool's queue empty and nothing was queued since (in
+        this process: see the module's docstring)."""
+        return self._drained.get(pool_id) != self._generation[pool_id]
+
+    async def fill(self, pool_id: str) -> int:
+        """Room came free in the pool: dispatch, unless nothing can be queued."""
+        if not self.may_have_queued(pool_id):
+            return 0
+        return await self.dispatch(pool_id)
 
     async def dispatch(self, pool_id: str) -> int:
         """Assign what can be assigned now; returns how many tasks were started."""
@@ -88,6 +107,7 @@ class Dispatcher:
     async def start_queued(self, pool_id: str) -> list[Start]:
         """Assign what can be assigned now; returns the starts this call made."""
         started: list[Start] = []
+        self._generation[pool_id] += 1
         if pool_id in self._waiting:
             # One dispatch already waits for the lock: it starts after this call's change was
             # committed, so it sees it. A burst of submissions costs one pass, not one each.
@@ -114,11 +134,14 @@ class Dispatcher:
 
     async def _one_batch(self, pool_id: str) -> tuple[list[Start], bool]:
         """Returns the starts made, and whether work and room may both remain."""
+        generation = self._generation[pool_id]
         async with self._store.unit_of_work() as uow:
             ready = await uow.pods.ready_slots(pool_id)
             if not any(pod.capacity.idle_slots for pod in ready):
                 return [], False  # no room: the controller adds Pods, their agents come back
             queued = await uow.tasks.queued(pool_id, limit=BATCH)
+            if not queued:
+                self._drained[pool_id] = generation
             pool = await uow.pools.get(pool_id) if queued else None
             if not queued or pool is None or self._change_freeze(pool):
                 return [], False
@@ -149,6 +172,8 @@ class Dispatcher:
                 uow.signal(Signal.pod(pod_id), Signal.task(task_id), Signal.pool(pool_id))
                 given.append(start)
                 waited.append(metrics.seconds_between(since, now))
+            if len(queued) < BATCH:  # the whole queue was placed: empty once committed
+                uow.after_commit(lambda: self._drained.__setitem__(pool_id, generation))
             return given, len(queued) == BATCH
 
     def _change_freeze(self, pool: Pool) -> bool:

@@ -28,8 +28,9 @@ from slotpool.domain.pods import (
     Slot,
     SlotState,
 )
+from slotpool.domain.tasks import TaskStatus
 from slotpool.store.dialect import rowcount
-from slotpool.store.models import PodRow, SlotRow
+from slotpool.store.models import PodRow, SlotRow, TaskRow
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,15 @@ def _first_end(end: PodEnd) -> dict[str, Any]:
         "end_cause": func.coalesce(PodRow.end_cause, end.cause.value),
         "end_by": case((PodRow.end_cause.is_(None), end.by), else_=PodRow.end_by),
     }
+
+
+@dataclass(frozen=True)
+class Heard:
+    """What an agent's heartbeat (or claim) learns of its pod in the same statement."""
+
+    state: PodState
+    slots: int
+    cancel_requested: bool  # a task running there was asked to cancel
 
 
 class PodRepository:
@@ -260,20 +270,35 @@ class PodRepository:
             by_pod.setdefault(slot.pod_id, []).append(slot)
         return [_pod(row, by_pod.get(row.id, [])) for row in rows]
 
-    async def heartbeat(self, pod_id: int, *, now: datetime, draining: bool) -> PodState | None:
+    async def heartbeat(self, pod_id: int, *, now: datetime, draining: bool) -> Heard | None:
         """The agent is alive; with ``draining`` (it got SIGTERM) a ready pod takes no more tasks.
-        One statement; the pod's state after it, or None if the pod has ended (or is gone)."""
+        One statement, which also says the pod's state after it, its number of slots, and
+        whether a task running there was asked to cancel (so that a heartbeat with nothing to
+        say reads nothing more); None if the pod has ended (or is gone)."""
         values: dict[str, Any] = {"last_heartbeat_at": now, "updated_at": now}
         if draining:
             ready = PodRow.state == PodState.ready.value
             values["state"] = case((ready, PodState.draining.value), else_=PodRow.state)
-        state = await self._session.scalar(
-            update(PodRow)
-            .where(PodRow.id == pod_id, PodRow.state.not_in(_ENDED))
-            .values(**values)
-            .returning(PodRow.state)
+        cancel_requested = (  # on pod_id, not correlated: SQLite's RETURNING drops table names
+            select(TaskRow.id)
+            .where(
+                TaskRow.pod_id == pod_id,
+                TaskRow.status == TaskStatus.running.value,
+                TaskRow.cancel_requested.is_(True),
+            )
+            .exists()
         )
-        return None if state is None else PodState(state)
+        row = (
+            await self._session.execute(
+                update(PodRow)
+                .where(PodRow.id == pod_id, PodRow.state.not_in(_ENDED))
+                .values(**values)
+                .returning(PodRow.state, PodRow.slots, cancel_requested)
+            )
+        ).first()
+        if row is None:
+            return None
+        return Heard(PodState(row[0]), row[1], bool(row[2]))
 
     async def set_state(self, pod_id: int, state: PodState, *, reason: str, now: datetime) -> None:
         await self._session.execute(

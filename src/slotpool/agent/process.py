@@ -24,7 +24,7 @@ from slotpool.domain.tasks import LogStream, OutputChunk, StepStatus
 from slotpool.protocol import MAX_LOG_BATCH, MAX_MESSAGE, StepResult
 
 CHUNK_BYTES = 64 * 1024  # of output in one chunk, and in one batch of chunks
-FLUSH_SECONDS = 0.25
+FLUSH_SECONDS = 0.5  # a steadily writing step: two log requests a second
 # How long the output may still trickle in after the step ended (an escaped process may hold
 # the pipe open for ever; its output is not the step's anyway).
 _OUTPUT_TAIL_SECONDS = 2.0

@@ -405,8 +405,8 @@ def diagnose(b: Burst, api: httpx.Client, served: LiveServer) -> None:
 STEPS: list[tuple[type, str]] = [
     (Reconciler, "_pass"),
     (SecretTokens, "ensure"),
+    (Observer, "take"),
     (Observer, "_book"),
-    (Observer, "_observe"),
     (Executor, "apply"),
     (Executor, "create"),
     (Executor, "_record_created"),

@@ -14,6 +14,7 @@ from bench.dispatch.report import report
 from bench.harness import cli
 from bench.harness.databases import BACKENDS
 from bench.harness.machine import Conditions, code_fingerprint
+from bench.harness.pyspy import ProfilerMissing, py_spy
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -31,9 +32,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=1,
         help="End a latency phase after this many stalled tasks (1; 0: never).",
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="Sample the server process with py-spy during the throughput run: a speedscope "
+        "file per backend in bench/profiles/ and its top functions in the report.",
+    )
     args = cli.quick(parser.parse_args(argv), n=5, warmups=1, tasks=20, concurrency=4)
     if args.n < 2 or args.warmups < 0 or args.tasks < 2 or args.concurrency < 1:
         parser.error("need --n >= 2, --warmups >= 0, --tasks >= 2, --concurrency >= 1")
+    if args.profile:
+        try:
+            py_spy()
+        except ProfilerMissing as exc:
+            parser.error(str(exc))
     return args
 
 

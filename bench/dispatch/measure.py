@@ -35,6 +35,7 @@ from tests.support.server import (
 
 from bench.harness.cpu import machine_busy_seconds, postgres_seconds, process_seconds
 from bench.harness.databases import Database, database
+from bench.harness.pyspy import PROFILES, SampledProfile, recording
 from bench.harness.stats import Stats, elapsed_ms, measure, timed_get
 
 TASKS = "/api/v1/tasks"
@@ -433,6 +434,7 @@ class Throughput:
     handoff: Stats | None = None  # a slot freed -> its next, already waiting task delivered
     slow_handoffs: list[str] = field(default_factory=list)
     usage: Usage | None = None
+    profile: SampledProfile | None = None  # the server sampled by py-spy (``--profile``)
 
     @property
     def submit_rate(self) -> float:
@@ -496,20 +498,30 @@ def drained(api: httpx.Client, pool_id: str) -> bool:
 
 
 def throughput(
-    server: ServerProcess, pool_id: str, tasks: int, concurrency: int, meter: Meter
+    server: ServerProcess,
+    pool_id: str,
+    tasks: int,
+    concurrency: int,
+    meter: Meter,
+    profile: Path | None = None,
 ) -> Throughput:
+    """The throughput run; with ``profile``, the server process sampled by py-spy meanwhile
+    (from the first submission until every task has ended) into that file."""
     result = Throughput(tasks=tasks, concurrency=concurrency)
     with server.client() as api:
-        reading = meter.read()
-        times = submit_all(server, pool_id, result)
-        result.submitted = len(times)
-        if not times:
-            raise RuntimeError(f"no task was accepted: {result.submit_errors[:3]}")
-        result.first_submit = min(t[0] for t in times)
-        result.last_accepted = max(t[1] for t in times)
-        result.post = Stats.of("POST /api/v1/tasks under load", [t[2] for t in times])
-        result.drained = drained(api, pool_id)
-        result.usage = meter.since(reading)
+        with contextlib.ExitStack() as sampling:
+            if profile is not None:
+                result.profile = sampling.enter_context(recording(server.pid, profile))
+            reading = meter.read()
+            times = submit_all(server, pool_id, result)
+            result.submitted = len(times)
+            if not times:
+                raise RuntimeError(f"no task was accepted: {result.submit_errors[:3]}")
+            result.first_submit = min(t[0] for t in times)
+            result.last_accepted = max(t[1] for t in times)
+            result.post = Stats.of("POST /api/v1/tasks under load", [t[2] for t in times])
+            result.drained = drained(api, pool_id)
+            result.usage = meter.since(reading)
         found = all_tasks(api, pool_id)
     ours = [found[t[3]] for t in times if t[3] in found]
     outcomes(result, ours)
@@ -631,4 +643,7 @@ def phases(
         held.setup = f"{holders} slots held by waiting tasks ({where})"
         result.held = sequential(held, api, pool_id, stall_limit=args.stall_limit, meter=meter)
     print(f"  {backend}: throughput of {args.tasks} tasks", file=sys.stderr)
-    result.throughput = throughput(server, pool_id, args.tasks, args.concurrency, meter)
+    profile = PROFILES / f"dispatch-{backend}.speedscope.json" if args.profile else None
+    result.throughput = throughput(
+        server, pool_id, args.tasks, args.concurrency, meter, profile=profile
+    )

@@ -28,10 +28,14 @@ from bench.dispatch.measure import (
 from bench.harness import cli
 from bench.harness.cpu import cpu_count
 from bench.harness.machine import Conditions, machine
+from bench.harness.pyspy import SampledProfile, relative
 from bench.harness.report import STATS_HEADER, Report, started_line, stats_rows
 from bench.harness.stats import Stats
 
-GOALS = {"p50_ms": 50.0, "p99_ms": 200.0, "per_second": 300.0}
+GOALS = {"p50_ms": 50.0, "p99_ms": 200.0, "per_second": 300.0, "cpu_ms": 4.0, "post_ms": 3.0}
+POST = "POST /api/v1/tasks round trip"
+PROFILE_TOP = 15
+SLOTPOOL_LAYERS = ("api/routes", "services", "store", "domain", "controller")  # not the entry
 CLIENT = "submit to step start (client)"
 SAMPLE_HEADER = (
     "#", "warm-up", "status", "pod/slot", "submit to step start ms", "server: to delivery ms",
@@ -141,6 +145,39 @@ def throughput_section(out: Report, t: Throughput) -> None:
         usage_table(out, t.usage, t.tasks)
     if problems := [*t.submit_errors[:5], *t.not_succeeded[:10], *t.slow_handoffs[:10]]:
         out.para("Tasks that did not go as they should:").bullets(problems)
+    if t.profile is not None:
+        profile_section(out, t.profile)
+
+
+def profile_section(out: Report, profile: SampledProfile) -> None:
+    """The server's py-spy profile of the throughput run: where it is, and its top functions."""
+    out.heading("where the server's time went (py-spy)", 4)
+    if profile.error:
+        out.para(f"No profile: {profile.error}")
+        return
+    out.para(
+        "The server process sampled by py-spy (`--nonblocking --gil`: only samples holding the"
+        " interpreter lock, i.e. the server's Python work; SQLite's C work in aiosqlite's thread"
+        " is not in it) from the first submission until every task had ended: "
+        f"{profile.samples:,.1f} {profile.unit} sampled, in "
+        f"`{relative(profile.path)}` (speedscope: open it at speedscope.app). Own = the "
+        "function was on top of the stack (its own code, or a C function it called); in all = "
+        "anywhere on the stack."
+    )
+
+    def rows(key: str, shown: list[str] | None = None) -> list[list[str]]:
+        found = [f for f in profile.functions if shown is None or any(s in f.name for s in shown)]
+        top = sorted(found, key=lambda f: -getattr(f, key))[:PROFILE_TOP]
+        return [
+            [f"`{f.name}`", f"{f.own / profile.samples:.1%}", f"{f.total / profile.samples:.1%}"]
+            for f in top
+        ]
+
+    header = ["function", "own", "in all"]
+    out.para("Top functions by own samples:").table(header, rows("own"))
+    out.para("slotpool's request handlers, use cases and repositories by samples in all:").table(
+        header, rows("total", [f"slotpool/{layer}/" for layer in SLOTPOOL_LAYERS])
+    )
 
 
 def latency_cell(phase: LatencyPhase | None, attr: str) -> str:
@@ -174,7 +211,30 @@ def goal_rows(results: list[BackendResult]) -> list[list[str]]:
         else:
             reached = t.completion_rate >= GOALS["per_second"]
             cells.append(f"{t.completion_rate:,.1f}/s ({'reached' if reached else 'missed'})")
-    return [*rows, [">= 300 completions/s", *cells]]
+    return [
+        *rows,
+        [">= 300 completions/s", *cells],
+        ["server CPU per completed short task <= 4 ms (throughput)",
+         *(server_cpu_cell(r.throughput) for r in results)],
+        ["`POST /api/v1/tasks` round trip p50 <= 3 ms (plain; `GET /healthz` p50 of the same "
+         "run)", *(post_cell(r) for r in results)],
+    ]  # fmt: skip
+
+
+def server_cpu_cell(t: Throughput | None) -> str:
+    """The server process's CPU (user and kernel) over the throughput run, per task."""
+    if t is None or t.usage is None or not t.drained:
+        return "-"
+    per_task = t.usage.server_cpu() / t.tasks * 1000
+    return f"{per_task:,.1f} ms ({'reached' if per_task <= GOALS['cpu_ms'] else 'missed'})"
+
+
+def post_cell(r: BackendResult) -> str:
+    post = p50(r.plain, POST)
+    if post is None or r.healthz is None:
+        return "-"
+    reached = "reached" if post <= GOALS["post_ms"] else "missed"
+    return f"{post:,.2f} ms vs {r.healthz.p50:,.2f} ms ({post / r.healthz.p50:,.1f}x; {reached})"
 
 
 def p50(phase: LatencyPhase | None, name: str) -> float | None:
@@ -318,7 +378,7 @@ def latency_bullets(r: BackendResult, phase: LatencyPhase, base: Baselines) -> l
     if (total := stats.get(CLIENT)) is not None:
         server = stats.get("submit to delivery (server)")
         agent = stats.get("delivery to step start (agent)")
-        post = stats.get("POST /api/v1/tasks round trip")
+        post = stats.get(POST)
         stalls = (
             f" {phase.stalls} of its tasks waited more than {STALL_SECONDS:g} s."
             if phase.stalls
@@ -432,8 +492,8 @@ def interpretation(results: list[BackendResult], base: Baselines) -> list[str]:
                 for r in results
                 if r.idle is not None and (txn := r.idle.transactions()) is not None
             )
-            + ": each agent's pending claim re-checks the database every second "
-            "(`RECHECK_SECONDS` in `services/notify.py`), plus heartbeats and the server's "
+            + ": each agent's pending claim looks at the database once per long poll (it is "
+            "woken by signals, `services/notify.py`), plus heartbeats and the server's "
             "once-a-second sweeper and local-pod passes."
         )
     return found

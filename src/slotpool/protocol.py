@@ -39,7 +39,7 @@ from typing_extensions import TypedDict
 from slotpool.domain.agent_identity import CREDENTIAL_PREFIX
 from slotpool.domain.bounds import StrictModel
 from slotpool.domain.config import PoolType
-from slotpool.domain.tasks import MAX_STEPS, LogStream, StepSpec, StepStatus, Task
+from slotpool.domain.tasks import MAX_STEPS, LogStream, OutputChunk, StepSpec, StepStatus, Task
 from slotpool.domain.text import Text
 
 AGENT_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
@@ -49,6 +49,11 @@ MAX_CLAIM_WAIT = 30  # seconds a claim may be held open
 # Characters of one log chunk: twice what the agent sends (64 KiB of output), and small enough
 # that a chunk, even with every character JSON-escaped, fits the smallest request size limit.
 MAX_LOG_CHUNK = 131_072
+# Chunks in one batch of a step's output, and the characters of all of them together: a batch
+# fits the smallest request size limit as one chunk does (the agent sends at most 64 KiB of
+# output in a batch, in at most this many chunks).
+MAX_LOG_BATCH = 1000
+MAX_LOG_BATCH_CHARS = MAX_LOG_CHUNK
 # An agent's credential (domain/agent_identity.py): as secrets.token_urlsafe(32) makes them.
 CREDENTIAL_PATTERN = rf"^{CREDENTIAL_PREFIX}[A-Za-z0-9_-]{{43,128}}$"
 
@@ -202,12 +207,9 @@ class ClaimAnswer(_Answer):
         return not (self.assignments or self.cancel or self.release)
 
 
-class LogChunk(_Request):
-    """``POST /tasks/{task_id}/logs``: ``seq`` counts from 0 per step (over both streams); a
-    chunk sent twice is stored once. ``stream`` is left out on the wire for stdout, so a chunk of
-    standard output reads as it always did."""
+class BatchedChunk(_Request):
+    """One chunk of a ``LogBatch``. ``stream`` is left out on the wire for stdout."""
 
-    step_index: int = Field(ge=0, le=MAX_STEPS)
     seq: int = Field(ge=0, le=2**31 - 1)
     data: Text = Field(max_length=MAX_LOG_CHUNK)
     stream: LogStream = LogStream.stdout
@@ -218,6 +220,46 @@ class LogChunk(_Request):
         if self.stream is LogStream.stdout:
             dumped.pop("stream", None)
         return dumped
+
+    def output(self) -> OutputChunk:
+        return OutputChunk(self.seq, self.data, self.stream)
+
+
+def _one_request_of_distinct_chunks(chunks: list[BatchedChunk]) -> list[BatchedChunk]:
+    chars = sum(len(chunk.data) for chunk in chunks)
+    if chars > MAX_LOG_BATCH_CHARS:
+        raise ValueError(
+            f"the chunks hold {chars} characters together; at most {MAX_LOG_BATCH_CHARS} are "
+            "accepted in one batch: send the rest in another"
+        )
+    first: dict[int, int] = {}
+    for index, chunk in enumerate(chunks):
+        if chunk.seq in first:
+            raise ValueError(
+                f"chunks {first[chunk.seq]} and {index} both have seq {chunk.seq}: each chunk "
+                "of a step has its own"
+            )
+        first[chunk.seq] = index
+    return chunks
+
+
+class LogBatch(_Request):
+    """``POST /tasks/{task_id}/steps/{step_index}/logs``: chunks of one step's output, of both
+    streams, in the order they were read. ``seq`` counts from 0 per step (over both streams);
+    a chunk sent twice (in this batch's retry, or in another batch) is stored once."""
+
+    chunks: Annotated[
+        list[BatchedChunk],
+        Field(min_length=1, max_length=MAX_LOG_BATCH),
+        AfterValidator(_one_request_of_distinct_chunks),
+    ]
+
+
+class LogChunk(BatchedChunk):
+    """``POST /tasks/{task_id}/logs``: one chunk, as agents before batches send it (still
+    taken, so that an agent of the previous version loses no output during an upgrade)."""
+
+    step_index: int = Field(ge=0, le=MAX_STEPS)
 
 
 class StepResult(_Request):

@@ -109,6 +109,13 @@ class Settings(BaseSettings):
         description="How often the pods of k8s and local pools are synced with the runtime "
         "(0: only on sync-deployment and config saves).",
     )
+    pod_relist_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How often the controller's Pod watch of a namespace lists its Pods again "
+        "(its cache of them is otherwise fed by the watch's events alone): a guard against a "
+        "missed event.",
+    )
     heartbeat_seconds: int = Field(default=5, ge=1, le=300, description="Agent heartbeat.")
     agent_timeout_seconds: int = Field(
         default=30,

@@ -1,14 +1,17 @@
 """A tiny control plane that speaks the agent protocol, on a real port, for the agent's loop tests.
 
 It implements docs/agent-protocol.md minimally (a queue of tasks, results that hand out the next
-step, cancellation through heartbeats and claims), records every request in order, and can be
-stopped and started again on the same port (an outage) or made to answer with an error status.
+step, cancellation through heartbeats and claims, logs in batches and, as a control plane of the
+previous version took them, one chunk at a time), records every request in order, and can be
+stopped and started again on the same port (an outage), made to answer with an error status, or
+to know no batches of logs (``batches = False``: a control plane of the previous version).
 It runs uvicorn in a thread, so it answers while the test's event loop runs the agent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -31,7 +34,7 @@ PREFIX = "/api/v1/agent/pools/{pool_id}"
 
 @dataclass
 class Event:
-    kind: str  # register, heartbeat, claim, log, result, or a marker the test adds
+    kind: str  # register, heartbeat, claim, logs (a batch), log (one chunk), result, or a marker
     params: dict[str, str]
     body: Any
     at: float = field(default_factory=time.monotonic)
@@ -73,6 +76,13 @@ class FakeControlPlane:
         self.fail_status: int | None = None
         self.failed_requests = 0
         self.claim_override: Any = None
+        self.batches = True  # False: no batches of logs (404), as before they existed
+        # Tasks a result that frees a slot gives that slot at once; the agent's pending claim
+        # gets the step before the result's answer (they cross), as a control plane may answer:
+        # a step placed in a slot is answered once even unoffered, and again whenever a claim
+        # offers its slot.
+        self.given_on_result: deque[str] = deque()
+        self._placed: dict[str, asyncio.Event] = {}  # task id: set once delivered
         self._lock = threading.Lock()
         self._logs: dict[tuple[str, int, int], str] = {}
         self.port = free_port()
@@ -90,6 +100,11 @@ class FakeControlPlane:
     ) -> None:
         self.tasks[task_id] = FakeTask(task_id, list(steps), env or {})
         self.queued.append(task_id)
+
+    def add_task_for_a_freed_slot(self, task_id: str, *steps: dict[str, Any]) -> None:
+        """A task the next result that frees a slot gives that slot (``given_on_result``)."""
+        self.tasks[task_id] = FakeTask(task_id, list(steps), {})
+        self.given_on_result.append(task_id)
 
     def mark(self, kind: str) -> None:
         self.events.append(Event(kind, {}, None))
@@ -109,12 +124,18 @@ class FakeControlPlane:
             keys = sorted(k for k in self._logs if k[:2] == (task_id, step_index))
             return "".join(self._logs[k] for k in keys)
 
+    def log_requests(self, task_id: str, step_index: int) -> list[list[dict[str, Any]]]:
+        """The chunks of every request that carried the step's output (a batch, or one)."""
+        sent: list[list[dict[str, Any]]] = []
+        for event in list(self.events):
+            if event.kind in ("logs", "log") and event.params["task_id"] == task_id:
+                step, chunks = _logged(event)
+                if step == step_index:
+                    sent.append(chunks)
+        return sent
+
     def seqs(self, task_id: str, step_index: int) -> list[int]:
-        return [
-            e.body["seq"]
-            for e in self.of_kind("log")
-            if e.params["task_id"] == task_id and e.body["step_index"] == step_index
-        ]
+        return [c["seq"] for chunks in self.log_requests(task_id, step_index) for c in chunks]
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -156,6 +177,11 @@ class FakeControlPlane:
                 f"{PREFIX}/pods/{{name}}/claim", self._guard("claim", self._claim), methods=["POST"]
             ),
             Route(
+                f"{PREFIX}/tasks/{{task_id}}/steps/{{step_index}}/logs",
+                self._guard("logs", self._log_batch),
+                methods=["POST"],
+            ),
+            Route(
                 f"{PREFIX}/tasks/{{task_id}}/logs", self._guard("log", self._log), methods=["POST"]
             ),
             Route(
@@ -171,6 +197,8 @@ class FakeControlPlane:
             if self.fail_status is not None:
                 self.failed_requests += 1
                 return JSONResponse({"error": "failing on purpose"}, status_code=self.fail_status)
+            if kind == "logs" and not self.batches:
+                return JSONResponse({"detail": "Not Found"}, status_code=404)
             bearer = request.headers.get("authorization", "").removeprefix("Bearer ")
             # As the control plane: the pool token only registers; the rest takes the credential.
             if bearer != self.credential and (kind != "register" or bearer != self.token):
@@ -207,6 +235,11 @@ class FakeControlPlane:
 
     def _claim_answer(self, free_slots: list[int]) -> dict[str, Any]:
         assignments = []
+        for task_id, delivered in list(self._placed.items()):
+            task = self.tasks[task_id]
+            if not delivered.is_set() or task.slot in free_slots:
+                delivered.set()
+                assignments.append(task.assignment(new_workdir=True))
         for slot in free_slots:
             if not self.queued:
                 break
@@ -214,6 +247,14 @@ class FakeControlPlane:
             task.slot = slot
             assignments.append(task.assignment(new_workdir=True))
         return {"assignments": assignments, "cancel": sorted(self.cancel), "release": []}
+
+    async def _log_batch(self, call: _Call) -> Any:
+        step = int(call.params["step_index"])
+        with self._lock:
+            for chunk in call.body["chunks"]:
+                key = (call.params["task_id"], step, chunk["seq"])
+                self._logs.setdefault(key, chunk["data"])  # a chunk sent twice is stored once
+        return None
 
     async def _log(self, call: _Call) -> Any:
         key = (call.params["task_id"], call.body["step_index"], call.body["seq"])
@@ -226,6 +267,12 @@ class FakeControlPlane:
         step = int(call.params["step_index"])
         if step not in task.answers:
             task.answers[step] = self._after(task, step, call.body["status"])
+            if task.answers[step]["release"] and self.given_on_result:
+                following = self.tasks[self.given_on_result.popleft()]
+                following.slot = task.slot
+                delivered = self._placed[following.task_id] = asyncio.Event()
+                with contextlib.suppress(TimeoutError):  # the pending claim answers it first
+                    await asyncio.wait_for(delivered.wait(), 2)
         return task.answers[step]
 
     @staticmethod
@@ -234,6 +281,13 @@ class FakeControlPlane:
             task.current = step + 1
             return {"next": task.assignment(new_workdir=False), "reserve": False, "release": False}
         return {"next": None, "reserve": False, "release": True}
+
+
+def _logged(event: Event) -> tuple[int, list[dict[str, Any]]]:
+    """The step and chunks of a ``logs`` (batch) or ``log`` (one chunk) event."""
+    if event.kind == "logs":
+        return int(event.params["step_index"]), list(event.body["chunks"])
+    return int(event.body["step_index"]), [event.body]
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from slotpool.agent import AgentConfig, run_agent
+from slotpool.agent.process import FLUSH_SECONDS
 from tests.agent.fake_plane import FakeControlPlane
 from tests.agent.helpers import read_pid, wait_until
 from tests.support.processes import alive
@@ -85,8 +86,9 @@ def _assert_logs_before_results(plane: FakeControlPlane) -> None:
     for event in plane.events:
         if event.kind == "result":
             reported.add((event.params["task_id"], int(event.params["step_index"])))
-        if event.kind == "log":
-            assert (event.params["task_id"], event.body["step_index"]) not in reported
+        if event.kind in ("logs", "log"):
+            step = int(event.params.get("step_index", event.body.get("step_index", -1)))
+            assert (event.params["task_id"], step) not in reported
 
 
 async def test_a_step_that_ends_during_an_outage_is_reported_when_the_server_is_back(
@@ -191,3 +193,60 @@ async def test_a_failing_root_task_stops_the_agent_and_its_steps(
     # A killed process is gone a moment later, not at once.
     await wait_until(lambda: not alive(pid), seconds=5)
     assert not plane.results(TASK)
+
+
+async def test_a_steps_output_goes_out_in_batches_of_both_streams(
+    plane: FakeControlPlane, tmp_path: Path
+) -> None:
+    # 1,000 short lines, the two streams taking turns, over a second or so.
+    script = "for i in $(seq 500); do echo out $i; echo err $i >&2; sleep 0.002; done"
+    plane.add_task(TASK, run(script))
+    started = time.monotonic()
+    agent = Running(config_for(plane, tmp_path))
+    await wait_until(lambda: plane.results(TASK), seconds=30)
+    took = time.monotonic() - started
+    assert await agent.drain() == 0
+
+    lines = [f"{stream} {i}\n" for i in range(1, 501) for stream in ("out", "err")]
+    assert sorted(plane.output(TASK, 0).splitlines(keepends=True)) == sorted(lines)
+    requests = plane.log_requests(TASK, 0)
+    chunks = [chunk for sent in requests for chunk in sent]
+    assert [c["seq"] for c in chunks] == list(range(len(chunks)))  # each sent once, in order
+    assert {c.get("stream", "stdout") for c in chunks} == {"stdout", "stderr"}
+    assert len(chunks) >= 100  # the streams took turns: a chunk each time
+    # A request per flush (every FLUSH_SECONDS, and at the end), not one per chunk.
+    assert len(requests) <= took / FLUSH_SECONDS + 2, [len(sent) for sent in requests]
+    assert not plane.of_kind("log")
+    _assert_logs_before_results(plane)
+
+
+async def test_a_control_plane_without_batches_gets_the_chunks_one_at_a_time(
+    plane: FakeControlPlane, tmp_path: Path
+) -> None:
+    plane.batches = False  # the previous version: POST .../logs, one chunk each
+    plane.add_task(TASK, run("echo out; sleep 0.5; echo err >&2"))
+    agent = Running(config_for(plane, tmp_path))
+    await wait_until(lambda: plane.results(TASK))
+    assert await agent.drain() == 0
+
+    assert plane.output(TASK, 0) == "out\nerr\n"
+    assert [e.body["seq"] for e in plane.of_kind("log")] == [0, 1]
+    assert plane.of_kind("log")[1].body["stream"] == "stderr"
+    _assert_logs_before_results(plane)
+
+
+async def test_a_step_given_a_slot_whose_result_answer_is_on_its_way_starts_once_it_is_free(
+    plane: FakeControlPlane, tmp_path: Path
+) -> None:
+    # The next task is placed in slot 0 as the result frees it, and the pending claim (offering
+    # slot 1 only) answers it before the result's answer reaches the runner.
+    plane.claim_wait = 20  # a claim left waiting would hold the step back for that long
+    plane.add_task(TASK, run("sleep 0.3"))
+    plane.add_task_for_a_freed_slot(OTHER, run("echo next"))
+    agent = Running(config_for(plane, tmp_path, slots=2))
+    await wait_until(lambda: plane.results(TASK))
+    ended = time.monotonic()
+    await wait_until(lambda: plane.results(OTHER), seconds=15)
+    assert time.monotonic() - ended < 5  # not after the pending claim's 20 s
+    assert await agent.drain() == 0
+    assert plane.output(OTHER, 0) == "next\n"

@@ -5,11 +5,19 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-from slotpool.agent.process import CHUNK_BYTES, Cancellation, Chunker, StepOutcome, run_process
-from slotpool.domain.tasks import LogStream, StepStatus
-from slotpool.protocol import MAX_MESSAGE, StepResult
+from slotpool.agent.process import (
+    CHUNK_BYTES,
+    FLUSH_SECONDS,
+    Cancellation,
+    Chunker,
+    StepOutcome,
+    run_process,
+)
+from slotpool.domain.tasks import LogStream, OutputChunk, StepStatus
+from slotpool.protocol import MAX_LOG_BATCH, MAX_MESSAGE, StepResult
 from tests.agent.helpers import read_pid, wait_until
 from tests.support.processes import alive
 
@@ -21,10 +29,13 @@ class Output:
     def __init__(self) -> None:
         self.chunks: list[tuple[int, str, float]] = []
         self.streams: list[LogStream] = []
+        self.batches: list[list[OutputChunk]] = []
 
-    def __call__(self, seq: int, data: str, stream: LogStream) -> None:
-        self.chunks.append((seq, data, time.monotonic()))
-        self.streams.append(stream)
+    def __call__(self, chunks: Sequence[OutputChunk]) -> None:
+        self.batches.append(list(chunks))
+        for chunk in chunks:
+            self.chunks.append((chunk.seq, chunk.data, time.monotonic()))
+            self.streams.append(chunk.stream)
 
     @property
     def text(self) -> str:
@@ -97,7 +108,40 @@ async def test_large_output_is_cut_into_64_kib_chunks(tmp_path: Path) -> None:
     assert outcome.status is StepStatus.succeeded
     assert output.text == "x" * 200_000
     assert all(len(data.encode()) <= CHUNK_BYTES for _, data, _ in output.chunks)
+    assert all(sum(len(c.data.encode()) for c in b) <= CHUNK_BYTES for b in output.batches)
     assert [seq for seq, _, _ in output.chunks] == list(range(len(output.chunks)))
+
+
+async def test_lines_of_both_streams_go_out_in_a_few_batches(tmp_path: Path) -> None:
+    output = Output()
+    script = "for i in $(seq 200); do echo out $i; echo err $i >&2; sleep 0.002; done"
+    started = time.monotonic()
+    outcome = await run(script, tmp_path, output=output)
+    took = time.monotonic() - started
+    assert outcome.status is StepStatus.succeeded
+    assert output.of(LogStream.stdout) == "".join(f"out {i}\n" for i in range(1, 201))
+    assert output.of(LogStream.stderr) == "".join(f"err {i}\n" for i in range(1, 201))
+    assert [seq for seq, _, _ in output.chunks] == list(range(len(output.chunks)))
+    assert len(output.chunks) >= 100  # the streams alternated: a chunk per switch
+    # A batch a flush (every FLUSH_SECONDS, and at the end), not a request per chunk.
+    assert len(output.batches) <= took / FLUSH_SECONDS + 2, [len(b) for b in output.batches]
+
+
+def test_a_batch_holds_at_most_64_kib_of_output_in_at_most_max_log_batch_chunks() -> None:
+    output = Output()
+    chunker = Chunker(output, limit=10)
+    chunker.add(b"12345678")
+    chunker.add(b"abc", LogStream.stderr)  # 11 bytes with the first chunk: a batch of its own
+    chunker.flush()
+    assert [[c.data for c in batch] for batch in output.batches] == [["12345678"], ["abc"]]
+
+    many = Output()
+    chunker = Chunker(many)
+    for i in range(MAX_LOG_BATCH + 1):
+        chunker.add(b"x", LogStream.stderr if i % 2 else LogStream.stdout)
+    chunker.flush(final=True)
+    assert [len(batch) for batch in many.batches] == [MAX_LOG_BATCH, 1]
+    assert many.text == "x" * (MAX_LOG_BATCH + 1)
 
 
 def test_chunks_decode_utf8_across_reads_and_replace_what_cannot_be_stored() -> None:

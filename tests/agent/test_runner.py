@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from slotpool.agent.isolation import StepUser
 from slotpool.agent.process import StepOutcome
 from slotpool.agent.runner import BASE_VARIABLES, SlotRunner
 from slotpool.agent.slots import AlreadyRunning, SlotConflict, SlotTable, Workdirs
-from slotpool.domain.tasks import LogStream, StepStatus
+from slotpool.domain.tasks import OutputChunk, StepStatus
 from slotpool.protocol import AssignedStep, Assignment, ResultAnswer
 
 TASK = "task-aaaaaaaaaaaaaaaa"
@@ -26,8 +27,8 @@ class Recorder:
         self.results: list[tuple[str, int, StepOutcome]] = []
         self._answers = deque(answers)
 
-    def log(self, task_id: str, step_index: int, seq: int, data: str, stream: LogStream) -> None:
-        self.chunks.append((task_id, step_index, seq, data))
+    def log(self, task_id: str, step_index: int, chunks: Sequence[OutputChunk]) -> None:
+        self.chunks += [(task_id, step_index, chunk.seq, chunk.data) for chunk in chunks]
 
     async def result(self, task_id: str, step_index: int, outcome: StepOutcome) -> ResultAnswer:
         self.results.append((task_id, step_index, outcome))

@@ -24,6 +24,7 @@ REQUESTS = {
     "/pods/{name}/heartbeat": "HeartbeatRequest",
     "/pods/{name}/claim": "ClaimRequest",
     "/tasks/{task_id}/logs": "LogChunk",
+    "/tasks/{task_id}/steps/{step_index}/logs": "LogBatch",
     "/tasks/{task_id}/steps/{step_index}/result": "StepResult",
 }
 

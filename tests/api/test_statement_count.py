@@ -7,11 +7,14 @@ each call, which the app's request handling inherits); the controller's and the 
 passes run in their own tasks and are measured by the controller benchmark instead.
 
 The path: submit a command into a pool whose agent has an idle slot waiting (the dispatcher gives
-it a slot at once), the agent's claim that picks it up, two log chunks, the step's result.
+it a slot at once), the agent's claim that picks it up, a batch of two log chunks, the step's
+result; besides it, a claim that finds nothing new (the queue is known to be empty: no dispatch
+probe) and a heartbeat with nothing to say.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
@@ -25,17 +28,20 @@ from tests.api.test_tasks_protocol import FakeAgent, agent_client, pool_with_tok
 
 T = TypeVar("T")
 
-# statements per call of the task path, as measured on the commit that pinned them
+# Statements per call of the task path, as measured on the commit that pinned them. Before the
+# cheap agent protocol: claim 8 (7 when empty), a log chunk 3 (a request each), heartbeat 3, a
+# task 30 (with two chunks).
 PINNED: dict[str, dict[str, int]] = {
-    "sqlite": {"submit": 12, "claim": 8, "log chunk": 3, "result": 4, "heartbeat": 3, "task": 30},
-    "postgresql": {
-        "submit": 12,
-        "claim": 8,
-        "log chunk": 3,
+    dialect: {
+        "submit": 8,
+        "claim": 4,
+        "claim, nothing new": 3,
+        "log batch": 3,
         "result": 4,
-        "heartbeat": 3,
-        "task": 30,
-    },
+        "heartbeat": 2,
+        "task": 19,
+    }
+    for dialect in ("sqlite", "postgresql")
 }
 
 _counting: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
@@ -89,9 +95,12 @@ async def test_the_statements_a_task_costs_from_submit_to_succeeded_are_pinned(
         costs["claim"] = len(seen)
         (work,) = claim["assignments"]
 
-        _, seen = await counted(lambda: agent.log(work["task_id"], 0, 0, "hel"))
-        costs["log chunk"] = len(seen)
-        await agent.log(work["task_id"], 0, 1, "lo\n")
+        _, seen = await counted(lambda: agent.claim([1]))
+        costs["claim, nothing new"] = len(seen)
+
+        chunks = [{"seq": 0, "data": "hel"}, {"seq": 1, "data": "lo\n", "stream": "stderr"}]
+        _, seen = await counted(lambda: agent.logs(work["task_id"], 0, chunks))
+        costs["log batch"] = len(seen)
 
         _, seen = await counted(lambda: agent.result(work["task_id"], 0, "succeeded"))
         costs["result"] = len(seen)
@@ -100,5 +109,29 @@ async def test_the_statements_a_task_costs_from_submit_to_succeeded_are_pinned(
         costs["heartbeat"] = len(seen)
 
     assert (await task(api, queued["id"]))["status"] == "succeeded"
-    costs["task"] = costs["submit"] + costs["claim"] + 2 * costs["log chunk"] + costs["result"]
+    costs["task"] = costs["submit"] + costs["claim"] + costs["log batch"] + costs["result"]
     assert costs == PINNED[dialect(api)], f"statements per call changed: {costs}"
+
+
+async def test_a_waiting_claim_reads_the_database_only_when_woken(
+    api: Api, statements: None
+) -> None:
+    """A long poll costs its first look and one look per wake-up, never one per second; a
+    pool whose queue is known to be empty is not probed for work."""
+    pool_id, token = await pool_with_token(api)
+    async with agent_client(api, token) as http:
+        agent = FakeAgent(http, pool_id, "agent-1")
+        await agent.register(1)
+        answer, idle = await counted(lambda: agent.claim([0], wait=1.5))
+        assert answer["assignments"] == []
+        assert len(idle) == 3, idle  # the credential, the claim's heartbeat, the pod's tasks
+
+        async def submit_soon() -> dict[str, Any]:
+            await asyncio.sleep(0.3)
+            return await submit(api, pool_id, command="x")
+
+        submitting = asyncio.create_task(submit_soon())
+        answer, woken = await counted(lambda: agent.claim([0], wait=10))
+        queued = await submitting
+    assert [a["task_id"] for a in answer["assignments"]] == [queued["id"]]
+    assert len(woken) == 6, woken  # 3 before the wake-up, 2 after it and the delivery

@@ -13,6 +13,7 @@ import pytest
 
 from slotpool.controller import sweeper
 from slotpool.controller.sweeper import Sweeper
+from slotpool.protocol import MAX_LOG_BATCH, MAX_LOG_BATCH_CHARS, MAX_LOG_CHUNK
 from tests.api.conftest import Api
 from tests.api.test_pools_api import POOLS, create_pool
 
@@ -76,6 +77,14 @@ class FakeAgent:
         if stream is not None:
             body["stream"] = stream
         response = await self.post(f"tasks/{task_id}/logs", body)
+        assert response.status_code == 204, response.text
+
+    async def post_logs(self, task_id: str, step: int, chunks: list[Any]) -> httpx.Response:
+        """A batch of the step's output: ``chunks`` of ``{seq, data, stream?}``."""
+        return await self.post(f"tasks/{task_id}/steps/{step}/logs", {"chunks": chunks})
+
+    async def logs(self, task_id: str, step: int, chunks: list[Any]) -> None:
+        response = await self.post_logs(task_id, step, chunks)
         assert response.status_code == 204, response.text
 
     async def result(self, task_id: str, step: int, status: str, code: int | None = 0) -> Any:
@@ -179,6 +188,67 @@ async def test_logs_keep_the_stream_and_a_follower_hears_what_the_task_waits_for
         f"{TASKS}/{queued['id']}/logs", params={"after": 0, "format": "ndjson"}
     )
     assert [json.loads(line)["stream"] for line in page.text.splitlines()] == ["stdout", "stderr"]
+
+
+async def test_a_batch_of_both_streams_is_stored_in_order_and_a_resent_chunk_once(
+    api: Api,
+) -> None:
+    pool_id, token = await pool_with_token(api)
+    async with agent_client(api, token) as http:
+        agent = FakeAgent(http, pool_id, "agent-1")
+        await agent.register(1)
+        queued = await submit(api, pool_id, command="x")
+        (work,) = (await agent.claim([0]))["assignments"]
+        first = [{"seq": 0, "data": "out\n"}, {"seq": 1, "data": "err\n", "stream": "stderr"}]
+        await agent.logs(work["task_id"], 0, first)
+        # The answer was lost: sent again, with what was read since.
+        await agent.logs(work["task_id"], 0, [*first, {"seq": 2, "data": "more\n"}])
+        await agent.log(work["task_id"], 0, 2, "more\n")  # and by the one-chunk call
+        await agent.result(work["task_id"], 0, "succeeded")
+    page = await api.client.get(
+        f"{TASKS}/{queued['id']}/logs", params={"after": 0, "format": "ndjson"}
+    )
+    records = [json.loads(line) for line in page.text.splitlines()]
+    assert [(r["seq"], r["stream"], r["data"]) for r in records] == [
+        (0, "stdout", "out\n"),
+        (1, "stderr", "err\n"),
+        (2, "stdout", "more\n"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("chunks", "field", "says"),
+    [
+        ([], "chunks", "at least 1"),
+        ([{"seq": 0, "data": "a"}, {"seq": 0, "data": "b"}], "chunks", "both have seq 0"),
+        ([{"seq": i, "data": "x"} for i in range(MAX_LOG_BATCH + 1)], "chunks", "at most"),
+        (
+            [{"seq": 0, "data": "x" * MAX_LOG_CHUNK}, {"seq": 1, "data": "y"}],
+            "chunks",
+            f"at most {MAX_LOG_BATCH_CHARS} are accepted in one batch",
+        ),
+        ([{"seq": 0, "data": "x" * (MAX_LOG_CHUNK + 1)}], "chunks.0.data", "at most"),
+        ([{"seq": -1, "data": "x"}], "chunks.0.seq", "greater than or equal to 0"),
+        ([{"seq": 0, "data": "x", "step_index": 0}], "chunks.0.step_index", ""),
+    ],
+)
+async def test_a_bad_batch_is_refused_with_its_field(
+    api: Api, chunks: list[Any], field: str, says: str
+) -> None:
+    pool_id, token = await pool_with_token(api)
+    async with agent_client(api, token) as http:
+        agent = FakeAgent(http, pool_id, "agent-1")
+        await agent.register(1)
+        await submit(api, pool_id, command="x")
+        (work,) = (await agent.claim([0]))["assignments"]
+        response = await agent.post_logs(work["task_id"], 0, chunks)
+        await agent.logs(work["task_id"], 0, [{"seq": 5, "data": "fine"}])
+    assert response.status_code == 422, response.text
+    details = {d["field"]: d for d in response.json()["details"]}
+    assert field in details, details
+    assert says in json.dumps(details[field]), details[field]
+    logs = await api.client.get(f"{TASKS}/{work['task_id']}/logs")
+    assert logs.text == "fine"  # nothing of the refused batch
 
 
 async def test_queued_work_waits_for_a_slot_and_packs_the_fullest_pod(api: Api) -> None:
@@ -414,7 +484,9 @@ async def test_a_silent_agent_loses_its_tasks_with_the_reason(
             hanging.set()
             await asyncio.Event().wait()
 
-        monkeypatch.setattr(sweeper, "STEP_TIMEOUT_SECONDS", 0.2)
+        # Every step gets this timeout: short enough for the test, long enough that the real
+        # steps finish within it on a busy machine.
+        monkeypatch.setattr(sweeper, "STEP_TIMEOUT_SECONDS", 1.0)
         monkeypatch.setattr(Sweeper, "_dispatch_queued", hung)
     pool_id, token = await pool_with_token(api)
     async with agent_client(api, token) as http:
@@ -430,7 +502,7 @@ async def test_a_silent_agent_loses_its_tasks_with_the_reason(
     async def lost() -> bool:
         return bool((await task(api, queued["id"]))["status"] == "lost")
 
-    await eventually(lost)
+    await eventually(lost, seconds=15)
     found = await task(api, queued["id"])
     assert "agent agent-1 stopped heartbeating" in found["reason"]
     pods = (await api.client.get(f"{POOLS}/{pool_id}/pods")).json()["items"]

@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
+from prometheus_client import REGISTRY
 
-from slotpool.controller.orchestration import LISTING_SECONDS, Orchestration, WatchEnd
+from slotpool.controller.orchestration import LISTING_SECONDS, Coalesce, Orchestration, WatchEnd
 from slotpool.domain.config import PoolType, parse_config
 from slotpool.domain.signals import Signal
 from slotpool.domain.tasks import TaskSubmit
@@ -209,3 +210,26 @@ async def test_run_forever_ends_what_it_started(world: World, loops: Loops) -> N
         await running
     assert worker.done()
     assert loops.orchestration.workers == {}
+
+
+def passes_so_far() -> float:
+    return REGISTRY.get_sample_value("slotpool_controller_pass_seconds_count") or 0.0
+
+
+async def test_a_storm_of_wake_ups_costs_a_few_passes_not_one_each(
+    world: World, loops: Loops
+) -> None:
+    pool = await world.pool("stormy", min_replicas=0)
+    await loops.orchestration.run_once(RESYNC)  # its worker starts, with a first pass
+    await asyncio.sleep(0.2)
+    before = passes_so_far()
+
+    # 400 wake-ups a few milliseconds apart (submissions, watch events): each one alone would be
+    # worth a pass, and a pass takes about as long as the gap between two of them.
+    for _ in range(400):
+        loops.orchestration.poke(pool.pool_id)
+        await asyncio.sleep(0.003)
+    await asyncio.sleep(Coalesce().most * 3)  # the last pass is done
+
+    passes = passes_so_far() - before
+    assert 1 <= passes <= 25, f"{passes:.0f} passes for 400 wake-ups"

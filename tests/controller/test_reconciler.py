@@ -99,6 +99,24 @@ async def test_a_pod_that_vanished_is_retired_and_replaced(world: World) -> None
     )
 
 
+async def test_a_pod_a_cache_does_not_hold_yet_is_confirmed_by_a_real_listing_and_kept(
+    world: World,
+) -> None:
+    pool = await world.pool(min_replicas=1)
+    (first,) = (await world.services.controller.run_pass(pool.pool_id, check_secret=True)).created
+    world.runtime.unreported.add(first)  # the runtime's cache lags behind, the runtime does not
+    world.clock.advance(seconds=1)
+
+    report = await world.services.controller.run_pass(pool.pool_id, check_secret=False)
+
+    assert (report.ended, report.created) == ([], [])
+    assert world.runtime.fresh_lists == 1
+    assert (await world.pods(pool.pool_id))[first].state is not PodState.failed
+    world.runtime.unreported.clear()
+    await world.services.controller.run_pass(pool.pool_id, check_secret=False)
+    assert world.runtime.fresh_lists == 1  # nothing missing: the cache's word is enough
+
+
 async def test_a_pending_pod_is_reported_with_the_runtimes_reason(world: World) -> None:
     pool = await world.pool(min_replicas=0)
     world.runtime.add(

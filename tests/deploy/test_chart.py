@@ -77,8 +77,6 @@ def test_each_rendering_is_accepted_by_the_api_server(
 def test_the_defaults_need_only_a_database_url(helm: Helm) -> None:
     docs = helm.template("sp", "slotpool", [VALUES / "minimal.yaml"])
     assert _kinds(docs) == [
-        "ClusterRole",
-        "ClusterRoleBinding",
         "Deployment",
         "Namespace",
         "NetworkPolicy",

@@ -67,7 +67,7 @@ def test_the_install_made_the_agents_namespaces_restricted(installed: K8sTestEnv
 
 
 # Every request the Kubernetes runtime makes (src/slotpool/runtime/kubernetes.py), in each
-# agents' namespace, and the one cluster-wide.
+# agents' namespace; nothing cluster-wide.
 NEEDED = [
     *[
         (verb, resource, namespace)
@@ -78,7 +78,6 @@ NEEDED = [
         )
         for verb in verbs
     ],
-    ("create", "namespaces", None),
 ]
 # (verb, resource, namespace, subresource)
 NOT_NEEDED = [
@@ -103,7 +102,8 @@ NOT_NEEDED = [
     ("create", "configmaps", AGENTS[0], ""),
     ("create", "serviceaccounts", AGENTS[0], ""),
     ("create", "roles", AGENTS[0], ""),
-    ("get", "namespaces", None, ""),  # create only: nothing on existing namespaces
+    ("create", "namespaces", None, ""),  # nothing cluster-wide: the chart makes the namespaces
+    ("get", "namespaces", None, ""),
     ("list", "namespaces", None, ""),
     ("update", "namespaces", None, ""),
     ("delete", "namespaces", None, ""),
@@ -243,4 +243,9 @@ def test_a_server_with_the_charts_credentials_creates_and_deletes_agent_pods(
         assert f"slotpool-agent-token-{pool_id}" not in secrets()
         assert kubelet.errors == [], kubelet.errors
     log = (work / "server.log").read_text()
-    assert "forbidden" not in log.lower(), log[-4000:]  # no request was refused
+    refused = [line for line in log.splitlines() if "forbidden" in line.lower()]
+    # The one refusal expected: creating the (existing) namespace, a right the chart does not
+    # give; the runtime goes on with the namespace as it is.
+    namespace_create = [line for line in refused if "/api/v1/namespaces?" in line]
+    assert namespace_create, refused
+    assert refused == namespace_create, refused

@@ -117,6 +117,7 @@ def test_the_pool_token_registers_no_made_up_name_and_no_live_pod(
             (f"pods/{pod}/heartbeat", {}),
             (f"pods/{pod}/claim", {"free_slots": [0]}),
             (f"tasks/{task_id}/logs", {"step_index": 0, "seq": 99, "data": "forged"}),
+            (f"tasks/{task_id}/steps/0/logs", {"chunks": [{"seq": 99, "data": "forged"}]}),
             (f"tasks/{task_id}/steps/0/result", {"status": "succeeded", "exit_code": 0}),
         ]
         for path, body in calls:
@@ -195,6 +196,7 @@ def test_an_agent_credential_reaches_only_its_own_pod_tasks_and_running_steps(
             ("pods/victim/heartbeat", {}),
             ("pods/victim/claim", {"free_slots": [0]}),
             (f"tasks/{victim_task}/logs", {"step_index": 0, "seq": 99, "data": "forged"}),
+            (f"tasks/{victim_task}/steps/0/logs", {"chunks": [{"seq": 99, "data": "forged"}]}),
             (f"tasks/{victim_task}/steps/0/result", {"status": "succeeded", "exit_code": 0}),
             ("register", {"name": "victim", "slots": 1}),
         ]
@@ -215,6 +217,15 @@ def test_an_agent_credential_reaches_only_its_own_pod_tasks_and_running_steps(
         )
         assert no_step.status_code == 404, no_step.text
         assert "has no step 7" in no_step.json()["error"]
+        no_step = agent_post(
+            server,
+            credential,
+            pool_id,
+            f"tasks/{own_task}/steps/7/logs",
+            {"chunks": [{"seq": 0, "data": "x"}]},
+        )
+        assert no_step.status_code == 404, no_step.text
+        assert "has no step 7" in no_step.json()["error"]
         ended = agent_post(
             server,
             credential,
@@ -229,6 +240,15 @@ def test_an_agent_credential_reaches_only_its_own_pod_tasks_and_running_steps(
             pool_id,
             f"tasks/{own_task}/logs",
             {"step_index": 0, "seq": 1, "data": "after the end"},
+        )
+        assert late.status_code == 409, late.text
+        assert "takes no more logs" in late.json()["error"]
+        late = agent_post(
+            server,
+            credential,
+            pool_id,
+            f"tasks/{own_task}/steps/0/logs",
+            {"chunks": [{"seq": 1, "data": "after the end"}]},
         )
         assert late.status_code == 409, late.text
         assert "takes no more logs" in late.json()["error"]

@@ -26,6 +26,7 @@ from lightkube.config.models import Cluster, User
 from lightkube.models.meta_v1 import Status
 from lightkube.resources.core_v1 import Secret
 
+from slotpool import metrics
 from slotpool.domain.config import PoolType, parse_config
 from slotpool.domain.manifest import PodContext, build_pod_manifest, pod_config_hash
 from slotpool.runtime.base import RuntimePod
@@ -237,19 +238,28 @@ async def test_the_token_secret_is_created_updated_or_left_and_recreated_when_de
 
 
 class Boundary(httpx2.AsyncBaseTransport):
-    """The HTTP boundary in front of the real API server: counts watch requests and, if asked,
-    answers the first one as the API server does for a compacted version (everything else goes on
-    to the real API server)."""
+    """The HTTP boundary in front of the real API server: counts Pod lists and watch requests
+    and, if asked, answers the first watch as the API server does for a compacted version (with
+    ``hold``: once the test releases it); everything else goes on to the real API server."""
 
-    def __init__(self, tls: ssl.SSLContext, *, expire: str | None = None) -> None:
+    def __init__(
+        self, tls: ssl.SSLContext, *, expire: str | None = None, hold: bool = False
+    ) -> None:
         self._inner = httpx2.AsyncHTTPTransport(verify=tls)
         self._expire = expire
         self.watches = 0
+        self.lists = 0  # of Pods
+        self.release = asyncio.Event()  # with ``hold``: the expired answer waits for it
+        if not hold:
+            self.release.set()
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if request.method == "GET" and request.url.path.endswith("/pods"):
+            self.lists += request.url.params.get("watch") != "true"
         if request.url.params.get("watch") == "true":
             self.watches += 1
             if self.watches == 1 and self._expire is not None:
+                await self.release.wait()
                 return self._expired()
         return await self._inner.handle_async_request(request)
 
@@ -464,3 +474,123 @@ async def test_prepare_makes_a_restricted_namespace_once_and_again_after_it_was_
     finally:
         await subject.close()
         await asyncio.to_thread(k8s.client.delete, path)
+
+
+# -- the namespace watch's cache of Pods ---------------------------------------------------------
+
+
+def lists_of_pods() -> float:
+    """LIST requests for Pods answered so far, by any runtime of this process."""
+    counter = metrics.KUBERNETES_REQUESTS.labels(verb="list", resource="pods", code="200")
+    return float(counter._value.get())
+
+
+@contextlib.asynccontextmanager
+async def following(watching: KubernetesRuntime) -> AsyncIterator[list[str]]:
+    """``watch_pools`` consumed in the background, as the controller does; yields the pools it
+    reported (until the block ends)."""
+    heard: list[str] = []
+
+    async def consume() -> None:
+        async for pool_id in watching.watch_pools(NAMESPACE):
+            heard.append(pool_id)
+
+    task = asyncio.create_task(consume())
+    try:
+        async with asyncio.timeout(30.0):
+            while True:
+                if watching.cache(NAMESPACE).following:
+                    break
+                await asyncio.sleep(0.05)
+        yield heard
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def cached_until(
+    watching: KubernetesRuntime, pool_id: str, check: Callable[[set[str]], bool]
+) -> set[str]:
+    async with asyncio.timeout(30.0):
+        while True:
+            names = {p.name for p in await watching.pods(NAMESPACE, pool_id)}
+            if check(names):
+                return names
+            await asyncio.sleep(0.05)
+
+
+async def test_the_watch_keeps_the_namespaces_pods_and_a_pass_reads_them_without_a_list(
+    k8s: K8sTestEnv, runtime: KubernetesRuntime, pool_id: str
+) -> None:
+    before = await runtime.create_pod(manifest(pool_id))
+    watching = KubernetesRuntime.from_kubeconfig(k8s.kubeconfig, requests_per_second=100.0)
+    try:
+        async with following(watching) as heard:
+            assert pool_id in heard  # the first listing reports every pool with Pods
+            lists = lists_of_pods()
+            assert [p.name for p in await watching.pods(NAMESPACE, pool_id)] == [before.name]
+            # Created elsewhere (another process, by hand): the watch reports it.
+            other = await runtime.create_pod(manifest(pool_id))
+            await cached_until(watching, pool_id, lambda names: names == {before.name, other.name})
+            # Created here: counted at once, before the watch reports it.
+            mine = await watching.create_pod(manifest(pool_id))
+            assert mine.name in {p.name for p in await watching.pods(NAMESPACE, pool_id)}
+            # Deleted elsewhere: gone once the watch says so.
+            await runtime.delete_pod(NAMESPACE, before.name, grace_seconds=0)
+            await cached_until(watching, pool_id, lambda names: before.name not in names)
+            # Deleted here: going at once.
+            await watching.delete_pod(NAMESPACE, other.name, grace_seconds=0)
+            cached = {p.name: p for p in await watching.pods(NAMESPACE, pool_id)}
+            assert other.name not in cached or cached[other.name].deleting
+            await cached_until(watching, pool_id, lambda names: names == {mine.name})
+            assert lists_of_pods() == lists  # every answer above came from the cache
+            fresh = await watching.pods(NAMESPACE, pool_id, fresh=True)
+            assert [p.name for p in fresh] == [mine.name]
+            assert lists_of_pods() == lists + 1
+        assert not watching.cache(NAMESPACE).following  # the watch ended: lists again
+        await watching.pods(NAMESPACE, pool_id)
+        assert lists_of_pods() == lists + 2
+    finally:
+        await watching.close()
+
+
+async def test_after_a_410_the_cache_is_what_the_new_listing_says(
+    k8s: K8sTestEnv, runtime: KubernetesRuntime, pool_id: str
+) -> None:
+    gone = await runtime.create_pod(manifest(pool_id))
+    boundary = Boundary(k8s.ssl_context(), expire="http-410", hold=True)
+    watching = boundary_runtime(k8s, boundary)
+    try:
+        async with following(watching):
+            assert {p.name for p in await watching.pods(NAMESPACE, pool_id)} == {gone.name}
+            # While the watch is away (its first request is held, then answered 410), one Pod
+            # goes and another comes: no event says so, only the listing after the 410.
+            await runtime.delete_pod(NAMESPACE, gone.name, grace_seconds=0)
+            await eventually(runtime, pool_id, lambda pods: not pods)
+            kept = await runtime.create_pod(manifest(pool_id))
+            lists = boundary.lists
+            boundary.release.set()
+            await cached_until(watching, pool_id, lambda names: names == {kept.name})
+            later = await runtime.create_pod(manifest(pool_id))  # and it watches on
+            await cached_until(watching, pool_id, lambda names: names == {kept.name, later.name})
+            assert boundary.lists == lists + 1  # the listing after the 410; the rest: cached
+    finally:
+        await watching.close()
+    assert boundary.watches == 2
+
+
+async def test_the_watch_lists_again_every_relist_interval(
+    runtime: KubernetesRuntime, pool_id: str
+) -> None:
+    pod = await runtime.create_pod(manifest(pool_id))
+    watch = runtime.watch_pods(NAMESPACE, pool_id, None, relist_seconds=1.0)
+    async with contextlib.aclosing(watch) as events:
+        syncs = 0
+        async with asyncio.timeout(30.0):
+            async for event in events:
+                if isinstance(event, PodSync):
+                    assert [p.name for p in event.pods] == [pod.name]
+                    syncs += 1
+                    if syncs == 3:
+                        break

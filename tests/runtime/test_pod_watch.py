@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import secrets
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 from lightkube import AsyncClient, KubeConfig
 from lightkube.resources.core_v1 import Namespace, Pod
@@ -219,3 +222,46 @@ async def test_a_restart_resumes_the_creation_back_off(world: World) -> None:
 
     clock.ahead += timedelta(seconds=10)  # the back-off is over
     assert len((await restarted.sync(pool)).created) == 1
+
+
+class InFlight(httpx2.AsyncBaseTransport):
+    """The HTTP boundary in front of the real API server: the most Pod creations it had in
+    flight at once."""
+
+    def __init__(self, tls: ssl.SSLContext) -> None:
+        self._inner = httpx2.AsyncHTTPTransport(verify=tls)
+        self.creating = self.most = 0
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if request.method != "POST" or not request.url.path.endswith("/pods"):
+            return await self._inner.handle_async_request(request)
+        self.creating += 1
+        self.most = max(self.most, self.creating)
+        try:
+            return await self._inner.handle_async_request(request)
+        finally:
+            self.creating -= 1
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+async def test_a_pass_issues_its_creations_at_once_within_the_rate_limit(world: World) -> None:
+    boundary = InFlight(world.k8s.ssl_context())
+    client = AsyncClient(KubeConfig.from_file(world.k8s.kubeconfig), transport=boundary)
+    runtime = KubernetesRuntime(client=client, requests_per_second=math.inf)
+    world.runtimes.append(runtime)
+    services = build_services(
+        world.store, world.settings, world.clock, RuntimeRegistry({PoolType.k8s: runtime})
+    )
+    config = world.config(min_replicas=20, max_replicas=20)
+    pool = await services.pools.create(
+        name="wide", description="", pool_type=PoolType.k8s, config=config, by="t"
+    )
+
+    report = await services.controller.run_pass(pool.pool_id, check_secret=True)
+
+    assert len(report.created) == 20
+    assert len(await world.names(pool.pool_id)) == 20
+    # Not one after the other, nor 8 at a time: as many at once as the (unlimited) rate allows.
+    assert boundary.most > 8, boundary.most

@@ -15,7 +15,7 @@ from slotpool.domain.pods import EndCause, PodEnd, SlotState
 from slotpool.domain.pools import Pool
 from slotpool.domain.tasks import StepStatus, TaskStatus, TaskSubmit
 from slotpool.domain.transitions import StepReport
-from slotpool.services.dispatch import Dispatcher
+from slotpool.services.dispatch import Dispatcher, Start
 from slotpool.services.notify import Notifier
 from slotpool.services.pools import PoolService
 from slotpool.services.tasks import TaskService
@@ -67,7 +67,7 @@ async def test_racing_dispatchers_never_double_book(database_url: str) -> None:
                 )
         # Queue the tasks without dispatching them, then let six dispatchers loose at once.
         quiet = Dispatcher(stores[0], pools, clock)
-        quiet.dispatch = _never  # type: ignore[method-assign]
+        quiet.start_queued = _never  # type: ignore[method-assign]
         submitter = TaskService(stores[0], quiet, Notifier(), clock)
         body = TaskSubmit.model_validate({"pool_id": pool.pool_id, "command": "true"})
         for _ in range(30):
@@ -94,8 +94,8 @@ async def test_racing_dispatchers_never_double_book(database_url: str) -> None:
 SCALED_DOWN = PodEnd(EndCause.scaled_down)
 
 
-async def _never(pool_id: str) -> int:
-    return 0
+async def _never(pool_id: str) -> list[Start]:
+    return []
 
 
 async def _drain(store: Store, pod_id: int) -> bool:
@@ -128,7 +128,7 @@ async def test_a_pod_is_never_drained_and_given_a_task_at_once(database_url: str
                 now=NOW,
             )
         quiet = Dispatcher(stores[0], pools, clock)
-        quiet.dispatch = _never  # type: ignore[method-assign]
+        quiet.start_queued = _never  # type: ignore[method-assign]
         body = TaskSubmit.model_validate({"pool_id": pool.pool_id, "command": "true"})
         first = await TaskService(stores[0], quiet, Notifier(), clock).submit(body, by="test")
 
@@ -187,7 +187,7 @@ async def test_a_dispatch_cancelled_while_waiting_does_not_stop_later_ones(
                 now=NOW,
             )
         quiet = Dispatcher(store, pools, clock)
-        quiet.dispatch = _never  # type: ignore[method-assign]
+        quiet.start_queued = _never  # type: ignore[method-assign]
         body = TaskSubmit.model_validate({"pool_id": pool.pool_id, "command": "true"})
         await TaskService(store, quiet, Notifier(), clock).submit(body, by="test")
 
@@ -220,7 +220,7 @@ async def test_explaining_the_queue_never_waits_for_a_task_being_started(
     try:
         _, pool = await static_pool(stores[0], settings, "explain", slots=1)
         quiet = Dispatcher(stores[0], PoolService(stores[0], settings, clock), clock)
-        quiet.dispatch = _never  # type: ignore[method-assign]
+        quiet.start_queued = _never  # type: ignore[method-assign]
         body = TaskSubmit.model_validate({"pool_id": pool.pool_id, "command": "true"})
         submitter = TaskService(stores[0], quiet, Notifier(), clock)
         held, other = [await submitter.submit(body, by="test") for _ in range(2)]

@@ -54,6 +54,10 @@ class FakeRuntime:
         self.lists: Counter[str] = Counter()  # pods() per pool
         self.created: defaultdict[str, list[float]] = defaultdict(list)  # perf_counter stamps
         self.deleted: list[str] = []
+        # Pods a cache of the runtime would not hold yet (a watch not caught up): left out of
+        # ``pods`` unless it is asked ``fresh``; ``fresh_lists`` counts those asks.
+        self.unreported: set[str] = set()
+        self.fresh_lists = 0
         # An operation's error, raised by its calls for good, or its next ``times`` ones.
         self.failing: dict[str, RuntimeApiError] = {}
         self._failures_left: dict[str, int] = {}
@@ -149,11 +153,16 @@ class FakeRuntime:
         self._call("delete_token")
         self.tokens.pop(pool_id, None)
 
-    async def pods(self, namespace: str, pool_id: str) -> list[RuntimePod]:
+    async def pods(self, namespace: str, pool_id: str, *, fresh: bool = False) -> list[RuntimePod]:
         self._call("pods")
         self.lists[pool_id] += 1
+        self.fresh_lists += fresh
         self._notify()
-        return [p for p in self.pods_of[pool_id].values() if p.namespace == namespace]
+        return [
+            p
+            for p in self.pods_of[pool_id].values()
+            if p.namespace == namespace and (fresh or p.name not in self.unreported)
+        ]
 
     async def all_pods(self, namespace: str) -> list[RuntimePod]:
         self._call("all_pods")

@@ -44,6 +44,15 @@ def log_everything() -> None:
     logging.getLogger("alembic.runtime.migration").info("Running upgrade")
 
 
+@pytest.fixture(autouse=True)
+def warnings_not_yet_captured() -> Iterator[None]:
+    """pytest records each test's warnings; ``configure_logging`` captures them into logging
+    only if no earlier test (in this process) already did, so each test starts uncaptured."""
+    logging.captureWarnings(False)
+    yield
+    logging.captureWarnings(False)
+
+
 def test_json_lines_from_every_logger(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging(level="info", log_format="json")
     log_everything()

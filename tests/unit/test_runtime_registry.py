@@ -51,7 +51,7 @@ class Plain:
     async def delete_token(self, namespace: str, pool_id: str) -> None:
         return None
 
-    async def pods(self, namespace: str, pool_id: str) -> list[RuntimePod]:
+    async def pods(self, namespace: str, pool_id: str, *, fresh: bool = False) -> list[RuntimePod]:
         return []
 
     async def all_pods(self, namespace: str) -> list[RuntimePod]:

@@ -33,6 +33,7 @@ EXIT_DRAINED = 0
 EXIT_FAILED = 1
 EXIT_UNAUTHORIZED = 2
 _POLL_SECONDS = 0.05
+_STILL_BUSY_SECONDS = 5.0  # a step given a slot whose last result's answer is still on its way
 
 
 class _Finished(Exception):
@@ -139,10 +140,12 @@ class Agent:
             log.info("assignment already runs", task_id=assignment.task_id)
             return
         except SlotStillBusy as exc:
-            log.info(
-                "slot still busy; taken when offered again",
-                task_id=assignment.task_id,
-                error=str(exc),
+            # The answer to the slot's last result is on its way to the runner: the slot frees
+            # in a moment, and the step starts then (the control plane counts it as delivered).
+            log.info("slot still busy; starts once free", task_id=assignment.task_id, err=str(exc))
+            assert self._group is not None
+            self._group.create_task(
+                self._start_when_free(assignment), name=f"slot {assignment.slot} next"
             )
             return
         except SlotConflict as exc:
@@ -155,6 +158,18 @@ class Agent:
         self._group.create_task(
             self._runner.run(assignment, cancellation), name=f"slot {assignment.slot}"
         )
+
+    async def _start_when_free(self, assignment: Assignment) -> None:
+        def settled() -> bool:  # free, or given this step by a later claim meanwhile
+            running = {r.task_id for r in self._slots.running()}
+            return assignment.slot in self._slots.free() or assignment.task_id in running
+
+        if await _until(settled, _STILL_BUSY_SECONDS):
+            self._start(assignment)
+            return
+        # Not the crossing of a result and a claim: the control plane answers the step again
+        # once a claim offers the slot.
+        log.warning("slot stayed busy; left for a later claim", task_id=assignment.task_id)
 
     async def _apply(self, *, cancel: Sequence[str] = (), release: Sequence[str] = ()) -> None:
         for task_id in release:

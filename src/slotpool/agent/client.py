@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import random
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import quote
 
@@ -30,13 +30,15 @@ from pydantic import BaseModel, ValidationError
 
 from slotpool.agent.process import StepOutcome
 from slotpool.domain.agent_identity import CREDENTIAL_PREFIX
-from slotpool.domain.tasks import LogStream
+from slotpool.domain.tasks import OutputChunk
 from slotpool.protocol import (
     MAX_CLAIM_WAIT,
+    BatchedChunk,
     ClaimAnswer,
     ClaimRequest,
     HeartbeatAnswer,
     HeartbeatRequest,
+    LogBatch,
     LogChunk,
     ProtocolError,
     RegisterAnswer,
@@ -150,17 +152,21 @@ class AgentClient:
         )
         return parse(ClaimAnswer, answer)
 
-    async def post_log(
-        self,
-        task_id: str,
-        *,
-        step_index: int,
-        seq: int,
-        data: str,
-        stream: LogStream = LogStream.stdout,
-    ) -> None:
-        body = LogChunk(step_index=step_index, seq=seq, data=data, stream=stream)
-        await self._post_repeatedly(f"/tasks/{quote(task_id, safe='')}/logs", body)
+    async def post_logs(self, task_id: str, step_index: int, chunks: Sequence[OutputChunk]) -> None:
+        """A batch of the step's output in one request. A control plane of the previous version
+        has no such call (404): it gets the chunks one at a time, as it always did."""
+        task = f"/tasks/{quote(task_id, safe='')}"
+        batch = LogBatch(
+            chunks=[BatchedChunk(seq=c.seq, data=c.data, stream=c.stream) for c in chunks]
+        )
+        try:
+            await self._post_repeatedly(f"{task}/steps/{step_index}/logs", batch)
+        except Rejected as exc:
+            if exc.status != 404:
+                raise
+            for c in chunks:
+                one = LogChunk(step_index=step_index, seq=c.seq, data=c.data, stream=c.stream)
+                await self._post_repeatedly(f"{task}/logs", one)
 
     async def post_result(
         self, task_id: str, *, step_index: int, outcome: StepOutcome

@@ -15,22 +15,22 @@ import functools
 import os
 import signal
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from slotpool.agent.isolation import StepUser
-from slotpool.domain.tasks import LogStream, StepStatus
-from slotpool.protocol import MAX_MESSAGE, StepResult
+from slotpool.domain.tasks import LogStream, OutputChunk, StepStatus
+from slotpool.protocol import MAX_LOG_BATCH, MAX_MESSAGE, StepResult
 
-CHUNK_BYTES = 64 * 1024
-FLUSH_SECONDS = 0.5
+CHUNK_BYTES = 64 * 1024  # of output in one chunk, and in one batch of chunks
+FLUSH_SECONDS = 0.5  # a steadily writing step: two log requests a second
 # How long the output may still trickle in after the step ended (an escaped process may hold
 # the pipe open for ever; its output is not the step's anyway).
 _OUTPUT_TAIL_SECONDS = 2.0
 _GROUP_POLL_SECONDS = 0.05
 
-Emit = Callable[[int, str, LogStream], None]  # (seq, text, which output)
+Emit = Callable[[Sequence[OutputChunk]], None]  # a batch of chunks, in the order they were read
 
 
 @dataclass(frozen=True)
@@ -244,11 +244,20 @@ def _runs_in_group(proc_dir: str, pgid: int) -> bool:
     return len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X")
 
 
+@dataclass
+class _Batch:
+    chunks: list[OutputChunk] = field(default_factory=list)
+    size: int = 0  # bytes of output in the chunks
+
+
 class Chunker:
-    """Bytes of both outputs in, ordered text chunks out: at most 64 KiB each, one stream each,
-    UTF-8 decoded with replacement (a character split between two reads is decoded whole), NUL
-    replaced (the control plane stores text, and PostgreSQL refuses NUL). Output of the other
-    stream first sends what is buffered, so the log keeps the order the two were read in."""
+    """Bytes of both outputs in, batches of ordered text chunks out.
+
+    A chunk holds one stream's output: at most 64 KiB, UTF-8 decoded with replacement (a
+    character split between two reads is decoded whole), NUL replaced (the control plane stores
+    text, and PostgreSQL refuses NUL). Output of the other stream starts a new chunk, so the log
+    keeps the order the two were read in. Chunks go out in batches (one request each): when a
+    batch holds 64 KiB of output or ``MAX_LOG_BATCH`` chunks, and at every ``flush``."""
 
     def __init__(self, emit: Emit, *, limit: int = CHUNK_BYTES) -> None:
         self._emit = emit
@@ -259,36 +268,49 @@ class Chunker:
             stream: codecs.getincrementaldecoder("utf-8")(errors="replace") for stream in LogStream
         }
         self._seq = 0
+        self._batch = _Batch()
 
     def add(self, data: bytes, stream: LogStream = LogStream.stdout) -> None:
         if stream is not self._stream:
-            self.flush()
+            self._close(bytes(self._buffer), final=False)
+            self._buffer.clear()
             self._stream = stream
         self._buffer += data
         while len(self._buffer) >= self._limit:
-            self._send(bytes(self._buffer[: self._limit]), final=False)
+            self._close(bytes(self._buffer[: self._limit]), final=False)
             del self._buffer[: self._limit]
 
     def flush(self, *, final: bool = False) -> None:
-        data = bytes(self._buffer)
+        """What was read goes out now (``final``: also what the decoders still hold)."""
+        self._close(bytes(self._buffer), final=final)
         self._buffer.clear()
-        self._send(data, final=final)
         if final:  # what the other stream's decoder still holds (a cut-off character)
             for stream in LogStream:
                 if stream is not self._stream:
                     self._stream = stream
-                    self._send(b"", final=True)
+                    self._close(b"", final=True)
+        self._send()
 
-    def _send(self, data: bytes, *, final: bool) -> None:
+    def _close(self, data: bytes, *, final: bool) -> None:
         text = self._decoders[self._stream].decode(data, final=final)
-        if text:
-            self._emit(self._seq, text.replace("\x00", "\ufffd"), self._stream)
-            self._seq += 1
+        if not text:
+            return
+        if self._batch.size + len(data) > self._limit or len(self._batch.chunks) == MAX_LOG_BATCH:
+            self._send()  # the batch is full: this chunk starts the next
+        chunk = OutputChunk(self._seq, text.replace("\x00", "\ufffd"), self._stream)
+        self._batch.chunks.append(chunk)
+        self._batch.size += len(data)
+        self._seq += 1
+
+    def _send(self) -> None:
+        if self._batch.chunks:
+            self._emit(self._batch.chunks)
+            self._batch = _Batch()
 
 
 async def pump_output(streams: Mapping[LogStream, asyncio.StreamReader], emit: Emit) -> None:
-    """Read every stream until end of file; what was read goes out within ``FLUSH_SECONDS`` or
-    at 64 KiB."""
+    """Read every stream until end of file; what was read goes out within ``FLUSH_SECONDS``, at
+    64 KiB, and when the streams end (before the step's result)."""
     chunker = Chunker(emit)
     ticker = asyncio.create_task(_flush_every(chunker, FLUSH_SECONDS))
 

@@ -9,7 +9,7 @@ in-memory reporter, and runs in the agent with the ordered outbox.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -18,15 +18,15 @@ import structlog
 from slotpool.agent.isolation import StepUser
 from slotpool.agent.process import Cancellation, StepOutcome, run_process
 from slotpool.agent.slots import SlotTable, WorkdirError
-from slotpool.domain.tasks import LogStream, StepStatus
+from slotpool.domain.tasks import OutputChunk, StepStatus
 from slotpool.protocol import Assignment, ResultAnswer
 
 log = structlog.get_logger(__name__)
 
 
 class Reporter(Protocol):
-    def log(self, task_id: str, step_index: int, seq: int, data: str, stream: LogStream) -> None:
-        """Queue one chunk of a step's output (never blocks)."""
+    def log(self, task_id: str, step_index: int, chunks: Sequence[OutputChunk]) -> None:
+        """Queue a batch of chunks of a step's output (never blocks)."""
 
     async def result(self, task_id: str, step_index: int, outcome: StepOutcome) -> ResultAnswer:
         """Deliver a step's result after its output; returns the control plane's answer."""
@@ -99,8 +99,8 @@ class SlotRunner:
         except (WorkdirError, OSError) as exc:
             return StepOutcome(StepStatus.failed, None, str(exc))
 
-        def emit(seq: int, data: str, stream: LogStream) -> None:
-            self._reporter.log(assignment.task_id, assignment.step_index, seq, data, stream)
+        def emit(chunks: Sequence[OutputChunk]) -> None:
+            self._reporter.log(assignment.task_id, assignment.step_index, chunks)
 
         self.executing += 1
         try:

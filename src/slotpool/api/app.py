@@ -113,6 +113,7 @@ def kubernetes_runtime(settings: Settings) -> KubernetesRuntime:
     return KubernetesRuntime.from_kubeconfig(
         None if settings.kubernetes_in_cluster else settings.kubeconfig,
         requests_per_second=settings.kube_requests_per_second,
+        relist_seconds=settings.pod_relist_seconds,
     )
 
 

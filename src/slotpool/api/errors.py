@@ -19,6 +19,7 @@ from slotpool.domain.bounds import capped, more_issues
 from slotpool.domain.config import issue_from_error
 from slotpool.domain.errors import ConfigInvalid, Issue
 from slotpool.services.errors import ServiceError, Unauthorized
+from slotpool.store.errors import DatabaseUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -67,6 +68,14 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(
+        status_code=503,
+        content=error_body("the connection to the database was lost; nothing was saved, retry"),
+        headers={"Retry-After": "1"},
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", path=request.url.path, method=request.method)
     return JSONResponse(status_code=500, content=error_body("internal error; see the server log"))
@@ -77,4 +86,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service)
     app.add_exception_handler(ConfigInvalid, _config_invalid)
     app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(DatabaseUnavailable, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected)

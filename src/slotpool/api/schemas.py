@@ -374,9 +374,15 @@ class TaskOut(BaseModel):
 
     @classmethod
     def of(cls, task: Task) -> TaskOut:
-        fields = {k: v for k, v in asdict(task).items() if k in cls.model_fields}
-        fields["steps"] = [s.model_dump() for s in task.steps]
-        return cls.model_validate(fields)
+        """The task's fields as they are, not validated again: a ``Task`` is typed, and its
+        steps were validated when it was submitted (FastAPI's ``response_model`` takes an
+        instance of its own class as it is, and serialises it once, to JSON)."""
+        fields = {name: getattr(task, name) for name in _TASK_FIELDS}
+        steps = [StepOut.model_construct(**step.model_dump()) for step in task.steps]
+        return cls.model_construct(**fields, steps=steps, results=list(task.results))
+
+
+_TASK_FIELDS = tuple(name for name in TaskOut.model_fields if name not in ("steps", "results"))
 
 
 class TaskList(BaseModel):

@@ -34,7 +34,10 @@ from slotpool.services.lifecycle import record_created
 from slotpool.store.uow import Store
 
 log = structlog.get_logger(__name__)
-CREATE_CONCURRENCY = 8
+# A pass's creations are all started at once and paced by the runtime's rate limit (Kubernetes:
+# its token bucket), so they go out as fast as the limit lets them whatever the API server's
+# latency; this only bounds the requests in flight (and connections) for a very large pass.
+CREATE_CONCURRENCY = 64
 REBUILD_REASON = "configuration changed: replaced because all its slots were idle"
 
 
@@ -121,7 +124,7 @@ class Executor:
                 await uow.pods.terminating(row.id, end, reason=reason, now=self._clock())
 
     async def create(self, target: PoolTarget, count: int) -> list[str]:
-        """Create ``count`` Pods (``CREATE_CONCURRENCY`` requests at a time), then record those
+        """Create ``count`` Pods (up to ``CREATE_CONCURRENCY`` requests at once), then record those
         created in one transaction, before this pass ends: the next pass counts them as coming.
         (If the process dies in between, the next pass adopts them from the runtime's list.)
         The first error is raised once the others were recorded."""

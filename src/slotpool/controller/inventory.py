@@ -64,21 +64,36 @@ class Observer:
         return await self._secrets.ensure(target.pool, target.runtime, target.namespace)
 
     async def take(self, target: PoolTarget, *, secret: str, backoff: Backoff) -> Inventory:
-        """The runtime's pods into the books, then the observation the decision takes."""
-        listed_at = self._clock()
-        seen = await target.runtime.pods(target.namespace, target.pool_id)
-        classified = await self._book(target, seen, listed_at)
+        """The runtime's pods into the books, then the observation the decision takes, in one
+        unit of work. A recorded Pod the runtime's answer lacks is only taken for gone once the
+        runtime itself (not a cache of it) says so."""
+        fresh = False
+        while True:
+            listed_at = self._clock()
+            seen = await target.runtime.pods(target.namespace, target.pool_id, fresh=fresh)
+            booked = await self._book(target, seen, listed_at, confirmed=fresh)
+            if booked is not None:
+                break
+            fresh = True
+        classified, rows, queued = booked
         for change in classified.of_kind(DeleteEnded):  # its record stays; the runtime's goes
             await target.runtime.delete_pod(target.namespace, change.name)
         now = self._clock()
         alive = set(classified.alive)
         live = [pod for pod in seen if pod.name in alive]
-        observation = await self._observe(target, live, backoff=backoff, now=now)
+        observation = self._observe(target, rows, live, queued, backoff=backoff, now=now)
         return Inventory(secret, classified, observation, now)
 
     async def _book(
-        self, target: PoolTarget, seen: Sequence[RuntimePod], listed_at: datetime
-    ) -> Classified:
+        self,
+        target: PoolTarget,
+        seen: Sequence[RuntimePod],
+        listed_at: datetime,
+        *,
+        confirmed: bool,
+    ) -> tuple[Classified, list[Pod], int] | None:
+        """The comparison written, the pool's rows as they are then and its queue; None (nothing
+        written) if a Pod would be retired as vanished on a listing not ``confirmed``."""
         async with self._store.unit_of_work() as uow:
             books = await uow.pods.of_pool(target.pool_id)
             classified = classify(
@@ -87,9 +102,13 @@ class Observer:
                 runtime=target.runtime.name,
                 listed_at=listed_at,
             )
+            if not confirmed and any(r.cause is Cause.vanished for r in classified.of_kind(Retire)):
+                return None
             for change in classified.changes:
                 await self._write(uow, target, change, now=listed_at)
-        return classified
+            if classified.changes:
+                books = await uow.pods.of_pool(target.pool_id)
+            return classified, books, await uow.tasks.count_queued(target.pool_id)
 
     async def _write(
         self, uow: UnitOfWork, target: PoolTarget, change: Change, *, now: datetime
@@ -119,12 +138,17 @@ class Observer:
         elif change.cause is Cause.vanished:
             log.warning("pod vanished", pool_id=pod.pool_id, pod=pod.name)
 
-    async def _observe(
-        self, target: PoolTarget, live: Sequence[RuntimePod], *, backoff: Backoff, now: datetime
+    def _observe(
+        self,
+        target: PoolTarget,
+        books: Sequence[Pod],
+        live: Sequence[RuntimePod],
+        queued: int,
+        *,
+        backoff: Backoff,
+        now: datetime,
     ) -> Observation:
-        async with self._store.unit_of_work() as uow:
-            rows = {p.name: p for p in await uow.pods.of_pool(target.pool_id)}
-            queued = await uow.tasks.count_queued(target.pool_id)
+        rows = {p.name: p for p in books}
         pool = target.pool
         return Observation(
             pool_id=pool.pool_id,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 
 import structlog
@@ -45,6 +45,22 @@ WatchKey = tuple[str, str]  # (pool type, namespace)
 
 
 @dataclass(frozen=True)
+class Coalesce:
+    """How a worker gathers wake-ups into one pass: after a wake-up it waits until ``quiet``
+    seconds pass without another, but never more than ``most`` seconds after the first. A lone
+    wake-up costs ``quiet`` of latency; a storm (400 submissions, a watch replaying every Pod)
+    costs a pass every ``most`` seconds while it lasts, not one per event."""
+
+    quiet: float = 0.02
+    most: float = 0.1
+
+
+def _wait(event: asyncio.Event, seconds: float) -> Awaitable[bool]:
+    """``event`` set, or ``seconds`` passed (``TimeoutError``)."""
+    return asyncio.wait_for(event.wait(), seconds)
+
+
+@dataclass(frozen=True)
 class WatchEnd:
     """How one watch ended: how many changes it reported, and its error if it failed."""
 
@@ -63,8 +79,10 @@ class Orchestration:
         clock: Clock,
         no_pods: NoPods | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        coalesce: Coalesce = Coalesce(),
     ) -> None:
         self._reconciler = reconciler
+        self._coalesce = coalesce
         self._no_pods = no_pods
         self._pools = pools
         self._runtimes = runtimes
@@ -267,7 +285,18 @@ class Orchestration:
             if timeout is None:
                 return  # the pool was deleted
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(poked.wait(), timeout)
+                await _wait(poked, timeout)
+            await self._gathered(poked)
+
+    async def _gathered(self, poked: asyncio.Event) -> None:
+        """After a wake-up, the ones that follow it closely (``Coalesce``); at once after a
+        timeout (nothing woke the worker)."""
+        loop = asyncio.get_running_loop()
+        latest = loop.time() + self._coalesce.most
+        while poked.is_set() and (left := latest - loop.time()) > 0:
+            poked.clear()
+            with contextlib.suppress(TimeoutError):
+                await _wait(poked, min(self._coalesce.quiet, left))
 
     async def pass_once(self, pool_id: str, resync_seconds: float) -> float | None:
         """One pass of the pool's worker; the seconds until its next pass is due (at the latest

@@ -128,6 +128,9 @@ class Recorder:
         self._clock = clock
 
     async def write(self, pool_id: str, record: Record) -> None:
+        """One transaction, none if there is nothing to write (a settled pool, nothing queued)."""
+        if record.backoff is None and not record.events and record.queue_reason is None:
+            return
         async with self._store.unit_of_work() as uow:
             if record.backoff is not None:
                 await uow.pools.set_backoff(

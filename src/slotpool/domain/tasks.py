@@ -87,6 +87,15 @@ class LogStream(StrEnum):
 
 
 @dataclass(frozen=True)
+class OutputChunk:
+    """A chunk of a step's output as its agent sends it: ``seq`` counts from 0 per step."""
+
+    seq: int
+    data: str
+    stream: LogStream = LogStream.stdout
+
+
+@dataclass(frozen=True)
 class LogEntry:
     """One stored chunk of a task's log; ``id`` orders a task's chunks as they were written."""
 

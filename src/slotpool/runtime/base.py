@@ -95,8 +95,9 @@ class PodRuntime(Protocol):
     async def delete_token(self, namespace: str, pool_id: str) -> None:
         """Delete the pool's Secret; already gone is success."""
 
-    async def pods(self, namespace: str, pool_id: str) -> list[RuntimePod]:
-        """Every pod of the pool that exists, ended ones included."""
+    async def pods(self, namespace: str, pool_id: str, *, fresh: bool = False) -> list[RuntimePod]:
+        """Every pod of the pool that exists, ended ones included. A runtime may answer from what
+        it follows (Kubernetes: a watch's cache); ``fresh`` asks the runtime itself."""
 
     async def all_pods(self, namespace: str) -> list[RuntimePod]:
         """Every pod slotpool manages in the namespace, of any pool (to find orphans)."""

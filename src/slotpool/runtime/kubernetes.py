@@ -10,6 +10,9 @@
 * A watch whose resourceVersion is too old (410 Gone) lists again and carries on; the consumer
   gets the listed Pods as one ``PodSync`` event, which replaces what it knew, because changes made
   while it was not watching (a deletion, above all) are never sent again.
+* The namespace watch the controller runs (``watch_pools``) also keeps a ``PodCache`` of the
+  namespace: while it follows, ``pods`` answers from memory instead of a LIST, and the watch lists
+  again every ``relist_seconds`` in case an event was missed.
 """
 
 from __future__ import annotations
@@ -48,12 +51,16 @@ from slotpool.domain.manifest import (
 )
 from slotpool.runtime.base import Capability, RuntimePod, SecretOutcome
 from slotpool.runtime.errors import PermanentRuntimeError, RuntimeApiError, runtime_error_from
+from slotpool.runtime.pod_cache import PodCache
 
 FIELD_MANAGER = "slotpool"
 # A watch request is closed and reopened (from the last version seen) after this long, so a
 # connection that died without a word is noticed; the server is asked to end it a little later.
 WATCH_TIMEOUT_SECONDS = 240.0
 _SERVER_TIMEOUT_MARGIN_SECONDS = 5
+# The namespace watch lists its Pods again this often (``pod_relist_seconds``): a guard against an
+# event missed, which would otherwise stay wrong in the cache until the Pod changes again.
+RELIST_SECONDS = 300.0
 _CHANGE_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED"})
 _NO_LABELS: Mapping[str, str] = MappingProxyType({})
 RESTRICTED_NAMESPACE_LABELS: Mapping[str, str] = MappingProxyType(
@@ -138,10 +145,12 @@ class PodChange:
 
 @dataclass(frozen=True)
 class PodSync:
-    """Every Pod of the pool as listed just now: replaces what the consumer knew."""
+    """Every Pod of the pool as listed just now: replaces what the consumer knew. ``listed_at``
+    is when the list was asked for (``time.monotonic``)."""
 
     pods: tuple[RuntimePod, ...]
     resource_version: str
+    listed_at: float = 0.0
     type: Literal["SYNC"] = "SYNC"
 
 
@@ -154,18 +163,38 @@ class KubernetesRuntime:
     name = "kubernetes"
     capabilities = frozenset({Capability.watch, Capability.dry_run, Capability.manifests})
 
-    def __init__(self, *, client: AsyncClient, requests_per_second: float) -> None:
+    def __init__(
+        self,
+        *,
+        client: AsyncClient,
+        requests_per_second: float,
+        relist_seconds: float = RELIST_SECONDS,
+    ) -> None:
         self._client = client
         self._bucket = TokenBucket(requests_per_second)
+        self._relist_seconds = relist_seconds
         self._prepared: set[str] = set()  # namespaces known to exist: not asked again
+        self._caches: dict[str, PodCache] = {}  # namespace -> its Pods, while watched
 
     @classmethod
     def from_kubeconfig(
-        cls, path: Path | None, *, requests_per_second: float = 20.0
+        cls,
+        path: Path | None,
+        *,
+        requests_per_second: float = 20.0,
+        relist_seconds: float = RELIST_SECONDS,
     ) -> KubernetesRuntime:
         """From a kubeconfig; ``None``: in-cluster, else ``$KUBECONFIG`` or ``~/.kube/config``."""
         config = KubeConfig.from_file(path) if path is not None else None  # lightkube looks
-        return cls(client=measured_client(config), requests_per_second=requests_per_second)
+        return cls(
+            client=measured_client(config),
+            requests_per_second=requests_per_second,
+            relist_seconds=relist_seconds,
+        )
+
+    def cache(self, namespace: str) -> PodCache:
+        """The namespace's Pods as its watch follows them (``watch_pools``)."""
+        return self._caches.setdefault(namespace, PodCache())
 
     async def close(self) -> None:
         await self._client.close()
@@ -191,9 +220,16 @@ class KubernetesRuntime:
     # -- namespaces and pods -------------------------------------------------------------------
 
     async def ensure_namespace(self, name: str, *, labels: Mapping[str, str] = _NO_LABELS) -> None:
-        """Create the namespace if it is missing (an existing one is left as it is)."""
+        """Create the namespace if it is missing (an existing one is left as it is). Without the
+        right to create namespaces (403: e.g. the Helm chart's RBAC, which makes the agents'
+        namespaces itself and grants nothing cluster-wide) the namespace is used as it is: if
+        it does not exist, the Secret or the Pod created in it next is refused (404), naming it."""
         namespace = Namespace(metadata=ObjectMeta(name=name, labels=dict(labels) or None))
-        await self._call_unless(409, lambda: self._client.create(namespace))
+        try:
+            await self._call_unless(409, lambda: self._client.create(namespace))
+        except RuntimeApiError as exc:
+            if exc.status != 403:
+                raise
 
     async def create_pod(self, manifest: Mapping[str, Any]) -> RuntimePod:
         """Create a Pod from a manifest, in the manifest's namespace (``create_agent`` builds
@@ -205,7 +241,9 @@ class KubernetesRuntime:
             if exc.status == 404:  # the namespace was deleted behind our back
                 self._prepared.discard(str(manifest.get("metadata", {}).get("namespace")))
             raise
-        return runtime_pod(created)
+        made = runtime_pod(created)
+        self.cache(made.namespace).created(made)
+        return made
 
     async def list_pods(self, namespace: str, pool_id: str | None) -> tuple[list[RuntimePod], str]:
         """The pool's Pods (``None``: every slotpool Pod of the namespace) and the list's
@@ -222,17 +260,28 @@ class KubernetesRuntime:
             404,
             lambda: self._client.delete(Pod, name, namespace=namespace, grace_period=grace_seconds),
         )
+        self.cache(namespace).deleting(name)
 
     async def watch_pools(self, namespace: str) -> AsyncGenerator[str, None]:
         """The pool of every slotpool Pod of the namespace that changes, as it changes: one
-        watch for all the namespace's pools (the controller's wake-up). It starts with every
-        pool that has Pods there, and goes on until the consumer stops or a runtime error."""
-        async for event in self.watch_pods(namespace, None, None):
-            if isinstance(event, PodSync):
-                for pool_id in sorted({p.pool_id for p in event.pods}):
-                    yield pool_id
-            else:
-                yield event.pod.pool_id
+        watch for all the namespace's pools (the controller's wake-up), which keeps the
+        namespace's ``PodCache`` while it runs. It starts with every pool that has Pods there
+        (and so does each listing after it: a 410, every ``relist_seconds``), and goes on until
+        the consumer stops or a runtime error."""
+        cache = self.cache(namespace)
+        events = self.watch_pods(namespace, None, None, relist_seconds=self._relist_seconds)
+        try:
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    if isinstance(event, PodSync):
+                        cache.replace(event.pods, listed_at=event.listed_at)
+                        for pool_id in sorted({p.pool_id for p in event.pods}):
+                            yield pool_id
+                    else:
+                        cache.change(event.type, event.pod)
+                        yield event.pod.pool_id
+        finally:
+            cache.stopped()
 
     async def watch_pods(
         self,
@@ -241,20 +290,26 @@ class KubernetesRuntime:
         resource_version: str | None,
         *,
         timeout_seconds: float = WATCH_TIMEOUT_SECONDS,
+        relist_seconds: float = math.inf,
     ) -> AsyncGenerator[PodEvent, None]:
         """The pool's Pod changes from ``resource_version`` on, until the consumer stops.
 
         ``None`` starts with a ``PodSync`` of the current Pods. Each watch request lasts at most
         ``timeout_seconds`` and is reopened from the last version seen; a 410 Gone lists again
-        (a ``PodSync``) and watches on from the list's version. Other failures are raised as
-        runtime errors; every ``PodChange`` carries the version to resume from.
+        (a ``PodSync``) and watches on from the list's version, and so does the end of a request
+        ``relist_seconds`` after the last listing. Other failures are raised as runtime errors;
+        every ``PodChange`` carries the version to resume from.
         """
         version = resource_version
+        relist_at = time.monotonic() + relist_seconds
         while True:
-            if version is None:
+            if version is None or time.monotonic() >= relist_at:
+                listed_at = time.monotonic()
                 pods, version = await self.list_pods(namespace, pool_id)
-                yield PodSync(tuple(pods), version)
-            changes = self._watch_once(namespace, pool_id, version, timeout_seconds)
+                relist_at = listed_at + relist_seconds
+                yield PodSync(tuple(pods), version, listed_at)
+            window = min(timeout_seconds, relist_at - time.monotonic())
+            changes = self._watch_once(namespace, pool_id, version, window)
             try:
                 async with contextlib.aclosing(changes):
                     async for change in changes:
@@ -314,7 +369,11 @@ class KubernetesRuntime:
     async def delete_token(self, namespace: str, pool_id: str) -> None:
         await self.delete_token_secret(namespace, pool_id)
 
-    async def pods(self, namespace: str, pool_id: str) -> list[RuntimePod]:
+    async def pods(self, namespace: str, pool_id: str, *, fresh: bool = False) -> list[RuntimePod]:
+        """From the namespace's cache while its watch follows (unless ``fresh``), else listed."""
+        cache = self._caches.get(namespace)
+        if cache is not None and cache.following and not fresh:
+            return cache.pool(pool_id)
         return (await self.list_pods(namespace, pool_id))[0]
 
     async def all_pods(self, namespace: str) -> list[RuntimePod]:

@@ -247,7 +247,7 @@ class LocalRuntime:
     async def delete_token(self, namespace: str, pool_id: str) -> None:
         (self._secrets_dir / f"{token_secret_name(pool_id)}.json").unlink(missing_ok=True)
 
-    async def pods(self, namespace: str, pool_id: str) -> list[RuntimePod]:
+    async def pods(self, namespace: str, pool_id: str, *, fresh: bool = False) -> list[RuntimePod]:
         return [pod.as_runtime_pod() for pod in self.list_pods(pool_id)]
 
     async def all_pods(self, namespace: str) -> list[RuntimePod]:

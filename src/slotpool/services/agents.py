@@ -14,6 +14,8 @@ running there, each at its running step.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from slotpool import metrics
@@ -22,10 +24,10 @@ from slotpool.domain import transitions
 from slotpool.domain.agent_identity import Refused, refuse_first_registration
 from slotpool.domain.config import PoolConfig
 from slotpool.domain.errors import Issue
-from slotpool.domain.pods import Pod, PodState, Slot, SlotState
+from slotpool.domain.pods import Pod, PodState
 from slotpool.domain.pools import Pool
 from slotpool.domain.signals import Signal
-from slotpool.domain.tasks import LogStream, Next, StepStatus, Task, TaskStatus
+from slotpool.domain.tasks import Next, OutputChunk, StepStatus, Task, TaskStatus
 from slotpool.domain.tokens import token_digest
 from slotpool.domain.transitions import Cause, StepReport, TaskChange
 from slotpool.protocol import (
@@ -71,6 +73,7 @@ class AgentService:
         self.dispatcher = self._dispatcher = dispatcher
         self.notifier = self._notifier = notifier
         self._clock = clock
+        self._background: set[asyncio.Task[int]] = set()  # referenced until done
 
     async def pods(self, pool_id: str) -> list[Pod]:
         async with self._store.unit_of_work() as uow:
@@ -203,13 +206,17 @@ class AgentService:
     async def heartbeat(
         self, caller: AgentCaller, pool_id: str, name: str, *, draining: bool
     ) -> HeartbeatAnswer:
+        """One UPDATE, which also says whether there is a cancellation to read: a heartbeat
+        with nothing to say reads nothing more."""
         agent = self._as_pod(caller, pool_id, name, "a heartbeat")
         now = self._clock()
         async with self._store.unit_of_work() as uow:
-            state = await uow.pods.heartbeat(agent.pod_id, now=now, draining=draining)
-            if state is None:  # an ended pod's agent: nothing to update, nothing to cancel
-                state = (await self._pod(uow, agent)).state
-            cancel = await uow.tasks.cancel_requested_on(agent.pod_id)
+            heard = await uow.pods.heartbeat(agent.pod_id, now=now, draining=draining)
+            # An ended pod's agent: nothing updated, and its state and tasks read as they are.
+            state = (await self._pod(uow, agent)).state if heard is None else heard.state
+            cancel: list[str] = []
+            if heard is None or heard.cancel_requested:
+                cancel = await uow.tasks.cancel_requested_on(agent.pod_id)
             drain = state is PodState.draining or draining
             return HeartbeatAnswer(cancel=cancel, release=[], drain=drain)
 
@@ -223,48 +230,54 @@ class AgentService:
         reserved_slots: list[int],
         wait_seconds: float,
     ) -> ClaimAnswer:
+        """A long poll, woken by what the dispatcher (or a cancel, an approval, an expired
+        reservation) signals for the pod; the queue is probed only when the agent offers a
+        free slot and something may be queued (``Dispatcher.fill``)."""
         agent = self._as_pod(caller, pool_id, name, "a claim")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_seconds
         while True:
             woken = self._notifier.arm(Signal.pod(agent.pod_id))
             if free_slots:
-                await self._dispatcher.dispatch(pool_id)
+                await self._dispatcher.fill(pool_id)
             answer = await self._answer(agent, free_slots, reserved_slots)
             remaining = deadline - loop.time()
             if not answer.is_empty() or remaining <= 0:
                 return answer
             await self._notifier.wait(woken, seconds=remaining)
+            if not woken.is_set():
+                return answer  # its time is up, and nothing was signalled for it meanwhile
 
     async def _answer(
         self, agent: RegisteredAgent, free_slots: list[int], reserved_slots: list[int]
     ) -> ClaimAnswer:
+        """From the pod's tasks as the dispatcher wrote them (one read: the task a slot holds
+        says what the slot is), after the heartbeat a claim also is."""
         now = self._clock()
         assignments: list[Assignment] = []
         release: list[str] = []
         async with self._store.unit_of_work() as uow:
-            pod = await self._pod(uow, agent)
-            await uow.pods.heartbeat(pod.id, now=now, draining=False)
-            slots = {s.index: s for s in pod.slots}
+            heard = await uow.pods.heartbeat(agent.pod_id, now=now, draining=False)
+            slots = len((await self._pod(uow, agent)).slots) if heard is None else heard.slots
             offered = set(free_slots) | set(reserved_slots)
-            if unknown := sorted(offered - set(slots)):
+            if unknown := sorted(i for i in offered if i >= slots):
                 raise Invalid("bad claim", [Issue("free_slots", f"no slot {unknown[0]}")])
-            # one read for every busy slot's task and the cancellations to pass on
-            running = {t.id: t for t in await uow.tasks.on_pod(pod.id, [TaskStatus.running])}
-            for slot in pod.slots:
-                if slot.index in reserved_slots and slot.state is not SlotState.reserved:
-                    release += await _ended_reservation(uow, pod.id, slot)
-                if slot.state is SlotState.busy and slot.task_id:
-                    task = running.get(slot.task_id) or await require_task(uow, slot.task_id)
-                    if task.pod_id != pod.id:  # never another pod's task, whatever the slot says
-                        continue
-                    # Offered slots are answered again (a lost answer); a step placed in a slot
-                    # that came free while this claim was already waiting is answered at once.
-                    if slot.index in offered or task.step_started_at is None:
-                        assignments.append(assignment(task, new_workdir=task.current_step == 0))
-                    if task.step_started_at is None:
-                        await self._deliver(uow, task, now=now)
-            cancel = [t.id for t in running.values() if t.cancel_requested]
+            held = await uow.tasks.on_pod(agent.pod_id, _HOLDING_A_SLOT)
+            holder = {t.slot_index: t for t in held if t.slot_index is not None}
+            for index in reserved_slots:
+                task = holder.get(index)
+                if task is None or task.status is not TaskStatus.awaiting_approval:
+                    release += await _ended_reservation(uow, agent.pod_id, index, task)
+            for task in sorted(held, key=lambda t: t.slot_index or 0):
+                if task.status is not TaskStatus.running:
+                    continue
+                # Offered slots are answered again (a lost answer); a step placed in a slot
+                # that came free while this claim was already waiting is answered at once.
+                if task.slot_index in offered or task.step_started_at is None:
+                    assignments.append(assignment(task, new_workdir=task.current_step == 0))
+                if task.step_started_at is None:
+                    await self._deliver(uow, task, now=now)
+            cancel = [t.id for t in held if t.status is TaskStatus.running and t.cancel_requested]
         return ClaimAnswer(assignments=assignments, cancel=cancel, release=release)
 
     @staticmethod
@@ -283,10 +296,10 @@ class AgentService:
         task_id: str,
         *,
         step: int,
-        seq: int,
-        data: str,
-        stream: LogStream = LogStream.stdout,
+        chunks: Sequence[OutputChunk],
     ) -> None:
+        """Chunks of the running step's output, stored in one INSERT (a chunk stored before is
+        left as it is)."""
         agent = self._tokens.require_agent(caller, pool_id, "posting logs")
         async with self._store.unit_of_work() as uow:
             task = await self._own_task(uow, agent, task_id, step)
@@ -297,9 +310,7 @@ class AgentService:
                     f"step {step} of task {task_id} is not running (step {task.current_step} is): "
                     "it takes no logs"
                 )
-            await uow.tasks.add_log(
-                task_id, step=step, seq=seq, data=data, stream=stream, now=self._clock()
-            )
+            await uow.tasks.add_logs(task_id, step=step, chunks=chunks, now=self._clock())
             uow.signal(Signal.task(task_id))  # its followers read on
 
     async def result(
@@ -342,7 +353,8 @@ class AgentService:
             # answer, or its agent declared gone): answer from where it went.
             return self._answer_from_state(await require_task(uow, task.id), task.current_step)
         if change.cause is Cause.continued:
-            following = await require_task(uow, task.id)
+            assert isinstance(change.current_step, int)  # a continuation always moves on
+            following = replace(task, current_step=change.current_step)  # as written: no re-read
             return ResultAnswer(
                 next=assignment(following, new_workdir=False), reserve=False, release=False
             )
@@ -351,9 +363,11 @@ class AgentService:
         return ResultAnswer(next=None, reserve=False, release=True)
 
     def _after(self, task: Task, answer: ResultAnswer) -> None:
-        if answer.release:
-            # A slot came free: queued work of the pool may go there now.
-            asyncio.get_running_loop().create_task(self._dispatcher.dispatch(task.pool_id))
+        if answer.release and self._dispatcher.may_have_queued(task.pool_id):
+            # A slot came free: queued work of the pool may go there now (after the answer).
+            dispatch = asyncio.get_running_loop().create_task(self._dispatcher.fill(task.pool_id))
+            self._background.add(dispatch)
+            dispatch.add_done_callback(self._background.discard)
 
     @staticmethod
     def _answer_from_state(task: Task, step_index: int) -> ResultAnswer:
@@ -406,9 +420,16 @@ def _registered(pool: Pool, known: Pod | None, *, now: datetime) -> None:
         metrics.pod_started(pool.pool_id, known.created_at, phase, now=now)
 
 
-async def _ended_reservation(uow: UnitOfWork, pod_id: int, slot: Slot) -> list[str]:
+_HOLDING_A_SLOT = (TaskStatus.running, TaskStatus.awaiting_approval)  # busy, reserved
+
+
+async def _ended_reservation(
+    uow: UnitOfWork, pod_id: int, slot: int, holder: Task | None
+) -> list[str]:
     """The task whose reservation the agent still holds on ``slot`` though it ended (expired,
     cancelled): the last task on the slot if it is final, the slot idle or given since to
-    another task (a cancel and a new task's dispatch may both come before the agent's claim)."""
-    last = await uow.tasks.last_on_slot(pod_id, slot.index, other_than=slot.task_id)
+    another task, ``holder`` (a cancel and a new task's dispatch may both come before the
+    agent's claim)."""
+    other_than = None if holder is None else holder.id
+    last = await uow.tasks.last_on_slot(pod_id, slot, other_than=other_than)
     return [last.id] if last is not None and last.final else []

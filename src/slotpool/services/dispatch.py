@@ -2,22 +2,30 @@
 
 One pass per pool at a time in this process (a lock per pool); across processes the store's
 conditional UPDATEs decide, and a lost race rolls the batch back and tries again.
+
+Only a submission and an approval queue a task, and both call ``dispatch`` once committed. So a
+pass that found the queue empty stays right until the next ``dispatch`` call: ``fill`` (room came
+free: a step's result, an agent's claim) skips the queue probe until then. Each ``dispatch`` call
+bumps the pool's generation before it waits for the lock, and a pass records an empty queue only
+for the generation it started under, so a task queued while a pass runs is never forgotten.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 import structlog
 
 from slotpool import metrics
 from slotpool.clock import Clock
 from slotpool.domain.freeze import FreezePolicy
-from slotpool.domain.pods import PodCapacity, PodState, place
+from slotpool.domain.pods import PodCapacity, place
 from slotpool.domain.pools import Pool
 from slotpool.domain.signals import Signal
+from slotpool.domain.tasks import Task, TaskStatus
 from slotpool.services.freeze import FreezeService
 from slotpool.services.pools import PoolService
 from slotpool.store.uow import Store
@@ -29,6 +37,32 @@ ATTEMPTS = 5
 
 class _LostRace(Exception):
     """Another dispatcher took a slot or a task first."""
+
+
+@dataclass(frozen=True)
+class Start:
+    """A queued task this dispatcher started: where and when (what ``TaskRepository.start``
+    wrote), so its submitter can answer without reading the task back."""
+
+    task_id: str
+    pod_id: int
+    pod_name: str
+    slot: int
+    at: datetime
+
+    def of(self, task: Task) -> Task:
+        """``task`` (as it was queued) as this start left it."""
+        return replace(
+            task,
+            status=TaskStatus.running,
+            pod_id=self.pod_id,
+            pod_name=self.pod_name,
+            slot_index=self.slot,
+            started_at=task.started_at or self.at,
+            step_started_at=None,
+            reason="",
+            updated_at=self.at,
+        )
 
 
 def _use(capacities: list[PodCapacity], pod_id: int, slot: int) -> None:
@@ -52,14 +86,32 @@ class Dispatcher:
         self._clock = clock
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._waiting: set[str] = set()  # pools with a dispatch waiting for the lock
+        self._generation: defaultdict[str, int] = defaultdict(int)  # dispatch calls per pool
+        self._drained: dict[str, int] = {}  # pool: the generation a pass found its queue empty in
+
+    def may_have_queued(self, pool_id: str) -> bool:
+        """False only if a pass found the pool's queue empty and nothing was queued since (in
+        this process: see the module's docstring)."""
+        return self._drained.get(pool_id) != self._generation[pool_id]
+
+    async def fill(self, pool_id: str) -> int:
+        """Room came free in the pool: dispatch, unless nothing can be queued."""
+        if not self.may_have_queued(pool_id):
+            return 0
+        return await self.dispatch(pool_id)
 
     async def dispatch(self, pool_id: str) -> int:
         """Assign what can be assigned now; returns how many tasks were started."""
-        started = 0
+        return len(await self.start_queued(pool_id))
+
+    async def start_queued(self, pool_id: str) -> list[Start]:
+        """Assign what can be assigned now; returns the starts this call made."""
+        started: list[Start] = []
+        self._generation[pool_id] += 1
         if pool_id in self._waiting:
             # One dispatch already waits for the lock: it starts after this call's change was
             # committed, so it sees it. A burst of submissions costs one pass, not one each.
-            return 0
+            return started
         self._waiting.add(pool_id)
         try:
             await self._locks[pool_id].acquire()
@@ -73,29 +125,33 @@ class Dispatcher:
                     batch, more = await self._one_batch(pool_id)
                 except _LostRace:
                     continue
-                started += len(batch)
+                started += batch
                 if not more:
                     break
         finally:
             self._locks[pool_id].release()
         return started
 
-    async def _one_batch(self, pool_id: str) -> tuple[list[int], bool]:
-        """Returns the pods that got a task, and whether work and room may both remain."""
+    async def _one_batch(self, pool_id: str) -> tuple[list[Start], bool]:
+        """Returns the starts made, and whether work and room may both remain."""
+        generation = self._generation[pool_id]
         async with self._store.unit_of_work() as uow:
-            if not await uow.pods.has_room(pool_id):
+            ready = await uow.pods.ready_slots(pool_id)
+            if not any(pod.capacity.idle_slots for pod in ready):
                 return [], False  # no room: the controller adds Pods, their agents come back
             queued = await uow.tasks.queued(pool_id, limit=BATCH)
+            if not queued:
+                self._drained[pool_id] = generation
             pool = await uow.pools.get(pool_id) if queued else None
             if not queued or pool is None or self._change_freeze(pool):
                 return [], False
-            pods = {p.id: p for p in await uow.pods.of_pool(pool_id, states=[PodState.ready])}
             # Read after the slots: a slot seen idle was freed before this instant, so a task's
             # start is never stamped before the end of the task that held the slot before it.
             now = self._clock()
-            capacities = [p.capacity() for p in pods.values()]
+            names = {pod.capacity.pod_id: pod.name for pod in ready}
+            capacities = [pod.capacity for pod in ready]
             current = self._pools.config_hash(pool)
-            given: list[int] = []
+            given: list[Start] = []
             waited: list[float | None] = []
             uow.after_commit(lambda: _started(pool, waited))
             for task_id, since in queued:
@@ -105,16 +161,19 @@ class Dispatcher:
                 pod_id, slot = spot
                 if not await uow.pods.take_slot(pod_id, slot, task_id=task_id, now=now):
                     raise _LostRace
+                start = Start(task_id, pod_id, names[pod_id], slot, now)
                 if not await uow.tasks.start(
-                    task_id, pod_id=pod_id, pod_name=pods[pod_id].name, slot=slot, now=now
+                    task_id, pod_id=pod_id, pod_name=start.pod_name, slot=slot, now=now
                 ):
                     raise _LostRace
                 _use(capacities, pod_id, slot)
                 # Once committed: the agent's waiting claim answers, the task's followers see
                 # it run, the pool's controller counts the slot as used.
                 uow.signal(Signal.pod(pod_id), Signal.task(task_id), Signal.pool(pool_id))
-                given.append(pod_id)
+                given.append(start)
                 waited.append(metrics.seconds_between(since, now))
+            if len(queued) < BATCH:  # the whole queue was placed: empty once committed
+                uow.after_commit(lambda: self._drained.__setitem__(pool_id, generation))
             return given, len(queued) == BATCH
 
     def _change_freeze(self, pool: Pool) -> bool:

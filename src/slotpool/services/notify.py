@@ -1,7 +1,9 @@
 """In-process wake-ups for long polls: an agent waiting for work, a reader following a log.
 
-A wake-up only shortens a wait; every waiter also looks again after at most a second, so several
-server processes sharing one database still make progress without a message bus. Events live
+Every change a waiter waits for is signalled by the unit of work that commits it (in this
+process: the server runs as one replica), so a waiter sleeps until it is woken or its own time is
+up, and does not look at the database in between: an agent's claim waits its whole
+``wait_seconds``, a log follower a second (it sends a page at least every second). Events live
 only while someone waits on them (weak references), so keys of ended tasks do not pile up.
 """
 
@@ -13,8 +15,6 @@ from collections.abc import Callable, Hashable, Sequence
 from weakref import WeakValueDictionary
 
 from slotpool.domain.signals import Signal
-
-RECHECK_SECONDS = 1.0
 
 
 class Notifier:
@@ -49,5 +49,6 @@ class Notifier:
 
     @staticmethod
     async def wait(event: asyncio.Event, seconds: float) -> None:
+        """Until ``event`` is woken, or for ``seconds`` at most."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), min(seconds, RECHECK_SECONDS))
+            await asyncio.wait_for(event.wait(), seconds)

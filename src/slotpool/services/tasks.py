@@ -17,6 +17,7 @@ from slotpool.services.errors import Conflict, Invalid, NotFound
 from slotpool.services.ids import new_task_id
 from slotpool.services.no_pods import NoPods
 from slotpool.services.notify import Notifier
+from slotpool.store.errors import MissingPool
 from slotpool.store.models import TaskRow
 from slotpool.store.uow import Store, UnitOfWork
 
@@ -93,19 +94,21 @@ class TaskService:
         self._no_pods = no_pods
 
     async def submit(self, body: TaskSubmit, *, by: str) -> Task:
-        async with self._store.unit_of_work() as uow:
-            if not await uow.pools.exists(body.pool_id):
-                raise Invalid(
-                    "nothing was submitted", [Issue("pool_id", f"no agent pool {body.pool_id}")]
-                )
-            task = await uow.tasks.add(new_task_row(body, by=by, now=self._clock()))
-            uow.signal(Signal.pool(task.pool_id))  # demand changed: the controller looks
-            uow.audit(task_audit("task.submit", task, by=by))
-        if await self._dispatcher.dispatch(task.pool_id):
-            return await self.get(task.id)  # it may have been started: the answer says so
+        try:
+            async with self._store.unit_of_work() as uow:
+                task = await uow.tasks.add(new_task_row(body, by=by, now=self._clock()))
+                uow.signal(Signal.pool(task.pool_id))  # demand changed: the controller looks
+                uow.audit(task_audit("task.submit", task, by=by))
+        except MissingPool:
+            raise Invalid(
+                "nothing was submitted", [Issue("pool_id", f"no agent pool {body.pool_id}")]
+            ) from None
+        for start in await self._dispatcher.start_queued(task.pool_id):
+            if start.task_id == task.id:
+                return start.of(task)  # started by this call: as the dispatcher wrote it
         if task.status is TaskStatus.queued and await self._explain_no_pods(task.pool_id):
             return await self.get(task.id)  # it says why no Pod will come for it
-        return task  # as written: nothing was started by this call (under a burst, the rule)
+        return task  # as written: not started by this call (under a burst, the rule)
 
     async def get(self, task_id: str) -> Task:
         async with self._store.unit_of_work() as uow:

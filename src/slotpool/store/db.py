@@ -24,6 +24,7 @@ _SQLITE_PRAGMAS = (
 
 
 SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
+POOL_RECYCLE_SECONDS = 1800
 
 
 class UnsupportedDatabase(ValueError):
@@ -86,10 +87,14 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         engine = create_async_engine(async_url(url), hide_parameters=True)
         event.listen(engine.sync_engine, "connect", apply_sqlite_pragmas)
         return engine
+    # No ``pool_pre_ping``: it costs a round trip before every unit of work. A connection that
+    # PostgreSQL cut (a restart, a failover) is found out when next used: SQLAlchemy then drops
+    # every connection of the pool, so that one unit of work fails and the next connect afresh.
+    # ``pool_recycle`` replaces connections before a server or network idle timeout cuts them.
     return create_async_engine(
         async_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        pool_recycle=POOL_RECYCLE_SECONDS,
         hide_parameters=True,
     )

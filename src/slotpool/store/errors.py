@@ -11,3 +11,12 @@ class StaleRevision(Exception):
     def __init__(self, current: int) -> None:
         super().__init__(f"the row is at revision {current}")
         self.current = current
+
+
+class MissingPool(Exception):
+    """A row refers to an agent pool that does not exist (its foreign key refused it)."""
+
+
+class DatabaseUnavailable(Exception):
+    """The connection to the database was lost during a unit of work (the database restarted or
+    failed over): nothing of it was committed, and the next unit of work connects afresh."""

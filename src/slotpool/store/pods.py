@@ -11,15 +11,34 @@ with its task (reserved, busy again, freed), through ``TaskRepository.apply``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from slotpool.domain.pods import ENDED_STATES, EndCause, Pod, PodEnd, PodState, Slot, SlotState
+from slotpool.domain.pods import (
+    ENDED_STATES,
+    EndCause,
+    Pod,
+    PodCapacity,
+    PodEnd,
+    PodState,
+    Slot,
+    SlotState,
+)
+from slotpool.domain.tasks import TaskStatus
 from slotpool.store.dialect import rowcount
-from slotpool.store.models import PodRow, SlotRow
+from slotpool.store.models import PodRow, SlotRow, TaskRow
+
+
+@dataclass(frozen=True)
+class ReadyPod:
+    """A ready pod as the dispatcher needs it: its name (the task records it) and its capacity."""
+
+    name: str
+    capacity: PodCapacity
 
 
 def _pod(row: PodRow, slots: Sequence[SlotRow]) -> Pod:
@@ -59,6 +78,15 @@ def _first_end(end: PodEnd) -> dict[str, Any]:
         "end_cause": func.coalesce(PodRow.end_cause, end.cause.value),
         "end_by": case((PodRow.end_cause.is_(None), end.by), else_=PodRow.end_by),
     }
+
+
+@dataclass(frozen=True)
+class Heard:
+    """What an agent's heartbeat (or claim) learns of its pod in the same statement."""
+
+    state: PodState
+    slots: int
+    cancel_requested: bool  # a task running there was asked to cancel
 
 
 class PodRepository:
@@ -242,20 +270,35 @@ class PodRepository:
             by_pod.setdefault(slot.pod_id, []).append(slot)
         return [_pod(row, by_pod.get(row.id, [])) for row in rows]
 
-    async def heartbeat(self, pod_id: int, *, now: datetime, draining: bool) -> PodState | None:
+    async def heartbeat(self, pod_id: int, *, now: datetime, draining: bool) -> Heard | None:
         """The agent is alive; with ``draining`` (it got SIGTERM) a ready pod takes no more tasks.
-        One statement; the pod's state after it, or None if the pod has ended (or is gone)."""
+        One statement, which also says the pod's state after it, its number of slots, and
+        whether a task running there was asked to cancel (so that a heartbeat with nothing to
+        say reads nothing more); None if the pod has ended (or is gone)."""
         values: dict[str, Any] = {"last_heartbeat_at": now, "updated_at": now}
         if draining:
             ready = PodRow.state == PodState.ready.value
             values["state"] = case((ready, PodState.draining.value), else_=PodRow.state)
-        state = await self._session.scalar(
-            update(PodRow)
-            .where(PodRow.id == pod_id, PodRow.state.not_in(_ENDED))
-            .values(**values)
-            .returning(PodRow.state)
+        cancel_requested = (  # on pod_id, not correlated: SQLite's RETURNING drops table names
+            select(TaskRow.id)
+            .where(
+                TaskRow.pod_id == pod_id,
+                TaskRow.status == TaskStatus.running.value,
+                TaskRow.cancel_requested.is_(True),
+            )
+            .exists()
         )
-        return None if state is None else PodState(state)
+        row = (
+            await self._session.execute(
+                update(PodRow)
+                .where(PodRow.id == pod_id, PodRow.state.not_in(_ENDED))
+                .values(**values)
+                .returning(PodRow.state, PodRow.slots, cancel_requested)
+            )
+        ).first()
+        if row is None:
+            return None
+        return Heard(PodState(row[0]), row[1], bool(row[2]))
 
     async def set_state(self, pod_id: int, state: PodState, *, reason: str, now: datetime) -> None:
         await self._session.execute(
@@ -318,20 +361,27 @@ class PodRepository:
         pods = [await self.get(pod_id) for pod_id in ids]
         return [p for p in pods if p is not None]
 
-    async def has_room(self, pool_id: str) -> bool:
-        """Whether a ``ready`` pod of the pool has an idle slot (one query: the dispatcher's
-        first question, and under a burst into a full pool usually the last)."""
-        found = await self._session.scalar(
-            select(SlotRow.pod_id)
-            .join(PodRow, PodRow.id == SlotRow.pod_id)
-            .where(
-                PodRow.pool_id == pool_id,
-                PodRow.state == PodState.ready.value,
-                SlotRow.state == SlotState.idle.value,
-            )
-            .limit(1)
+    async def ready_slots(self, pool_id: str) -> list[ReadyPod]:
+        """The pool's ``ready`` pods with their slots, as the dispatcher places tasks on them, in
+        one query (no idle slot among them: no room, and under a burst into a full pool that is
+        the dispatcher's only question). A pod without slot rows has no room and is left out."""
+        rows = await self._session.execute(
+            select(PodRow.id, PodRow.name, PodRow.config_hash, SlotRow.slot_index, SlotRow.state)
+            .join(SlotRow, SlotRow.pod_id == PodRow.id)
+            .where(PodRow.pool_id == pool_id, PodRow.state == PodState.ready.value)
+            .order_by(PodRow.id, SlotRow.slot_index)
         )
-        return found is not None
+        found: dict[int, tuple[str, str | None, list[int], int]] = {}
+        for pod_id, name, config_hash, index, state in rows:
+            _, _, idle, used = found.setdefault(pod_id, (name, config_hash, [], 0))
+            if state == SlotState.idle.value:
+                idle.append(index)
+            else:
+                found[pod_id] = (name, config_hash, idle, used + 1)
+        return [
+            ReadyPod(name, PodCapacity(pod_id, PodState.ready, config_hash, tuple(idle), used))
+            for pod_id, (name, config_hash, idle, used) in found.items()
+        ]
 
     async def take_slot(self, pod_id: int, index: int, *, task_id: str, now: datetime) -> bool:
         """Give the idle slot to ``task_id`` if the pod is still ``ready``.

@@ -125,13 +125,6 @@ class PoolRepository:
         row = await self._row(pool_id)
         return None if row is None else _pool_of(row)
 
-    async def exists(self, pool_id: str) -> bool:
-        """One indexed lookup, without loading the pool (the path of every task submission)."""
-        found = await self._session.scalar(
-            select(AgentPoolRow.pool_id).where(AgentPoolRow.pool_id == pool_id)
-        )
-        return found is not None
-
     async def get_by_name(self, name: str) -> Pool | None:
         row = await self._session.scalar(select(AgentPoolRow).where(AgentPoolRow.name == name))
         return None if row is None else _pool_of(row)

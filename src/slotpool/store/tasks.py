@@ -11,12 +11,14 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slotpool.domain.pods import SlotState
-from slotpool.domain.tasks import LogEntry, LogStream, StepSpec, Task, TaskStatus
+from slotpool.domain.tasks import LogEntry, LogStream, OutputChunk, StepSpec, Task, TaskStatus
 from slotpool.domain.transitions import SlotChange, TaskChange
 from slotpool.store.dialect import insert_ignoring_duplicates, rowcount
+from slotpool.store.errors import MissingPool
 from slotpool.store.models import SlotRow, TaskLogRow, TaskRow
 
 
@@ -28,7 +30,8 @@ def _task(row: TaskRow) -> Task:
         status=TaskStatus(row.status),
         env=dict(row.env),
         labels=dict(row.labels),
-        steps=tuple(StepSpec.model_validate(s) for s in row.steps),
+        # Validated when submitted and stored as dumped: not validated again on every read.
+        steps=tuple(StepSpec.model_construct(**s) for s in row.steps),
         results=tuple(row.results),
         current_step=row.current_step,
         pod_id=row.pod_id,
@@ -59,8 +62,13 @@ class TaskRepository:
         self._backend = backend
 
     async def add(self, row: TaskRow) -> Task:
+        """The task inserted; ``MissingPool`` if its pool does not exist (the foreign key says
+        so in the INSERT itself: no lookup beforehand)."""
         self._session.add(row)
-        await self._session.flush()
+        try:
+            await self._session.flush()
+        except IntegrityError as exc:
+            raise MissingPool(row.pool_id) from exc
         return _task(row)
 
     async def get(self, task_id: str) -> Task | None:
@@ -260,16 +268,28 @@ class TaskRepository:
         now: datetime,
         stream: LogStream = LogStream.stdout,
     ) -> None:
-        values = {
-            "task_id": task_id,
-            "step_index": step,
-            "seq": seq,
-            "stream": stream.value,
-            "data": data,
-            "created_at": now,
-        }
+        await self.add_logs(task_id, step=step, chunks=[OutputChunk(seq, data, stream)], now=now)
+
+    async def add_logs(
+        self, task_id: str, *, step: int, chunks: Sequence[OutputChunk], now: datetime
+    ) -> None:
+        """One INSERT for all of ``chunks``; a chunk stored before (same seq) is left as it is."""
+        rows = [
+            {
+                "task_id": task_id,
+                "step_index": step,
+                "seq": chunk.seq,
+                "stream": chunk.stream.value,
+                "data": chunk.data,
+                "created_at": now,
+            }
+            for chunk in chunks
+        ]
+        if not rows:
+            return
         table = TaskLogRow.__table__
-        await self._session.execute(insert_ignoring_duplicates(table, self._backend, values))  # type: ignore[arg-type]
+        insert = insert_ignoring_duplicates(table, self._backend)  # type: ignore[arg-type]
+        await self._session.execute(insert.values(rows))
 
     async def logs(self, task_id: str, *, after: int, limit: int) -> list[LogEntry]:
         """The chunks after the chunk id ``after``, in the order they were written."""

@@ -21,6 +21,7 @@ from functools import partial
 
 import structlog
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from slotpool import metrics
@@ -29,6 +30,7 @@ from slotpool.domain.signals import Signal
 from slotpool.domain.tasks import FINAL
 from slotpool.domain.transitions import TaskChange
 from slotpool.store.db import backend, create_engine
+from slotpool.store.errors import DatabaseUnavailable
 from slotpool.store.events import PoolEventRepository
 from slotpool.store.history import PoolHistoryRepository
 from slotpool.store.pods import PodRepository
@@ -143,8 +145,13 @@ class Store:
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[UnitOfWork]:
-        async with self._sessions() as session, session.begin():
-            yield UnitOfWork(session, self.backend)
+        try:
+            async with self._sessions() as session, session.begin():
+                yield UnitOfWork(session, self.backend)
+        except DBAPIError as exc:
+            if exc.connection_invalidated:  # SQLAlchemy has dropped the pool's connections
+                raise DatabaseUnavailable("the connection to the database was lost") from exc
+            raise
 
     async def ping(self) -> None:
         async with self._engine.connect() as connection:

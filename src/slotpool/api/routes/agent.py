@@ -21,6 +21,7 @@ from slotpool.protocol import (
     ClaimRequest,
     HeartbeatAnswer,
     HeartbeatRequest,
+    LogBatch,
     LogChunk,
     RegisterAnswer,
     RegisterRequest,
@@ -88,19 +89,33 @@ async def claim(
     )
 
 
+StepIndex = Annotated[int, Path(ge=0, le=50)]
+
+
+@router.post(
+    "/pools/{pool_id}/tasks/{task_id}/steps/{step_index}/logs",
+    status_code=status.HTTP_204_NO_CONTENT,
+)
+async def append_logs(
+    pool_id: PoolId,
+    task_id: TaskId,
+    step_index: StepIndex,
+    body: LogBatch,
+    identity: Agent,
+    services: ServicesDep,
+) -> Response:
+    chunks = [chunk.output() for chunk in body.chunks]
+    await services.agents.log(identity, pool_id, task_id, step=step_index, chunks=chunks)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
 @router.post("/pools/{pool_id}/tasks/{task_id}/logs", status_code=status.HTTP_204_NO_CONTENT)
 async def append_log(
     pool_id: PoolId, task_id: TaskId, body: LogChunk, identity: Agent, services: ServicesDep
 ) -> Response:
-    await services.agents.log(
-        identity,
-        pool_id,
-        task_id,
-        step=body.step_index,
-        seq=body.seq,
-        data=body.data,
-        stream=body.stream,
-    )
+    """One chunk, as agents before batches send it."""
+    step = body.step_index
+    await services.agents.log(identity, pool_id, task_id, step=step, chunks=[body.output()])
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -110,7 +125,7 @@ async def append_log(
 async def step_result(
     pool_id: PoolId,
     task_id: TaskId,
-    step_index: Annotated[int, Path(ge=0, le=50)],
+    step_index: StepIndex,
     body: StepResult,
     identity: Agent,
     services: ServicesDep,

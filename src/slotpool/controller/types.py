@@ -42,7 +42,8 @@ class PoolTarget:
 
     @property
     def config_hash(self) -> str:
-        return pod_config_hash(self.config, self.context)
+        """From the pool's stored Pod fields (no dump of the configuration per read)."""
+        return self.pool.config_hash(self.context) or pod_config_hash(self.config, self.context)
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
 from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
 from slotpool.domain.bounds import StrictModel
 from slotpool.domain.config import PoolConfig, PoolType, stored_form
+from slotpool.domain.events import PoolEvent
 from slotpool.domain.freeze import FreezePolicy, FreezeSchedule, FreezeState
 from slotpool.domain.pools import POOL_NAME_PATTERN, POOL_NAME_RULE, Pool
 from slotpool.domain.tasks import Task, TaskStatus
@@ -210,6 +211,15 @@ class PoolList(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class EventFields(BaseModel):
+    """An answer made of a pool event's fields (the decision log, the history's marks): each
+    field of the model taken from the event by its name."""
+
+    @classmethod
+    def of(cls, event: PoolEvent) -> Self:
+        return cls(**{name: getattr(event, name) for name in cls.model_fields})
 
 
 class RebuildOut(BaseModel):

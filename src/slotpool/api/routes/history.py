@@ -11,6 +11,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from slotpool.api.deps import Admin, ServicesDep
 from slotpool.api.routes.pools import PoolId
+from slotpool.api.schemas import EventFields
 from slotpool.domain.events import Outcome
 from slotpool.domain.freeze import FreezePolicy
 from slotpool.domain.history import LOAD_FIELDS, SPAN_EXAMPLES, Point
@@ -43,7 +44,7 @@ class HistoryPointOut(BaseModel):
         return cls(at=point.at, **values)
 
 
-class DecisionOut(BaseModel):
+class DecisionOut(EventFields):
     id: int
     at: datetime
     action: str = Field(description="create_pods, delete_pod, rebuild_pod, delete_stuck_pod, hold")
@@ -88,18 +89,7 @@ class PoolHistoryOut(BaseModel):
             interval_seconds=int(history.interval.total_seconds()),
             max_range_seconds=int(history.max_span.total_seconds()),
             points=[HistoryPointOut.of(p) for p in history.points],
-            decisions=[
-                DecisionOut(
-                    id=e.id,
-                    at=e.at,
-                    action=e.action,
-                    reason=e.reason,
-                    message=e.message,
-                    pod=e.pod,
-                    outcome=e.outcome,
-                )
-                for e in history.decisions
-            ],
+            decisions=[DecisionOut.of(e) for e in history.decisions],
             freeze=[
                 FreezeIntervalOut(
                     start=f.start, end=f.end, policy=f.policy, windows=list(f.windows)

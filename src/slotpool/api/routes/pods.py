@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from slotpool.api.deps import Admin, ServicesDep
 from slotpool.api.manifests import MANIFEST_RESPONSES, Format, manifest_response
 from slotpool.api.routes.pools import PoolId
-from slotpool.api.schemas import RebuildOut
+from slotpool.api.schemas import EventFields, RebuildOut
 from slotpool.domain.events import Outcome
 from slotpool.domain.pods import EndCause, Pod, PodEnd, PodState, SlotState
 from slotpool.domain.text import Text
@@ -184,7 +184,7 @@ async def pod_manifest(
     return manifest_response(await services.deployment.running_manifest(pool_id, name), format)
 
 
-class EventOut(BaseModel):
+class EventOut(EventFields):
     id: int
     at: datetime
     action: str = Field(description="create_pods, delete_pod, rebuild_pod, delete_stuck_pod, hold")
@@ -219,18 +219,6 @@ async def list_events(
     """The controller's decisions and actions for this pool, newest first, with their reasons."""
     events, total = await services.events.page(pool_id, limit=limit, before=before)
     return EventList(
-        items=[
-            EventOut(
-                id=e.id,
-                at=e.at,
-                action=e.action,
-                reason=e.reason,
-                message=e.message,
-                pod=e.pod,
-                outcome=e.outcome,
-                inputs=e.inputs,
-            )
-            for e in events
-        ],
+        items=[EventOut.of(e) for e in events],
         total=total,
     )

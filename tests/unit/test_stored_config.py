@@ -84,7 +84,10 @@ payloads = st.fixed_dictionaries(
         "freeze_schedules": st.lists(windows, max_size=2),
         "slots_per_pod": st.integers(1, 64),
         "namespace": st.from_regex(r"\A[a-z]([a-z0-9-]{0,8}[a-z0-9])?\Z"),
-        "service_account": st.from_regex(r"\A[a-z]([a-z0-9.-]{0,8}[a-z0-9])?\Z"),
+        # DNS labels joined by '.': no empty label ("a..0" is refused, rightly)
+        "service_account": st.from_regex(
+            r"\A[a-z]([a-z0-9-]{0,6}[a-z0-9])?(\.[a-z]([a-z0-9-]{0,6}[a-z0-9])?)?\Z"
+        ),
         "node_selector": st.dictionaries(label_keys, label_values, max_size=3),
         "tolerations": st.lists(tolerations, max_size=3),
         "labels": st.dictionaries(label_keys, label_values, max_size=3),

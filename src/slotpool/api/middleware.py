@@ -85,19 +85,28 @@ class RequestSizeLimit:
             return
         received = 0
         started = False
+        overflowed = False
 
         async def counted() -> Message:
-            nonlocal received
+            nonlocal received, overflowed
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    overflowed = True
                     raise BodyTooLarge(self.max_bytes)
             return message
 
         async def watched(message: Message) -> None:
             nonlocal started
-            started = started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.start":
+                started = True
+                if overflowed:
+                    # The rest of the body is never read: the connection cannot carry another
+                    # request, so the answer says so and the server closes it after the answer
+                    # (without it, the server may wait for the rest of a body that never ends).
+                    headers = [(k, v) for k, v in message.get("headers", []) if k != b"connection"]
+                    message = {**message, "headers": [*headers, (b"connection", b"close")]}
             await send(message)
 
         try:

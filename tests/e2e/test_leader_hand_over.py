@@ -55,7 +55,7 @@ def pg_url(pg_server: PostgresServer) -> Iterator[str]:
 def replica(tmp_path: Path, name: str, url: str, **values: object) -> tuple[Any, Path]:
     work = tmp_path / name
     work.mkdir()
-    given: dict[str, object] = {
+    given: dict[str, Any] = {
         "database_url": url,
         "replica_id": name,
         "leader_lease_seconds": LEASE,

@@ -124,6 +124,12 @@ class Settings(BaseSettings):
         description="An agent not heard from this long is gone: its tasks become lost.",
     )
     claim_wait_seconds: int = Field(default=25, ge=1, le=60, description="Claim long-poll.")
+    leader_lease_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="On PostgreSQL: how long a server process that stopped answering (paused, "
+        "cut off) keeps what it holds in the database, such as a pool's lock.",
+    )
     max_request_bytes: int = Field(
         default=MIN_REQUEST_BYTES,
         ge=MIN_REQUEST_BYTES,

@@ -143,3 +143,22 @@ async def test_in_one_process_the_lock_excludes_and_a_cancelled_waiter_leaves_it
         await other.close()
     assert waiting.cancelled()
     assert got == ["p-1", "p-1"]
+
+
+async def test_a_kept_connection_that_postgresql_ended_is_replaced(pg_url: str) -> None:
+    """Between holds a few connections are kept; one whose session ended meanwhile (PostgreSQL
+    restarted, an operator terminated it) is dropped and the lock taken on a new one."""
+    locks = PoolLocks(AdvisoryLocks(pg_url, hold_seconds=30))
+    got: list[str] = []
+    try:
+        await _take(locks, "p-1", got)  # its connection is kept
+        async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as admin:
+            cursor = await admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            assert await cursor.fetchone() == (1,)
+        await asyncio.wait_for(_take(locks, "p-1", got), SECONDS)
+    finally:
+        await locks.close()
+    assert got == ["p-1", "p-1"]

@@ -184,7 +184,9 @@ class Settings(BaseSettings):
         gt=0,
         le=3600,
         description="How long the leader's lease lasts unrenewed: a leader that dies is "
-        "replaced within this (one that stops with SIGTERM hands over at once).",
+        "replaced within this (one that stops with SIGTERM hands over at once). On PostgreSQL "
+        "it is also how long a server process that stopped answering (paused, cut off) keeps "
+        "a pool's lock.",
     )
     leader_renew_seconds: float = Field(
         default=5.0,

@@ -63,6 +63,8 @@ from slotpool.services.stats import StatsService
 from slotpool.services.tasks import TaskService
 from slotpool.services.tokens import TokenService
 from slotpool.settings import Settings
+from slotpool.store.advisory import AdvisoryLocks
+from slotpool.store.channel import SignalChannel
 from slotpool.store.exclusive import hold_database, release_database
 from slotpool.store.uow import Store
 
@@ -134,10 +136,11 @@ def build_services(
     notifier = Notifier()
     store.subscribe(notifier.deliver)  # what a committed unit of work signals wakes its waiters
     dispatcher = Dispatcher(store, pools, clock, freeze)
+    notifier.listen(dispatcher.heard)  # a task queued here or elsewhere: its queue is looked at
     # Fenced: the writes of the leader's work are refused once it no longer leads.
     kept = PoolRuntimes(fenced(RuntimeRegistry() if runtimes is None else runtimes), pools)
     no_pods = NoPods(store=store, runtimes=kept, clock=clock)
-    locks = PoolLocks()
+    locks = PoolLocks(pool_locks_in_database(store, settings))
     secrets = SecretTokens(store=store, tokens=tokens, clock=clock)
     # The controller is the use cases' PoolPasses: built first, handed to them.
     controller = PoolController(
@@ -188,7 +191,27 @@ def build_services(
             passes=controller,
         ),
         drain=PodDrain(store=store, clock=clock),
+        locks=locks,
     )
+
+
+def pool_locks_in_database(store: Store, settings: Settings) -> AdvisoryLocks | None:
+    """On PostgreSQL, a pool's lock is also held in the database (several server processes may
+    share it); a holder that stops answering loses it after the leader's lease."""
+    if store.backend != "postgresql":
+        return None
+    return AdvisoryLocks(store.url, hold_seconds=settings.leader_lease_seconds)
+
+
+async def signal_channel(store: Store, notifier: Notifier) -> SignalChannel | None:
+    """On PostgreSQL, committed signals also travel to (and arrive from) the other server
+    processes on the database; listening before the server answers anything."""
+    if store.backend != "postgresql":
+        return None
+    channel = SignalChannel(store.url, deliver=notifier.deliver, missed=notifier.wake_all)
+    await channel.start()
+    store.subscribe(channel.publish)
+    return channel
 
 
 def history_sampler(store: Store, settings: Settings, services: Services) -> HistorySampler | None:
@@ -234,6 +257,7 @@ def create_app(
         else:
             runtimes = given if isinstance(given, RuntimeRegistry) else RuntimeRegistry(given)
         app.state.services = services = build_services(store, settings, clock, runtimes)
+        channel = await signal_channel(store, services.agents.notifier)
         sweeper = Sweeper(
             store=store,
             settings=settings,
@@ -287,6 +311,9 @@ def create_app(
             await election.stop()
             if given is None:  # given runtimes are closed by whoever made them
                 await runtimes.close_all()
+            if channel is not None:
+                await channel.close()
+            await services.locks.close()
             await store.close()
 
     app = FastAPI(

@@ -28,7 +28,7 @@ from slotpool.runtime.base import PodRuntime, PodWatcher
 from slotpool.runtime.errors import RuntimeApiError
 from slotpool.services.errors import Conflict, NotFound
 from slotpool.services.no_pods import NoPods
-from slotpool.services.notify import Notifier
+from slotpool.services.notify import EVERYTHING, Notifier
 from slotpool.services.pools import PoolService
 from slotpool.services.ports import RuntimeFailed
 from slotpool.services.runtimes import PoolRuntimes
@@ -117,8 +117,15 @@ class Orchestration:
 
     def _on_wake(self, key: Hashable) -> None:
         """A committed change signalled the pool (demand or capacity moved), or its
-        configuration (created, configured: read it again, it may have become one to keep)."""
-        if isinstance(key, Signal) and key.topic in (Topic.pool, Topic.pool_config):
+        configuration (created, configured: read it again, it may have become one to keep).
+        ``EVERYTHING`` (signals may have been missed): every worker passes, the pools are
+        listed again."""
+        if key == EVERYTHING:
+            for pool_id in self.workers:
+                self.poke(pool_id)
+            self._next_listing = float("-inf")
+            self._listing.set()
+        elif isinstance(key, Signal) and key.topic in (Topic.pool, Topic.pool_config):
             self.poke(key.key, reread=key.topic is Topic.pool_config)
 
     # -- the listing loop ------------------------------------------------------------------------

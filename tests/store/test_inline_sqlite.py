@@ -9,7 +9,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
+from slotpool.store.db import create_engine
 from slotpool.store.inline_sqlite import InlineConnection, inline_creator
 
 
@@ -66,3 +69,21 @@ async def test_other_errors_are_not_retried(database: Path) -> None:
     with pytest.raises(sqlite3.OperationalError, match="no such table"):
         await connection.execute("SELECT * FROM missing")
     await connection.close()
+
+
+async def test_the_engine_streams_rows_and_reports_constraint_errors(database: Path) -> None:
+    """Through SQLAlchemy (``db.create_engine``): a streamed result (a server-side cursor) and an
+    error raised as the dialect's own."""
+    engine = create_engine(f"sqlite:///{database}")
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("CREATE TABLE u (x INTEGER PRIMARY KEY)"))
+            await connection.execute(text("INSERT INTO u VALUES (1), (2), (3)"))
+        async with engine.connect() as connection:
+            streamed = await connection.stream(text("SELECT x FROM u ORDER BY x"))
+            assert [row.x async for row in streamed] == [1, 2, 3]
+        with pytest.raises(IntegrityError):
+            async with engine.begin() as connection:
+                await connection.execute(text("INSERT INTO u VALUES (1)"))
+    finally:
+        await engine.dispose()

@@ -18,7 +18,10 @@ database locked all the same (another connection's open write: a second ``Store`
 operator's ``sqlite3`` shell) must not sleep in SQLite's busy handler, which would stop the
 whole server, the lock's holder included when it is this process: the connections run with
 SQLite's busy timeout at 0 and the wait is here, ``asyncio.sleep`` between tries, up to
-``busy_seconds``, as SQLite's handler would (same growing pauses).
+``busy_seconds``, as SQLite's handler would (same growing pauses). What still blocks the loop:
+the commit that passes SQLite's WAL auto-checkpoint (1,000 pages) copies the log into the
+database and syncs it, once every few thousand small commits; on a slow disk that is a pause of
+every request for as long, where it used to hold up that one commit.
 """
 
 from __future__ import annotations
@@ -99,6 +102,15 @@ class InlineCursor:
 
     async def close(self) -> None:
         self._cursor.close()
+
+    def __aiter__(self) -> InlineCursor:
+        return self
+
+    async def __anext__(self) -> Any:
+        row = self._cursor.fetchone()
+        if row is None:
+            raise StopAsyncIteration
+        return row
 
     @property
     def description(self) -> Any:

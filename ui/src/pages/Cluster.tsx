@@ -9,8 +9,6 @@ import { usePolled } from "../hooks";
 // Typed by hand after the contract of GET /api/v1/cluster until the generated schema has it.
 type PodSettings = Record<string, string | null>;
 
-type Disagreement = string | { setting?: string; own?: unknown; leader?: unknown };
-
 interface Replica {
   replica_id: string;
   host: string;
@@ -20,16 +18,17 @@ interface Replica {
   last_seen_at: string;
   leader: boolean;
   stopping: boolean;
-  pod_settings: PodSettings;
+  pod_settings: PodSettings | null;
   agrees_with_leader: boolean;
-  disagreements: Disagreement[];
+  /** Each Pod setting of this replica that is not the leader's, in words. */
+  disagreements: string[];
 }
 
 interface Leader {
   replica_id: string;
   term: number;
-  since: string;
-  lease_expires_at: string;
+  since: string | null;
+  lease_expires_at: string | null;
   first_pass_at: string | null;
 }
 
@@ -68,21 +67,13 @@ function differences(
   replica: Replica,
   leader: Replica | undefined,
 ): { setting: string; own: string; leader: string }[] {
-  if (leader) {
-    const own = replica.pod_settings;
-    const theirs = leader.pod_settings;
-    const settings = new Set([...Object.keys(own), ...Object.keys(theirs)]);
-    const found = [...settings]
-      .filter((s) => (own[s] ?? null) !== (theirs[s] ?? null))
-      .map((s) => ({ setting: s, own: shown(own[s]), leader: shown(theirs[s]) }));
-    if (found.length > 0) return found;
-  }
-  // The leader's row is not in the list (not seen lately): what the server says differs.
-  return replica.disagreements.map((d) =>
-    typeof d === "string"
-      ? { setting: d, own: shown(replica.pod_settings[d]), leader: "?" }
-      : { setting: d.setting ?? "?", own: shown(d.own), leader: shown(d.leader) },
-  );
+  const own = replica.pod_settings;
+  const theirs = leader?.pod_settings;
+  if (!own || !theirs) return [];
+  const settings = new Set([...Object.keys(own), ...Object.keys(theirs)]);
+  return [...settings]
+    .filter((s) => (own[s] ?? null) !== (theirs[s] ?? null))
+    .map((s) => ({ setting: s, own: shown(own[s]), leader: shown(theirs[s]) }));
 }
 
 function Disagreements({ replica, leader }: { replica: Replica; leader: Replica | undefined }) {
@@ -92,12 +83,15 @@ function Disagreements({ replica, leader }: { replica: Replica; leader: Replica 
       <strong>Pod settings differ from the leader's.</strong> Pods are built with the leader's
       values; this replica's own are not used. Set the same values on every replica:
       <ul>
-        {found.map((d) => (
-          <li key={d.setting}>
-            <code>{variable(d.setting)}</code>: <code>{d.own}</code> here,{" "}
-            <code>{d.leader}</code> on the leader
-          </li>
-        ))}
+        {found.length > 0
+          ? found.map((d) => (
+              <li key={d.setting}>
+                <code>{variable(d.setting)}</code>: <code>{d.own}</code> here,{" "}
+                <code>{d.leader}</code> on the leader
+              </li>
+            ))
+          : // The leader's own row is not at hand: the server's words for each difference.
+            replica.disagreements.map((d) => <li key={d}>{d}</li>)}
       </ul>
     </div>
   );
@@ -116,24 +110,34 @@ function LeaderBox({ cluster, now }: { cluster: Cluster; now: number }) {
       </div>
     );
   }
-  const expired = Date.parse(leader.lease_expires_at) <= now;
+  const expires = leader.lease_expires_at;
+  const expired = expires !== null && Date.parse(expires) <= now;
   return (
     <div className={expired ? "state-box no-pods" : "state-box"} data-testid="leader">
       <p>
         <strong>{leader.replica_id}</strong> <Badge kind="leader">leader</Badge> term{" "}
-        <span data-testid="term">{leader.term}</span>, since {when(leader.since)} (
-        {age(leader.since, now)} ago).
+        <span data-testid="term">{leader.term}</span>
+        {leader.since && (
+          <>
+            , since {when(leader.since)} ({age(leader.since, now)} ago)
+          </>
+        )}
+        .
       </p>
       <p>
-        Lease expires {when(leader.lease_expires_at)}{" "}
-        {expired ? (
-          <strong>(expired: another replica takes over)</strong>
+        {expires === null ? (
+          <>No lease expiry recorded.</>
         ) : (
-          <span className="muted">
-            ({fromNow(leader.lease_expires_at, now)}; renewed while it leads)
-          </span>
-        )}
-        .{" "}
+          <>
+            Lease expires {when(expires)}{" "}
+            {expired ? (
+              <strong>(expired: another replica takes over)</strong>
+            ) : (
+              <span className="muted">({fromNow(expires, now)}; renewed while it leads)</span>
+            )}
+            .
+          </>
+        )}{" "}
         {leader.first_pass_at ? (
           <>First controller pass over all pools finished {when(leader.first_pass_at)}.</>
         ) : (

@@ -1,56 +1,19 @@
 // The replicas of this installation (GET /api/v1/cluster): which one leads, its term and lease,
 // and every replica whose Pod settings disagree with the leader's (the leader's values are the
 // ones Pods are built with, so a disagreeing replica is a configuration mistake to fix).
-import { adminToken, ApiError, signOut } from "../api/client";
+import { api, must, type Schemas } from "../api/client";
 import { Badge, ErrorBox, Loading } from "../components/common";
 import { age, fromNow, when } from "../format";
 import { usePolled } from "../hooks";
 
-// Typed by hand after the contract of GET /api/v1/cluster until the generated schema has it.
+type Cluster = Schemas["ClusterOut"];
+type Replica = Schemas["ReplicaOut"];
 type PodSettings = Record<string, string | null>;
-
-interface Replica {
-  replica_id: string;
-  host: string;
-  pid: number;
-  version: string;
-  started_at: string;
-  last_seen_at: string;
-  leader: boolean;
-  stopping: boolean;
-  pod_settings: PodSettings | null;
-  agrees_with_leader: boolean;
-  /** Each Pod setting of this replica that is not the leader's, in words. */
-  disagreements: string[];
-}
-
-interface Leader {
-  replica_id: string;
-  term: number;
-  since: string | null;
-  lease_expires_at: string | null;
-  first_pass_at: string | null;
-}
-
-interface Cluster {
-  database: string;
-  lease_seconds: number;
-  self: string;
-  leader: Leader | null;
-  replicas: Replica[];
-}
 
 const REFRESH_MS = 2000;
 
-async function loadCluster(): Promise<Cluster> {
-  const token = adminToken();
-  const response = await fetch("/api/v1/cluster", {
-    headers: token ? { Authorization: `Bearer ${token}` } : {},
-  });
-  if (response.status === 401 && token !== null) signOut();
-  const body: unknown = await response.json().catch(() => null);
-  if (!response.ok) throw new ApiError(response.status, body);
-  return body as Cluster;
+function loadCluster(): Promise<Cluster> {
+  return must(api.GET("/api/v1/cluster"));
 }
 
 /** The environment variable behind a Pod setting, e.g. public_url: SLOTPOOL_PUBLIC_URL. */
@@ -67,8 +30,8 @@ function differences(
   replica: Replica,
   leader: Replica | undefined,
 ): { setting: string; own: string; leader: string }[] {
-  const own = replica.pod_settings;
-  const theirs = leader?.pod_settings;
+  const own: PodSettings | null = replica.pod_settings;
+  const theirs: PodSettings | null | undefined = leader?.pod_settings;
   if (!own || !theirs) return [];
   const settings = new Set([...Object.keys(own), ...Object.keys(theirs)]);
   return [...settings]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -11,10 +12,16 @@ from typing import Any
 import httpx
 
 from slotpool.domain.pools import POOL_ID_PATTERN
+from slotpool.domain.tasks import FINAL
 
 LOG_NEXT = "X-Slotpool-Log-Next"
 LOG_COMPLETE = "X-Slotpool-Log-Complete"
 LOG_PAGE = 1000
+# How long a followed log waits for a server to answer again (a restart, a replica's hand-over),
+# and how often it tries; the answers that mean "try again" (0: no connection at all).
+FOLLOW_PATIENCE = 120.0
+FOLLOW_RETRY_SECONDS = 0.5
+RETRIED = frozenset({0, 502, 503, 504})
 POOL_ID = re.compile(POOL_ID_PATTERN)
 
 
@@ -71,10 +78,9 @@ class Client:
         response = self.request(method, path, **kwargs)
         return None if response.status_code == 204 or not response.content else response.json()
 
-    def log(self, task_id: str) -> Iterator[dict[str, Any]]:
-        """A task's whole log as stored now, chunk by chunk (``{"type": "log", stream, data,
-        step_index, seq, at, id}``), one page after another."""
-        after = 0
+    def log(self, task_id: str, *, after: int = 0) -> Iterator[dict[str, Any]]:
+        """A task's whole log as stored now (after the chunk id ``after``), chunk by chunk
+        (``{"type": "log", stream, data, step_index, seq, at, id}``), one page after another."""
         while True:
             page = self.request(
                 "GET",
@@ -87,12 +93,49 @@ class Client:
             after = int(page.headers[LOG_NEXT])
 
     @contextmanager
-    def follow(self, task_id: str) -> Iterator[Iterator[dict[str, Any]]]:
+    def follow(
+        self, task_id: str, *, patience: float = FOLLOW_PATIENCE
+    ) -> Iterator[Iterator[dict[str, Any]]]:
         """A task's log as it grows, until the task has ended: its chunks, and
-        ``{"type": "task", status, reason, step_index}`` first and whenever that changes."""
-        params = {"follow": "true", "format": "ndjson"}
-        with self.stream_lines("GET", f"/api/v1/tasks/{task_id}/logs", params=params) as lines:
-            yield (json.loads(line) for line in lines if line)
+        ``{"type": "task", status, reason, step_index}`` first and whenever that changes.
+
+        A stream that ends before the task has (the server stopped: a restart, a replica handing
+        over) or breaks is resumed after the last chunk read, on whichever server answers;
+        nothing is read twice. The server may be unreachable for ``patience`` seconds at most
+        between two answers."""
+        yield self._followed(task_id, patience)
+
+    def _followed(self, task_id: str, patience: float) -> Iterator[dict[str, Any]]:
+        after = 0
+        ended = False  # a task record said it has ended
+        gone_since: float | None = None
+        while True:
+            params: dict[str, Any] = {"follow": "true", "format": "ndjson", "after": after}
+            try:
+                with self.stream_lines(
+                    "GET", f"/api/v1/tasks/{task_id}/logs", params=params
+                ) as lines:
+                    for line in lines:
+                        if not line:
+                            continue
+                        gone_since = None
+                        record: dict[str, Any] = json.loads(line)
+                        if record["type"] == "log":
+                            after = max(after, int(record["id"]))
+                        else:
+                            ended = record["status"] in FINAL
+                        yield record
+                if ended:  # and whatever a stream cut short after the end did not bring
+                    yield from self.log(task_id, after=after)
+                    return
+            except ApiError as exc:
+                if exc.status not in RETRIED:
+                    raise
+                now = time.monotonic()
+                gone_since = now if gone_since is None else gone_since
+                if now - gone_since > patience:
+                    raise
+            time.sleep(FOLLOW_RETRY_SECONDS)
 
     def list_pools(self, *, name: str | None = None) -> list[dict[str, Any]]:
         pools: list[dict[str, Any]] = []

@@ -298,6 +298,8 @@ def create_app(
                     await election.stop()
             except TimeoutError:  # the lease runs out by itself
                 announce("slotpool: handing over took too long; stopping", level=logging.ERROR)
+            # Long polls answer now, so that the HTTP server's drain is not held up by them.
+            services.agents.notifier.close()
 
         # For the entry point's signal handler: told to stop, the server starts nothing new (no
         # local agent), stops its leader's work and gives up the lease (``Election.stop``), and
@@ -308,6 +310,7 @@ def create_app(
             yield election
         finally:
             start_nothing_new()
+            services.agents.notifier.close()
             await election.stop()
             if given is None:  # given runtimes are closed by whoever made them
                 await runtimes.close_all()

@@ -242,11 +242,13 @@ class AgentService:
                 await self._dispatcher.fill(pool_id)
             answer = await self._answer(agent, free_slots, reserved_slots)
             remaining = deadline - loop.time()
-            if not answer.is_empty() or remaining <= 0:
+            if not answer.is_empty() or remaining <= 0 or self._notifier.closing:
                 return answer
             await self._notifier.wait(woken, seconds=remaining)
             if not woken.is_set():
                 return answer  # its time is up, and nothing was signalled for it meanwhile
+            if self._notifier.closing:  # the server stops: the agent asks again elsewhere
+                return await self._answer(agent, free_slots, reserved_slots)
 
     async def _answer(
         self, agent: RegisteredAgent, free_slots: list[int], reserved_slots: list[int]

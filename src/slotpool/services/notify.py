@@ -29,6 +29,15 @@ class Notifier:
     def __init__(self) -> None:
         self._events: WeakValueDictionary[Hashable, asyncio.Event] = WeakValueDictionary()
         self._listeners: list[Callable[[Hashable], None]] = []
+        self.closing = False
+
+    def close(self) -> None:
+        """The server is stopping: every waiter is woken and none waits again (a claim answers
+        what it has, a log follower ends its stream), so the HTTP server's drain is not held up
+        by long polls; the clients come back, to this server's successor or another replica."""
+        self.closing = True
+        for event in list(self._events.values()):
+            event.set()
 
     def wake(self, key: Hashable) -> None:
         event = self._events.get(key)

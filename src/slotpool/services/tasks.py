@@ -149,13 +149,16 @@ class TaskService:
 
     async def follow(self, task_id: str, *, after: int = 0) -> AsyncIterator[LogPage]:
         """The log as it grows, until the task has ended and everything was read: a page at
-        least every second, empty while nothing is written (each with the task as it is then)."""
+        least every second, empty while nothing is written (each with the task as it is then).
+        A stopping server ends the stream early; the follower resumes ``after`` its last chunk."""
         while True:
             woken = self._notifier.arm(Signal.task(task_id))
             page = await self.log_page(task_id, after=after)
             yield page
             after = page.next
             if page.task.status in FINAL and page.complete:
+                return
+            if self._notifier.closing:  # the server stops: the follower resumes elsewhere
                 return
             if not page.chunks:
                 await self._notifier.wait(woken, seconds=1.0)

@@ -104,7 +104,10 @@ function LeaderBox({ cluster, now }: { cluster: Cluster; now: number }) {
         {leader.first_pass_at ? (
           <>First controller pass over all pools finished {when(leader.first_pass_at)}.</>
         ) : (
-          <>Its first controller pass has not finished yet.</>
+          <>
+            Its controller has not finished a first pass over all pools yet (a server with
+            neither a cluster nor local pools runs none).
+          </>
         )}
       </p>
     </div>

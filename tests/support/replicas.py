@@ -92,11 +92,11 @@ class ReplicaSet:
         renew_seconds: float = RENEW_SECONDS,
         public_urls: Mapping[int, str] | None = None,
         extra_env: Mapping[str, str] | None = None,
-        **values: object,
+        settings: Mapping[str, object] | None = None,
     ) -> Self:
         """Not started (``start`` starts them, one after the other: the first migrates the
         database). ``public_urls``: the public URL of replica ``i`` instead of the proxy's;
-        ``values``: settings of every replica (``kubeconfig``, ``pod_sync_seconds``...)."""
+        ``settings``: settings of every replica (``kubeconfig``, ``pod_sync_seconds``...)."""
         ports = [free_port() for _ in range(count)]
         proxy = RoundRobinProxy(ports)
         replicas = []
@@ -104,10 +104,10 @@ class ReplicaSet:
             replica_id = f"replica-{index}"
             home = work / replica_id
             home.mkdir(parents=True, exist_ok=True)
-            public = (public_urls or {}).get(index, proxy.url)
+            public = (public_urls or {}).get(index, proxy.url).format(proxy_port=proxy.port)
             own = {"database_url": database_url, "local_runtime": False, "log_level": "info"}
             base = server_settings(home, admin=admin).model_dump()
-            settings = Settings.model_validate({**base, **own, **values, "public_url": public})
+            chosen = {**base, **own, **(settings or {}), "public_url": public}
             env = {
                 "SLOTPOOL_REPLICA_ID": replica_id,
                 "SLOTPOOL_LEADER_LEASE_SECONDS": str(lease_seconds),
@@ -115,7 +115,9 @@ class ReplicaSet:
                 **(extra_env or {}),
             }
             log = work / f"{replica_id}.log"
-            server = ServerProcess.of(settings, log, port=port, extra_env=env)
+            server = ServerProcess.of(
+                Settings.model_validate(chosen), log, port=port, extra_env=env
+            )
             replicas.append(Replica(replica_id, server))
         return cls(replicas, proxy, admin)
 
@@ -263,13 +265,17 @@ class ReplicaSet:
         self.restarts += 1
         self._note(f"restarted {replica.replica_id}")
 
-    def rolling_restart(self, *, grace: float = 30.0, pause: float = 1.0) -> Iterator[Replica]:
+    def rolling_restart(
+        self, *, grace: float = 30.0, pause: float = 1.0
+    ) -> Iterator[tuple[Replica, bool]]:
         """Restart each replica in turn, the next once the one before is ready again and
-        ``pause`` later (as a Deployment's rolling update does); yields each once restarted."""
+        ``pause`` later (as a Deployment's rolling update does); yields each once restarted,
+        with whether it led just before its restart."""
         for replica in self.replicas:
+            led = self.leader() is replica
             self.restart(replica, grace=grace)
             time.sleep(pause)
-            yield replica
+            yield replica, led
 
     def logs(self, chars: int = 3000) -> str:
         """The end of every replica's log, for a failing test's message."""

@@ -104,6 +104,9 @@ def replica_set(
         "claim_wait_seconds": 5,
         **values,
     }
+    # The first decoding of a Pod list builds msgspec's type information; two threads doing it
+    # at once (the kubelet's and a PodWatch's) crashed the interpreter: done once here first.
+    list(kube.list(Pod, namespace=namespace))
     try:
         with (
             pg_server.temporary_database() as url,

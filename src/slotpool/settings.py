@@ -6,6 +6,8 @@ Nothing below the entry points reads the environment itself: the CLI and the app
 
 from __future__ import annotations
 
+import os
+import socket
 from enum import StrEnum
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -38,6 +40,11 @@ def default_database_path(data_dir: Path) -> Path:
     path = data_dir / DATABASE_FILE
     older = default_data_dir() / DATABASE_FILE
     return older if not path.exists() and older.exists() and older != path else path
+
+
+def default_replica_id() -> str:
+    """``<hostname>-<pid>``: in Kubernetes the hostname is the Pod's name."""
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 class Settings(BaseSettings):
@@ -165,6 +172,28 @@ class Settings(BaseSettings):
         description="How often the server samples every pool's slots, queue and Pods for the "
         "history chart (0: no sampling).",
     )
+    replica_id: str = Field(
+        default_factory=default_replica_id,
+        min_length=1,
+        max_length=200,
+        description="This server's name among the replicas on one database (the leader "
+        "election, /api/v1/cluster); default `<hostname>-<pid>`.",
+    )
+    leader_lease_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        le=3600,
+        description="How long the leader's lease lasts unrenewed: a leader that dies is "
+        "replaced within this (one that stops with SIGTERM hands over at once). On PostgreSQL "
+        "it is also how long a server process that stopped answering (paused, cut off) keeps "
+        "a pool's lock.",
+    )
+    leader_renew_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often every replica renews (the leader) or tries to take (the others) "
+        "the lease; below half the lease.",
+    )
     log_level: str = "info"
     ui_dir: Path | None = Field(
         default=None,
@@ -202,6 +231,16 @@ class Settings(BaseSettings):
     def _database_in_data_dir(self) -> Settings:
         if not self.database_url:
             self.database_url = f"sqlite:///{default_database_path(self.data_dir)}"
+        return self
+
+    @model_validator(mode="after")
+    def _renew_within_lease(self) -> Settings:
+        if self.leader_renew_seconds >= self.leader_lease_seconds / 2:
+            raise ValueError(
+                f"SLOTPOOL_LEADER_RENEW_SECONDS ({self.leader_renew_seconds:g}) must be below half "
+                f"of SLOTPOOL_LEADER_LEASE_SECONDS ({self.leader_lease_seconds:g}), so that a "
+                "renewal that fails once is retried before the lease runs out"
+            )
         return self
 
     @model_validator(mode="after")

@@ -180,6 +180,10 @@ class ServerProcess:
         ``port`` when agents are to reach it."""
         port = port or free_port()
         env = {**settings_env(settings), **(extra_env or {})}
+        if "replica_id" not in settings.model_fields_set:
+            # Not this test process's ``<host>-<pid>``: a name of its own, kept when it is
+            # started again on the same port (it takes its own lease over at once).
+            env["SLOTPOOL_REPLICA_ID"] = f"server-{port}"
         return cls(settings, log, port, env, errors)
 
     def started(self) -> Self:

@@ -9,7 +9,13 @@ from slotpool.domain.signals import Signal, Topic
 
 @pytest.mark.parametrize(
     "signal",
-    [Signal.task("tsk-1"), Signal.pod(42), Signal.pool("ap-x"), Signal.pool_config("ap:odd")],
+    [
+        Signal.task("tsk-1"),
+        Signal.pod(42),
+        Signal.pool("ap-x"),
+        Signal.pool_config("ap:odd"),
+        Signal.queued("ap-y"),
+    ],
 )
 def test_encode_decode_round_trip(signal: Signal) -> None:
     assert Signal.decode(signal.encode()) == signal

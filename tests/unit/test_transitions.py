@@ -455,11 +455,21 @@ POOL = "pool-0123456789abcdef"
             lambda: only(transitions.approve(task(TaskStatus.awaiting_approval), by="b", now=NOW)),
             {Signal.task("task-1"), Signal.pod(7)},
         ),
+        (  # gated before it had a slot: back in the queue, where every dispatcher looks
+            lambda: only(
+                transitions.approve(
+                    task(TaskStatus.awaiting_approval, pod_id=None, slot_index=None),
+                    by="b",
+                    now=NOW,
+                )
+            ),
+            {Signal.task("task-1"), Signal.queued(POOL)},
+        ),
     ],
 )
 def test_who_is_told_once_a_change_commits(
     make: Callable[[], TaskChange], told: set[Signal]
 ) -> None:
     """Followers always; the agent when the change did not come from it; the pool's dispatcher
-    and controller when a slot came free."""
+    and controller when a slot came free; every dispatcher when the task is queued again."""
     assert set(make().signals()) == told

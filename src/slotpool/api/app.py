@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -19,6 +20,7 @@ from slotpool.api.middleware import RequestSizeLimit, SecurityHeaders
 from slotpool.api.routes import (
     admin_tokens,
     agent,
+    cluster,
     config,
     freeze,
     health,
@@ -31,7 +33,7 @@ from slotpool.api.routes import (
 )
 from slotpool.clock import utc_now
 from slotpool.controller.assembly import PoolController
-from slotpool.controller.sweeper import Sweeper, stop
+from slotpool.controller.sweeper import Sweeper
 from slotpool.domain.config import PoolType
 from slotpool.hardening import private_directory
 from slotpool.logs import announce
@@ -41,9 +43,11 @@ from slotpool.runtime.kubernetes import KubernetesRuntime
 from slotpool.runtime.local import AgentUserError, LocalRuntime, agent_user
 from slotpool.services.agents import AgentService
 from slotpool.services.auth import AdminAuth
+from slotpool.services.cluster import Election
 from slotpool.services.deployment import DeploymentService
 from slotpool.services.dispatch import Dispatcher
 from slotpool.services.events import EventService
+from slotpool.services.fencing import fenced
 from slotpool.services.freeze import FreezeService
 from slotpool.services.history import HistorySampler, HistoryService
 from slotpool.services.locks import PoolLocks
@@ -59,6 +63,9 @@ from slotpool.services.stats import StatsService
 from slotpool.services.tasks import TaskService
 from slotpool.services.tokens import TokenService
 from slotpool.settings import Settings
+from slotpool.store.advisory import AdvisoryLocks
+from slotpool.store.channel import SignalChannel
+from slotpool.store.exclusive import hold_database, release_database
 from slotpool.store.uow import Store
 
 LOCAL_OFF = "the local runtime is off in this server (SLOTPOOL_LOCAL_RUNTIME)"
@@ -129,9 +136,11 @@ def build_services(
     notifier = Notifier()
     store.subscribe(notifier.deliver)  # what a committed unit of work signals wakes its waiters
     dispatcher = Dispatcher(store, pools, clock, freeze)
-    kept = PoolRuntimes(RuntimeRegistry() if runtimes is None else runtimes, pools)
+    notifier.listen(dispatcher.heard)  # a task queued here or elsewhere: its queue is looked at
+    # Fenced: the writes of the leader's work are refused once it no longer leads.
+    kept = PoolRuntimes(fenced(RuntimeRegistry() if runtimes is None else runtimes), pools)
     no_pods = NoPods(store=store, runtimes=kept, clock=clock)
-    locks = PoolLocks()
+    locks = PoolLocks(pool_locks_in_database(store, settings))
     secrets = SecretTokens(store=store, tokens=tokens, clock=clock)
     # The controller is the use cases' PoolPasses: built first, handed to them.
     controller = PoolController(
@@ -182,7 +191,27 @@ def build_services(
             passes=controller,
         ),
         drain=PodDrain(store=store, clock=clock),
+        locks=locks,
     )
+
+
+def pool_locks_in_database(store: Store, settings: Settings) -> AdvisoryLocks | None:
+    """On PostgreSQL, a pool's lock is also held in the database (several server processes may
+    share it); a holder that stops answering loses it after the leader's lease."""
+    if store.backend != "postgresql":
+        return None
+    return AdvisoryLocks(store.url, hold_seconds=settings.leader_lease_seconds)
+
+
+async def signal_channel(store: Store, notifier: Notifier) -> SignalChannel | None:
+    """On PostgreSQL, committed signals also travel to (and arrive from) the other server
+    processes on the database; listening before the server answers anything."""
+    if store.backend != "postgresql":
+        return None
+    channel = SignalChannel(store.url, deliver=notifier.deliver, missed=notifier.wake_all)
+    await channel.start()
+    store.subscribe(channel.publish)
+    return channel
 
 
 def history_sampler(store: Store, settings: Settings, services: Services) -> HistorySampler | None:
@@ -209,6 +238,17 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # One server per SQLite database (this process may hold it already: the CLI's).
+        held = hold_database(settings.database_url, url=settings.public_url)
+        try:
+            async with running(app) as election:
+                app.state.cluster = election
+                yield
+        finally:
+            release_database(held)
+
+    @asynccontextmanager
+    async def running(app: FastAPI) -> AsyncIterator[Election]:
         private_directory(settings.data_dir)
         store = Store(settings.database_url)
         app.state.store = store
@@ -217,6 +257,7 @@ def create_app(
         else:
             runtimes = given if isinstance(given, RuntimeRegistry) else RuntimeRegistry(given)
         app.state.services = services = build_services(store, settings, clock, runtimes)
+        channel = await signal_channel(store, services.agents.notifier)
         sweeper = Sweeper(
             store=store,
             settings=settings,
@@ -227,30 +268,52 @@ def create_app(
         token = await app.state.services.auth.ensure_token()
         if token is not None:
             on_admin_token(token)
+        controls = bool(runtimes) and settings.pod_sync_seconds > 0
+
+        def leader_work() -> list[Coroutine[Any, Any, None]]:
+            """What only the leader runs, anew at each election."""
+            work = [sweeper.run_forever()]
+            if controls:
+                work.append(services.controller.run_forever(settings.pod_sync_seconds))
+            return work
+
+        election = Election(
+            store=store,
+            settings=settings,
+            pools=services.pools,
+            work=leader_work,
+            first_pass=services.controller.first_pass if controls else None,
+        )
         loop = asyncio.get_running_loop()
-        background = [loop.create_task(sweeper.run_forever())]
-        if runtimes and settings.pod_sync_seconds > 0:
-            keeper = services.controller.run_forever(settings.pod_sync_seconds)
-            background.append(loop.create_task(keeper))
 
         def start_nothing_new() -> None:
-            for task in background:
-                task.cancel()
             for _, runtime in runtimes.items():
                 if isinstance(runtime, LocalRuntime):
                     runtime.refuse_new_agents()
 
-        # For the entry point's signal handler: told to stop, the server still answers the
-        # requests under way, but its background loops end and no local agent is started.
-        app.state.stopping = lambda: loop.call_soon_threadsafe(start_nothing_new)
+        async def hand_over() -> None:
+            start_nothing_new()
+            try:
+                async with asyncio.timeout(settings.leader_lease_seconds):
+                    await election.stop()
+            except TimeoutError:  # the lease runs out by itself
+                announce("slotpool: handing over took too long; stopping", level=logging.ERROR)
+
+        # For the entry point's signal handler: told to stop, the server starts nothing new (no
+        # local agent), stops its leader's work and gives up the lease (``Election.stop``), and
+        # only then lets the HTTP server close its port and drain (the future's end says when).
+        app.state.stopping = lambda: asyncio.run_coroutine_threadsafe(hand_over(), loop)
         try:
-            yield
+            await election.start()
+            yield election
         finally:
             start_nothing_new()
-            for task in background:
-                await stop(task)
+            await election.stop()
             if given is None:  # given runtimes are closed by whoever made them
                 await runtimes.close_all()
+            if channel is not None:
+                await channel.close()
+            await services.locks.close()
             await store.close()
 
     app = FastAPI(
@@ -280,6 +343,7 @@ def create_app(
         tasks,
         agent,
         admin_tokens,
+        cluster,
     )
     for module in routers:
         app.include_router(module.router)

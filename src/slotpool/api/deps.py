@@ -17,6 +17,7 @@ from slotpool.services.errors import Invalid
 from slotpool.services.events import EventService
 from slotpool.services.freeze import FreezeService
 from slotpool.services.history import HistoryService
+from slotpool.services.locks import PoolLocks
 from slotpool.services.no_pods import NoPods
 from slotpool.services.pod_drain import PodDrain
 from slotpool.services.pool_removal import PoolRemoval
@@ -46,6 +47,7 @@ class Services:
     rotation: TokenRotation
     drain: PodDrain
     no_pods: NoPods
+    locks: PoolLocks
 
 
 def _services(request: Request) -> Services:

@@ -26,6 +26,7 @@ from slotpool.domain.tokens import (
     TokenStatus,
 )
 from slotpool.domain.trusted import trusted
+from slotpool.services.cluster import ClusterView, ReplicaView
 from slotpool.services.stats import PoolCounts
 
 
@@ -400,3 +401,91 @@ class TaskList(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class LeaderOut(BaseModel):
+    replica_id: str
+    term: int = Field(description="Grows by one at each election.")
+    since: datetime | None = Field(description="When this replica was elected.")
+    lease_expires_at: datetime | None = Field(description="When its lease runs out unrenewed.")
+    first_pass_at: datetime | None = Field(
+        description="When its controller had passed over every pool once after its election "
+        "(null until then)."
+    )
+
+
+class PodSettingsOut(BaseModel):
+    public_url: str
+    default_namespace: str
+
+
+class ReplicaOut(BaseModel):
+    replica_id: str
+    host: str
+    pid: int
+    version: str
+    started_at: datetime
+    last_seen_at: datetime
+    leader: bool
+    stopping: bool = Field(description="It received SIGTERM: it hands over and drains.")
+    pod_settings: PodSettingsOut | None = Field(
+        description="Its own settings that shape a Pod (every replica builds with the leader's)."
+    )
+    agrees_with_leader: bool
+    disagreements: list[str] = Field(
+        description="Each Pod setting of this replica that is not the leader's, in words."
+    )
+
+    @classmethod
+    def of(cls, view: ReplicaView) -> Self:
+        r = view.replica
+        return cls(
+            replica_id=r.replica_id,
+            host=r.host,
+            pid=r.pid,
+            version=r.version,
+            started_at=r.started_at,
+            last_seen_at=r.last_seen_at,
+            leader=view.leader,
+            stopping=r.stopping,
+            pod_settings=(
+                None if r.pod_settings is None else PodSettingsOut(**r.pod_settings.as_dict())
+            ),
+            agrees_with_leader=not view.disagreements,
+            disagreements=view.disagreements,
+        )
+
+
+class ClusterOut(BaseModel):
+    """The server processes on this database, and which one leads (runs the controller)."""
+
+    database: str = Field(description="sqlite or postgresql.")
+    lease_seconds: float
+    self_: str = Field(alias="self", description="The replica that answered.")
+    leader: LeaderOut | None = Field(description="Null while nobody leads.")
+    replicas: list[ReplicaOut] = Field(
+        description="Those heard from within the last three leases, by name."
+    )
+
+    model_config = {"populate_by_name": True, "serialize_by_alias": True}
+
+    @classmethod
+    def of(cls, view: ClusterView) -> Self:
+        leader = view.leader
+        return cls(
+            database=view.database,
+            lease_seconds=view.lease_seconds,
+            self_=view.self_id,
+            leader=(
+                None
+                if leader is None or leader.replica_id is None
+                else LeaderOut(
+                    replica_id=leader.replica_id,
+                    term=leader.term,
+                    since=leader.acquired_at,
+                    lease_expires_at=leader.expires_at,
+                    first_pass_at=leader.first_pass_at,
+                )
+            ),
+            replicas=[ReplicaOut.of(r) for r in view.replicas],
+        )

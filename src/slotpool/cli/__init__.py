@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from slotpool import __version__
-from slotpool.cli import pools, server, tasks, tokens
+from slotpool.cli import cluster, pools, server, tasks, tokens
 from slotpool.cli.common import Commands, out
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.registered_commands += server.app.registered_commands
+app.registered_commands += cluster.app.registered_commands
 app.add_typer(server.admin_app, name="admin-token")
 app.add_typer(pools.pools_app, name="pools")
 app.add_typer(tokens.tokens_app, name="tokens")

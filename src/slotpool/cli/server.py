@@ -58,6 +58,7 @@ def server(
     make_non_dumpable()
     settings = Settings()
     configure_logging(level=settings.log_level, log_format=settings.log_format)
+    _hold_database(settings, f"http://{host}:{port}")
     if run_migrations:
         upgrade(settings.database_url)
     announce(
@@ -69,9 +70,24 @@ def server(
     _serve(settings, host, port)
 
 
+def _hold_database(settings: Any, url: str) -> None:
+    """On SQLite, refuse to start (before anything else) while another server uses the
+    database; the lock is then this process's until it ends."""
+    from slotpool.store.exclusive import DatabaseInUse, hold_database
+
+    try:
+        hold_database(settings.database_url, url=url)
+    except DatabaseInUse as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(code=1) from None
+
+
 def _serve(settings: Any, host: str, port: int) -> None:
-    """Serve until SIGINT or SIGTERM. At the signal, while uvicorn still finishes the requests
-    under way, the app is told at once: it starts nothing new (no local agent) from then on."""
+    """Serve until SIGINT or SIGTERM. At the signal the app hands over first: it starts nothing
+    new (no local agent), stops its controller and sweeper and gives up the leadership, and
+    only then does uvicorn close the port and finish the requests under way. (Closing the port
+    first let a new server start beside a controller that went on.) A second signal stops at
+    once."""
     import uvicorn
 
     from slotpool.api.app import create_app
@@ -79,11 +95,16 @@ def _serve(settings: Any, host: str, port: int) -> None:
     app = create_app(settings)
 
     class Server(uvicorn.Server):
+        handing_over = False
+
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             stopping = getattr(app.state, "stopping", None)
-            if stopping is not None:
-                stopping()
-            super().handle_exit(sig, frame)
+            if stopping is None or self.handing_over:
+                super().handle_exit(sig, frame)
+                return
+            self.handing_over = True
+            exit_now = super().handle_exit
+            stopping().add_done_callback(lambda _: exit_now(sig, frame))
 
     # uvicorn's loggers write through the handler of ``logs.configure_logging`` (its own
     # log_config would install plain-text handlers); the access lines are ``api.access``'s.
@@ -184,9 +205,10 @@ def up(
 
     make_non_dumpable()
     settings = Settings()
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    _hold_database(settings, url)
     token = settings.admin_token.get_secret_value() if settings.admin_token else None
     token = token or _local_admin_token(settings.data_dir / ADMIN_TOKEN_FILE)
-    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     url_option = "" if url == DEFAULT_URL else f" --url {url}"
     settings = settings.model_copy(update={"admin_token": SecretStr(token), "public_url": url})
     configure_logging(level=settings.log_level, log_format=settings.log_format)

@@ -59,6 +59,10 @@ class PoolController:
     async def run_forever(self, resync_seconds: float) -> None:
         await self.orchestration.run_forever(resync_seconds)
 
+    async def first_pass(self) -> None:
+        """Returns once the running controller has passed over every pool once."""
+        await self.orchestration.passed_all.wait()
+
     def poke(self, pool_id: str, *, reread: bool = False) -> None:
         self.orchestration.poke(pool_id, reread=reread)
 

@@ -21,13 +21,14 @@ import structlog
 
 from slotpool.clock import Clock
 from slotpool.controller.reconciler import Reconciler
+from slotpool.domain.leadership import NotLeader
 from slotpool.domain.pools import Pool
 from slotpool.domain.signals import Signal, Topic
 from slotpool.runtime.base import PodRuntime, PodWatcher
 from slotpool.runtime.errors import RuntimeApiError
 from slotpool.services.errors import Conflict, NotFound
 from slotpool.services.no_pods import NoPods
-from slotpool.services.notify import Notifier
+from slotpool.services.notify import EVERYTHING, Notifier
 from slotpool.services.pools import PoolService
 from slotpool.services.ports import RuntimeFailed
 from slotpool.services.runtimes import PoolRuntimes
@@ -95,6 +96,10 @@ class Orchestration:
         self._new: set[str] = set()  # poked pools not seen yet: read at once, alone
         self._listing = asyncio.Event()
         self._next_listing = self._next_sweep = float("-inf")
+        # Set once, in a run, every pool of the first full listing has been passed once (the
+        # new leader's first action, ``/api/v1/cluster``'s ``first_pass_at``); cleared by stop.
+        self.passed_all = asyncio.Event()
+        self._awaiting: set[str] | None = None  # the pools of that listing not passed yet
         notifier.listen(self._on_wake)
 
     # -- wake-ups --------------------------------------------------------------------------------
@@ -112,8 +117,15 @@ class Orchestration:
 
     def _on_wake(self, key: Hashable) -> None:
         """A committed change signalled the pool (demand or capacity moved), or its
-        configuration (created, configured: read it again, it may have become one to keep)."""
-        if isinstance(key, Signal) and key.topic in (Topic.pool, Topic.pool_config):
+        configuration (created, configured: read it again, it may have become one to keep).
+        ``EVERYTHING`` (signals may have been missed): every worker passes, the pools are
+        listed again."""
+        if key == EVERYTHING:
+            for pool_id in self.workers:
+                self.poke(pool_id)
+            self._next_listing = float("-inf")
+            self._listing.set()
+        elif isinstance(key, Signal) and key.topic in (Topic.pool, Topic.pool_config):
             self.poke(key.key, reread=key.topic is Topic.pool_config)
 
     # -- the listing loop ------------------------------------------------------------------------
@@ -147,16 +159,34 @@ class Orchestration:
             managed = await self._listed()
             if managed is not None:
                 self._keep_watches(managed, prune=True)
+                if self._awaiting is None:
+                    self._awaiting = {p.pool_id for p in managed}
         else:  # woken for pools not seen yet: only those are read, not the list
             managed = await self._looked_up(new)
             self._keep_watches(managed, prune=False)
         for pool in managed or []:
             if pool.pool_id not in self.workers:
                 self._start_worker(pool.pool_id, resync_seconds)
+        self._passed(None)
         return max(self._next_listing - self._monotonic(), 0.0)
 
+    def _passed(self, pool_id: str | None) -> None:
+        """The pool's worker passed once (or stopped): once every pool of the run's first
+        listing has, ``passed_all`` is set."""
+        if self._awaiting is None:
+            return
+        self._awaiting.discard(pool_id or "")
+        if not self._awaiting:
+            self.passed_all.set()
+
     async def stop(self) -> None:
-        """Every worker and watch cancelled and awaited."""
+        """Every worker and watch cancelled and awaited, and what the run remembered forgotten:
+        the next run (this server leads again) lists, sweeps and plans afresh."""
+        for pool_id in self.workers:
+            self._reconciler.forget(pool_id)
+        self._next_listing = self._next_sweep = float("-inf")
+        self._awaiting = None
+        self.passed_all.clear()
         tasks = [*self.workers.values(), *self.watchers.values()]
         self.workers.clear()
         self.watchers.clear()
@@ -276,12 +306,14 @@ class Orchestration:
         self.workers.pop(pool_id).cancel()
         self._poked.pop(pool_id, None)
         self._reconciler.forget(pool_id)
+        self._passed(pool_id)
 
     async def _worker(self, pool_id: str, resync_seconds: float) -> None:
         poked = self._poked.setdefault(pool_id, asyncio.Event())
         while True:
             poked.clear()
             timeout = await self.pass_once(pool_id, resync_seconds)
+            self._passed(pool_id)
             if timeout is None:
                 return  # the pool was deleted
             with contextlib.suppress(TimeoutError):
@@ -305,6 +337,8 @@ class Orchestration:
             await self._reconciler.run_pass(pool_id, check_secret=False)
         except NotFound:
             return None
+        except NotLeader as exc:  # the server stops leading: its leadership stops this worker
+            log.info("pool pass refused", pool_id=pool_id, why=str(exc))
         except RuntimeFailed as exc:
             log.warning("pool pass failed", pool_id=pool_id, error=str(exc))
         except Conflict as exc:

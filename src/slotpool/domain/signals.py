@@ -18,6 +18,7 @@ class Topic(StrEnum):
     pod = "pod"  # the pod's slots changed: its agent's waiting claim looks again
     pool = "pool"  # demand or capacity changed: the pool's controller passes again
     pool_config = "pool_config"  # the pool was created or configured: read it again
+    queued = "queued"  # a task joined the pool's queue: every dispatcher looks at it again
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,10 @@ class Signal:
     @classmethod
     def pool_config(cls, pool_id: str) -> Signal:
         return cls(Topic.pool_config, pool_id)
+
+    @classmethod
+    def queued(cls, pool_id: str) -> Signal:
+        return cls(Topic.queued, pool_id)
 
     def encode(self) -> str:
         """``topic:key``, the form that crosses process boundaries."""

@@ -114,12 +114,15 @@ class TaskChange:
     def signals(self) -> tuple[Signal, ...]:
         """Who must look again once the change is committed: the task's followers always; its
         agent when the change did not come from the agent (it has a step to run, to stop, or
-        a reserved slot to let go); the pool's dispatcher and controller when a slot came free."""
+        a reserved slot to let go); the pool's dispatcher and controller when a slot came free;
+        every dispatcher when the task went back into the queue (an approval)."""
         said: list[Signal] = [Signal.task(self.task_id)]
         if self.pod_id is not None and self.cause in _AGENT_MUST_LOOK:
             said.append(Signal.pod(self.pod_id))
         if self.slot is not None and self.slot.to is SlotState.idle:
             said.append(Signal.pool(self.pool_id))
+        if self.to is TaskStatus.queued:
+            said.append(Signal.queued(self.pool_id))
         return tuple(said)
 
 

@@ -221,6 +221,10 @@ class RuntimeRegistry:
     def items(self) -> Iterator[tuple[PoolType, PodRuntime]]:
         return iter(list(self._runtimes.items()))
 
+    def reasons(self) -> Iterator[tuple[PoolType, str]]:
+        """Why each pool type without a runtime has none."""
+        return iter(list(self._why_off.items()))
+
     def __contains__(self, pool_type: object) -> bool:
         return pool_type in self._runtimes
 

@@ -1,19 +1,30 @@
 """The dispatcher: queued tasks into idle slots of ready pods, by the domain's placement rule.
 
 One pass per pool at a time in this process (a lock per pool); across processes the store's
-conditional UPDATEs decide, and a lost race rolls the batch back and tries again.
+conditional UPDATEs decide (a slot is taken only while idle and its Pod ``ready``), and a lost
+race rolls the batch back and tries again.
 
-Only a submission and an approval queue a task, and both call ``dispatch`` once committed. So a
-pass that found the queue empty stays right until the next ``dispatch`` call: ``fill`` (room came
-free: a step's result, an agent's claim) skips the queue probe until then. Each ``dispatch`` call
-bumps the pool's generation before it waits for the lock, and a pass records an empty queue only
-for the generation it started under, so a task queued while a pass runs is never forgotten.
+Only a submission and an approval queue a task; both signal ``queued`` for the pool, and in the
+process that made them both call ``dispatch`` once committed. So a pass that found the queue
+empty stays right until the pool's next ``queued`` signal or ``dispatch`` call: ``fill`` (room
+came free: a step's result, an agent's claim) skips the queue probe until then. Each of them
+bumps the pool's generation (a ``dispatch`` call before it waits for the lock), and a pass
+records an empty queue only for the generation it started under, so a task queued while a pass
+runs is never forgotten.
+
+On PostgreSQL, several server processes share the database: a task queued through another one
+reaches this one as its ``queued`` signal over the store's channel (``heard``), so the shortcut
+holds across processes too. A pass's own commit signals no ``queued``: it does not undo the
+shortcut it has just earned. Were signals missed (the channel reconnected), ``EVERYTHING`` forgets
+every empty queue; a signal lost for good (a process that died between its commit and its
+notification) is made up for by the sweeper, which dispatches every pool with queued tasks.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Hashable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -24,9 +35,10 @@ from slotpool.clock import Clock
 from slotpool.domain.freeze import FreezePolicy
 from slotpool.domain.pods import PodCapacity, place
 from slotpool.domain.pools import Pool
-from slotpool.domain.signals import Signal
+from slotpool.domain.signals import Signal, Topic
 from slotpool.domain.tasks import Task, TaskStatus
 from slotpool.services.freeze import FreezeService
+from slotpool.services.notify import EVERYTHING
 from slotpool.services.pools import PoolService
 from slotpool.store.uow import Store
 
@@ -90,9 +102,17 @@ class Dispatcher:
         self._drained: dict[str, int] = {}  # pool: the generation a pass found its queue empty in
 
     def may_have_queued(self, pool_id: str) -> bool:
-        """False only if a pass found the pool's queue empty and nothing was queued since (in
-        this process: see the module's docstring)."""
+        """False only if a pass found the pool's queue empty and nothing was queued since (as
+        far as this process has heard: see the module's docstring)."""
         return self._drained.get(pool_id) != self._generation[pool_id]
+
+    def heard(self, key: Hashable) -> None:
+        """The notifier's listener: a task was queued in a pool (here or in another process),
+        or signals may have been missed (``EVERYTHING``)."""
+        if key == EVERYTHING:
+            self._drained.clear()
+        elif isinstance(key, Signal) and key.topic is Topic.queued:
+            self._generation[key.key] += 1
 
     async def fill(self, pool_id: str) -> int:
         """Room came free in the pool: dispatch, unless nothing can be queued."""

@@ -1,20 +1,39 @@
-"""One change to a pool's Pods at a time, in this process: a controller pass, a pool's deletion
-and a rotation of its Secret's token each hold the pool's lock while they act on the runtime.
+"""One change to a pool's Pods at a time: a controller pass, a pool's deletion and a rotation of
+its Secret's token each hold the pool's lock while they act on the runtime.
 
-(Several server processes on one database do not share it; a later change moves it into the
-database.)
+In this process an asyncio lock per pool decides first. On PostgreSQL, where several server
+processes may share the database, its holder then also takes the pool's advisory lock in the
+database (``store/advisory.py``: freed when the holder's process dies, or after the leader's
+lease when it stops answering), so at most one process acts on a pool's Pods at a time, and each
+process waits on at most one database connection per pool. SQLite has one server process: the
+asyncio lock is all there is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import defaultdict
+from collections.abc import AsyncIterator
+
+from slotpool.store.advisory import AdvisoryLocks
 
 
 class PoolLocks:
-    def __init__(self) -> None:
+    def __init__(self, database: AdvisoryLocks | None = None) -> None:
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._database = database
 
-    def of(self, pool_id: str) -> asyncio.Lock:
+    @contextlib.asynccontextmanager
+    async def of(self, pool_id: str) -> AsyncIterator[None]:
         """The pool's lock: ``async with locks.of(pool_id): ...``."""
-        return self._locks[pool_id]
+        async with self._locks[pool_id]:
+            if self._database is None:
+                yield
+                return
+            async with self._database.hold(f"pool:{pool_id}"):
+                yield
+
+    async def close(self) -> None:
+        if self._database is not None:
+            await self._database.close()

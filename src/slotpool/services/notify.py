@@ -1,10 +1,16 @@
-"""In-process wake-ups for long polls: an agent waiting for work, a reader following a log.
+"""Wake-ups for long polls: an agent waiting for work, a reader following a log.
 
-Every change a waiter waits for is signalled by the unit of work that commits it (in this
-process: the server runs as one replica), so a waiter sleeps until it is woken or its own time is
-up, and does not look at the database in between: an agent's claim waits its whole
-``wait_seconds``, a log follower a second (it sends a page at least every second). Events live
-only while someone waits on them (weak references), so keys of ended tasks do not pile up.
+Every change a waiter waits for is signalled by the unit of work that commits it: in this process
+through the store's subscribers, in another server process on the same PostgreSQL database
+through the store's signal channel (``store/channel.py``), which hands them to ``deliver`` here
+too. So a waiter sleeps until it is woken or its own time is up, and does not look at the
+database in between: an agent's claim waits its whole ``wait_seconds``, a log follower a second
+(it sends a page at least every second). Events live only while someone waits on them (weak
+references), so keys of ended tasks do not pile up.
+
+When signals may have been missed (the channel lost its connection and listens again),
+``wake_all`` wakes every waiter and tells the listeners ``EVERYTHING``: each looks at the database
+once more rather than sleeping through work that is already there.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from collections.abc import Callable, Hashable, Sequence
 from weakref import WeakValueDictionary
 
 from slotpool.domain.signals import Signal
+
+EVERYTHING = "*"  # the key listeners are told when anything may have changed (``wake_all``)
 
 
 class Notifier:
@@ -28,6 +36,14 @@ class Notifier:
             event.set()
         for listener in self._listeners:
             listener(key)
+
+    def wake_all(self) -> None:
+        """Signals may have been missed: every waiter looks again, and every listener is told
+        ``EVERYTHING``."""
+        for event in list(self._events.values()):
+            event.set()
+        for listener in self._listeners:
+            listener(EVERYTHING)
 
     def deliver(self, signals: Sequence[Signal]) -> None:
         """The store's subscriber: the signals of a unit of work that committed."""

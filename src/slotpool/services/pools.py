@@ -13,6 +13,7 @@ from slotpool.domain.audit import AuditEntry
 from slotpool.domain.config import PoolConfig, PoolType, check_config
 from slotpool.domain.errors import ConfigInvalid
 from slotpool.domain.freeze import FreezeSchedule
+from slotpool.domain.leadership import PodSettings
 from slotpool.domain.manifest import pod_manifest
 from slotpool.domain.pools import Pool, StoredConfig
 from slotpool.domain.signals import Signal
@@ -132,19 +133,34 @@ class PoolService:
         self._store = store
         self._settings = settings
         self._clock = clock
+        self.own_pod_settings = PodSettings(
+            public_url=settings.public_url, default_namespace=settings.default_namespace
+        )
+        self._pod_settings = self.own_pod_settings
 
     def now(self) -> datetime:
         return self._clock()
 
+    def use_pod_settings(self, settings: PodSettings) -> None:
+        """Build Pods (their previews and config hashes) with ``settings``: the leader's, which
+        the election (``services/cluster.py``) reads; this server's own until a leader is
+        known. Replicas configured differently so build the same Pods, and do not rebuild each
+        other's."""
+        self._pod_settings = settings
+
+    @property
+    def pod_settings(self) -> PodSettings:
+        return self._pod_settings
+
     @property
     def default_namespace(self) -> str:
-        return self._settings.default_namespace
+        return self._pod_settings.default_namespace
 
     def pod_context(self, pool: Pool) -> PodContext:
         return PodContext(
             pool_id=pool.pool_id,
-            control_plane_url=self._settings.public_url,
-            default_namespace=self._settings.default_namespace,
+            control_plane_url=self._pod_settings.public_url,
+            default_namespace=self._pod_settings.default_namespace,
             token_generation=pool.token_generation,
         )
 

@@ -97,7 +97,8 @@ class TaskService:
         try:
             async with self._store.unit_of_work() as uow:
                 task = await uow.tasks.add(new_task_row(body, by=by, now=self._clock()))
-                uow.signal(Signal.pool(task.pool_id))  # demand changed: the controller looks
+                # Demand changed: the controller looks; every dispatcher's queue may hold it.
+                uow.signal(Signal.pool(task.pool_id), Signal.queued(task.pool_id))
                 uow.audit(task_audit("task.submit", task, by=by))
         except MissingPool:
             raise Invalid(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -52,6 +53,26 @@ def async_url(url: str) -> str:
     kind = backend(url)
     driver = "postgresql+psycopg" if kind == "postgresql" else "sqlite+aiosqlite"
     return make_url(url).set(drivername=driver).render_as_string(hide_password=False)
+
+
+def libpq_url(url: str) -> str:
+    """A PostgreSQL URL as libpq (psycopg's own connections: the signal channel, the pools'
+    locks) takes it: without SQLAlchemy's driver name."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def own_connection(url: str) -> psycopg.AsyncConnection[tuple[object, ...]]:
+    """A PostgreSQL connection of its own, outside the engine's pool, in autocommit (the
+    signal channel's, a held lock's). A connection cut without a word (a network partition) is
+    found out by TCP keepalives within about 25 s."""
+    return await psycopg.AsyncConnection.connect(
+        libpq_url(url),
+        autocommit=True,
+        keepalives=1,
+        keepalives_idle=10,
+        keepalives_interval=5,
+        keepalives_count=3,
+    )
 
 
 def ensure_sqlite_file(url: str) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -291,3 +292,38 @@ class PoolSampleRow(Base):
     pods_ready: Mapped[int] = mapped_column(Integer)
     pods_stopping: Mapped[int] = mapped_column(Integer)
     pods_desired: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class LeadershipRow(Base):
+    """The controller's lease: one row per name ('controller', inserted by the migration),
+    naming the replica that leads and its term, which grows by one at each election. Times
+    come from the database's clock on PostgreSQL, so replicas' clocks do not matter.
+    ``pod_settings`` is the leader's Pod-shaping settings (JSON), which every replica builds
+    with; ``first_pass_at`` is when its controller had passed over every pool once."""
+
+    __tablename__ = "leadership"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    replica_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    term: Mapped[int] = mapped_column(BigInteger, default=0)
+    acquired_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    renewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    pod_settings: Mapped[str | None] = mapped_column(Text, nullable=True)
+    first_pass_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ReplicaRow(Base):
+    """A server process on this database, as it said at its last renewal (every
+    ``SLOTPOOL_LEADER_RENEW_SECONDS``)."""
+
+    __tablename__ = "replicas"
+
+    replica_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    version: Mapped[str] = mapped_column(String(60))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    stopping: Mapped[bool] = mapped_column(Boolean, default=False)
+    pod_settings: Mapped[str | None] = mapped_column(Text, nullable=True)

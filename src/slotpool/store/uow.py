@@ -26,9 +26,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from slotpool import metrics
 from slotpool.domain.audit import AuditEntry
+from slotpool.domain.leadership import fence
 from slotpool.domain.signals import Signal
 from slotpool.domain.tasks import FINAL
 from slotpool.domain.transitions import TaskChange
+from slotpool.store.cluster import ClusterRepository
 from slotpool.store.db import backend, create_engine
 from slotpool.store.errors import DatabaseUnavailable
 from slotpool.store.events import PoolEventRepository
@@ -66,6 +68,7 @@ class UnitOfWork:
         self.events = PoolEventRepository(session)
         self.history = PoolHistoryRepository(session, backend)
         self.retention = RetentionRepository(session)
+        self.cluster = ClusterRepository(session, backend)
         self._signals: dict[Signal, None] = {}  # ordered, and each signal once
         self._committed: list[Callable[[], None]] = []
         self.audited: list[AuditEntry] = []
@@ -145,9 +148,23 @@ class Store:
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[UnitOfWork]:
+        """A unit of work of the leader's work (``domain.leadership.CURRENT``: the controller,
+        the sweeper) is fenced: refused (``NotLeader``) once its lease ran out by this process's
+        clock, and on PostgreSQL unless the lease row, share-locked for the transaction, still
+        names its term. Requests are not: they pay nothing for it."""
+        lease = fence()
         try:
             async with self._sessions() as session, session.begin():
-                yield UnitOfWork(session, self.backend)
+                uow = UnitOfWork(session, self.backend)
+                postgresql = self.backend == "postgresql"
+                if (
+                    lease is not None
+                    and postgresql
+                    and not await uow.cluster.hold(lease.replica_id, lease.term)
+                ):
+                    lease.lose("a newer term exists, or the lease ran out")
+                    lease.check()
+                yield uow
         except DBAPIError as exc:
             if exc.connection_invalidated:  # SQLAlchemy has dropped the pool's connections
                 raise DatabaseUnavailable("the connection to the database was lost") from exc

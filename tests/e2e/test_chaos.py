@@ -50,7 +50,6 @@ from lightkube.resources.core_v1 import Namespace, Pod
 
 from tests.e2e.helpers import TASKS, wait_for
 from tests.invariants import FINAL, violations
-from tests.replicas.helpers import WAITS_FOR_LEASE
 from tests.support.kube import K8sTestEnv
 from tests.support.kubelet import AgentKubelet
 from tests.support.ports import free_port
@@ -527,7 +526,6 @@ def test_the_pool_controller_survives_chaos_and_keeps_every_invariant(
 
 
 @pytest.mark.postgres
-@WAITS_FOR_LEASE
 def test_replicas_survive_chaos_and_replica_kills_and_keep_every_invariant(
     pg_server: PostgresServer, k8s: K8sTestEnv, tmp_path: Path
 ) -> None:

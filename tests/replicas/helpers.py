@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from lightkube import ApiError, Client, KubeConfig
 from lightkube.resources.core_v1 import Namespace, Pod
 
@@ -30,10 +29,6 @@ POOLS = "/api/v1/agent-pools"
 TASKS = "/api/v1/tasks"
 AGENT_TIMEOUT_SECONDS = 10
 _namespaces = itertools.count(1)
-# Until leader election (GET /api/v1/cluster, the lease settings) is merged.
-WAITS_FOR_LEASE = pytest.mark.skip(
-    reason="waits for the lease branch: leader election, fencing and GET /api/v1/cluster"
-)
 
 
 def new_namespace(what: str) -> str:

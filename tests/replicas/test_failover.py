@@ -19,7 +19,6 @@ from tests.e2e.helpers import wait_for
 from tests.invariants import FINAL, violations
 from tests.replicas.helpers import (
     TASKS,
-    WAITS_FOR_LEASE,
     PodWatch,
     create_pool,
     deleted_while_held,
@@ -32,7 +31,7 @@ from tests.replicas.helpers import (
 from tests.support.kube import K8sTestEnv
 from tests.support.postgres import PostgresServer
 
-pytestmark = [pytest.mark.postgres, WAITS_FOR_LEASE]
+pytestmark = pytest.mark.postgres
 
 BURST = 36
 MAX_REPLICAS = 3

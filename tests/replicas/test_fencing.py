@@ -22,7 +22,6 @@ from tests.e2e.helpers import wait_for
 from tests.invariants import FINAL, violations
 from tests.replicas.helpers import (
     TASKS,
-    WAITS_FOR_LEASE,
     PodWatch,
     create_pool,
     k8s_config,
@@ -35,7 +34,7 @@ from tests.support.kube import K8sTestEnv
 from tests.support.postgres import PostgresServer
 from tests.support.replicas import LEASE_SECONDS
 
-pytestmark = [pytest.mark.postgres, WAITS_FOR_LEASE]
+pytestmark = pytest.mark.postgres
 
 KUBE_WRITE = re.compile(r"HTTP Request: (POST|PUT|PATCH|DELETE) https://\S+")
 KUBE_DELETE = re.compile(r"HTTP Request: DELETE https://\S+/pods/([a-z0-9-]+)")

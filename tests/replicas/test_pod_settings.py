@@ -20,7 +20,6 @@ from lightkube.resources.core_v1 import Pod
 from tests.e2e.helpers import wait_for
 from tests.replicas.helpers import (
     POOLS,
-    WAITS_FOR_LEASE,
     PodWatch,
     create_pool,
     k8s_config,
@@ -32,7 +31,7 @@ from tests.replicas.helpers import (
 from tests.support.kube import K8sTestEnv
 from tests.support.postgres import PostgresServer
 
-pytestmark = [pytest.mark.postgres, WAITS_FOR_LEASE]
+pytestmark = pytest.mark.postgres
 
 QUIET_SECONDS = 60.0
 REBUILDING = {"rebuild_pod", "delete_pod", "create_pods"}

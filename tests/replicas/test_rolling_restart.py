@@ -18,7 +18,6 @@ from tests.e2e.helpers import wait_for
 from tests.invariants import FINAL, violations
 from tests.replicas.helpers import (
     TASKS,
-    WAITS_FOR_LEASE,
     create_pool,
     k8s_config,
     new_namespace,
@@ -30,7 +29,7 @@ from tests.support.kube import K8sTestEnv
 from tests.support.postgres import PostgresServer
 from tests.support.replicas import ReplicaSet
 
-pytestmark = [pytest.mark.postgres, WAITS_FOR_LEASE]
+pytestmark = pytest.mark.postgres
 
 RETRY_SECONDS = 60.0  # a request still failing after this long has failed for good
 RETRIED_STATUSES = {502, 503, 504}

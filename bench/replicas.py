@@ -327,7 +327,8 @@ def report(run: Run) -> str:
             [
                 [t.replicas, t.tasks, f"{t.submit_seconds:.1f}", f"{t.seconds:.1f}",
                  f"{t.rate:.1f}", f"{t.rate / base:.2f}x" if base else "-", t.not_succeeded,
-                 len(t.errors), f"{t.tracebacks} ({t.deadlocks})", ", ".join(f"{k} {v}" for k, v in t.connections.items())]
+                 len(t.errors), f"{t.tracebacks} ({t.deadlocks})",
+                 ", ".join(f"{k} {v}" for k, v in t.connections.items())]
                 for t in run.throughput
             ],
         )  # fmt: skip

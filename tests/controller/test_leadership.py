@@ -13,22 +13,31 @@ import pytest
 from slotpool.clock import utc_now
 from slotpool.domain.leadership import CURRENT, Lease, NotLeader, PodSettings
 from slotpool.services.cluster import Election
+from slotpool.services.notify import Notifier
 from slotpool.services.pools import PoolService
 from slotpool.settings import Settings
+from slotpool.store.channel import SignalChannel
 from slotpool.store.migrate import upgrade
 from slotpool.store.uow import Store
 from tests.controller.conftest import World
 
-LEASE, RENEW = 2.0, 0.5
+LEASE, RENEW = 5.0, 1.0  # a busy machine may delay a renewal by a second or more
 WAIT = 30.0  # a bound for what should happen within a lease or two, not a measure of it
 
 
-def leader_settings(url: str, name: str, public_url: str = "http://a:8080") -> Settings:
+def leader_settings(
+    url: str,
+    name: str,
+    public_url: str = "http://a:8080",
+    *,
+    lease: float = LEASE,
+    renew: float = RENEW,
+) -> Settings:
     return Settings(
         database_url=url,
         replica_id=name,
-        leader_lease_seconds=LEASE,
-        leader_renew_seconds=RENEW,
+        leader_lease_seconds=lease,
+        leader_renew_seconds=renew,
         local_runtime=False,
         public_url=public_url,
     )
@@ -37,9 +46,18 @@ def leader_settings(url: str, name: str, public_url: str = "http://a:8080") -> S
 class Elector:
     """An ``Election`` whose leader's work only says it runs (``working``)."""
 
-    def __init__(self, url: str, name: str, working: set[str], public_url: str) -> None:
+    def __init__(
+        self,
+        url: str,
+        name: str,
+        working: set[str],
+        public_url: str,
+        *,
+        lease: float = LEASE,
+        renew: float = RENEW,
+    ) -> None:
         self.store = Store(url)
-        settings = leader_settings(url, name, public_url)
+        settings = leader_settings(url, name, public_url, lease=lease, renew=renew)
         self.pools = PoolService(self.store, settings, utc_now)
         self.name = name
 
@@ -244,3 +262,43 @@ async def test_a_leaders_unit_of_work_is_refused_once_a_newer_term_exists(pg_url
     finally:
         await store.close()
         await other.close()
+
+
+@pytest.mark.postgres
+async def test_a_lease_given_up_is_taken_at_once_by_a_replica_that_hears_of_it(
+    pg_url: str,
+) -> None:
+    """Over the signal channel, as between server processes: the leader that stops says so, and
+    the follower stands for election then, not at its next renewal (here 25 s away)."""
+    working: set[str] = set()
+    lease, renew = 60.0, 25.0
+    electors: list[Elector] = []
+    channels: list[SignalChannel] = []
+    try:
+        for name in "ab":
+            elector = Elector(pg_url, name, working, "http://a:8080", lease=lease, renew=renew)
+            notifier = Notifier()
+            notifier.listen(elector.election.heard)
+            channel = SignalChannel(pg_url, deliver=notifier.deliver, missed=notifier.wake_all)
+            await channel.start()
+            elector.store.subscribe(channel.publish)
+            channels.append(channel)
+            electors.append(elector)
+            await elector.election.start()
+        a, b = electors
+        assert a.election.leads
+        assert not b.election.leads
+        await a.election.stop()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10.0  # well below the 25 s until b's next renewal
+        while not b.election.leads:
+            assert loop.time() < deadline, "b waited for its renewal: it did not hear of it"
+            await asyncio.sleep(0.05)
+        assert working == {"b"}
+    finally:
+        for elector in electors:
+            await elector.election.stop()
+        for channel in channels:
+            await channel.close()
+        for elector in electors:
+            await elector.store.close()

@@ -88,8 +88,13 @@ def test_the_defaults_need_only_a_database_url(helm: Helm) -> None:
         "ServiceAccount",
     ]
     deployment = _only(docs, "Deployment")
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    # Two replicas on the one PostgreSQL, replaced one at a time, a new one ready before an old
+    # one stops.
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert container["image"] == "slotpool:0.1.0"
@@ -110,8 +115,26 @@ def test_the_defaults_need_only_a_database_url(helm: Helm) -> None:
     assert env["SLOTPOOL_PUBLIC_URL"]["value"] == "http://sp-slotpool.slotpool.svc:8080"
     assert env["SLOTPOOL_DEFAULT_NAMESPACE"]["value"] == "slotpool-agents"
     assert env["SLOTPOOL_KUBERNETES_IN_CLUSTER"]["value"] == "true"
-    # One replica: a budget that never blocks a drain.
-    assert _only(docs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+    assert env["SLOTPOOL_LOCAL_RUNTIME"]["value"] == "false"
+    # Each replica is named after its Pod; the lease settings as values.
+    assert env["SLOTPOOL_REPLICA_ID"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["SLOTPOOL_LEADER_LEASE_SECONDS"]["value"] == "15"
+    assert env["SLOTPOOL_LEADER_RENEW_SECONDS"]["value"] == "5"
+    # preStop gives the Service time to drop the Pod; SIGKILL comes only after preStop + lease.
+    assert container["lifecycle"]["preStop"] == {"exec": {"command": ["sleep", "5"]}}
+    assert pod["terminationGracePeriodSeconds"] == 45 > 5 + 15
+    # Replicas spread over nodes where the scheduler can.
+    (term,) = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert (
+        term["podAffinityTerm"]["labelSelector"]["matchLabels"]
+        == (deployment["spec"]["selector"]["matchLabels"])
+    )
+    # Two replicas: a drain evicts one at a time.
+    budget = _only(docs, "PodDisruptionBudget")["spec"]
+    assert budget["minAvailable"] == 1
+    assert "maxUnavailable" not in budget
+    assert budget["selector"] == deployment["spec"]["selector"]
     namespace = _only(docs, "Namespace")
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 
@@ -172,6 +195,46 @@ def test_an_existing_account_gets_no_rbac_and_no_namespaces(helm: Helm) -> None:
     assert _env(docs)["SLOTPOOL_RETAIN_TASKS_DAYS"]["value"] == "14"
 
 
+def test_three_replicas_with_a_short_lease_one_per_node(helm: Helm) -> None:
+    docs = helm.template("sp", "slotpool", [VALUES / "three-replicas-short-lease.yaml"])
+    deployment = _only(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 3
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == 40
+    assert pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "10"]
+    (term,) = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    env = _env(docs)
+    assert env["SLOTPOOL_LEADER_LEASE_SECONDS"]["value"] == "4"
+    assert env["SLOTPOOL_LEADER_RENEW_SECONDS"]["value"] == "1.5"
+    assert _only(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == "66%"
+
+
+def test_one_replica_gets_a_budget_that_never_blocks_a_drain(helm: Helm) -> None:
+    docs = helm.template("sp", "slotpool", [VALUES / "one-replica.yaml"])
+    deployment = _only(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    # The installer's affinity, nothing of the chart's.
+    assert list(deployment["spec"]["template"]["spec"]["affinity"]) == ["nodeAffinity"]
+    budget = _only(docs, "PodDisruptionBudget")["spec"]
+    assert budget["maxUnavailable"] == 1
+    assert "minAvailable" not in budget
+
+
+def test_lease_settings_given_on_the_command_line_are_taken(helm: Helm) -> None:
+    """``--set`` makes 2.5 a string: the schema takes it, the Pod gets the number."""
+    docs = helm.template(
+        "sp",
+        "slotpool",
+        [VALUES / "minimal.yaml"],
+        "leader.leaseSeconds=2.5,leader.renewSeconds=0.5",
+    )
+    env = _env(docs)
+    assert env["SLOTPOOL_LEADER_LEASE_SECONDS"]["value"] == "2.5"
+    assert env["SLOTPOOL_LEADER_RENEW_SECONDS"]["value"] == "0.5"
+
+
 # -- wrong values ------------------------------------------------------------------------------
 
 SCHEMA_REFUSALS = [
@@ -182,6 +245,12 @@ SCHEMA_REFUSALS = [
     ("adminToken.value=short", "adminToken"),
     ("service.port=70000", "port"),
     ("podDisruptionBudget.maxUnavailable=0", "maxUnavailable"),
+    ("podDisruptionBudget.minAvailable=0", "minAvailable"),
+    ("replicaCount=0", "replicaCount"),
+    ("leader.leaseSeconds=0", "leaseSeconds"),
+    ("leader.renewSeconds=soon", "renewSeconds"),
+    ("shutdown.preStopSleepSeconds=-1", "preStopSleepSeconds"),
+    ("podAntiAffinity=sometimes", "podAntiAffinity"),
     ("securityContext.allowPrivilegeEscalation=true", "allowPrivilegeEscalation"),
     ("networkPolicy.kubernetesApi.cidrs[0]=anywhere", "cidrs"),
     ("server.logFormat=xml", "logFormat"),
@@ -200,8 +269,26 @@ def test_the_schema_refuses_a_wrong_value_and_names_it(helm: Helm, value: str, n
 
 CHART_REFUSALS = [
     (
-        ["--set", "replicaCount=2"],
-        "replicaCount: 2 is not supported yet: slotpool runs as one replica",
+        ["--set", "database.url=sqlite:////tmp/slotpool.db"],
+        "database.url: SQLite is one process on one file, so it cannot serve replicaCount: 2",
+    ),
+    (
+        ["--set", "database.url=sqlite:////tmp/slotpool.db", "--set", "replicaCount=1"],
+        "database.url: SQLite would live in the Pod's emptyDir and be lost with the Pod",
+    ),
+    (
+        ["--set", "leader.leaseSeconds=10", "--set", "leader.renewSeconds=5"],
+        "leader.renewSeconds: 5 must be below leader.leaseSeconds / 2 (5)",
+    ),
+    (
+        ["--set", "shutdown.terminationGracePeriodSeconds=20"],
+        "shutdown.terminationGracePeriodSeconds: 20 must be above "
+        "shutdown.preStopSleepSeconds + leader.leaseSeconds (20)",
+    ),
+    (
+        ["--set", "replicaCount=3", "--set", "podDisruptionBudget.minAvailable=3"],
+        "podDisruptionBudget.minAvailable: 3 with replicaCount: 3 would block every node drain; "
+        "give at most 2",
     ),
     (["--set", "database.url="], "database: set database.existingSecret"),
     (
@@ -219,6 +306,7 @@ CHART_REFUSALS = [
     ),
     (["--set", "agents.namespaces={a,b,a}"], 'agents.namespaces: "a" is listed twice'),
     (["--set", "server.extraEnv.SLOTPOOL_LOG_LEVEL=debug"], "server.extraEnv.SLOTPOOL_LOG_LEVEL"),
+    (["--set", "server.extraEnv.SLOTPOOL_REPLICA_ID=a"], "server.extraEnv.SLOTPOOL_REPLICA_ID"),
     (["--set", "serviceAccount.create=false"], "serviceAccount.name: name the existing"),
 ]
 

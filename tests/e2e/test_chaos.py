@@ -15,6 +15,12 @@ until the deadline (``SLOTPOOL_CHAOS_SECONDS``, default 100), among:
 * saving a config no Node can take (more CPU than any has), so new Pods stay Pending past the
   pending timeout and are deleted with back-off, then saving the good one back.
 
+The PostgreSQL variant runs the same against three replicas on one database behind a
+round-robin proxy (``tests/support/replicas.py``), agents and the test's client going through the
+proxy; the control plane restarts become replica faults: a replica (the leader half of the time)
+SIGKILLed and started again, or restarted with SIGTERM (it hands over and drains). Its closing
+note adds the kills, the restarts and the failovers (elections).
+
 Afterwards the good config is restored, every gated task approved, everything left to settle,
 and ``violations(...)`` must find nothing, with ``may_end`` (tasks chaos was allowed to end
 without success) computed from what was done. The counts go to stdout and to
@@ -31,12 +37,14 @@ import shutil
 import signal
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
+import pytest
 from lightkube import ApiError, Client, KubeConfig
 from lightkube.resources.core_v1 import Namespace, Pod
 
@@ -45,6 +53,8 @@ from tests.invariants import FINAL, violations
 from tests.support.kube import K8sTestEnv
 from tests.support.kubelet import AgentKubelet
 from tests.support.ports import free_port
+from tests.support.postgres import PostgresServer
+from tests.support.replicas import ReplicaSet
 from tests.support.server import ServerProcess, server_settings
 
 ADMIN = "chaos-admin-token-0123456789abcdef"
@@ -56,6 +66,8 @@ AGENT_TIMEOUT_SECONDS = 10
 PENDING_TIMEOUT_SECONDS = 15
 MAX_OPEN_TASKS = 14  # submissions pause while this many tasks are not final
 MAX_RESTARTS = 4
+MAX_REPLICA_FAULTS = 6
+REPLICAS = 3
 MAX_BAD_CONFIG_PERIODS = 2
 LIVE_STATES = {"pending", "starting", "ready", "draining", "terminating"}
 
@@ -100,6 +112,59 @@ def control_plane(k8s: K8sTestEnv, work: Path) -> ControlPlane:
     return ControlPlane.of(settings, work / "server.log", port=port)
 
 
+class Plane(Protocol):
+    """What the chaos run drives: one server process, or replicas behind a proxy."""
+
+    @property
+    def api(self) -> httpx.Client: ...
+
+    def log_tail(self, chars: int = 4000) -> str: ...
+
+
+class ReplicaPlane:
+    """The replica set as the chaos run sees it: a client through the proxy (a new one after
+    each fault, so no connection to a dead replica is reused) and the replicas' logs."""
+
+    def __init__(self, replicas: ReplicaSet) -> None:
+        self.replicas = replicas
+        self._api = self._client()
+
+    def _client(self) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.replicas.admin}"}
+        transport = httpx.HTTPTransport(retries=3)  # a connect that the proxy refused
+        return httpx.Client(
+            base_url=self.replicas.url, headers=headers, timeout=60, transport=transport
+        )
+
+    @property
+    def api(self) -> httpx.Client:
+        return self._api
+
+    def renew(self) -> None:
+        self._api.close()
+        self._api = self._client()
+
+    def term(self) -> int:
+        view = self.replicas.wait_leader(seconds=60)
+        term: int = view["term"]
+        return term
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.replicas.logs(chars)
+
+
+def replica_plane(pg_url: str, k8s: K8sTestEnv, work: Path) -> ReplicaSet:
+    """Not started yet: ``REPLICAS`` replicas on ``pg_url`` with the settings of
+    ``control_plane``."""
+    settings: dict[str, object] = {
+        "kubeconfig": k8s.kubeconfig,
+        "pod_sync_seconds": 1,
+        "agent_timeout_seconds": AGENT_TIMEOUT_SECONDS,
+        "heartbeat_seconds": 2,
+    }
+    return ReplicaSet.of(work, pg_url, count=REPLICAS, admin=ADMIN, settings=settings)
+
+
 def good_config(namespace: str) -> dict[str, Any]:
     return {
         "image": "registry.example/slotpool-agent:1",
@@ -136,6 +201,10 @@ class Counts:
     pods_deleted: int = 0
     agents_killed: int = 0
     control_plane_restarts: int = 0
+    replica_kills: int = 0
+    leader_kills: int = 0
+    replica_restarts: int = 0
+    failovers: int = 0  # elections after the first, from the leader's term
     bad_config_periods: int = 0
     submissions_paused: int = 0
 
@@ -143,7 +212,7 @@ class Counts:
 @dataclass
 class Chaos:
     rng: random.Random
-    cp: ControlPlane
+    cp: Plane
     kube: Client
     kubelet: AgentKubelet
     namespace: str
@@ -201,7 +270,11 @@ class Chaos:
             ("kill_agent", 8),
             ("wait", 10),
         ]
-        if (
+        if isinstance(self.cp, ReplicaPlane):
+            faults = self.counts.replica_kills + self.counts.replica_restarts
+            if faults < MAX_REPLICA_FAULTS and now - self.last_restart > 10:
+                choices += [("kill_replica", 4), ("restart_replica", 3)]
+        elif (
             self.counts.control_plane_restarts < MAX_RESTARTS
             and now - self.last_restart > 15
             and now - self.started > 5
@@ -232,6 +305,10 @@ class Chaos:
             self.kill_agent(open_tasks)
         elif action == "restart":
             self.restart()
+        elif action == "kill_replica":
+            self.kill_replica()
+        elif action == "restart_replica":
+            self.restart_replica()
         elif action == "bad_config":
             self.start_bad_config()
         time.sleep(self.rng.uniform(0.1, 0.8))
@@ -315,6 +392,7 @@ class Chaos:
         self.note(f"killed the agent of {name}")
 
     def restart(self) -> None:
+        assert isinstance(self.cp, ControlPlane)
         self.killed_at.append(datetime.now(UTC))
         self.cp.kill()
         down = self.rng.uniform(0, 3)
@@ -323,6 +401,38 @@ class Chaos:
         self.counts.control_plane_restarts += 1
         self.last_restart = time.monotonic()
         self.note(f"control plane restarted after {down:.1f}s down")
+
+    def _replica(self) -> tuple[ReplicaPlane, Any, bool]:
+        """A replica to hit: the leader half of the time, else any that runs."""
+        assert isinstance(self.cp, ReplicaPlane)
+        replicas = self.cp.replicas
+        leader = replicas.leader()
+        if leader is not None and self.rng.random() < 0.5:
+            return self.cp, leader, True
+        replica = self.rng.choice([r for r in replicas.replicas if r.running()])
+        return self.cp, replica, replica is leader
+
+    def kill_replica(self) -> None:
+        plane, replica, led = self._replica()
+        self.killed_at.append(datetime.now(UTC))
+        plane.replicas.kill(replica)
+        plane.renew()
+        down = self.rng.uniform(0, 3)
+        time.sleep(down)
+        plane.replicas.start_one(replica)
+        self.counts.replica_kills += 1
+        self.counts.leader_kills += led
+        self.last_restart = time.monotonic()
+        what = "the leader " if led else ""
+        self.note(f"replica {what}{replica.replica_id} SIGKILLed, started after {down:.1f}s")
+
+    def restart_replica(self) -> None:
+        plane, replica, led = self._replica()
+        plane.replicas.restart(replica)
+        plane.renew()
+        self.counts.replica_restarts += 1
+        self.last_restart = time.monotonic()
+        self.note(f"replica {replica.replica_id} restarted (SIGTERM){' as leader' if led else ''}")
 
     def start_bad_config(self) -> None:
         answer = self.cp.api.put(
@@ -411,18 +521,56 @@ def artifacts_dir() -> Path:
 def test_the_pool_controller_survives_chaos_and_keeps_every_invariant(
     k8s: K8sTestEnv, tmp_path: Path
 ) -> None:
-    work = tmp_path
+    cp = control_plane(k8s, tmp_path)
+    survive_chaos(k8s, tmp_path, cp, start=cp.start_again, stop=cp.kill, logs=[cp.log])
+
+
+@pytest.mark.postgres
+def test_replicas_survive_chaos_and_replica_kills_and_keep_every_invariant(
+    pg_server: PostgresServer, k8s: K8sTestEnv, tmp_path: Path
+) -> None:
+    with pg_server.temporary_database() as url:
+        replicas = replica_plane(url, k8s, tmp_path)
+        plane = ReplicaPlane(replicas)
+        logs = [r.log for r in replicas.replicas]
+        try:
+            survive_chaos(
+                k8s, tmp_path, plane, start=replicas.start, stop=replicas.close, logs=logs
+            )
+        finally:
+            plane.api.close()
+
+
+def survive_chaos(
+    k8s: K8sTestEnv,
+    work: Path,
+    cp: Plane,
+    *,
+    start: Callable[[], object],
+    stop: Callable[[], None],
+    logs: list[Path],
+) -> None:
+    """The chaos run on ``cp`` (started by ``start``, ended by ``stop``): see the module."""
+    replicated = isinstance(cp, ReplicaPlane)
     seed = int(os.environ.get("SLOTPOOL_CHAOS_SEED") or random.SystemRandom().randrange(10**6))
-    print(f"\nchaos seed {seed} (replay with SLOTPOOL_CHAOS_SEED={seed}), {CHAOS_SECONDS:.0f} s")
+    variant = "replicas" if replicated else "single"
+    print(
+        f"\nchaos seed {seed} (replay with SLOTPOOL_CHAOS_SEED={seed}), {CHAOS_SECONDS:.0f} s, "
+        f"{variant}"
+    )
     rng = random.Random(seed)
-    namespace = f"slotpool-chaos-{seed}-{os.getpid()}"
-    cp = control_plane(k8s, work)
+    namespace = f"slotpool-chaos-{seed}-{os.getpid()}{'-r' if replicated else ''}"
     kube = Client(KubeConfig.from_file(k8s.kubeconfig), field_manager="slotpool-chaos")
-    report: dict[str, Any] = {"seed": seed, "chaos_seconds": CHAOS_SECONDS, "passed": False}
+    report: dict[str, Any] = {
+        "seed": seed,
+        "variant": variant,
+        "chaos_seconds": CHAOS_SECONDS,
+        "passed": False,
+    }
     began = time.monotonic()
     chaos: Chaos | None = None
     try:
-        cp.start_again()
+        start()
         with AgentKubelet(k8s.kubeconfig, work / "agents", namespace=namespace) as kubelet:
             body = {"name": "chaos", "pool_type": "k8s", "k8s_config": good_config(namespace)}
             created = cp.api.post(POOLS, json=body)
@@ -435,8 +583,11 @@ def test_the_pool_controller_survives_chaos_and_keeps_every_invariant(
                 seconds=90,
                 detail=chaos.diagnosis,
             )
+            first_term = cp.term() if isinstance(cp, ReplicaPlane) else 0
             run_chaos(chaos, report)
             settle(chaos, report)
+            if isinstance(cp, ReplicaPlane):
+                chaos.counts.failovers = cp.term() - first_term
             check(chaos, report)
             assert kubelet.errors == [], kubelet.errors
         report["passed"] = True
@@ -451,15 +602,26 @@ def test_the_pool_controller_survives_chaos_and_keeps_every_invariant(
         if chaos is not None:
             report["counts"] = asdict(chaos.counts)
             report["chaos_log"] = chaos.log
-        cp.kill()
+        stop()
         with contextlib.suppress(ApiError):
             kube.delete(Namespace, namespace)
-        out = artifacts_dir() / f"chaos-{seed}.json"
+        name = f"chaos-{seed}" if not replicated else f"chaos-replicas-{seed}"
+        out = artifacts_dir() / f"{name}.json"
         out.write_text(json.dumps(report, indent=2) + "\n")
-        if not report["passed"] and cp.log.exists():  # the whole server log, to diagnose from
-            shutil.copyfile(cp.log, out.with_suffix(".server.log"))
+        for index, log in enumerate(logs):  # the whole server logs, to diagnose from
+            if not report["passed"] and log.exists():
+                suffix = ".server.log" if len(logs) == 1 else f".server-{index}.log"
+                shutil.copyfile(log, out.with_suffix(suffix))
         print(f"chaos counts: {json.dumps(report.get('counts'))}")
         print(f"chaos outcome: {json.dumps(report.get('outcome'))}")
+        if replicated and chaos is not None:
+            counts = chaos.counts
+            by_status = (report.get("outcome") or {}).get("by_status")
+            print(
+                f"chaos replicas: {counts.replica_kills} kills ({counts.leader_kills} of the "
+                f"leader), {counts.replica_restarts} restarts, {counts.failovers} failovers; "
+                f"tasks by final state {json.dumps(by_status)}"
+            )
         print(f"written to {out}")
 
 

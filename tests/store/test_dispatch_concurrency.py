@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -243,3 +244,44 @@ async def test_explaining_the_queue_never_waits_for_a_task_being_started(
     assert explained.reason == "waiting: test"
     assert skipped is not None
     assert skipped.reason == ""
+
+
+@pytest.mark.postgres
+async def test_dispatchers_of_several_processes_take_turns(pg_server: Any) -> None:
+    """Replicas dispatching one pool at once read different snapshots: without turns they could
+    lock its pods and tasks in opposite orders, and PostgreSQL aborted one as a deadlock (43 times
+    in a three-replica benchmark). A dispatcher of another process waits for the pool's turn,
+    held here by an open transaction, and then places the queue as it is once that committed."""
+    with pg_server.temporary_database() as url:
+        settings = settings_of(url)
+        stores = [Store(url), Store(url)]
+        try:
+            pools, pool = await static_pool(stores[0], settings, "turns", slots=2)
+            async with stores[0].unit_of_work() as uow:
+                await uow.pods.register(
+                    pool_id=pool.pool_id,
+                    name="a",
+                    slots=2,
+                    version="t",
+                    config_hash=None,
+                    credential_digest=None,
+                    now=NOW,
+                )
+            quiet = Dispatcher(stores[0], pools, clock)
+            quiet.start_queued = _never  # type: ignore[method-assign]
+            submitter = TaskService(stores[0], quiet, Notifier(), clock)
+            body = TaskSubmit.model_validate({"pool_id": pool.pool_id, "command": "true"})
+            await submitter.submit(body, by="test")
+            other = Dispatcher(stores[1], PoolService(stores[1], settings, clock), clock)
+            async with stores[0].unit_of_work() as uow:
+                await uow.pods.dispatch_turn(pool.pool_id)
+                racer = asyncio.create_task(other.dispatch(pool.pool_id))
+                await asyncio.sleep(1.0)
+                waited = not racer.done()
+                await submitter.submit(body, by="test")  # in the queue once this commits
+            started = await racer
+        finally:
+            for store in stores:
+                await store.close()
+    assert waited, "the other process's dispatcher did not wait for the pool's turn"
+    assert started == 2

@@ -1,5 +1,6 @@
 import { useEffect, useState } from "react";
 import { adminToken, onAuthChange, signOut } from "./api/client";
+import { ClusterPage } from "./pages/Cluster";
 import { PoolDetail } from "./pages/PoolDetail";
 import { PoolsList } from "./pages/PoolsList";
 import { SignIn } from "./pages/SignIn";
@@ -20,6 +21,7 @@ function Page({ path }: { path: string }) {
   if (task) return <TaskPage taskId={task[1]!} />;
   if (path === "/" || path === "/pools" || path === "/pools/") return <PoolsList />;
   if (path === "/tasks" || path === "/tasks/") return <TasksList />;
+  if (path === "/cluster" || path === "/cluster/") return <ClusterPage />;
   return (
     <section>
       <h1>Not found</h1>
@@ -49,6 +51,9 @@ export function App() {
           </Link>
           <Link to="/tasks" aria-current={path === "/tasks" ? "page" : undefined}>
             Tasks
+          </Link>
+          <Link to="/cluster" aria-current={path === "/cluster" ? "page" : undefined}>
+            Cluster
           </Link>
           <a href="/docs">API docs</a>
         </nav>

@@ -284,6 +284,7 @@ def create_app(
             work=leader_work,
             first_pass=services.controller.first_pass if controls else None,
         )
+        services.agents.notifier.listen(election.heard)
         loop = asyncio.get_running_loop()
 
         def start_nothing_new() -> None:

@@ -19,7 +19,7 @@ from slotpool.domain.bounds import capped, more_issues
 from slotpool.domain.config import issue_from_error
 from slotpool.domain.errors import ConfigInvalid, Issue
 from slotpool.services.errors import ServiceError, Unauthorized
-from slotpool.store.errors import DatabaseUnavailable
+from slotpool.store.errors import DatabaseUnavailable, TransactionAborted
 
 log = structlog.get_logger(__name__)
 
@@ -76,6 +76,15 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
     )
 
 
+async def _transaction_aborted(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("transaction aborted by the database", path=request.url.path, error=str(exc))
+    return JSONResponse(
+        status_code=503,
+        content=error_body("a concurrent change got in the way; nothing was saved, retry"),
+        headers={"Retry-After": "1"},
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", path=request.url.path, method=request.method)
     return JSONResponse(status_code=500, content=error_body("internal error; see the server log"))
@@ -87,4 +96,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ConfigInvalid, _config_invalid)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(DatabaseUnavailable, _database_unavailable)
+    app.add_exception_handler(TransactionAborted, _transaction_aborted)
     app.add_exception_handler(Exception, _unexpected)

@@ -19,6 +19,7 @@ class Topic(StrEnum):
     pool = "pool"  # demand or capacity changed: the pool's controller passes again
     pool_config = "pool_config"  # the pool was created or configured: read it again
     queued = "queued"  # a task joined the pool's queue: every dispatcher looks at it again
+    leadership = "leadership"  # the leader gave its lease up: the others stand for election now
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,10 @@ class Signal:
     @classmethod
     def queued(cls, pool_id: str) -> Signal:
         return cls(Topic.queued, pool_id)
+
+    @classmethod
+    def leadership(cls) -> Signal:
+        return cls(Topic.leadership, "controller")
 
     def encode(self) -> str:
         """``topic:key``, the form that crosses process boundaries."""

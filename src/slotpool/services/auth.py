@@ -50,13 +50,19 @@ class AdminAuth:
         self._clock = clock
 
     async def ensure_token(self) -> str | None:
-        """On first start with no configured token, make one; returns it so it can be shown once."""
+        """On first start with no configured token, make one; returns it so it can be shown once
+        (None: there is one already, or another replica made it at the same moment)."""
         if self._configured is not None:
             return None
         async with self._store.unit_of_work() as uow:
             if await uow.admin_tokens.count() > 0:
                 return None
-        _, value = await self.create(FIRST_TOKEN, expires_at=None, by="slotpool (first start)")
+        try:
+            _, value = await self.create(FIRST_TOKEN, expires_at=None, by="slotpool (first start)")
+        except Conflict:
+            # Replicas started together on a new database: another one made it a moment ago
+            # (the name is unique) and shows it; this one has nothing to show.
+            return None
         return value
 
     async def create(

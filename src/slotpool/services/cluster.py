@@ -27,7 +27,7 @@ import contextvars
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -43,6 +43,7 @@ from slotpool.domain.leadership import (
     Replica,
     renewal_margin,
 )
+from slotpool.domain.signals import Signal
 from slotpool.services.pools import PoolService
 from slotpool.settings import Settings
 from slotpool.store.uow import Store
@@ -102,6 +103,7 @@ class Election:
         self._loop: asyncio.Task[None] | None = None
         self._take_over = True  # the first election may take the lease from our own name
         self._warned: PodSettings | None = None
+        self._given_up = asyncio.Event()  # set when the leader says it gave the lease up
 
     @property
     def leads(self) -> bool:
@@ -120,8 +122,16 @@ class Election:
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self._until_next())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._given_up.wait(), self._until_next())
+            self._given_up.clear()
             await self._round_logged()
+
+    def heard(self, key: Hashable) -> None:
+        """The notifier's listener: the leader gave its lease up (here or on another replica):
+        a replica that does not lead stands for election now."""
+        if key == Signal.leadership() and self.lease is None:
+            self._given_up.set()
 
     def _until_next(self) -> float:
         """The renewal interval, or less: a leader wakes when its lease runs out by its clock."""
@@ -250,6 +260,9 @@ class Election:
             try:
                 async with self._store.unit_of_work() as uow:
                     await uow.cluster.release(self.replica_id, lease.term)
+                    # The other replicas hear it (on PostgreSQL, through the signal channel)
+                    # and stand for election at once, not at their next renewal.
+                    uow.signal(Signal.leadership())
             except Exception:  # the lease runs out by itself
                 log.exception("giving up leadership failed", replica_id=self.replica_id)
             log.info(

@@ -1,8 +1,10 @@
 """The dispatcher: queued tasks into idle slots of ready pods, by the domain's placement rule.
 
-One pass per pool at a time in this process (a lock per pool); across processes the store's
-conditional UPDATEs decide (a slot is taken only while idle and its Pod ``ready``), and a lost
-race rolls the batch back and tries again.
+One pass per pool at a time in this process (a lock per pool), and on PostgreSQL one batch per
+pool at a time across processes (``PodRepository.dispatch_turn``: without it two replicas' batches
+could lock a pool's pods and tasks in opposite orders and deadlock); the store's conditional
+UPDATEs still decide (a slot is taken only while idle and its Pod ``ready``), and a lost race, or
+a transaction the database aborted, rolls the batch back and tries again.
 
 Only a submission and an approval queue a task; both signal ``queued`` for the pool, and in the
 process that made them both call ``dispatch`` once committed. So a pass that found the queue
@@ -40,6 +42,7 @@ from slotpool.domain.tasks import Task, TaskStatus
 from slotpool.services.freeze import FreezeService
 from slotpool.services.notify import EVERYTHING
 from slotpool.services.pools import PoolService
+from slotpool.store.errors import TransactionAborted
 from slotpool.store.uow import Store
 
 log = structlog.get_logger(__name__)
@@ -143,7 +146,7 @@ class Dispatcher:
             for _ in range(ATTEMPTS):
                 try:
                     batch, more = await self._one_batch(pool_id)
-                except _LostRace:
+                except (_LostRace, TransactionAborted):
                     continue
                 started += batch
                 if not more:
@@ -156,6 +159,7 @@ class Dispatcher:
         """Returns the starts made, and whether work and room may both remain."""
         generation = self._generation[pool_id]
         async with self._store.unit_of_work() as uow:
+            await uow.pods.dispatch_turn(pool_id)  # other processes' dispatchers take turns
             ready = await uow.pods.ready_slots(pool_id)
             if not any(pod.capacity.idle_slots for pod in ready):
                 return [], False  # no room: the controller adds Pods, their agents come back

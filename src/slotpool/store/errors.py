@@ -20,3 +20,13 @@ class MissingPool(Exception):
 class DatabaseUnavailable(Exception):
     """The connection to the database was lost during a unit of work (the database restarted or
     failed over): nothing of it was committed, and the next unit of work connects afresh."""
+
+
+class TransactionAborted(Exception):
+    """The database aborted the unit of work to resolve a conflict with another transaction (a
+    deadlock, a serialization failure): nothing of it was committed, and running it again may
+    well succeed."""
+
+
+# PostgreSQL's SQLSTATEs for a transaction it aborted because of another one.
+ABORTED_STATES = frozenset({"40P01", "40001"})  # deadlock_detected, serialization_failure

@@ -29,6 +29,7 @@ from slotpool.domain.pods import (
     SlotState,
 )
 from slotpool.domain.tasks import TaskStatus
+from slotpool.store.advisory import lock_key
 from slotpool.store.dialect import rowcount
 from slotpool.store.models import PodRow, SlotRow, TaskRow
 
@@ -90,8 +91,20 @@ class Heard:
 
 
 class PodRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, backend: str = "sqlite") -> None:
         self._session = session
+        self._backend = backend
+
+    async def dispatch_turn(self, pool_id: str) -> None:
+        """Wait until no other transaction places tasks in the pool (on PostgreSQL, a transaction
+        advisory lock, given back at commit): two server processes dispatching one pool at once
+        read different snapshots and could lock its pods and tasks in opposite orders (a
+        deadlock). Within a process the dispatcher already takes turns; SQLite has one writer.
+        Taken before the pool's slots are read, so the read sees what the last turn committed."""
+        if self._backend != "postgresql":
+            return
+        key = lock_key(f"dispatch:{pool_id}")
+        await self._session.execute(select(func.pg_advisory_xact_lock(key)))
 
     async def register(
         self,

@@ -33,7 +33,7 @@ from slotpool.domain.tasks import FINAL
 from slotpool.domain.transitions import TaskChange
 from slotpool.store.cluster import ClusterRepository
 from slotpool.store.db import backend, create_engine
-from slotpool.store.errors import DatabaseUnavailable
+from slotpool.store.errors import ABORTED_STATES, DatabaseUnavailable, TransactionAborted
 from slotpool.store.events import PoolEventRepository
 from slotpool.store.history import PoolHistoryRepository
 from slotpool.store.pods import PodRepository
@@ -86,7 +86,7 @@ class UnitOfWork:
         self.pools = PoolRepository(session)
         self.admin_tokens = AdminTokenRepository(session)
         self.pool_tokens = PoolTokenRepository(session)
-        self.pods = PodRepository(session)
+        self.pods = PodRepository(session, backend)
         self.tasks = TaskRepository(session, backend)
         self.stats = PoolStatsRepository(session)
         self.events = PoolEventRepository(session)
@@ -194,6 +194,8 @@ class Store:
         except DBAPIError as exc:
             if exc.connection_invalidated:  # SQLAlchemy has dropped the pool's connections
                 raise DatabaseUnavailable("the connection to the database was lost") from exc
+            if getattr(exc.orig, "sqlstate", None) in ABORTED_STATES:
+                raise TransactionAborted(str(exc.orig)) from exc
             raise
 
     async def ping(self) -> None:

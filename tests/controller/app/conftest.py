@@ -17,6 +17,7 @@ import pytest
 from fastapi import FastAPI
 
 from slotpool.api.app import create_app
+from slotpool.controller import sweeper
 from slotpool.controller.assembly import PoolController
 from slotpool.domain.config import PoolType
 from slotpool.services.ports import SyncReport
@@ -106,8 +107,14 @@ def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-async def world(migrated: Path, tmp_path: Path) -> AsyncIterator[World]:
+async def world(
+    migrated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[World]:
     shutil.copyfile(migrated, tmp_path / "slotpool.db")
+    # The sweeper sweeps once at start and not again: the test moves the clock by hours, and a
+    # sweep that happened to run after such a move (more likely on a busy machine) would find
+    # its agents silent and its reservations expired.
+    monkeypatch.setattr(sweeper, "INTERVAL_SECONDS", 10.0**6)
     settings = settings_for(
         f"sqlite:///{tmp_path}/slotpool.db",
         pod_sync_seconds=0,  # no background pass: the test calls each one

@@ -69,15 +69,33 @@ The checks the schema cannot make (they span several values), each failing with 
 Included by the Deployment, so every install and template runs them.
 */}}
 {{- define "slotpool.validate" -}}
-{{- if ne (int .Values.replicaCount) 1 -}}
-{{- fail (printf "replicaCount: %v is not supported yet: slotpool runs as one replica (its pool controller and per-pool locks live in the server's memory) until leader election exists; set replicaCount: 1" .Values.replicaCount) -}}
-{{- end -}}
 {{- $db := .Values.database -}}
 {{- if and $db.url $db.existingSecret -}}
 {{- fail "database: give either database.url or database.existingSecret, not both" -}}
 {{- end -}}
 {{- if not (or $db.url $db.existingSecret) -}}
 {{- fail "database: set database.existingSecret (a Secret holding the PostgreSQL URL under database.existingSecretKey) or database.url" -}}
+{{- end -}}
+{{- if hasPrefix "sqlite" $db.url -}}
+{{- if gt (int .Values.replicaCount) 1 -}}
+{{- fail (printf "database.url: SQLite is one process on one file, so it cannot serve replicaCount: %v (each replica would have a database of its own in its emptyDir); give a PostgreSQL URL (postgresql://user:password@host:5432/db), which all replicas share" .Values.replicaCount) -}}
+{{- end -}}
+{{- fail "database.url: SQLite would live in the Pod's emptyDir and be lost with the Pod; give a PostgreSQL URL (postgresql://user:password@host:5432/db)" -}}
+{{- end -}}
+{{- $lease := float64 .Values.leader.leaseSeconds -}}
+{{- $renew := float64 .Values.leader.renewSeconds -}}
+{{- if not (lt (mulf $renew 2) $lease) -}}
+{{- fail (printf "leader.renewSeconds: %v must be below leader.leaseSeconds / 2 (%v), so one missed renewal does not lose the lead" .Values.leader.renewSeconds (divf $lease 2)) -}}
+{{- end -}}
+{{- $stop := .Values.shutdown -}}
+{{- if not (gt (float64 $stop.terminationGracePeriodSeconds) (addf (float64 $stop.preStopSleepSeconds) $lease)) -}}
+{{- fail (printf "shutdown.terminationGracePeriodSeconds: %v must be above shutdown.preStopSleepSeconds + leader.leaseSeconds (%v), so a replica is never killed while it still leads" $stop.terminationGracePeriodSeconds (addf (float64 $stop.preStopSleepSeconds) $lease)) -}}
+{{- end -}}
+{{- $pdb := .Values.podDisruptionBudget -}}
+{{- if and $pdb.enabled (gt (int .Values.replicaCount) 1) (not (kindIs "string" $pdb.minAvailable)) -}}
+{{- if ge (int $pdb.minAvailable) (int .Values.replicaCount) -}}
+{{- fail (printf "podDisruptionBudget.minAvailable: %v with replicaCount: %v would block every node drain; give at most %d" $pdb.minAvailable .Values.replicaCount (sub (int .Values.replicaCount) 1)) -}}
+{{- end -}}
 {{- end -}}
 {{- if and .Values.adminToken.value .Values.adminToken.existingSecret -}}
 {{- fail "adminToken: give either adminToken.value or adminToken.existingSecret, not both" -}}

@@ -1,10 +1,17 @@
-"""Alembic environment: batch mode so SQLite can alter tables, one chain for both databases."""
+"""Alembic environment: batch mode so SQLite can alter tables, one chain for both databases.
+
+On PostgreSQL the migrations run under a transaction-level advisory lock: replicas started together
+on one database (a fresh install with several replicas, a rolling upgrade that surges) each migrate
+it when they start, and without the lock two of them would create the same tables at once and
+all but one fail. With it they take turns; the one that comes second reads the version the first
+committed and has nothing left to do. (SQLite has one server per database.)"""
 
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine, pool
+from sqlalchemy import create_engine, pool, text
 
+from slotpool.store.advisory import lock_key
 from slotpool.store.db import apply_sqlite_pragmas, backend
 from slotpool.store.models import Base
 
@@ -25,5 +32,9 @@ with engine.connect() as connection:
         compare_type=True,
     )
     with context.begin_transaction():
+        if not is_sqlite:  # released with the transaction, so also when a migration fails
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key("migrations")}
+            )
         context.run_migrations()
 engine.dispose()

@@ -129,10 +129,11 @@ WHERE_THE_TIME_GOES = [
     "defaults over 10 rounds in one process, gave 186 ms against 188 ms at the median, so "
     "the server keeps CPython's defaults.",
     "* SQLite versus PostgreSQL: SQLite's bare commit is tens of microseconds (WAL, "
-    "synchronous=NORMAL: no fsync per commit), yet `config_put` is no faster on SQLite, because "
-    "the server reaches SQLite through aiosqlite and every statement crosses its worker thread "
-    "several times (cursor, execute, fetch, close). For the same reason `config_put / "
-    "raw_update` is very large on SQLite: it says mostly how cheap that floor is; "
+    "synchronous=NORMAL: no fsync per commit), yet `config_put` is no faster on SQLite: the "
+    "time is the server's Python (SQLAlchemy's ORM, the request stack), not the database. "
+    "(Until 2026-12-02 every statement also crossed aiosqlite's worker thread four times; "
+    "the server now makes them in the event loop's thread, `store/inline_sqlite.py`.) So "
+    "`config_put / raw_update` is very large on SQLite: it says mostly how cheap that floor is; "
     "`config_put / healthz` is the better number to compare. With the test server's "
     "fsync=off (see the PostgreSQL notes above) PostgreSQL's write numbers are optimistic; on "
     "a durable server add one WAL flush per commit to `config_put`, `raw_update` and `create`.",

@@ -157,8 +157,8 @@ def profile_section(out: Report, profile: SampledProfile) -> None:
         return
     out.para(
         "The server process sampled by py-spy (`--nonblocking --gil`: only samples holding the"
-        " interpreter lock, i.e. the server's Python work; SQLite's C work in aiosqlite's thread"
-        " is not in it) from the first submission until every task had ended: "
+        " interpreter lock, i.e. the server's Python work; SQLite's own C work, which runs with"
+        " the lock released, is not in it) from the first submission until every task had ended: "
         f"{profile.samples:,.1f} {profile.unit} sampled, in "
         f"`{relative(profile.path)}` (speedscope: open it at speedscope.app). Own = the "
         "function was on top of the stack (its own code, or a C function it called); in all = "
@@ -565,7 +565,8 @@ CPU_MECHANISMS = [
     "* Python: sampled with the interpreter lock held, SQLAlchemy's ORM execution (statement "
     "cache keys, compiling, loading rows into objects) is the largest share, then the "
     "FastAPI/Starlette request stack and the asyncio loop itself; on SQLite each statement "
-    "also crosses to aiosqlite's worker thread and back. The dispatcher, the claim handler, "
+    "also crossed to aiosqlite's worker thread and back (until 2026-12-02: the statements now "
+    "run in the event loop's thread, `store/inline_sqlite.py`). The dispatcher, the claim handler, "
     "the agent authentication and the result handler each take a few percent; no single "
     "slotpool function dominates: the cost is the number of units of work and statements per "
     "task. For 300 completions per second one process would need about 3 ms of CPU per task, "

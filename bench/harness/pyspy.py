@@ -72,7 +72,7 @@ def recording(pid: int, path: Path, *, rate: int = RATE) -> Iterator[SampledProf
     result = SampledProfile(path)
     argv = [py_spy(), "record", "--pid", str(pid), "--rate", str(rate), "--nonblocking"]
     # A function's samples together, whatever line it was on; only samples holding the
-    # interpreter lock: a thread waiting (the event loop in epoll, aiosqlite's worker on its
+    # interpreter lock: a thread waiting (the event loop in epoll, a worker thread on its
     # queue) is not seen as idle by py-spy, and would otherwise fill the profile.
     argv += ["--function", "--gil"]
     argv += ["--format", "speedscope", "--output", str(path)]

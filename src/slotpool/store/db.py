@@ -11,17 +11,22 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import event
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from slotpool.hardening import narrow_if_exists, private_directory, private_file
+from slotpool.store.inline_sqlite import inline_creator
 
-_SQLITE_PRAGMAS = (
+BUSY_SECONDS = 10  # how long a statement waits for another connection's write lock
+# The server's connections wait for a lock in ``inline_sqlite``, the event loop running
+# meanwhile, never in SQLite's busy handler: no busy timeout for them.
+_SERVER_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA foreign_keys=ON",
-    "PRAGMA busy_timeout=10000",
     "PRAGMA synchronous=NORMAL",
 )
+_SQLITE_PRAGMAS = (*_SERVER_PRAGMAS, f"PRAGMA busy_timeout={BUSY_SECONDS * 1000}")
 
 
 SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
@@ -94,8 +99,16 @@ def ensure_sqlite_file(url: str) -> None:
 
 
 def apply_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    _apply(dbapi_connection, _SQLITE_PRAGMAS)
+
+
+def _apply_server_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    _apply(dbapi_connection, _SERVER_PRAGMAS)
+
+
+def _apply(dbapi_connection: Any, pragmas: tuple[str, ...]) -> None:
     cursor = dbapi_connection.cursor()
-    for pragma in _SQLITE_PRAGMAS:
+    for pragma in pragmas:
         cursor.execute(pragma)
     cursor.close()
 
@@ -105,8 +118,11 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     # Statements are logged when debugging (``logs``), never their values: a task's
     # environment and token digests are among them.
     if backend(url) == "sqlite":
-        engine = create_async_engine(async_url(url), hide_parameters=True)
-        event.listen(engine.sync_engine, "connect", apply_sqlite_pragmas)
+        # The statements run in the event loop's thread, not aiosqlite's (``inline_sqlite``).
+        args, kwargs = SQLiteDialect_pysqlite().create_connect_args(make_url(sync_url(url)))
+        creator = inline_creator(args, kwargs, busy_seconds=BUSY_SECONDS)
+        engine = create_async_engine(async_url(url), hide_parameters=True, async_creator=creator)
+        event.listen(engine.sync_engine, "connect", _apply_server_pragmas)
         return engine
     # No ``pool_pre_ping``: it costs a round trip before every unit of work. A connection that
     # PostgreSQL cut (a restart, a failover) is found out when next used: SQLAlchemy then drops

@@ -12,7 +12,7 @@ import pytest
 
 from slotpool.domain import transitions
 from slotpool.domain.config import PoolConfig, PoolType
-from slotpool.domain.pods import EndCause, PodEnd, SlotState
+from slotpool.domain.pods import EndCause, Pod, PodEnd, SlotState
 from slotpool.domain.pools import Pool
 from slotpool.domain.tasks import StepStatus, TaskStatus, TaskSubmit
 from slotpool.domain.transitions import StepReport
@@ -55,17 +55,8 @@ async def test_racing_dispatchers_never_double_book(database_url: str) -> None:
     stores = [Store(database_url) for _ in range(6)]
     try:
         pools, pool = await static_pool(stores[0], settings, "race", slots=4)
-        async with stores[0].unit_of_work() as uow:
-            for name in ("a", "b", "c"):
-                await uow.pods.register(
-                    pool_id=pool.pool_id,
-                    name=name,
-                    slots=4,
-                    version="t",
-                    config_hash=None,
-                    credential_digest=None,
-                    now=NOW,
-                )
+        for name in ("a", "b", "c"):
+            await _register(stores[0], pool, name, slots=4)
         # Queue the tasks without dispatching them, then let six dispatchers loose at once.
         quiet = Dispatcher(stores[0], pools, clock)
         quiet.start_queued = _never  # type: ignore[method-assign]
@@ -95,6 +86,20 @@ async def test_racing_dispatchers_never_double_book(database_url: str) -> None:
 SCALED_DOWN = PodEnd(EndCause.scaled_down)
 
 
+async def _register(store: Store, pool: Pool, name: str, *, slots: int) -> Pod:
+    """A static pod of ``pool`` registered by hand, as its agent would."""
+    async with store.unit_of_work() as uow:
+        return await uow.pods.register(
+            pool_id=pool.pool_id,
+            name=name,
+            slots=slots,
+            version="t",
+            config_hash=None,
+            credential_digest=None,
+            now=NOW,
+        )
+
+
 async def _never(pool_id: str) -> list[Start]:
     return []
 
@@ -118,16 +123,7 @@ async def test_a_pod_is_never_drained_and_given_a_task_at_once(database_url: str
     stores = [Store(database_url), Store(database_url)]
     try:
         pools, pool = await static_pool(stores[0], settings, "drain", slots=2)
-        async with stores[0].unit_of_work() as uow:
-            pod = await uow.pods.register(
-                pool_id=pool.pool_id,
-                name="p",
-                slots=2,
-                version="t",
-                config_hash=None,
-                credential_digest=None,
-                now=NOW,
-            )
+        pod = await _register(stores[0], pool, "p", slots=2)
         quiet = Dispatcher(stores[0], pools, clock)
         quiet.start_queued = _never  # type: ignore[method-assign]
         body = TaskSubmit.model_validate({"pool_id": pool.pool_id, "command": "true"})
@@ -177,16 +173,7 @@ async def test_a_dispatch_cancelled_while_waiting_does_not_stop_later_ones(
     store = Store(database_url)
     try:
         pools, pool = await static_pool(store, settings, "cancelled", slots=2)
-        async with store.unit_of_work() as uow:
-            await uow.pods.register(
-                pool_id=pool.pool_id,
-                name="a",
-                slots=2,
-                version="t",
-                config_hash=None,
-                credential_digest=None,
-                now=NOW,
-            )
+        await _register(store, pool, "a", slots=2)
         quiet = Dispatcher(store, pools, clock)
         quiet.start_queued = _never  # type: ignore[method-assign]
         body = TaskSubmit.model_validate({"pool_id": pool.pool_id, "command": "true"})
@@ -257,16 +244,7 @@ async def test_dispatchers_of_several_processes_take_turns(pg_server: Any) -> No
         stores = [Store(url), Store(url)]
         try:
             pools, pool = await static_pool(stores[0], settings, "turns", slots=2)
-            async with stores[0].unit_of_work() as uow:
-                await uow.pods.register(
-                    pool_id=pool.pool_id,
-                    name="a",
-                    slots=2,
-                    version="t",
-                    config_hash=None,
-                    credential_digest=None,
-                    now=NOW,
-                )
+            await _register(stores[0], pool, "a", slots=2)
             quiet = Dispatcher(stores[0], pools, clock)
             quiet.start_queued = _never  # type: ignore[method-assign]
             submitter = TaskService(stores[0], quiet, Notifier(), clock)

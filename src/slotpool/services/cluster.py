@@ -46,7 +46,7 @@ from slotpool.domain.leadership import (
 from slotpool.domain.signals import Signal
 from slotpool.services.pools import PoolService
 from slotpool.settings import Settings
-from slotpool.store.uow import Store
+from slotpool.store.uow import Store, UnitOfWork
 
 log = structlog.get_logger("slotpool.cluster")
 
@@ -159,14 +159,7 @@ class Election:
         term: int | None = None
         renewed = False
         async with self._store.unit_of_work() as uow:
-            await uow.cluster.heartbeat(
-                self.replica_id,
-                host=self._host,
-                pid=self._pid,
-                version=__version__,
-                settings=self.own_settings,
-                stopping=False,
-            )
+            await self._heartbeat(uow, stopping=False)
             if self.lease is not None:
                 expires = await uow.cluster.renew(
                     self.replica_id,
@@ -195,6 +188,17 @@ class Election:
             deadline = started + self.lease_seconds - renewal_margin(self.lease_seconds)
             self._lead(Lease(self.replica_id, term, deadline, monotonic=self._monotonic))
         self._agree(leader)
+
+    async def _heartbeat(self, uow: UnitOfWork, *, stopping: bool) -> None:
+        """This replica's row: alive now, and whether it is stopping."""
+        await uow.cluster.heartbeat(
+            self.replica_id,
+            host=self._host,
+            pid=self._pid,
+            version=__version__,
+            settings=self.own_settings,
+            stopping=stopping,
+        )
 
     # -- leading -------------------------------------------------------------------------------
 
@@ -272,14 +276,7 @@ class Election:
             )
         try:
             async with self._store.unit_of_work() as uow:
-                await uow.cluster.heartbeat(
-                    self.replica_id,
-                    host=self._host,
-                    pid=self._pid,
-                    version=__version__,
-                    settings=self.own_settings,
-                    stopping=True,
-                )
+                await self._heartbeat(uow, stopping=True)
         except Exception:  # only the cluster view misses it
             log.exception("marking this replica stopping failed", replica_id=self.replica_id)
 

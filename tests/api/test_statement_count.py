@@ -66,6 +66,20 @@ def statements() -> Iterator[None]:
         event.remove(Engine, "before_cursor_execute", _count)
 
 
+class _Looked(list[str]):
+    """The statements seen, with ``looked`` set once there are ``first_look`` of them."""
+
+    def __init__(self, *, first_look: int) -> None:
+        super().__init__()
+        self.first_look = first_look
+        self.looked = asyncio.Event()
+
+    def append(self, statement: str) -> None:
+        super().append(statement)
+        if len(self) >= self.first_look:
+            self.looked.set()
+
+
 async def counted(call: Callable[[], Awaitable[T]]) -> tuple[T, list[str]]:
     seen: list[str] = []
     token = _counting.set(seen)
@@ -128,12 +142,22 @@ async def test_a_waiting_claim_reads_the_database_only_when_woken(
         assert answer["assignments"] == []
         assert len(idle) == 3, idle  # the credential, the claim's heartbeat, the pod's tasks
 
-        async def submit_soon() -> dict[str, Any]:
-            await asyncio.sleep(0.3)
-            return await submit(api, pool_id, command="x")
+        woken = _Looked(first_look=3)  # the credential, the heartbeat, the pod's tasks
 
-        submitting = asyncio.create_task(submit_soon())
-        answer, woken = await counted(lambda: agent.claim([0], wait=10))
-        queued = await submitting
+        async def claim() -> dict[str, Any]:
+            token = _counting.set(woken)
+            try:
+                answer: dict[str, Any] = await agent.claim([0], wait=10)
+                return answer
+            finally:
+                _counting.reset(token)
+
+        claiming = asyncio.create_task(claim())
+        # Submitted once the claim has had its first look (a claim arms its wake-up before it
+        # looks, so a submission right after that look still wakes it): on a busy machine a
+        # fixed pause could let the submission come first, and the first look find the task.
+        await asyncio.wait_for(woken.looked.wait(), timeout=30)
+        queued = await submit(api, pool_id, command="x")
+        answer = await claiming
     assert [a["task_id"] for a in answer["assignments"]] == [queued["id"]]
     assert len(woken) == 6, woken  # 3 before the wake-up, 2 after it and the delivery

@@ -250,7 +250,10 @@ def create_app(
     @asynccontextmanager
     async def running(app: FastAPI) -> AsyncIterator[Election]:
         private_directory(settings.data_dir)
-        store = Store(settings.database_url)
+        # A paused replica's open transaction (and its locks) ends after a lease.
+        store = Store(
+            settings.database_url, idle_in_transaction_seconds=settings.leader_lease_seconds
+        )
         app.state.store = store
         if given is None:
             runtimes = build_runtimes(settings)

@@ -113,7 +113,13 @@ def _apply(dbapi_connection: Any, pragmas: tuple[str, ...]) -> None:
     cursor.close()
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine(
+    url: str, *, pool_size: int = 10, idle_in_transaction_seconds: float | None = None
+) -> AsyncEngine:
+    """``idle_in_transaction_seconds`` (PostgreSQL): the server ends a session whose transaction
+    waits that long for its client, so that a paused process (SIGSTOP, a frozen VM) does not
+    keep its row locks for good: a paused leader's fenced unit of work holds the lease row
+    ``FOR SHARE``, which would keep every other replica from being elected."""
     ensure_sqlite_file(url)
     # Statements are logged when debugging (``logs``), never their values: a task's
     # environment and token digests are among them.
@@ -128,10 +134,15 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     # PostgreSQL cut (a restart, a failover) is found out when next used: SQLAlchemy then drops
     # every connection of the pool, so that one unit of work fails and the next connect afresh.
     # ``pool_recycle`` replaces connections before a server or network idle timeout cuts them.
+    connect_args: dict[str, str] = {}
+    if idle_in_transaction_seconds is not None:
+        timeout_ms = max(int(idle_in_transaction_seconds * 1000), 1)
+        connect_args["options"] = f"-c idle_in_transaction_session_timeout={timeout_ms}"
     return create_async_engine(
         async_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=POOL_RECYCLE_SECONDS,
         hide_parameters=True,
+        connect_args=connect_args,
     )

@@ -130,10 +130,11 @@ class UnitOfWork:
 
 
 class Store:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, idle_in_transaction_seconds: float | None = None) -> None:
+        """``idle_in_transaction_seconds``: see ``db.create_engine`` (the server's lease)."""
         self.url = url
         self.backend = backend(url)
-        self._engine = create_engine(url)
+        self._engine = create_engine(url, idle_in_transaction_seconds=idle_in_transaction_seconds)
         self._sessions = async_sessionmaker(
             self._engine, expire_on_commit=False, sync_session_class=_Session
         )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import Table, bindparam, case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slotpool.domain.pods import (
@@ -32,6 +32,7 @@ from slotpool.domain.tasks import TaskStatus
 from slotpool.store.advisory import lock_key
 from slotpool.store.dialect import rowcount
 from slotpool.store.models import PodRow, SlotRow, TaskRow
+from slotpool.store.statements import refresh_if_loaded
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,61 @@ class Heard:
     cancel_requested: bool  # a task running there was asked to cancel
 
 
+# The agent protocol's and the dispatcher's statements, built once (store/statements.py).
+_PODS: Table = PodRow.__table__  # type: ignore[assignment]
+_P = _PODS.c
+_SLOTS: Table = SlotRow.__table__  # type: ignore[assignment]
+_S = _SLOTS.c
+_T = TaskRow.__table__.c
+_READY = PodState.ready.value
+
+_DISPATCH_TURN = select(func.pg_advisory_xact_lock(bindparam("b_key")))
+_BY_CREDENTIAL = select(_P.pool_id, _P.id, _P.name).where(
+    _P.credential_digest == bindparam("b_digest")
+)
+# On pod_id, not correlated: SQLite's RETURNING drops table names.
+_CANCEL_ASKED = (
+    select(_T.id)
+    .where(
+        _T.pod_id == bindparam("b_id"),
+        _T.status == TaskStatus.running.value,
+        _T.cancel_requested.is_(True),
+    )
+    .exists()
+)
+_HEARD = (
+    _PODS.update()
+    .where(_P.id == bindparam("b_id"), _P.state.not_in(_ENDED))
+    .returning(_P.state, _P.slots, _CANCEL_ASKED)
+)
+_HEARTBEAT = _HEARD.values(last_heartbeat_at=bindparam("b_now"), updated_at=bindparam("b_now"))
+_HEARTBEAT_DRAINING = _HEARD.values(
+    last_heartbeat_at=bindparam("b_now"),
+    updated_at=bindparam("b_now"),
+    state=case((_P.state == _READY, PodState.draining.value), else_=_P.state),
+)
+_READY_SLOTS = (
+    select(_P.id, _P.name, _P.config_hash, _S.slot_index, _S.state)
+    .join(_SLOTS, _S.pod_id == _P.id)
+    .where(_P.pool_id == bindparam("b_pool"), _P.state == _READY)
+    .order_by(_P.id, _S.slot_index)
+)
+_LOCK_READY = (
+    _PODS.update()
+    .where(_P.id == bindparam("b_id"), _P.state == _READY)
+    .values(updated_at=bindparam("b_now"))
+)
+_TAKE_SLOT = (
+    _SLOTS.update()
+    .where(
+        _S.pod_id == bindparam("b_id"),
+        _S.slot_index == bindparam("b_slot"),
+        _S.state == SlotState.idle.value,
+    )
+    .values(state=SlotState.busy.value, task_id=bindparam("b_task"), since=bindparam("b_now"))
+)
+
+
 class PodRepository:
     def __init__(self, session: AsyncSession, backend: str = "sqlite") -> None:
         self._session = session
@@ -103,8 +159,7 @@ class PodRepository:
         Taken before the pool's slots are read, so the read sees what the last turn committed."""
         if self._backend != "postgresql":
             return
-        key = lock_key(f"dispatch:{pool_id}")
-        await self._session.execute(select(func.pg_advisory_xact_lock(key)))
+        await self._session.execute(_DISPATCH_TURN, {"b_key": lock_key(f"dispatch:{pool_id}")})
 
     async def register(
         self,
@@ -209,10 +264,7 @@ class PodRepository:
     async def by_credential(self, digest: str) -> tuple[str, int, str] | None:
         """The pool id, pod id and name of the pod whose agent holds the credential of this
         digest: one indexed read, on every call an agent makes."""
-        row = await self._session.execute(
-            select(PodRow.pool_id, PodRow.id, PodRow.name).where(PodRow.credential_digest == digest)
-        )
-        found = row.first()
+        found = (await self._session.execute(_BY_CREDENTIAL, {"b_digest": digest})).first()
         return None if found is None else (found.pool_id, found.id, found.name)
 
     async def observed(
@@ -288,29 +340,11 @@ class PodRepository:
         One statement, which also says the pod's state after it, its number of slots, and
         whether a task running there was asked to cancel (so that a heartbeat with nothing to
         say reads nothing more); None if the pod has ended (or is gone)."""
-        values: dict[str, Any] = {"last_heartbeat_at": now, "updated_at": now}
-        if draining:
-            ready = PodRow.state == PodState.ready.value
-            values["state"] = case((ready, PodState.draining.value), else_=PodRow.state)
-        cancel_requested = (  # on pod_id, not correlated: SQLite's RETURNING drops table names
-            select(TaskRow.id)
-            .where(
-                TaskRow.pod_id == pod_id,
-                TaskRow.status == TaskStatus.running.value,
-                TaskRow.cancel_requested.is_(True),
-            )
-            .exists()
-        )
-        row = (
-            await self._session.execute(
-                update(PodRow)
-                .where(PodRow.id == pod_id, PodRow.state.not_in(_ENDED))
-                .values(**values)
-                .returning(PodRow.state, PodRow.slots, cancel_requested)
-            )
-        ).first()
+        statement = _HEARTBEAT_DRAINING if draining else _HEARTBEAT
+        row = (await self._session.execute(statement, {"b_id": pod_id, "b_now": now})).first()
         if row is None:
             return None
+        await refresh_if_loaded(self._session, PodRow, (pod_id,))
         return Heard(PodState(row[0]), row[1], bool(row[2]))
 
     async def set_state(self, pod_id: int, state: PodState, *, reason: str, now: datetime) -> None:
@@ -378,12 +412,7 @@ class PodRepository:
         """The pool's ``ready`` pods with their slots, as the dispatcher places tasks on them, in
         one query (no idle slot among them: no room, and under a burst into a full pool that is
         the dispatcher's only question). A pod without slot rows has no room and is left out."""
-        rows = await self._session.execute(
-            select(PodRow.id, PodRow.name, PodRow.config_hash, SlotRow.slot_index, SlotRow.state)
-            .join(SlotRow, SlotRow.pod_id == PodRow.id)
-            .where(PodRow.pool_id == pool_id, PodRow.state == PodState.ready.value)
-            .order_by(PodRow.id, SlotRow.slot_index)
-        )
+        rows = await self._session.execute(_READY_SLOTS, {"b_pool": pool_id})
         found: dict[int, tuple[str, str | None, list[int], int]] = {}
         for pod_id, name, config_hash, index, state in rows:
             _, _, idle, used = found.setdefault(pod_id, (name, config_hash, [], 0))
@@ -401,23 +430,14 @@ class PodRepository:
 
         The pod's row is written (and so locked) first, the same row ``drain_if_idle`` writes
         first: a pod cannot be drained and given a task at once (no write skew on PostgreSQL)."""
-        locked = await self._session.execute(
-            update(PodRow)
-            .where(PodRow.id == pod_id, PodRow.state == PodState.ready.value)
-            .values(updated_at=now)
-        )
+        locked = await self._session.execute(_LOCK_READY, {"b_id": pod_id, "b_now": now})
         if rowcount(locked) != 1:
             return False
-        result = await self._session.execute(
-            update(SlotRow)
-            .where(
-                SlotRow.pod_id == pod_id,
-                SlotRow.slot_index == index,
-                SlotRow.state == SlotState.idle.value,
-            )
-            .values(state=SlotState.busy.value, task_id=task_id, since=now)
-        )
-        return rowcount(result) == 1
+        values = {"b_id": pod_id, "b_slot": index, "b_task": task_id, "b_now": now}
+        taken = rowcount(await self._session.execute(_TAKE_SLOT, values)) == 1
+        await refresh_if_loaded(self._session, PodRow, (pod_id,))
+        await refresh_if_loaded(self._session, SlotRow, (pod_id, index))
+        return taken
 
     async def drain_if_idle(self, pod_id: int, end: PodEnd, *, reason: str, now: datetime) -> bool:
         """Mark the pod ``draining`` if every slot is idle, in one transaction: from then on no

@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import Table, and_, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import Update
 
 from slotpool.domain.pods import SlotState
 from slotpool.domain.tasks import LogEntry, LogStream, OutputChunk, StepSpec, Task, TaskStatus
@@ -20,9 +21,66 @@ from slotpool.domain.transitions import SlotChange, TaskChange
 from slotpool.store.dialect import insert_ignoring_duplicates, rowcount
 from slotpool.store.errors import MissingPool
 from slotpool.store.models import SlotRow, TaskLogRow, TaskRow
+from slotpool.store.statements import refresh_if_loaded
+
+# The task path's statements, built once (store/statements.py): on the tables, with bind
+# parameters named apart from the columns (an UPDATE reserves the columns' own names).
+_TASKS: Table = TaskRow.__table__  # type: ignore[assignment]
+_T = _TASKS.c
+_SLOTS: Table = SlotRow.__table__  # type: ignore[assignment]
+_S = _SLOTS.c
+_QUEUED = TaskStatus.queued.value
+
+_INSERT = _TASKS.insert()
+_BY_ID = select(_TASKS).where(_T.id == bindparam("b_id"))
+_ON_POD = select(_TASKS).where(
+    _T.pod_id == bindparam("b_pod"), _T.status.in_(bindparam("b_statuses", expanding=True))
+)
+_QUEUE = (
+    select(_T.id, _T.updated_at)
+    .where(_T.pool_id == bindparam("b_pool"), _T.status == _QUEUED)
+    .order_by(_T.created_at, _T.id)
+    .limit(bindparam("b_limit"))
+)
+_START = (
+    _TASKS.update()
+    .where(_T.id == bindparam("b_id"), _T.status == _QUEUED)
+    .values(
+        status=TaskStatus.running.value,
+        pod_id=bindparam("b_pod"),
+        pod_name=bindparam("b_pod_name"),
+        slot_index=bindparam("b_slot"),
+        started_at=func.coalesce(_T.started_at, bindparam("b_now", type_=_T.started_at.type)),
+        step_started_at=None,
+        reason="",
+        updated_at=bindparam("b_now", type_=_T.updated_at.type),
+    )
+)
+_SLOT_OF_TASK = (_S.pod_id == bindparam("b_pod"), _S.slot_index == bindparam("b_slot"))
+_SLOT_MOVES = _SLOTS.update().where(*_SLOT_OF_TASK, _S.task_id == bindparam("b_task"))
+_SLOT_FREED = _SLOT_MOVES.values(state=SlotState.idle.value, task_id=None, since=bindparam("b_now"))
+_SLOT_KEPT = _SLOT_MOVES.values(state=bindparam("b_state"), since=bindparam("b_now"))
+# ``apply``'s UPDATEs, one per set of columns a transition writes (a handful in all).
+_APPLY: dict[tuple[tuple[str, ...], bool], Update] = {}
 
 
-def _task(row: TaskRow) -> Task:
+def _apply_statement(columns: tuple[str, ...], at_step: bool) -> Update:
+    statement = _APPLY.get((columns, at_step))
+    if statement is None:
+        statement = _TASKS.update().where(
+            _T.id == bindparam("b_id"), _T.status.in_(bindparam("b_from", expanding=True))
+        )
+        if at_step:
+            statement = statement.where(_T.current_step == bindparam("b_step"))
+        statement = statement.values(
+            {name: bindparam(f"v_{name}", type_=_T[name].type) for name in columns}
+        )
+        _APPLY[(columns, at_step)] = statement
+    return statement
+
+
+def _task(row: Any) -> Task:
+    """A task from its row: a mapped ``TaskRow`` or a row of the table's columns."""
     return Task(
         id=row.id,
         pool_id=row.pool_id,
@@ -64,15 +122,15 @@ class TaskRepository:
     async def add(self, row: TaskRow) -> Task:
         """The task inserted; ``MissingPool`` if its pool does not exist (the foreign key says
         so in the INSERT itself: no lookup beforehand)."""
-        self._session.add(row)
+        values = {column.key: getattr(row, column.key) for column in _TASKS.columns}
         try:
-            await self._session.flush()
+            await self._session.execute(_INSERT, values)
         except IntegrityError as exc:
             raise MissingPool(row.pool_id) from exc
         return _task(row)
 
     async def get(self, task_id: str) -> Task | None:
-        row = await self._session.get(TaskRow, task_id, populate_existing=True)
+        row = (await self._session.execute(_BY_ID, {"b_id": task_id})).first()
         return None if row is None else _task(row)
 
     async def page(
@@ -92,8 +150,8 @@ class TaskRepository:
         if created_by is not None:
             conditions.append(TaskRow.created_by == created_by)
         where = and_(True, *conditions)
-        rows = await self._session.scalars(
-            select(TaskRow)
+        rows = await self._session.execute(
+            select(_TASKS)
             .where(where)
             .order_by(TaskRow.created_at.desc(), TaskRow.id)
             .limit(limit)
@@ -111,12 +169,7 @@ class TaskRepository:
     async def queued(self, pool_id: str, *, limit: int) -> list[tuple[str, datetime]]:
         """The first ``limit`` queued tasks, in queue order: each id and since when it is
         queued (its last write: its creation, or the approval that put it back)."""
-        rows = await self._session.execute(
-            select(TaskRow.id, TaskRow.updated_at)
-            .where(TaskRow.pool_id == pool_id, TaskRow.status == TaskStatus.queued.value)
-            .order_by(TaskRow.created_at, TaskRow.id)
-            .limit(limit)
-        )
+        rows = await self._session.execute(_QUEUE, {"b_pool": pool_id, "b_limit": limit})
         return [(task_id, since) for task_id, since in rows.all()]
 
     async def count_queued(self, pool_id: str) -> int:
@@ -168,20 +221,8 @@ class TaskRepository:
         self, task_id: str, *, pod_id: int, pod_name: str, slot: int, now: datetime
     ) -> bool:
         """queued -> running on (pod, slot); False if someone else started or cancelled it."""
-        result = await self._session.execute(
-            update(TaskRow)
-            .where(TaskRow.id == task_id, TaskRow.status == TaskStatus.queued.value)
-            .values(
-                status=TaskStatus.running.value,
-                pod_id=pod_id,
-                pod_name=pod_name,
-                slot_index=slot,
-                started_at=func.coalesce(TaskRow.started_at, now),
-                step_started_at=None,
-                reason="",
-                updated_at=now,
-            )
-        )
+        values = {"b_id": task_id, "b_pod": pod_id, "b_pod_name": pod_name, "b_slot": slot}
+        result = await self._session.execute(_START, {**values, "b_now": now})
         return rowcount(result) == 1
 
     async def apply(self, change: TaskChange) -> bool:
@@ -193,39 +234,32 @@ class TaskRepository:
         other (the second waits for the first to commit, then finds its condition gone); the slot
         row is written second, as the task's own, so a slot given to another task is never
         freed or taken by a stale transition."""
-        statement = update(TaskRow).where(
-            TaskRow.id == change.task_id,
-            TaskRow.status.in_([s.value for s in change.from_statuses]),
-        )
+        columns = _columns(change)
+        statement = _apply_statement(tuple(columns), change.at_step is not None)
+        values = {f"v_{name}": value for name, value in columns.items()}
+        values["b_id"] = change.task_id
+        values["b_from"] = [s.value for s in change.from_statuses]
         if change.at_step is not None:
-            statement = statement.where(TaskRow.current_step == change.at_step)
-        result = await self._session.execute(statement.values(**_columns(change)))
+            values["b_step"] = change.at_step
+        result = await self._session.execute(statement, values)
         if rowcount(result) != 1:
             return False
+        await refresh_if_loaded(self._session, TaskRow, (change.task_id,))
         if change.slot is not None:
             await self._move_slot(change.task_id, change.slot, now=change.now)
         return True
 
     async def _move_slot(self, task_id: str, slot: SlotChange, *, now: datetime) -> None:
-        values: dict[str, Any] = {"state": slot.to.value, "since": now}
+        values = {"b_pod": slot.pod_id, "b_slot": slot.index, "b_task": task_id, "b_now": now}
         if slot.to is SlotState.idle:
-            values["task_id"] = None
-        await self._session.execute(
-            update(SlotRow)
-            .where(
-                SlotRow.pod_id == slot.pod_id,
-                SlotRow.slot_index == slot.index,
-                SlotRow.task_id == task_id,
-            )
-            .values(**values)
-        )
+            await self._session.execute(_SLOT_FREED, values)
+        else:
+            await self._session.execute(_SLOT_KEPT, {**values, "b_state": slot.to.value})
+        await refresh_if_loaded(self._session, SlotRow, (slot.pod_id, slot.index))
 
     async def on_pod(self, pod_id: int, statuses: Sequence[TaskStatus]) -> list[Task]:
-        rows = await self._session.scalars(
-            select(TaskRow).where(
-                TaskRow.pod_id == pod_id, TaskRow.status.in_([s.value for s in statuses])
-            )
-        )
+        values = {"b_pod": pod_id, "b_statuses": [s.value for s in statuses]}
+        rows = await self._session.execute(_ON_POD, values)
         return [_task(r) for r in rows]
 
     async def cancel_requested_on(self, pod_id: int) -> list[str]:
@@ -243,15 +277,16 @@ class TaskRepository:
         self, pod_id: int, slot: int, *, other_than: str | None = None
     ) -> Task | None:
         """The task that was on the slot last (``other_than`` left out: the one there now)."""
-        query = select(TaskRow).where(TaskRow.pod_id == pod_id, TaskRow.slot_index == slot)
+        query = select(_TASKS).where(TaskRow.pod_id == pod_id, TaskRow.slot_index == slot)
         if other_than is not None:
             query = query.where(TaskRow.id != other_than)
-        row = await self._session.scalar(query.order_by(TaskRow.updated_at.desc()).limit(1))
+        latest = query.order_by(TaskRow.updated_at.desc()).limit(1)
+        row = (await self._session.execute(latest)).first()
         return None if row is None else _task(row)
 
     async def reservations_expired(self, *, now: datetime) -> list[Task]:
-        rows = await self._session.scalars(
-            select(TaskRow).where(
+        rows = await self._session.execute(
+            select(_TASKS).where(
                 TaskRow.status == TaskStatus.awaiting_approval.value,
                 TaskRow.reserved_until < now,
             )

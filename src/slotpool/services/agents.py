@@ -253,8 +253,9 @@ class AgentService:
     async def _answer(
         self, agent: RegisteredAgent, free_slots: list[int], reserved_slots: list[int]
     ) -> ClaimAnswer:
-        """From the pod's tasks as the dispatcher wrote them (one read: the task a slot holds
-        says what the slot is), after the heartbeat a claim also is."""
+        """From the pod's tasks as the dispatcher wrote them (one read of those the answer is
+        about: the task a slot holds says what the slot is), after the heartbeat a claim also
+        is."""
         now = self._clock()
         assignments: list[Assignment] = []
         release: list[str] = []
@@ -264,7 +265,7 @@ class AgentService:
             offered = set(free_slots) | set(reserved_slots)
             if unknown := sorted(i for i in offered if i >= slots):
                 raise Invalid("bad claim", [Issue("free_slots", f"no slot {unknown[0]}")])
-            held = await uow.tasks.on_pod(agent.pod_id, _HOLDING_A_SLOT)
+            held = await uow.tasks.to_answer(agent.pod_id, sorted(offered))
             holder = {t.slot_index: t for t in held if t.slot_index is not None}
             for index in reserved_slots:
                 task = holder.get(index)
@@ -420,9 +421,6 @@ def _registered(pool: Pool, known: Pod | None, *, now: datetime) -> None:
     if known is not None and known.registered_at is None:
         phase = [metrics.StartupPhase.registered]
         metrics.pod_started(pool.pool_id, known.created_at, phase, now=now)
-
-
-_HOLDING_A_SLOT = (TaskStatus.running, TaskStatus.awaiting_approval)  # busy, reserved
 
 
 async def _ended_reservation(

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, func, select, update
+from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Update
@@ -35,6 +35,16 @@ _INSERT = _TASKS.insert()
 _BY_ID = select(_TASKS).where(_T.id == bindparam("b_id"))
 _ON_POD = select(_TASKS).where(
     _T.pod_id == bindparam("b_pod"), _T.status.in_(bindparam("b_statuses", expanding=True))
+)
+_HOLDING_A_SLOT = [TaskStatus.running.value, TaskStatus.awaiting_approval.value]
+_TO_ANSWER = select(_TASKS).where(
+    _T.pod_id == bindparam("b_pod"),
+    _T.status.in_(_HOLDING_A_SLOT),
+    or_(
+        _T.slot_index.in_(bindparam("b_offered", expanding=True)),
+        _T.step_started_at.is_(None),
+        _T.cancel_requested.is_(True),
+    ),
 )
 _QUEUE = (
     select(_T.id, _T.updated_at)
@@ -261,6 +271,14 @@ class TaskRepository:
         values = {"b_pod": pod_id, "b_statuses": [s.value for s in statuses]}
         rows = await self._session.execute(_ON_POD, values)
         return [_task(r) for r in rows]
+
+    async def to_answer(self, pod_id: int, offered: Sequence[int]) -> list[Task]:
+        """The tasks holding a slot of the pod (busy or reserved) that an agent's claim offering
+        the slots ``offered`` must be answered about: those in an offered slot, those whose step
+        was not delivered yet, and those asked to cancel. Not the pod's other busy slots: under
+        load, a claim reads the one or two tasks it answers with, not every slot's."""
+        values = {"b_pod": pod_id, "b_offered": list(offered)}
+        return [_task(r) for r in await self._session.execute(_TO_ANSWER, values)]
 
     async def cancel_requested_on(self, pod_id: int) -> list[str]:
         """The ids of the tasks running on the pod that were asked to cancel."""

@@ -280,6 +280,13 @@ class ResultAnswer(_Answer):
     release: bool = Field(
         default=False, description="The task is over: free the slot, delete the workdir."
     )
+    then: Assignment | None = Field(
+        default=None,
+        description=(
+            "With release, only for an agent that asked (``?then=1``): a queued task put in the "
+            "freed slot, to run at once there in a new working directory (no claim needed)."
+        ),
+    )
 
 
 class AgentPoolView(_Answer):

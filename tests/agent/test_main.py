@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,24 @@ async def test_a_step_of_the_agents_own_user_cannot_read_the_agent(
     assert seen.count("Permission denied") == 3, seen
     for secret in (plane.token, plane.credential or "spa_", "SLOTPOOL_"):
         assert secret not in seen, seen
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="3.12 waits through pidfds by itself")
+def test_steps_are_waited_for_through_a_pidfd_not_a_thread_each() -> None:
+    """The agent's child watcher: a step's end is seen in the event loop (no thread started per
+    step), and its exit status is read as before."""
+    from slotpool.agent.main import watch_children_with_pidfds
+
+    async def exit_status() -> tuple[int | None, int]:
+        before = threading.active_count()
+        process = await asyncio.create_subprocess_exec("/bin/sh", "-c", "sleep 0.2; exit 3")
+        during = threading.active_count()
+        await process.wait()
+        return process.returncode, during - before
+
+    try:
+        assert watch_children_with_pidfds()
+        assert isinstance(asyncio.get_child_watcher(), asyncio.PidfdChildWatcher)
+        assert asyncio.run(exit_status()) == (3, 0)
+    finally:
+        asyncio.set_child_watcher(None)  # type: ignore[arg-type]  # the default again

@@ -14,7 +14,7 @@ from slotpool.agent.process import StepOutcome
 from slotpool.agent.runner import BASE_VARIABLES, SlotRunner
 from slotpool.agent.slots import AlreadyRunning, SlotConflict, SlotTable, Workdirs
 from slotpool.domain.tasks import OutputChunk, StepStatus
-from slotpool.protocol import AssignedStep, Assignment, ResultAnswer
+from slotpool.protocol import AssignedStep, Assignment, ProtocolError, ResultAnswer
 
 TASK = "task-aaaaaaaaaaaaaaaa"
 
@@ -25,13 +25,17 @@ class Recorder:
     def __init__(self, *answers: ResultAnswer) -> None:
         self.chunks: list[tuple[str, int, int, str]] = []
         self.results: list[tuple[str, int, StepOutcome]] = []
+        self.asked_then: list[bool] = []
         self._answers = deque(answers)
 
     def log(self, task_id: str, step_index: int, chunks: Sequence[OutputChunk]) -> None:
         self.chunks += [(task_id, step_index, chunk.seq, chunk.data) for chunk in chunks]
 
-    async def result(self, task_id: str, step_index: int, outcome: StepOutcome) -> ResultAnswer:
+    async def result(
+        self, task_id: str, step_index: int, outcome: StepOutcome, *, then: bool = False
+    ) -> ResultAnswer:
         self.results.append((task_id, step_index, outcome))
+        self.asked_then.append(then)
         return self._answers.popleft()
 
     def output(self, step_index: int) -> str:
@@ -180,3 +184,29 @@ async def test_a_task_id_that_could_escape_the_work_directory_fails_the_step(
     assert outcome.status is StepStatus.failed
     assert "working directory" in outcome.message
     assert not (tmp_path / "escape").exists()
+
+
+async def test_a_new_task_that_comes_with_a_release_runs_in_the_freed_slot(
+    slots: SlotTable, tmp_path: Path
+) -> None:
+    """``ResultAnswer.then``: the slot is released (the old task's directory deleted) and the new
+    task begins there at once, in a new directory; each result asks for such a task."""
+    other = "task-bbbbbbbbbbbbbbbb"
+    new = step(0, "pwd; ls", slot=1, new_workdir=True, task_id=other)
+    reporter = Recorder(ResultAnswer(release=True, then=new), ResultAnswer(release=True))
+    await run(slots, reporter, step(0, "touch mine", slot=1, new_workdir=True))
+    assert [(task_id, outcome.status) for task_id, _, outcome in reporter.results] == [
+        (TASK, StepStatus.succeeded),
+        (other, StepStatus.succeeded),
+    ]
+    assert reporter.output(0) == f"{tmp_path / 'work' / other}\n"  # a new, empty directory
+    assert reporter.asked_then == [True, True]
+    assert not (tmp_path / "work" / TASK).exists()
+    assert slots.free() == [0, 1]
+
+
+async def test_a_new_task_for_another_slot_is_a_protocol_error(slots: SlotTable) -> None:
+    wrong = step(0, "true", slot=0, new_workdir=True, task_id="task-bbbbbbbbbbbbbbbb")
+    reporter = Recorder(ResultAnswer(release=True, then=wrong))
+    with pytest.raises(ProtocolError, match="brought a task for 0"):
+        await run(slots, reporter, step(0, "true", slot=1, new_workdir=True))

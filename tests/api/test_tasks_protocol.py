@@ -87,9 +87,13 @@ class FakeAgent:
         response = await self.post_logs(task_id, step, chunks)
         assert response.status_code == 204, response.text
 
-    async def result(self, task_id: str, step: int, status: str, code: int | None = 0) -> Any:
+    async def result(
+        self, task_id: str, step: int, status: str, code: int | None = 0, *, then: bool = False
+    ) -> Any:
+        """``then``: take a queued task for the freed slot with the answer."""
         body = {"status": status, "exit_code": code}
-        response = await self.post(f"tasks/{task_id}/steps/{step}/result", body)
+        query = "?then=1" if then else ""
+        response = await self.post(f"tasks/{task_id}/steps/{step}/result{query}", body)
         assert response.status_code == 200, response.text
         return response.json()
 
@@ -142,7 +146,7 @@ async def test_a_task_runs_in_a_slot_with_logs(api: Api) -> None:
         await agent.log(work["task_id"], 0, 1, "lo\n")
         await agent.log(work["task_id"], 0, 1, "lo\n")  # resent: stored once
         answer = await agent.result(work["task_id"], 0, "succeeded")
-        assert answer == {"next": None, "reserve": False, "release": True}
+        assert answer == {"next": None, "reserve": False, "release": True, "then": None}
     done = await task(api, queued["id"])
     assert done["status"] == "succeeded"
     assert done["results"][0]["exit_code"] == 0
@@ -285,7 +289,7 @@ async def test_approval_keeps_the_same_pod_slot_and_workdir(api: Api) -> None:
         queued = await submit(api, pool_id, name="tf", steps=steps)
         plan = (await agent.claim([0, 1]))["assignments"][0]
         answer = await agent.result(queued["id"], 0, "succeeded")
-        assert answer == {"next": None, "reserve": True, "release": False}
+        assert answer == {"next": None, "reserve": True, "release": False, "then": None}
         waiting = await task(api, queued["id"])
         assert waiting["status"] == "awaiting_approval"
         assert waiting["reserved_until"] is not None

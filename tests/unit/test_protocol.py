@@ -150,13 +150,19 @@ def test_what_the_control_plane_sends_the_agent_parses(
         (ClaimAnswer(), {"assignments": [], "cancel": [], "release": []}),
         (
             ResultAnswer(next=None, reserve=True, release=False),
-            {"next": None, "reserve": True, "release": False},
+            {"next": None, "reserve": True, "release": False, "then": None},
         ),
     ],
 )
 def test_every_answer_keeps_its_wire_and_round_trips(answer: BaseModel, wire: Any) -> None:
     assert json.dumps(sent(answer)) == json.dumps(wire)  # whole seconds stay 5, not 5.0
     assert parse(type(answer), wire) == answer
+
+
+def test_a_result_answer_without_a_new_task_is_one_of_the_previous_version() -> None:
+    """A control plane of the previous version sends no ``then``: the agent reads none."""
+    answer = parse(ResultAnswer, {"next": None, "reserve": False, "release": True})
+    assert answer == ResultAnswer(release=True, then=None)
 
 
 def test_an_agent_takes_fractional_seconds() -> None:

@@ -70,7 +70,7 @@ class Agent:
             ),
             retry=(config.retry_first_seconds, config.retry_max_seconds),
         )
-        self._outbox = Outbox(self._client)
+        self._outbox = Outbox(self._client, takes_work=self._takes_work)
         self._runner = SlotRunner(
             slots=self._slots,
             reporter=self._outbox,
@@ -120,6 +120,11 @@ class Agent:
         finally:
             self._claiming = False
             self._heartbeat_now.set()  # a claim counts as a heartbeat: say again we drain
+
+    def _takes_work(self) -> bool:
+        """Whether a freed slot may get its next task with a result's answer: as a claim
+        would offer it (not while draining)."""
+        return self._claiming and not self._stop.is_set() and not self._server_drain
 
     def _offer(self) -> tuple[list[int], list[int]]:
         free = [] if self._server_drain else self._slots.free()

@@ -169,9 +169,13 @@ class AgentClient:
                 await self._post_repeatedly(f"{task}/logs", one)
 
     async def post_result(
-        self, task_id: str, *, step_index: int, outcome: StepOutcome
+        self, task_id: str, *, step_index: int, outcome: StepOutcome, then: bool = False
     ) -> ResultAnswer:
+        """``then``: the slot may take a queued task with the answer (``ResultAnswer.then``).
+        A control plane of the previous version ignores the question and never sends one."""
         path = f"/tasks/{quote(task_id, safe='')}/steps/{step_index}/result"
+        if then:
+            path += "?then=1"
         return parse(ResultAnswer, await self._post_repeatedly(path, outcome.result()))
 
     def _pod_path(self) -> str:

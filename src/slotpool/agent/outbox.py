@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -53,13 +53,17 @@ class _Result:
     step_index: int
     outcome: StepOutcome
     answer: asyncio.Future[ResultAnswer]
+    then: bool  # its answer may bring a new task for the freed slot (``ResultAnswer.then``)
 
 
 class Outbox:
     """The agent's ``Reporter``: ``log`` queues, ``result`` queues and waits for the answer."""
 
-    def __init__(self, client: AgentClient) -> None:
+    def __init__(self, client: AgentClient, *, takes_work: Callable[[], bool] = lambda: False):
+        """``takes_work``: whether a result's answer may bring a new task for the freed slot
+        now (not while the agent drains), asked when the result is sent."""
         self._client = client
+        self._takes_work = takes_work
         self._items: deque[_Logs | _Result] = deque()
         self._wake = asyncio.Event()
 
@@ -70,14 +74,18 @@ class Outbox:
         self._put(_Logs(task_id, step_index, tuple(chunks)))
 
     def submit(
-        self, task_id: str, step_index: int, outcome: StepOutcome
+        self, task_id: str, step_index: int, outcome: StepOutcome, *, then: bool = False
     ) -> asyncio.Future[ResultAnswer]:
+        """Queue a result. ``then``: whoever awaits the answer runs a new task it brings for
+        the freed slot; asked only while the agent takes work (``takes_work``)."""
         answer: asyncio.Future[ResultAnswer] = asyncio.get_running_loop().create_future()
-        self._put(_Result(task_id, step_index, outcome, answer))
+        self._put(_Result(task_id, step_index, outcome, answer, then))
         return answer
 
-    async def result(self, task_id: str, step_index: int, outcome: StepOutcome) -> ResultAnswer:
-        return await self.submit(task_id, step_index, outcome)
+    async def result(
+        self, task_id: str, step_index: int, outcome: StepOutcome, *, then: bool = False
+    ) -> ResultAnswer:
+        return await self.submit(task_id, step_index, outcome, then=then)
 
     async def ship(self) -> NoReturn:
         """Root task: deliver the oldest item until it is delivered (or refused), then the next."""
@@ -112,7 +120,10 @@ class Outbox:
                 await self._client.post_logs(item.task_id, item.step_index, item.chunks)
                 return
             answer = await self._client.post_result(
-                item.task_id, step_index=item.step_index, outcome=item.outcome
+                item.task_id,
+                step_index=item.step_index,
+                outcome=item.outcome,
+                then=item.then and self._takes_work(),
             )
         except Rejected as exc:
             log.error("control plane refused a report", task_id=item.task_id, error=str(exc))

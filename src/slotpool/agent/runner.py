@@ -28,8 +28,11 @@ class Reporter(Protocol):
     def log(self, task_id: str, step_index: int, chunks: Sequence[OutputChunk]) -> None:
         """Queue a batch of chunks of a step's output (never blocks)."""
 
-    async def result(self, task_id: str, step_index: int, outcome: StepOutcome) -> ResultAnswer:
-        """Deliver a step's result after its output; returns the control plane's answer."""
+    async def result(
+        self, task_id: str, step_index: int, outcome: StepOutcome, *, then: bool = False
+    ) -> ResultAnswer:
+        """Deliver a step's result after its output; returns the control plane's answer.
+        ``then``: the caller runs a new task the answer brings for the freed slot."""
 
 
 # What every step gets of the agent's environment, if the agent has it.
@@ -83,7 +86,9 @@ class SlotRunner:
         while step is not None:
             current, cancellation = step
             outcome = await self._execute(current, cancellation)
-            answer = await self._reporter.result(current.task_id, current.step_index, outcome)
+            answer = await self._reporter.result(
+                current.task_id, current.step_index, outcome, then=True
+            )
             log.info(
                 "step reported",
                 task_id=current.task_id,

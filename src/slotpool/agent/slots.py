@@ -136,14 +136,21 @@ class SlotTable:
     async def end_step(
         self, slot_index: int, answer: ResultAnswer
     ) -> tuple[Assignment, Cancellation] | None:
-        """Apply a result's answer: the next step to run in this slot (begun), or None."""
+        """Apply a result's answer: the next step to run in this slot (begun), or None. A new
+        task the answer brings for the freed slot (``then``) is begun there at once."""
         slot = self._slots[slot_index]
         following = answer.next
         if following is not None and following.task_id != slot.task_id:
             raise ProtocolError(f"next step of {slot.task_id} is for {following.task_id}")
+        if answer.then is not None and answer.then.slot != slot_index:
+            raise ProtocolError(f"slot {slot_index}'s answer brought a task for {answer.then.slot}")
         if slot.release_after or (following is None and not answer.reserve):
-            await self._release(slot)
-            return None
+            if answer.then is None:
+                await self._release(slot)
+                return None
+            return await self._hand_over(slot, answer.then)
+        if answer.then is not None:
+            raise ProtocolError("a new task came for a slot that is not freed")
         if following is not None:
             following = following.model_copy(update={"slot": slot_index})  # "in the same slot"
             return following, self.begin(following, continuing=True)
@@ -176,12 +183,24 @@ class SlotTable:
             return
         await self.workdirs.remove(task_id)
 
+    async def _hand_over(self, slot: _Slot, then: Assignment) -> tuple[Assignment, Cancellation]:
+        """The slot's task is over and ``then`` takes the slot at once: it is never seen free
+        (a claim offering it meanwhile would be answered with ``then`` again), and the old
+        task's directory is deleted after."""
+        ended = slot.task_id
+        slot.clear()
+        cancellation = self.begin(then)  # the slot is empty, and nothing ran in between
+        if ended is not None and ended != then.task_id:
+            await self.workdirs.remove(ended)
+        return then, cancellation
+
     async def _release(self, slot: _Slot) -> None:
-        task_id = slot.task_id
+        """Free the slot once its task's directory is deleted: a drain that sees every slot
+        free leaves no directory behind, and a slot is never offered with one."""
+        if slot.task_id is not None:
+            await self.workdirs.remove(slot.task_id)
         slot.clear()
         self.changed.set()
-        if task_id is not None:
-            await self.workdirs.remove(task_id)
 
     def _slot(self, assignment: Assignment) -> _Slot:
         if not 0 <= assignment.slot < len(self._slots):

@@ -326,7 +326,12 @@ class AgentService:
         status: StepStatus,
         exit_code: int | None,
         message: str,
+        then: bool = False,
     ) -> ResultAnswer:
+        """The step's result, applied through the gate. With ``then`` (the agent takes a new
+        task with the answer), a slot this frees is offered to the pool's queue before the
+        answer, and a task put there is handed over in it: under load a task then costs no
+        claim round trip."""
         agent = self._tokens.require_agent(caller, pool_id, "posting a result")
         now = self._clock()
         async with self._store.unit_of_work() as uow:
@@ -338,8 +343,39 @@ class AgentService:
             hold = await self._hold_for_approval(uow, task, report)
             change = transitions.step_ended(task, report, reservation_ttl=hold, now=now)
             answer = await self._apply(uow, task, change)
+        if then and answer.release and task.slot_index is not None:
+            following = await self._refill(agent, task.pool_id, task.slot_index)
+            if following is not None:
+                return answer.model_copy(update={"then": following})
         self._after(task, answer)
         return answer
+
+    async def _refill(self, agent: RegisteredAgent, pool_id: str, slot: int) -> Assignment | None:
+        """Dispatch the pool now (if its queue may hold something) and wait for that pass; a
+        task it put in ``slot`` of the agent's pod is marked delivered and returned, to go with
+        the result's answer. Tasks placed elsewhere reach their agents' claims as always, and so
+        does this one if the agent's waiting claim took it first (were both to hand it over,
+        the agent's slot table runs it once: it knows the step already runs)."""
+        if not self._dispatcher.may_have_queued(pool_id):
+            return None
+        await self._dispatcher.settle(pool_id)
+        now = self._clock()
+        async with self._store.unit_of_work() as uow:
+            waiting = await uow.tasks.to_answer(agent.pod_id, [])  # not delivered, or cancelled
+            task = next(
+                (
+                    t
+                    for t in waiting
+                    if t.slot_index == slot
+                    and t.status is TaskStatus.running
+                    and t.step_started_at is None
+                ),
+                None,
+            )
+            if task is None:
+                return None
+            await self._deliver(uow, task, now=now)
+        return assignment(task, new_workdir=task.current_step == 0)
 
     @staticmethod
     async def _hold_for_approval(uow: UnitOfWork, task: Task, report: StepReport) -> timedelta:

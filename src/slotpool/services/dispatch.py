@@ -127,6 +127,16 @@ class Dispatcher:
         """Assign what can be assigned now; returns how many tasks were started."""
         return len(await self.start_queued(pool_id))
 
+    async def settle(self, pool_id: str) -> None:
+        """Dispatch the pool, and return once a pass that began after this call has ended: this
+        call's own, or the one already waiting for the pool's lock (locks are fair: waiting
+        behind it, this call gets the lock once it is done)."""
+        waiting = pool_id in self._waiting
+        await self.start_queued(pool_id)
+        if waiting:
+            async with self._locks[pool_id]:
+                pass
+
     async def start_queued(self, pool_id: str) -> list[Start]:
         """Assign what can be assigned now; returns the starts this call made."""
         started: list[Start] = []

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 
 from slotpool.api.deps import Agent, ServicesDep
 from slotpool.api.routes.pools import PoolId
@@ -129,6 +129,13 @@ async def step_result(
     body: StepResult,
     identity: Agent,
     services: ServicesDep,
+    then: Annotated[
+        bool,
+        Query(
+            description="The agent takes a queued task in the freed slot with the answer "
+            "(``then``), so that it need not claim it."
+        ),
+    ] = False,
 ) -> ResultAnswer:
     return await services.agents.result(
         identity,
@@ -138,4 +145,5 @@ async def step_result(
         status=body.status,
         exit_code=body.exit_code,
         message=body.message,
+        then=then,
     )

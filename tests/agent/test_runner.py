@@ -201,7 +201,8 @@ async def test_a_new_task_that_comes_with_a_release_runs_in_the_freed_slot(
     ]
     assert reporter.output(0) == f"{tmp_path / 'work' / other}\n"  # a new, empty directory
     assert reporter.asked_then == [True, True]
-    assert not (tmp_path / "work" / TASK).exists()
+    assert not (tmp_path / "work" / TASK).exists()  # with a file in it
+    assert not (tmp_path / "work" / other).exists()  # empty
     assert slots.free() == [0, 1]
 
 

@@ -64,13 +64,35 @@ class Workdirs:
 
     async def prepare(self, assignment: Assignment) -> Path:
         path = self.path(assignment.task_id)
-        # A checkout can hold many files: the event loop (heartbeats) goes on meanwhile.
+        if assignment.new_workdir and _new_directory(path, self._owner):
+            return path  # the usual first step: one mkdir, no thread needed
+        # A checkout left behind can hold many files: the event loop (heartbeats) goes on
+        # meanwhile.
         await asyncio.to_thread(_make, path, fresh=assignment.new_workdir, owner=self._owner)
         return path
 
     async def remove(self, task_id: str) -> None:
-        if safe_task_id(task_id):
-            await asyncio.to_thread(shutil.rmtree, self.root / task_id, ignore_errors=True)
+        if not safe_task_id(task_id):
+            return
+        path = self.root / task_id
+        try:
+            path.rmdir()  # empty (a step that left nothing): no thread needed
+        except FileNotFoundError:
+            return
+        except OSError:  # files in it, maybe many: deleted off the event loop
+            await asyncio.to_thread(shutil.rmtree, path, ignore_errors=True)
+
+
+def _new_directory(path: Path, owner: StepUser | None) -> bool:
+    """Create ``path`` (its parent exists) for a first step; False if it exists already or
+    cannot be made this way (``_make`` then says why)."""
+    try:
+        path.mkdir()
+    except OSError:
+        return False
+    if owner is not None:
+        os.chown(path, owner.uid, owner.gid)
+    return True
 
 
 def _make(path: Path, *, fresh: bool, owner: StepUser | None) -> None:

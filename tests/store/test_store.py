@@ -115,6 +115,32 @@ async def test_windows_keep_order_and_go_with_their_pool(store: Store) -> None:
     assert [w.id for w in pool.freeze_schedules] == ["fs-000000000003"]
 
 
+async def test_a_pool_read_only_is_the_pool_read_for_a_change(store: Store) -> None:
+    """``read`` (rows, for the passes) and ``get`` (mapped objects, for a change) agree, windows
+    in order included; ``read`` sees what its own unit of work changed."""
+    windows = [
+        FreezeSchedule(id=f"fs-00000000000{i}", from_time="01:00", to_time="02:00", weekdays=[i])
+        for i in (2, 1)
+    ]
+    async with store.unit_of_work() as uow:
+        await uow.pools.add(new_pool("pool-eeeeeeeeeeeeeeee", "e"))
+        await uow.pools.replace_schedules("pool-eeeeeeeeeeeeeeee", windows, now=NOW)
+    async with store.unit_of_work() as uow:
+        read = await uow.pools.read("pool-eeeeeeeeeeeeeeee")
+        missing = await uow.pools.read("pool-ffffffffffffffff")
+    async with store.unit_of_work() as uow:
+        got = await uow.pools.get("pool-eeeeeeeeeeeeeeee")
+        await uow.pools.replace_schedules("pool-eeeeeeeeeeeeeeee", windows[:1], now=NOW)
+        changed = await uow.pools.read("pool-eeeeeeeeeeeeeeee")
+    await store.close()
+    assert read is not None
+    assert read == got
+    assert list(read.freeze_schedules) == windows
+    assert missing is None
+    assert changed is not None
+    assert [w.id for w in changed.freeze_schedules] == ["fs-000000000002"]
+
+
 def test_the_migration_chain_matches_the_models(database_url: str) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext

@@ -176,7 +176,7 @@ class Dispatcher:
             queued = await uow.tasks.queued(pool_id, limit=BATCH)
             if not queued:
                 self._drained[pool_id] = generation
-            pool = await uow.pools.get(pool_id) if queued else None
+            pool = await uow.pools.read(pool_id) if queued else None
             if not queued or pool is None or self._change_freeze(pool):
                 return [], False
             # Read after the slots: a slot seen idle was freed before this instant, so a task's

@@ -176,7 +176,10 @@ class PoolService:
 
     async def get(self, pool_id: str) -> Pool:
         async with self._store.unit_of_work() as uow:
-            return await require_pool(uow, pool_id)
+            pool = await uow.pools.read(pool_id)
+        if pool is None:
+            raise NotFound(f"agent pool {pool_id} not found")
+        return pool
 
     async def create(
         self,

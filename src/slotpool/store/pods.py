@@ -43,7 +43,8 @@ class ReadyPod:
     capacity: PodCapacity
 
 
-def _pod(row: PodRow, slots: Sequence[SlotRow]) -> Pod:
+def _pod(row: Any, slots: Sequence[Any]) -> Pod:
+    """A pod from its row and its slots' rows: mapped objects or rows of the tables' columns."""
     return Pod(
         id=row.id,
         pool_id=row.pool_id,
@@ -99,6 +100,13 @@ _S = _SLOTS.c
 _T = TaskRow.__table__.c
 _READY = PodState.ready.value
 
+_POOL_PODS = select(_PODS).where(_P.pool_id == bindparam("b_pool")).order_by(_P.id)
+_POOL_PODS_IN = (
+    select(_PODS)
+    .where(_P.pool_id == bindparam("b_pool"), _P.state.in_(bindparam("b_states", expanding=True)))
+    .order_by(_P.id)
+)
+_SLOTS_OF = select(_SLOTS).where(_S.pod_id.in_(bindparam("b_pods", expanding=True)))
 _DISPATCH_TURN = select(func.pg_advisory_xact_lock(bindparam("b_key")))
 _BY_CREDENTIAL = select(_P.pool_id, _P.id, _P.name).where(
     _P.credential_digest == bindparam("b_digest")
@@ -322,17 +330,18 @@ class PodRepository:
         return None if pod_id is None else await self.get(pod_id)
 
     async def of_pool(self, pool_id: str, *, states: Sequence[PodState] = ()) -> list[Pod]:
-        """The pool's pods with their slots; only those in ``states`` if any are given."""
-        query = select(PodRow).where(PodRow.pool_id == pool_id)
+        """The pool's pods with their slots; only those in ``states`` if any are given. Two
+        statements built once (every controller pass reads this): rows, not mapped objects."""
         if states:
-            query = query.where(PodRow.state.in_([s.value for s in states]))
-        rows = list(await self._session.scalars(query.order_by(PodRow.id)))
-        slots = await self._session.scalars(
-            select(SlotRow).where(SlotRow.pod_id.in_([r.id for r in rows]))
-        )
-        by_pod: dict[int, list[SlotRow]] = {}
-        for slot in slots:
-            by_pod.setdefault(slot.pod_id, []).append(slot)
+            values = {"b_pool": pool_id, "b_states": [s.value for s in states]}
+            rows = list(await self._session.execute(_POOL_PODS_IN, values))
+        else:
+            rows = list(await self._session.execute(_POOL_PODS, {"b_pool": pool_id}))
+        by_pod: dict[int, list[Any]] = {}
+        if rows:
+            slots = await self._session.execute(_SLOTS_OF, {"b_pods": [r.id for r in rows]})
+            for slot in slots:
+                by_pod.setdefault(slot.pod_id, []).append(slot)
         return [_pod(row, by_pod.get(row.id, [])) for row in rows]
 
     async def heartbeat(self, pod_id: int, *, now: datetime, draining: bool) -> Heard | None:

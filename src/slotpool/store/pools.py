@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import bindparam, case, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
@@ -24,6 +24,13 @@ from slotpool.store.models import AgentPoolRow, FreezeScheduleRow, PoolSampleRow
 
 POOLS = AgentPoolRow.__table__
 SCHEDULES = FreezeScheduleRow.__table__
+# A pool as the dispatcher and the controller read it on every pass: built once, rows only.
+_POOL_BY_ID = select(POOLS).where(POOLS.c.pool_id == bindparam("b_pool"))
+_WINDOWS_OF = (
+    select(SCHEDULES)
+    .where(SCHEDULES.c.pool_id == bindparam("b_pool"))
+    .order_by(SCHEDULES.c.position)
+)
 SCHEDULE_FIELDS = ("id", "from_time", "to_time", "weekdays", "timezone", "policy", "note")
 Columns = Mapping[Any, Any]  # a row's values by column name (a RowMapping, or a dict)
 
@@ -122,8 +129,20 @@ class PoolRepository:
         return [_pool(row._mapping, windows[row.pool_id]) for row in rows], int(total or 0)
 
     async def get(self, pool_id: str) -> Pool | None:
+        """The pool, read to be changed in this unit of work (its row is kept for the write)."""
         row = await self._row(pool_id)
         return None if row is None else _pool_of(row)
+
+    async def read(self, pool_id: str) -> Pool | None:
+        """The pool, only to be read (the dispatcher's and the controller's passes): rows with
+        statements built once, no mapped objects; as this unit of work changed it, if it did."""
+        if pool_id in self._rows:
+            return _pool_of(self._rows[pool_id])
+        row = (await self._session.execute(_POOL_BY_ID, {"b_pool": pool_id})).first()
+        if row is None:
+            return None
+        windows = await self._session.execute(_WINDOWS_OF, {"b_pool": pool_id})
+        return _pool(dict(row._mapping), [dict(w._mapping) for w in windows])
 
     async def get_by_name(self, name: str) -> Pool | None:
         row = await self._session.scalar(select(AgentPoolRow).where(AgentPoolRow.name == name))

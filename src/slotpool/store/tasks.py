@@ -46,6 +46,11 @@ _TO_ANSWER = select(_TASKS).where(
         _T.cancel_requested.is_(True),
     ),
 )
+_COUNT_QUEUED = (
+    select(func.count())
+    .select_from(_TASKS)
+    .where(_T.pool_id == bindparam("b_pool"), _T.status == _QUEUED)
+)
 _QUEUE = (
     select(_T.id, _T.updated_at)
     .where(_T.pool_id == bindparam("b_pool"), _T.status == _QUEUED)
@@ -183,11 +188,7 @@ class TaskRepository:
         return [(task_id, since) for task_id, since in rows.all()]
 
     async def count_queued(self, pool_id: str) -> int:
-        count = await self._session.scalar(
-            select(func.count())
-            .select_from(TaskRow)
-            .where(TaskRow.pool_id == pool_id, TaskRow.status == TaskStatus.queued.value)
-        )
+        count = await self._session.scalar(_COUNT_QUEUED, {"b_pool": pool_id})
         return int(count or 0)
 
     async def count_open(self, pool_id: str) -> int:

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Table, bindparam, case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import Update
 
 from slotpool.domain.pods import (
     ENDED_STATES,
@@ -152,6 +153,31 @@ _TAKE_SLOT = (
     )
     .values(state=SlotState.busy.value, task_id=bindparam("b_task"), since=bindparam("b_now"))
 )
+
+
+_OBSERVED: dict[tuple[str, ...], Update] = {}
+
+
+def _observed(kept: tuple[str, ...]) -> Update:
+    """``observed``'s UPDATE, the states in ``kept`` left as they are (built once for each)."""
+    statement = _OBSERVED.get(kept)
+    if statement is None:
+        state: Any = bindparam("b_state", type_=_P.state.type)
+        if kept:
+            state = case((_P.state.in_(kept), _P.state), else_=state)
+        statement = (
+            _PODS.update()
+            .where(_P.id == bindparam("b_id"), _P.state.not_in(_ENDED))
+            .values(
+                state=state,
+                phase=bindparam("b_phase"),
+                node=bindparam("b_node"),
+                reason=bindparam("b_reason"),
+                updated_at=bindparam("b_now"),
+            )
+        )
+        _OBSERVED[kept] = statement
+    return statement
 
 
 class PodRepository:
@@ -292,19 +318,15 @@ class PodRepository:
         decided in the UPDATE itself: the agent may have registered, or started draining, or
         slotpool may have begun deleting the Pod between the caller's read and this write, and
         none of that may be undone by it."""
-        value: Any = state.value
         kept: tuple[str, ...] = ()
         if state in (PodState.starting, PodState.ready, PodState.draining):
             kept = (PodState.ready.value, PodState.draining.value, PodState.terminating.value)
         elif state is PodState.pending:  # a Pod drained (or deleted) while pending stays so
             kept = (PodState.draining.value, PodState.terminating.value)
-        if kept:
-            value = case((PodRow.state.in_(kept), PodRow.state), else_=state.value)
-        await self._session.execute(
-            update(PodRow)
-            .where(PodRow.id == pod_id, PodRow.state.not_in(_ENDED))
-            .values(state=value, phase=phase, node=node, reason=reason, updated_at=now)
-        )
+        values: dict[str, Any] = {"b_id": pod_id, "b_state": state.value, "b_phase": phase}
+        values |= {"b_node": node, "b_reason": reason, "b_now": now}
+        await self._session.execute(_observed(kept), values)
+        await refresh_if_loaded(self._session, PodRow, (pod_id,))
 
     async def forget(self, pod_ids: Sequence[int]) -> None:
         """Delete the records (and slots) of ended pods; tasks keep the pod's name."""

@@ -46,6 +46,13 @@ PINNED: dict[str, dict[str, int]] = {
     for dialect, extra in (("sqlite", 0), ("postgresql", 1))
 }
 
+# A result asked with ``?then=1`` while a task is queued: the result's four, the dispatch pass
+# that fills the freed slot (which a plain result starts after its answer anyway: the pool's
+# dispatch turn on PostgreSQL, its ready slots, its queue, the pool and its windows, the slot
+# taken in two writes, the task started), and two more to hand the task over (the pod's
+# undelivered tasks, the delivery). Under load it replaces a claim (a request, and four).
+PINNED_RESULT_THEN = {"sqlite": 4 + 7 + 2, "postgresql": 4 + 8 + 2}
+
 _counting: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
     "statements", default=None
 )
@@ -161,3 +168,20 @@ async def test_a_waiting_claim_reads_the_database_only_when_woken(
         answer = await claiming
     assert [a["task_id"] for a in answer["assignments"]] == [queued["id"]]
     assert len(woken) == 6, woken  # 3 before the wake-up, 2 after it and the delivery
+
+
+async def test_a_result_that_brings_the_next_task_costs_what_is_pinned(
+    api: Api, statements: None
+) -> None:
+    pool_id, token = await pool_with_token(api)
+    async with agent_client(api, token) as http:
+        agent = FakeAgent(http, pool_id, "agent-1")
+        await agent.register(1)
+        first = await submit(api, pool_id, command="echo one")
+        second = await submit(api, pool_id, command="echo two")
+        await agent.claim([0])
+
+        answer, seen = await counted(lambda: agent.result(first["id"], 0, "succeeded", then=True))
+
+    assert answer["then"]["task_id"] == second["id"]
+    assert len(seen) == PINNED_RESULT_THEN[dialect(api)], seen

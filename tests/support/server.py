@@ -39,6 +39,7 @@ from tests.support.agent_python import agent_python
 from tests.support.ports import free_port
 
 READY_SECONDS = 60.0
+HAND_OVER_SECONDS = 20.0  # a test server's hand-over (the lease it gives up, its claims answered)
 LOCAL_PODS = Path("local-runtime") / "pods"  # under the data directory: the local pods' records
 
 
@@ -114,6 +115,13 @@ def live_server(
     try:
         yield LiveServer(f"http://127.0.0.1:{port}", loops[0])
     finally:
+        # As ``slotpool server`` stops at a signal: the app hands over first, and its waiting
+        # claims answer then. Without it, uvicorn waits for an agent's long poll (up to 25 s)
+        # past the join below, and the server's thread outlives the test (and its database).
+        stopping = getattr(app.state, "stopping", None)
+        if stopping is not None:
+            with contextlib.suppress(Exception):
+                stopping().result(timeout=HAND_OVER_SECONDS)
         server.should_exit = True
         thread.join(timeout=20)
 

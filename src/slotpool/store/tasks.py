@@ -255,7 +255,8 @@ class TaskRepository:
         result = await self._session.execute(statement, values)
         if rowcount(result) != 1:
             return False
-        await refresh_if_loaded(self._session, TaskRow, (change.task_id,))
+        # No refresh of a loaded TaskRow: this repository reads tasks as rows and inserts them
+        # with a statement, so a session never holds a TaskRow object. A slot's row it may.
         if change.slot is not None:
             await self._move_slot(change.task_id, change.slot, now=change.now)
         return True

@@ -707,3 +707,83 @@ def test_plan_is_stable_until_wake_at(obs: Observation, fraction: float) -> None
     later = NOW + timedelta(microseconds=int(horizon / timedelta(microseconds=1) * fraction))
     assert later < NOW + horizon
     assert brief(plan(settled, later)) == []
+
+
+# -- creations in flight (asked of the runtime, not listed yet) ---------------------------------
+
+
+def fresh_pending(observation: Observation, count: int) -> Observation:
+    """``observation`` with ``count`` Pods created just now, pending, current and idle: what the
+    creations in flight will be once they are listed."""
+    slots = observation.config.slots_per_pod
+    coming = tuple(
+        PodObservation(
+            name=f"coming-{i}",
+            state=pending,
+            config_hash=observation.config_hash,
+            created_at=NOW,
+            idle_since=NOW,
+            idle=slots,
+        )
+        for i in range(count)
+    )
+    return replace(observation, pods=(*observation.pods, *coming))
+
+
+def test_creations_in_flight_count_as_pods_that_are_coming() -> None:
+    first = plan(observe(queued=40, max_replicas=6, slots_per_pod=4), NOW)
+    assert brief(first) == ["create 6 scale_up"]
+    # The next pass sees none of them listed yet, and more work queued: nothing twice.
+    result = plan(replace(observe(queued=60, max_replicas=6, slots_per_pod=4), creating=6), NOW)
+    assert brief(result) == []
+    assert result.capacity_pods == 6
+    assert result.pods_after == 6
+    assert [h.reason for h in result.holds] == [Reason.max_replicas]
+    some = plan(replace(observe(queued=20, slots_per_pod=4), creating=3), NOW)
+    assert brief(some) == ["create 2 scale_up"]
+    assert "3 exist or are coming: creating 2" in some.actions[0].message
+    assert some.summary()["inputs"]["creating"] == 3
+
+
+def test_creations_in_flight_bring_the_pending_timeout_into_wake_at() -> None:
+    result = plan(replace(observe(queued=1), creating=1), NOW)
+    assert brief(result) == []
+    assert result.wake_at == NOW + timedelta(seconds=PoolConfig().pending_timeout_seconds)
+
+
+def test_creating_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="creating"):
+        replace(observe(), creating=-1)
+
+
+@given(observations(), st.integers(0, 8))
+def test_a_creation_in_flight_counts_as_a_pending_pod(obs: Observation, creating: int) -> None:
+    """Outside a freeze, a plan with ``creating`` Pods in flight does what it would do with as
+    many fresh pending Pods listed: it creates, deletes, rebuilds and holds the same."""
+    if obs.freeze.active:
+        return
+    flying = plan(replace(obs, creating=creating), NOW)
+    listed = plan(fresh_pending(obs, creating), NOW)
+    assert flying.actions == listed.actions
+    assert flying.holds == listed.holds
+    assert flying.desired_pods == listed.desired_pods
+    assert flying.pods_after == listed.pods_after
+    assert flying.capacity_pods == listed.capacity_pods
+    assert flying.capacity_slots == listed.capacity_slots
+    assert flying.wake_at == listed.wake_at
+
+
+@given(observations(), st.integers(0, 8))
+def test_creations_in_flight_never_take_the_pool_past_max_replicas(
+    obs: Observation, creating: int
+) -> None:
+    """Pods listed, in flight and created by the plan stay within max_replicas, unless the pool
+    was past it before (then the plan creates nothing); frozen, nothing is created at all."""
+    result = plan(replace(obs, creating=creating), NOW)
+    before = len([p for p in capacity(obs) if p.name not in result.deleted]) + creating
+    after = len(capacity(apply(obs, result, NOW))) + creating
+    assert after == result.pods_after
+    if result.created:
+        assert after <= obs.config.max_replicas
+        assert not obs.freeze.active
+    assert after <= max(obs.config.max_replicas, before)

@@ -10,9 +10,12 @@ Rules (product.md section 8), and the choices made where the specification is si
 
 * Capacity is counted in Pods that will offer slots: ``pending``, ``starting`` and ``ready``.
   A Pod just created and still pending counts, so a pass that follows its own creation never
-  creates it again (the classic scale-up storm). ``draining``, ``terminating`` and ``failed`` Pods
-  count neither as capacity nor, for their busy and reserved slots, as demand: their work is
-  already housed, and counting it against Pods that do not count would create Pods for it.
+  creates it again (the classic scale-up storm). So does a creation still in flight
+  (``Observation.creating``: asked of the runtime, not listed yet): it counts as a Pod that is
+  pending, except that nothing can delete it before it exists. ``draining``, ``terminating``
+  and ``failed`` Pods count neither as capacity nor, for their busy and reserved slots, as
+  demand: their work is already housed, and counting it against Pods that do not count would
+  create Pods for it.
 * Demand = busy + reserved (on capacity Pods) + queued + min_idle_slots. ``queued`` must count
   only tasks that hold no slot yet (a reserved task is demand once, as its slot).
 * Desired Pods = clamp(ceil(demand / slots_per_pod), min_replicas, max_replicas); max_replicas
@@ -47,7 +50,8 @@ Rules (product.md section 8), and the choices made where the specification is si
   "all idle" only when it reports no busy and no reserved slot *and* an ``idle_since``.
 * ``wake_at`` is the earliest instant after ``now`` at which the plan would change without a
   new event: a held scale-down's delay expiring, a pending timeout (also of the Pods this plan
-  creates), a held creation's back-off ending, a freeze boundary or the end of an unfreeze.
+  creates or that are in flight), a held creation's back-off ending, a freeze boundary or the
+  end of an unfreeze.
 """
 
 from __future__ import annotations
@@ -190,10 +194,13 @@ class Observation:
     pods: tuple[PodObservation, ...] = ()
     backoff: Backoff = field(default_factory=Backoff)
     next_freeze_boundary: datetime | None = None
+    creating: int = 0  # Pods asked of the runtime that are not among ``pods`` yet
 
     def __post_init__(self) -> None:
         if self.queued < 0:
             raise ValueError("queued must not be negative")
+        if self.creating < 0:
+            raise ValueError("creating must not be negative")
         names = [pod.name for pod in self.pods]
         if len(set(names)) != len(names):
             raise ValueError("pod names must be unique")
@@ -213,6 +220,7 @@ class Observation:
             "reserved": sum(pod.reserved for pod in self.pods),
             "idle": sum(pod.idle for pod in self.pods),
             "pods": by_state,
+            "creating": self.creating,
             "outdated": sum(1 for pod in self.pods if self.outdated(pod)),
             "min_replicas": cfg.min_replicas,
             "max_replicas": cfg.max_replicas,
@@ -360,8 +368,9 @@ def plan(observation: Observation, now: datetime) -> Plan:
         holds=decision.holds,
         demand_slots=demand,
         desired_pods=decision.desired,
-        capacity_pods=len(live),
-        capacity_slots=sum((pod.used + pod.idle) or cfg.slots_per_pod for pod in kept),
+        capacity_pods=len(live) + obs.creating,
+        capacity_slots=sum((pod.used + pod.idle) or cfg.slots_per_pod for pod in kept)
+        + obs.creating * cfg.slots_per_pod,
         pods_after=decision.pods_after,
         backoff=backoff,
         wake_at=_wake_at(obs, decision, now),
@@ -436,7 +445,7 @@ def _frozen(
         f"{len(remaining)} Pods with busy or reserved slots are kept"
     )
     hold = Hold(reason=Reason.frozen, message=held, until=obs.freeze.until)
-    return _Decision(actions, (hold,), 0, len(remaining), remaining)
+    return _Decision(actions, (hold,), 0, len(remaining) + obs.creating, remaining)
 
 
 def _thawed(
@@ -451,8 +460,9 @@ def _thawed(
     victims = _victims(obs, kept=kept, desired=desired, now=now)
     survivors = tuple(pod for pod in kept if pod not in victims)
     outdated = [pod for pod in survivors if obs.outdated(pod) and pod.all_idle]
-    missing = max(desired - len(survivors), 0)
-    holds = [*_max_hold(obs.config, demand), *_delay_hold(obs, survivors, desired, now)]
+    coming = len(survivors) + obs.creating  # in-flight creations count as pending Pods
+    missing = max(desired - coming, 0)
+    holds = [*_max_hold(obs.config, demand), *_delay_hold(obs, coming, survivors, desired, now)]
     holds += _outdated_busy_hold(obs, survivors)
     actions: list[Action] = [_scale_down(pod, obs, desired, now) for pod in victims]
     if backoff.active(now) and (missing or outdated):
@@ -460,8 +470,8 @@ def _thawed(
         missing = 0
     else:
         actions += [_rebuild(pod) for pod in outdated]
-        actions += [_create(obs, missing, demand, len(survivors))] if missing else []
-    return _Decision(tuple(actions), tuple(holds), desired, len(survivors) + missing, survivors)
+        actions += [_create(obs, missing, demand, coming)] if missing else []
+    return _Decision(tuple(actions), tuple(holds), desired, coming + missing, survivors)
 
 
 def _removable(pod: PodObservation, cfg: PoolConfig, now: datetime) -> bool:
@@ -473,7 +483,7 @@ def _removable(pod: PodObservation, cfg: PoolConfig, now: datetime) -> bool:
 def _victims(
     obs: Observation, *, kept: Sequence[PodObservation], desired: int, now: datetime
 ) -> list[PodObservation]:
-    surplus = len(kept) - desired
+    surplus = len(kept) + obs.creating - desired
     if surplus <= 0:
         return []
     removable = [pod for pod in kept if _removable(pod, obs.config, now)]
@@ -519,9 +529,9 @@ def _max_hold(cfg: PoolConfig, demand: int) -> list[Hold]:
 
 
 def _delay_hold(
-    obs: Observation, survivors: Sequence[PodObservation], desired: int, now: datetime
+    obs: Observation, coming: int, survivors: Sequence[PodObservation], desired: int, now: datetime
 ) -> list[Hold]:
-    if len(survivors) <= desired:
+    if coming <= desired:
         return []
     delay = timedelta(seconds=obs.config.scale_down_delay_seconds)
     waiting = [
@@ -532,7 +542,7 @@ def _delay_hold(
     if not waiting:
         return []
     text = (
-        f"{len(survivors)} Pods for {desired} desired: idle Pods are removed once idle for "
+        f"{coming} Pods for {desired} desired: idle Pods are removed once idle for "
         f"{obs.config.scale_down_delay_seconds}s"
     )
     return [Hold(reason=Reason.scale_down_delay, message=text, until=min(waiting))]
@@ -558,7 +568,7 @@ def _wake_at(obs: Observation, decision: _Decision, now: datetime) -> datetime |
     timeout = timedelta(seconds=obs.config.pending_timeout_seconds)
     waiting = (PodState.pending, PodState.starting)  # both are judged by the pending timeout
     pending = [p.created_at for p in decision.remaining if p.state in waiting]
-    if any(isinstance(a, CreatePods | RebuildPod) for a in decision.actions):
+    if obs.creating or any(isinstance(a, CreatePods | RebuildPod) for a in decision.actions):
         pending.append(now)
     candidates = [
         *(hold.until for hold in decision.holds),

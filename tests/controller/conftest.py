@@ -3,6 +3,7 @@ and PostgreSQL), with the runtime in memory (``FakeRuntime``) and a clock the te
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +57,13 @@ class World:
 
 @pytest.fixture
 async def world(database_url: str) -> AsyncIterator[World]:
+    async with world_of(database_url, WatchingFakeRuntime) as made:
+        yield made
+
+
+@contextlib.asynccontextmanager
+async def world_of(database_url: str, runtime_type: type[FakeRuntime]) -> AsyncIterator[World]:
+    """A world on a new database, with a runtime of ``runtime_type``."""
     upgrade(database_url)
     settings = Settings(
         database_url=database_url,
@@ -65,7 +73,7 @@ async def world(database_url: str) -> AsyncIterator[World]:
     )
     store = Store(database_url)
     clock = Clock()
-    runtime = WatchingFakeRuntime(clock=clock)
+    runtime = runtime_type(clock=clock)
     services = build_services(store, settings, clock, RuntimeRegistry({PoolType.k8s: runtime}))
     try:
         yield World(store, settings, runtime, clock, services)

@@ -69,6 +69,9 @@ class PoolController:
     async def run_pass(self, pool_id: str, *, check_secret: bool) -> SyncReport:
         return await self.reconciler.run_pass(pool_id, check_secret=check_secret)
 
+    async def settle(self, pool_id: str) -> None:
+        await self.reconciler.settle(pool_id)
+
     def forget(self, pool_id: str) -> None:
         self.reconciler.forget(pool_id)
         self._no_pods.forget(pool_id)

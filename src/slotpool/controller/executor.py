@@ -1,10 +1,12 @@
 """The executor stage of a pass: the plan's actions applied to the runtime and the books.
 
-Pods are created with bounded concurrency; idle ones are deleted or rebuilt. A Pod is deleted only
-after ``drain_if_idle`` marked it ``draining`` in the transaction that saw all its slots idle, so
-no task can be given to it any more: no path here deletes a Pod with a busy or reserved slot,
-whatever the plan says. A runtime failure fails its action only (the others are still applied);
-what each action did comes back as a value (``Applied``), in the plan's order.
+Pods are created with bounded concurrency, by the pass itself (``settle``: a pass a use case
+asked for, which reports them) or handed over to ``creations`` (a worker's pass, which returns
+at once; the next pass counts them as coming); idle ones are deleted or rebuilt. A Pod is
+deleted only after ``drain_if_idle`` marked it ``draining`` in the transaction that saw all its
+slots idle, so no task can be given to it any more: no path here deletes a Pod with a busy or
+reserved slot, whatever the plan says. A runtime failure fails its action only (the others are
+still applied); what each action did comes back as a value (``Applied``), in the plan's order.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ import structlog
 
 from slotpool import metrics
 from slotpool.clock import Clock
+from slotpool.controller.creations import Batch, Creations
+from slotpool.controller.record import action_event, creation_failed_reason
 from slotpool.controller.types import Applied, Executed, PoolTarget
 from slotpool.domain.agent_spec import agent_spec
-from slotpool.domain.events import Outcome
+from slotpool.domain.events import NewEvent, Outcome
 from slotpool.domain.pods import PodEnd, SlotState
 from slotpool.domain.scaling import (
     Action,
@@ -50,15 +54,40 @@ class Executor:
     def __init__(self, *, store: Store, clock: Clock) -> None:
         self._store = store
         self._clock = clock
+        self.creations = Creations(
+            store=store, clock=clock, create=create_pod, concurrency=CREATE_CONCURRENCY
+        )
 
-    async def apply(self, decided: Plan, target: PoolTarget) -> Executed:
+    async def apply(self, decided: Plan, target: PoolTarget, *, settle: bool = True) -> Executed:
+        """The plan's actions in order; without ``settle`` its creations are handed over."""
         applied: list[Applied] = []
         for action in decided.actions:
+            if isinstance(action, CreatePods) and not settle:
+                applied.append(self._hand_over(action, decided, target))
+                continue
             done = await self._one(action, target)
             applied.append(done)
             if done.rebuilt:
                 _log_rebuilt(target.pool_id, done, number=len(Executed(tuple(applied)).rebuilt))
         return Executed(tuple(applied))
+
+    def _hand_over(self, action: CreatePods, decided: Plan, target: PoolTarget) -> Applied:
+        inputs = decided.summary()
+
+        def event(created: list[str], error: str | None) -> NewEvent | None:
+            if not created and error is None:
+                return None  # refused before any request went out (no longer the leader)
+            done = Applied(
+                action=action,
+                outcome=Outcome.done if error is None else Outcome.failed,
+                pod=", ".join(created) or None,
+                created=tuple(created),
+                error=error,
+            )
+            return action_event(done, inputs)
+
+        self.creations.start(Batch(target, action.count, event, creation_failed_reason))
+        return Applied(action=action, outcome=Outcome.planned, handed_over=True)
 
     async def _one(self, action: Action, target: PoolTarget) -> Applied:
         try:

@@ -15,6 +15,7 @@ import structlog
 
 from slotpool import metrics
 from slotpool.clock import Clock
+from slotpool.controller.creations import Flight
 from slotpool.controller.types import Inventory, PoolTarget
 from slotpool.domain.agent_identity import kept_uid
 from slotpool.domain.inventory import (
@@ -63,25 +64,30 @@ class Observer:
             return "unchanged"
         return await self._secrets.ensure(target.pool, target.runtime, target.namespace)
 
-    async def take(self, target: PoolTarget, *, secret: str, backoff: Backoff) -> Inventory:
+    async def take(
+        self, target: PoolTarget, *, secret: str, backoff: Backoff, flight: Flight
+    ) -> Inventory:
         """The runtime's pods into the books, then the observation the decision takes, in one
         unit of work. A recorded Pod the runtime's answer lacks is only taken for gone once the
-        runtime itself (not a cache of it) says so."""
+        runtime itself (not a cache of it) says so. The pool's creations in ``flight`` are
+        counted as coming, and the Pods they may have made are not adopted (``creations``)."""
         fresh = False
         while True:
             listed_at = self._clock()
-            seen = await target.runtime.pods(target.namespace, target.pool_id, fresh=fresh)
-            booked = await self._book(target, seen, listed_at, confirmed=fresh)
+            listing = await target.runtime.pods(target.namespace, target.pool_id, fresh=fresh)
+            booked = await self._book(target, listing, listed_at, confirmed=fresh, flight=flight)
             if booked is not None:
                 break
             fresh = True
-        classified, rows, queued = booked
+        classified, rows, queued, seen, creating = booked
         for change in classified.of_kind(DeleteEnded):  # its record stays; the runtime's goes
             await target.runtime.delete_pod(target.namespace, change.name)
         now = self._clock()
         alive = set(classified.alive)
         live = [pod for pod in seen if pod.name in alive]
-        observation = self._observe(target, rows, live, queued, backoff=backoff, now=now)
+        observation = self._observe(
+            target, rows, live, queued, backoff=backoff, now=now, creating=creating
+        )
         return Inventory(secret, classified, observation, now)
 
     async def _book(
@@ -91,14 +97,19 @@ class Observer:
         listed_at: datetime,
         *,
         confirmed: bool,
-    ) -> tuple[Classified, list[Pod], int] | None:
-        """The comparison written, the pool's rows as they are then and its queue; None (nothing
-        written) if a Pod would be retired as vanished on a listing not ``confirmed``."""
+        flight: Flight,
+    ) -> tuple[Classified, list[Pod], int, list[RuntimePod], int] | None:
+        """The comparison written, the pool's rows as they are then, its queue, the listed Pods
+        it took and the creations in flight; None (nothing written) if a Pod would be retired as
+        vanished on a listing not ``confirmed``."""
         async with self._store.unit_of_work() as uow:
             books = await uow.pods.of_pool(target.pool_id)
+            names = {p.name for p in books}
+            creating = flight.creating(names)  # nothing awaited since the books were read
+            kept = [pod for pod in seen if not flight.hides(pod.name, names)]
             classified = classify(
                 books,
-                [listed(pod) for pod in seen],
+                [listed(pod) for pod in kept],
                 runtime=target.runtime.name,
                 listed_at=listed_at,
             )
@@ -108,7 +119,8 @@ class Observer:
                 await self._write(uow, target, change, now=listed_at)
             if classified.changes:
                 books = await uow.pods.of_pool(target.pool_id)
-            return classified, books, await uow.tasks.count_queued(target.pool_id)
+            queued = await uow.tasks.count_queued(target.pool_id)
+            return classified, books, queued, kept, creating
 
     async def _write(
         self, uow: UnitOfWork, target: PoolTarget, change: Change, *, now: datetime
@@ -147,6 +159,7 @@ class Observer:
         *,
         backoff: Backoff,
         now: datetime,
+        creating: int,
     ) -> Observation:
         rows = {p.name: p for p in books}
         pool = target.pool
@@ -159,6 +172,7 @@ class Observer:
             pods=tuple(pod_observation(rows[p.name], p) for p in live if p.name in rows),
             backoff=backoff,
             next_freeze_boundary=self._freeze.next_boundary(pool, now),
+            creating=creating,
         )
 
 

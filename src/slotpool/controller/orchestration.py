@@ -195,6 +195,7 @@ class Orchestration:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self._reconciler.stop()  # the creations the passes handed over
 
     async def _listed(self) -> list[Pool] | None:
         """Every pool this server runs; the workers of the others are stopped. None: the
@@ -334,7 +335,7 @@ class Orchestration:
         """One pass of the pool's worker; the seconds until its next pass is due (at the latest
         the resync, sooner if the plan asked to be woken), None if the pool is gone."""
         try:
-            await self._reconciler.run_pass(pool_id, check_secret=False)
+            await self._reconciler.run_pass(pool_id, check_secret=False, settle=False)
         except NotFound:
             return None
         except NotLeader as exc:  # the server stops leading: its leadership stops this worker

@@ -12,7 +12,8 @@ asks (``orchestration.py``) or a use case needs one now (a config save, a token 
 2. **plan**: ``domain.scaling.plan(observation, now)`` (pure) turns it into actions and holds,
    each with a reason;
 3. **execute** (``executor.py``): create Pods, delete or rebuild idle ones; what each action did
-   comes back as a value;
+   comes back as a value (a worker's pass hands its creations over to ``creations.py`` and
+   returns; the next passes count them as coming until the books show them);
 4. **record** (``record.py``): every action and every new hold is a pool event (inputs, action,
    reason), queued tasks say why they wait, the back-off is kept.
 
@@ -28,6 +29,7 @@ from datetime import datetime
 
 from slotpool import metrics
 from slotpool.clock import Clock
+from slotpool.controller.creations import STOP_WAIT_SECONDS
 from slotpool.controller.executor import Executor
 from slotpool.controller.inventory import Observer
 from slotpool.controller.record import (
@@ -86,6 +88,16 @@ class Reconciler:
 
     def forget(self, pool_id: str) -> None:
         self._memory.pop(pool_id, None)
+        self._executor.creations.forget(pool_id)
+
+    async def settle(self, pool_id: str) -> None:
+        """Returns once the creations the pool's passes handed over have ended."""
+        await self._executor.creations.settle(pool_id)
+
+    async def stop(self, *, wait: float = STOP_WAIT_SECONDS) -> None:
+        """The creations handed over awaited (those not done after ``wait`` seconds
+        cancelled), and forgotten."""
+        await self._executor.creations.stop(wait=wait)
 
     def desired_pods(self, pool_id: str) -> int | None:
         """How many Pods the pool's last plan wanted; None before this process planned it."""
@@ -97,13 +109,18 @@ class Reconciler:
         memory = self._memory.get(pool_id)
         return None if memory is None else memory.failing
 
-    async def run_pass(self, pool_id: str, *, check_secret: bool) -> SyncReport:
-        """One pass now; ``RuntimeFailed`` (with what was done) when the runtime failed a step."""
+    async def run_pass(
+        self, pool_id: str, *, check_secret: bool, settle: bool = True
+    ) -> SyncReport:
+        """One pass now; ``RuntimeFailed`` (with what was done) when the runtime failed a step.
+        Without ``settle`` its creations are handed over, not awaited: the report does not
+        name them, and their batch reports a failure (the pool's events, the queue's reason)."""
         async with self._locks.of(pool_id):
             pool = await self._pools.get(pool_id)  # the latest config, read under the lock
             metrics.pool_names.note(pool.pool_id, pool.name)
             with metrics.CONTROLLER_PASS.time():
-                report = await self._pass(self._target(pool), check_secret=check_secret)
+                target = self._target(pool)
+                report = await self._pass(target, check_secret=check_secret, settle=settle)
         if report.failures:
             raise RuntimeFailed("; ".join(report.failures), report)
         return report
@@ -115,19 +132,24 @@ class Reconciler:
             raise Conflict(f"agent pool {pool.pool_id} has no configuration yet: PUT /k8s-config")
         return PoolTarget(pool, config, runtime, self._pools.pod_context(pool))
 
-    async def _pass(self, target: PoolTarget, *, check_secret: bool) -> SyncReport:
+    async def _pass(self, target: PoolTarget, *, check_secret: bool, settle: bool) -> SyncReport:
         memory = self._memory.get(target.pool_id) or PoolMemory.first(target.pool)
         try:
             secret, memory = await self._prepare(target, memory, check_secret=check_secret)
             try:
-                inventory = await self._observer.take(target, secret=secret, backoff=memory.backoff)
+                inventory = await self._observer.take(
+                    target,
+                    secret=secret,
+                    backoff=memory.backoff,
+                    flight=self._executor.creations.flight(target.pool_id),
+                )
             except RuntimeApiError as exc:
                 raise RuntimeFailed(str(exc), SyncReport(secret=secret)) from exc
         except RuntimeFailed as exc:
             await self._runtime_failing(target, str(exc))
             raise
         decided = plan(inventory.observation, inventory.observed_at)
-        executed = await self._executor.apply(decided, target)
+        executed = await self._executor.apply(decided, target, settle=settle)
         holds = await self._record(target, inventory, decided, executed, memory)
         self._memory[target.pool_id] = replace(
             memory,

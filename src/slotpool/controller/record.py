@@ -33,11 +33,12 @@ class Record:
 
 
 def action_events(decided: Plan, executed: Executed) -> list[NewEvent]:
-    inputs = decided.summary() if executed.applied else {}
-    return [_action_event(applied, inputs) for applied in executed.applied]
+    done = [applied for applied in executed.applied if not applied.handed_over]
+    inputs = decided.summary() if done else {}
+    return [action_event(applied, inputs) for applied in done]
 
 
-def _action_event(applied: Applied, inputs: dict[str, object]) -> NewEvent:
+def action_event(applied: Applied, inputs: dict[str, object]) -> NewEvent:
     action = applied.action
     name = getattr(action, "name", None)
     suffix = f" ({applied.error})" if applied.error is not None else ""
@@ -82,7 +83,7 @@ def queue_reason(
             return f"waiting: change freeze (no_new_tasks){until}; {freeze.reason()}"
         return f"waiting: {freeze.reason()}; no Pod is created{until}"
     if creation_failed is not None:
-        return f"waiting: creating Pods failed ({creation_failed}); the controller tries again"
+        return creation_failed_reason(creation_failed)
     for hold in decided.holds:
         if hold.reason is Reason.backoff:
             until = f" until {minute_utc(hold.until)}" if hold.until else ""
@@ -93,6 +94,11 @@ def queue_reason(
     if decided.created or any(p.state in starting for p in observation.pods):
         return "waiting for a free slot: Pods are starting"
     return "waiting for a free slot"
+
+
+def creation_failed_reason(error: str) -> str:
+    """Why queued tasks wait when creating Pods failed with the runtime's ``error``."""
+    return f"waiting: creating Pods failed ({error}); the controller tries again"
 
 
 def record_of(

@@ -102,6 +102,7 @@ class Applied:
     rebuilt: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
     error: str | None = None
+    handed_over: bool = False  # a creation left running: its batch writes its event
 
 
 @dataclass(frozen=True)

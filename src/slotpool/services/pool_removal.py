@@ -46,6 +46,8 @@ class PoolRemoval:
                 "Pods are deleted and the tasks with the pool)"
             )
         async with self._locks.of(pool_id):
+            # No pass runs now; the Pods the last ones are creating land before the listing.
+            await self._passes.settle(pool_id)
             deleted = await self._delete_pods(pool)
             await self._pools.delete(pool_id, by=by)
         self._passes.forget(pool_id)

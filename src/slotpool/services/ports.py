@@ -49,6 +49,10 @@ class PoolPasses(Protocol):
         no Pods for the pool, ``NotFound`` when it does not exist."""
         ...
 
+    async def settle(self, pool_id: str) -> None:
+        """Returns once the Pod creations the pool's passes started have ended (recorded)."""
+        ...
+
     def forget(self, pool_id: str) -> None:
         """The pool is gone: drop what the controller remembers of it."""
         ...

@@ -297,7 +297,9 @@ def resync_section(out: Report, run: Run) -> None:
         "`Running` with the pool's config hash, and the pool's token in the fake Secret. A "
         "pass is `reconcile(pool, check_secret=False)` for every pool, one after the other "
         "unless batched; the baseline is one `uow.pods.of_pool(pool_id)` per pool, each in its "
-        "own unit of work. CPU = `time.process_time()` of this process (all its threads) + "
+        "own reading unit of work (`store.reading()`: no transaction, the cheapest there is). "
+        "On PostgreSQL a settled pool's pass reads without the pool's lock in the database and "
+        "takes it only to act (`Reconciler._look`). CPU = `time.process_time()` of this process (all its threads) + "
         "PostgreSQL's server processes. RSS peak = `VmHWM` after resetting it; "
         "tracemalloc runs only in the passes that say so (it slows them)."
     )

@@ -263,7 +263,7 @@ async def passes(
     args: argparse.Namespace,
 ) -> None:
     async def read(pool: Pool) -> int:
-        async with store.unit_of_work() as uow:
+        async with store.reading() as uow:  # the cheapest unit of work there is
             return len(await uow.pods.of_pool(pool.pool_id))
 
     async def reconcile(pool: Pool) -> SyncReport:

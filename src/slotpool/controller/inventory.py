@@ -79,9 +79,33 @@ class Observer:
             if booked is not None:
                 break
             fresh = True
-        classified, rows, queued, seen, creating = booked
-        for change in classified.of_kind(DeleteEnded):  # its record stays; the runtime's goes
+        for change in booked[0].of_kind(DeleteEnded):  # its record stays; the runtime's goes
             await target.runtime.delete_pod(target.namespace, change.name)
+        return self._inventory(target, secret, booked, backoff=backoff)
+
+    async def look(
+        self, target: PoolTarget, *, secret: str, backoff: Backoff, flight: Flight
+    ) -> Inventory | None:
+        """``take`` for a pool that may be settled, reading only (``Store.reading``): the
+        inventory if the runtime's (cached) list and the books agree and nothing is queued;
+        None if anything would be written or done, which is then ``take``'s to do."""
+        listed_at = self._clock()
+        listing = await target.runtime.pods(target.namespace, target.pool_id, fresh=False)
+        async with self._store.reading() as uow:
+            books = await uow.pods.of_pool(target.pool_id)
+            classified, kept, creating = _compare(target, books, listing, listed_at, flight)
+            if classified.changes or creating:
+                return None
+            queued = await uow.tasks.count_queued(target.pool_id)
+        if queued:
+            return None
+        booked = (classified, books, queued, kept, creating)
+        return self._inventory(target, secret, booked, backoff=backoff)
+
+    def _inventory(
+        self, target: PoolTarget, secret: str, booked: Booked, *, backoff: Backoff
+    ) -> Inventory:
+        classified, rows, queued, seen, creating = booked
         now = self._clock()
         alive = set(classified.alive)
         live = [pod for pod in seen if pod.name in alive]
@@ -98,21 +122,13 @@ class Observer:
         *,
         confirmed: bool,
         flight: Flight,
-    ) -> tuple[Classified, list[Pod], int, list[RuntimePod], int] | None:
+    ) -> Booked | None:
         """The comparison written, the pool's rows as they are then, its queue, the listed Pods
         it took and the creations in flight; None (nothing written) if a Pod would be retired as
         vanished on a listing not ``confirmed``."""
         async with self._store.unit_of_work() as uow:
             books = await uow.pods.of_pool(target.pool_id)
-            names = {p.name for p in books}
-            creating = flight.creating(names)  # nothing awaited since the books were read
-            kept = [pod for pod in seen if not flight.hides(pod.name, names)]
-            classified = classify(
-                books,
-                [listed(pod) for pod in kept],
-                runtime=target.runtime.name,
-                listed_at=listed_at,
-            )
+            classified, kept, creating = _compare(target, books, seen, listed_at, flight)
             if not confirmed and any(r.cause is Cause.vanished for r in classified.of_kind(Retire)):
                 return None
             for change in classified.changes:
@@ -174,6 +190,30 @@ class Observer:
             next_freeze_boundary=self._freeze.next_boundary(pool, now),
             creating=creating,
         )
+
+
+# What a pass booked: the comparison, the pool's rows, its queue, the listed Pods it took and
+# the creations in flight.
+Booked = tuple[Classified, list[Pod], int, list[RuntimePod], int]
+
+
+def _compare(
+    target: PoolTarget,
+    books: Sequence[Pod],
+    seen: Sequence[RuntimePod],
+    listed_at: datetime,
+    flight: Flight,
+) -> tuple[Classified, list[RuntimePod], int]:
+    """The books against the listing (the Pods creations in ``flight`` may have made left
+    out), the listed Pods taken, and how many creations the books do not show yet. Called
+    right after the books were read: nothing is awaited in between."""
+    names = {p.name for p in books}
+    creating = flight.creating(names)
+    kept = [pod for pod in seen if not flight.hides(pod.name, names)]
+    classified = classify(
+        books, [listed(pod) for pod in kept], runtime=target.runtime.name, listed_at=listed_at
+    )
+    return classified, kept, creating
 
 
 def listed(pod: RuntimePod) -> Listed:

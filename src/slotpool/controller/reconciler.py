@@ -115,15 +115,56 @@ class Reconciler:
         """One pass now; ``RuntimeFailed`` (with what was done) when the runtime failed a step.
         Without ``settle`` its creations are handed over, not awaited: the report does not
         name them, and their batch reports a failure (the pool's events, the queue's reason)."""
-        async with self._locks.of(pool_id):
-            pool = await self._pools.get(pool_id)  # the latest config, read under the lock
-            metrics.pool_names.note(pool.pool_id, pool.name)
-            with metrics.CONTROLLER_PASS.time():
-                target = self._target(pool)
-                report = await self._pass(target, check_secret=check_secret, settle=settle)
+        async with self._locks.local(pool_id):
+            looked = None
+            if self._locks.spans_processes and not check_secret:
+                with metrics.CONTROLLER_PASS.time():
+                    looked = await self._look(pool_id)
+            if looked is not None:
+                return looked
+            async with self._locks.shared(pool_id):
+                pool = await self._pools.get(pool_id)  # the latest config, read under the lock
+                metrics.pool_names.note(pool.pool_id, pool.name)
+                with metrics.CONTROLLER_PASS.time():
+                    target = self._target(pool)
+                    report = await self._pass(target, check_secret=check_secret, settle=settle)
         if report.failures:
             raise RuntimeFailed("; ".join(report.failures), report)
         return report
+
+    async def _look(self, pool_id: str) -> SyncReport | None:
+        """The pass of a settled pool, reading only and without the database's lock (other
+        processes pass their pools meanwhile): its report if the pass would write nothing and
+        do nothing (its Pods as booked, nothing queued, in flight or due, no new hold); None
+        otherwise, and the pass runs under the lock. Where several processes share the
+        database this spares a settled pool's pass the lock's two round trips and its reads'
+        transactions."""
+        memory = self._memory.get(pool_id)
+        if memory is None or memory.failing is not None:
+            return None  # a first pass (the Secret, the namespace) or a failing runtime: act
+        if memory.secret_due(self._monotonic(), SECRET_CHECK_SECONDS):
+            return None
+        pool = await self._pools.get(pool_id)
+        if pool.rotating_from is not None:
+            return None  # a rotation to finish
+        target = self._target(pool)
+        flight = self._executor.creations.flight(pool_id)
+        try:
+            inventory = await self._observer.look(
+                target, secret="unchanged", backoff=memory.backoff, flight=flight
+            )
+        except RuntimeApiError:
+            return None  # the pass under the lock meets it again and says so
+        if inventory is None:
+            return None
+        decided = plan(inventory.observation, inventory.observed_at)
+        held, holds = hold_events(decided, memory.holds)
+        record = record_of(inventory.observation, decided, held, backoff=memory.backoff)
+        if decided.actions or record.events or record.queue_reason or record.backoff:
+            return None
+        metrics.pool_names.note(pool.pool_id, pool.name)
+        self._remember(pool_id, memory, decided, holds)
+        return report_of(inventory, decided, Executed(()))
 
     def _target(self, pool: Pool) -> PoolTarget:
         runtime = self._runtimes.for_pool(pool)
@@ -151,7 +192,11 @@ class Reconciler:
         decided = plan(inventory.observation, inventory.observed_at)
         executed = await self._executor.apply(decided, target, settle=settle)
         holds = await self._record(target, inventory, decided, executed, memory)
-        self._memory[target.pool_id] = replace(
+        self._remember(target.pool_id, memory, decided, holds)
+        return report_of(inventory, decided, executed)
+
+    def _remember(self, pool_id: str, memory: PoolMemory, decided: Plan, holds: Holds) -> None:
+        self._memory[pool_id] = replace(
             memory,
             backoff=decided.backoff,
             wake_at=decided.wake_at,
@@ -159,7 +204,6 @@ class Reconciler:
             failing=None,
             desired_pods=decided.desired_pods,
         )
-        return report_of(inventory, decided, executed)
 
     async def _runtime_failing(self, target: PoolTarget, error: str) -> None:
         """A pass the runtime failed before it could decide: the queued tasks say so, and the

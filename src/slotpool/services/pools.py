@@ -175,7 +175,7 @@ class PoolService:
             return await uow.pools.list(limit=limit, offset=offset, name=name)
 
     async def get(self, pool_id: str) -> Pool:
-        async with self._store.unit_of_work() as uow:
+        async with self._store.reading() as uow:
             pool = await uow.pools.read(pool_id)
         if pool is None:
             raise NotFound(f"agent pool {pool_id} not found")

@@ -28,5 +28,9 @@ class TransactionAborted(Exception):
     well succeed."""
 
 
+class ReadOnlyViolation(Exception):
+    """A write in a unit of work opened to read (``Store.reading``): a bug, never an answer."""
+
+
 # PostgreSQL's SQLSTATEs for a transaction it aborted because of another one.
 ABORTED_STATES = frozenset({"40P01", "40001"})  # deadlock_detected, serialization_failure

@@ -9,6 +9,12 @@ An admin change is recorded with ``uow.audit(...)`` the same way: its audit line
 What a change must tell others (a waiting agent, a log follower, the pool's controller) is said
 with ``uow.signal(...)`` beside the write, and handed to the store's subscribers only once the
 transaction has committed: a rolled-back change wakes nobody, and a committed one always does.
+
+What only reads opens ``store.reading()`` instead: no transaction to commit (on PostgreSQL its
+statements run in autocommit, each with its own snapshot, as a READ COMMITTED transaction's
+would: no BEGIN and COMMIT round trips), no turn to wait for on SQLite, no lease to check for the
+leader's work (a read changes nothing a newer leader could object to). A write tried in it is a
+bug and fails (``ReadOnlyViolation``), before reaching the database.
 """
 
 from __future__ import annotations
@@ -33,7 +39,12 @@ from slotpool.domain.tasks import FINAL
 from slotpool.domain.transitions import TaskChange
 from slotpool.store.cluster import ClusterRepository
 from slotpool.store.db import backend, create_engine
-from slotpool.store.errors import ABORTED_STATES, DatabaseUnavailable, TransactionAborted
+from slotpool.store.errors import (
+    ABORTED_STATES,
+    DatabaseUnavailable,
+    ReadOnlyViolation,
+    TransactionAborted,
+)
 from slotpool.store.events import PoolEventRepository
 from slotpool.store.history import PoolHistoryRepository
 from slotpool.store.pods import PodRepository
@@ -62,6 +73,22 @@ class _Session(Session):
     """The units of work's sessions (``_only_what_is_loaded`` listens to them alone)."""
 
 
+READ_ONLY = "slotpool_read_only"  # in ``Session.info`` of a ``Store.reading`` session
+
+
+@event.listens_for(_Session, "do_orm_execute")
+def _reads_only(state: ORMExecuteState) -> None:
+    """A reading session runs SELECTs only."""
+    if state.session.info.get(READ_ONLY) and not state.is_select:
+        raise ReadOnlyViolation(f"a write in a read-only unit of work: {state.statement}")
+
+
+@event.listens_for(_Session, "before_flush")
+def _flushes_nothing(session: Session, *_: object) -> None:
+    if session.info.get(READ_ONLY) and (session.new or session.dirty or session.deleted):
+        raise ReadOnlyViolation("objects added or changed in a read-only unit of work")
+
+
 @event.listens_for(_Session, "do_orm_execute")
 def _only_what_is_loaded(state: ORMExecuteState) -> None:
     """An UPDATE or DELETE synchronises the session's objects of its table only if the session
@@ -82,7 +109,8 @@ def _only_what_is_loaded(state: ORMExecuteState) -> None:
 
 
 class UnitOfWork:
-    def __init__(self, session: AsyncSession, backend: str) -> None:
+    def __init__(self, session: AsyncSession, backend: str, *, read_only: bool = False) -> None:
+        self.read_only = read_only
         self.pools = PoolRepository(session)
         self.admin_tokens = AdminTokenRepository(session)
         self.pool_tokens = PoolTokenRepository(session)
@@ -109,7 +137,12 @@ class UnitOfWork:
 
     def after_commit(self, then: Callable[[], None]) -> None:
         """Call ``then`` once this unit of work has committed (a metric of what it did)."""
+        self._writing("after_commit")
         self._committed.append(then)
+
+    def _writing(self, what: str) -> None:
+        if self.read_only:
+            raise ReadOnlyViolation(f"{what} in a read-only unit of work")
 
     def committed(self) -> None:
         for then in self._committed:
@@ -117,10 +150,12 @@ class UnitOfWork:
 
     def signal(self, *signals: Signal) -> None:
         """Tell the subscribers once this unit of work has committed (duplicates are sent once)."""
+        self._writing("a signal")
         self._signals.update(dict.fromkeys(signals))
 
     def audit(self, entry: AuditEntry) -> None:
         """Write the audit line of this admin change once the unit of work has committed."""
+        self._writing("an audit line")
         self.audited.append(entry)
 
     @property
@@ -174,6 +209,22 @@ class Store:
         self._publish(uow)  # after the turn is given back: subscribers may start new work
 
     @asynccontextmanager
+    async def reading(self) -> AsyncIterator[UnitOfWork]:
+        """A unit of work that only reads (see the module's notes): it waits for no turn, checks
+        no lease, commits nothing and refuses every write."""
+        try:
+            async with self._sessions() as session:
+                session.sync_session.info[READ_ONLY] = True
+                if self.backend == "postgresql":
+                    await session.connection(execution_options=_AUTOCOMMIT)
+                yield UnitOfWork(session, self.backend, read_only=True)
+        except DBAPIError as exc:
+            translated = _translated(exc)
+            if translated is None:
+                raise
+            raise translated from exc
+
+    @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[UnitOfWork]:
         """A unit of work of the leader's work (``domain.leadership.CURRENT``: the controller,
         the sweeper) is fenced: refused (``NotLeader``) once its lease ran out by this process's
@@ -193,11 +244,10 @@ class Store:
                     lease.check()
                 yield uow
         except DBAPIError as exc:
-            if exc.connection_invalidated:  # SQLAlchemy has dropped the pool's connections
-                raise DatabaseUnavailable("the connection to the database was lost") from exc
-            if getattr(exc.orig, "sqlstate", None) in ABORTED_STATES:
-                raise TransactionAborted(str(exc.orig)) from exc
-            raise
+            translated = _translated(exc)
+            if translated is None:
+                raise
+            raise translated from exc
 
     async def ping(self) -> None:
         async with self._engine.connect() as connection:
@@ -205,3 +255,15 @@ class Store:
 
     async def close(self) -> None:
         await self._engine.dispose()
+
+
+_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
+
+
+def _translated(exc: DBAPIError) -> Exception | None:
+    """What the services make of a failed statement; None: nothing but the error itself."""
+    if exc.connection_invalidated:  # SQLAlchemy has dropped the pool's connections
+        return DatabaseUnavailable("the connection to the database was lost")
+    if getattr(exc.orig, "sqlstate", None) in ABORTED_STATES:
+        return TransactionAborted(str(exc.orig))
+    return None

@@ -38,10 +38,11 @@ Four parts, each with a baseline from the same run (one module each; ``report`` 
    agents' ``register``) that ``FakeRuntime`` reports ``Running``; one ``run_pass(pool_id,
    check_secret=False)`` per pool, sequentially (a first pass, whose Secret check is due, and a
    steady one) and in ``asyncio.gather`` batches, against the same number of plain
-   ``uow.pods.of_pool()`` reads (each in a ``store.reading()`` unit of work). Wall and CPU time (``time.process_time``; PostgreSQL's server
-   processes are counted apart), RSS before/after and its peak (``VmHWM``, reset through
-   ``/proc/self/clear_refs``), and the tracemalloc peak in a separate pass. Then the same pass
-   for one pool whose 10 live Pods come with 0, 100 and 1,000 ended Pods' rows.
+   ``uow.pods.of_pool()`` reads (each in a ``store.reading()`` unit of work). Wall and CPU time
+   (``time.process_time``; PostgreSQL's server processes are counted apart), RSS before/after
+   and its peak (``VmHWM``, reset through ``/proc/self/clear_refs``), and the tracemalloc peak
+   in a separate pass. Then the same pass for one pool whose 10 live Pods come with 0, 100 and
+   1,000 ended Pods' rows.
 
 Results are printed and written to ``bench/CONTROLLER.md`` with the machine's details. Run it
 with ``scripts/bench controller`` or ``.venv/bin/python -m bench.controller --help``.

@@ -299,9 +299,9 @@ def resync_section(out: Report, run: Run) -> None:
         "unless batched; the baseline is one `uow.pods.of_pool(pool_id)` per pool, each in its "
         "own reading unit of work (`store.reading()`: no transaction, the cheapest there is). "
         "On PostgreSQL a settled pool's pass reads without the pool's lock in the database and "
-        "takes it only to act (`Reconciler._look`). CPU = `time.process_time()` of this process (all its threads) + "
-        "PostgreSQL's server processes. RSS peak = `VmHWM` after resetting it; "
-        "tracemalloc runs only in the passes that say so (it slows them)."
+        "takes it only to act (`Reconciler._look`). CPU = `time.process_time()` of this "
+        "process (all its threads) + PostgreSQL's server processes. RSS peak = `VmHWM` after "
+        "resetting it; tracemalloc runs only in the passes that say so (it slows them)."
     )
     for result in run.resync:
         base, steady = result.get("of_pool read (baseline)"), result.get("reconcile, steady pass")

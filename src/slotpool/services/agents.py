@@ -76,7 +76,7 @@ class AgentService:
         self._background: set[asyncio.Task[int]] = set()  # referenced until done
 
     async def pods(self, pool_id: str) -> list[Pod]:
-        async with self._store.unit_of_work() as uow:
+        async with self._store.reading() as uow:
             return await uow.pods.of_pool(pool_id)
 
     async def register(

@@ -102,7 +102,7 @@ class AdminAuth:
 
     async def tokens(self) -> list[AdminToken]:
         """The configured token (if any) first, then the stored ones, oldest first."""
-        async with self._store.unit_of_work() as uow:
+        async with self._store.reading() as uow:
             stored = await uow.admin_tokens.all()
         return [*self._configured_token(), *stored]
 
@@ -148,17 +148,16 @@ class AdminAuth:
         ):
             return CONFIGURED_ADMIN_TOKEN
         now = self._clock()
-        async with self._store.unit_of_work() as uow:
-            found = await uow.admin_tokens.by_hash(digest(token))
-            if found is None:
-                raise Unauthorized("invalid admin token")
-            status = found.status(now)
-            if status is TokenStatus.revoked:
-                raise Unauthorized(
-                    f"admin token {found.name} was revoked at {_when(found.revoked_at)}"
-                )
-            if status is TokenStatus.expired:
-                raise Unauthorized(f"admin token {found.name} expired at {_when(found.expires_at)}")
-            if found.last_used_at is None or found.last_used_at < now - TOUCH_INTERVAL:
+        async with self._store.reading() as reading:
+            found = await reading.admin_tokens.by_hash(digest(token))
+        if found is None:
+            raise Unauthorized("invalid admin token")
+        status = found.status(now)
+        if status is TokenStatus.revoked:
+            raise Unauthorized(f"admin token {found.name} was revoked at {_when(found.revoked_at)}")
+        if status is TokenStatus.expired:
+            raise Unauthorized(f"admin token {found.name} expired at {_when(found.expires_at)}")
+        if found.last_used_at is None or found.last_used_at < now - TOUCH_INTERVAL:
+            async with self._store.unit_of_work() as uow:  # once a TOUCH_INTERVAL at most
                 await uow.admin_tokens.touch(found.name, now=now, older_than=now - TOUCH_INTERVAL)
         return found.name

@@ -303,7 +303,7 @@ class Election:
     # -- the view ------------------------------------------------------------------------------
 
     async def view(self) -> ClusterView:
-        async with self._store.unit_of_work() as uow:
+        async with self._store.reading() as uow:
             leader = await uow.cluster.leader()
             replicas = await uow.cluster.replicas(seen_within=SEEN_LEASES * self.lease_seconds)
         if self._store.backend == "sqlite":  # one server: rows of earlier processes are history

@@ -205,7 +205,7 @@ class HistoryService:
         now = self._clock()
         since, until = self.window(query, now)
         step = step_for(until - since, self._interval)
-        async with self._store.unit_of_work() as uow:
+        async with self._store.reading() as uow:
             pool = await require_pool(uow, pool_id)
             samples = await uow.history.between(
                 pool_id, since=since, until=until, limit=MAX_SAMPLES

@@ -32,7 +32,7 @@ class StatsService:
 
     async def pool_counts(self, pool_ids: Sequence[str]) -> dict[str, PoolCounts]:
         """One query for the whole page; pools without Pods or tasks get zeros."""
-        async with self._store.unit_of_work() as uow:
+        async with self._store.reading() as uow:
             found = await uow.stats.counts(pool_ids)
         return {pool_id: found.get(pool_id, PoolCounts()) for pool_id in pool_ids}
 

@@ -112,7 +112,7 @@ class TaskService:
         return task  # as written: not started by this call (under a burst, the rule)
 
     async def get(self, task_id: str) -> Task:
-        async with self._store.unit_of_work() as uow:
+        async with self._store.reading() as uow:
             return await require_task(uow, task_id)
 
     async def page(
@@ -124,13 +124,13 @@ class TaskService:
         limit: int,
         offset: int,
     ) -> tuple[list[Task], int]:
-        async with self._store.unit_of_work() as uow:
+        async with self._store.reading() as uow:
             return await uow.tasks.page(
                 pool_id=pool_id, status=status, created_by=created_by, limit=limit, offset=offset
             )
 
     async def log_page(self, task_id: str, *, after: int, limit: int = LOG_PAGE) -> LogPage:
-        async with self._store.unit_of_work() as uow:
+        async with self._store.reading() as uow:
             task = await require_task(uow, task_id)
             chunks = await uow.tasks.logs(task_id, after=after, limit=limit + 1)
         complete = len(chunks) <= limit

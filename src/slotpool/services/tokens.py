@@ -84,12 +84,12 @@ class TokenService:
         self._clock = clock
 
     async def list(self, pool_id: str) -> list[PoolToken]:
-        async with self._store.unit_of_work() as uow:
+        async with self._store.reading() as uow:
             await require_pool(uow, pool_id)
             return await uow.pool_tokens.list(pool_id)
 
     async def get(self, pool_id: str, name: str) -> PoolToken:
-        async with self._store.unit_of_work() as uow:
+        async with self._store.reading() as uow:
             await require_pool(uow, pool_id)
             return await self._require(uow.pool_tokens, pool_id, name)
 
@@ -195,7 +195,7 @@ class TokenService:
 
     async def registered(self, credential: str) -> RegisteredAgent | None:
         """The agent that holds ``credential``, if one does."""
-        async with self._store.unit_of_work() as uow:
+        async with self._store.reading() as uow:
             pod = await uow.pods.by_credential(token_digest(credential))
         return None if pod is None else RegisteredAgent(*pod)
 

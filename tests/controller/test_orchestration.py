@@ -157,6 +157,7 @@ async def test_a_workers_pass_says_when_the_next_one_is_due(world: World, loops:
     pool = await world.pool("timed", min_replicas=1, pending_timeout_seconds=600)
     # The new Pod's pending timeout is 600 s away: the resync comes first, or the timeout does.
     assert await loops.orchestration.pass_once(pool.pool_id, 60.0) == 60.0
+    await world.services.controller.settle(pool.pool_id)  # the pass handed its creation over
     assert await loops.orchestration.pass_once(pool.pool_id, 3600.0) == 600.0
     world.clock.advance(seconds=599.99)
     assert await loops.orchestration.pass_once(pool.pool_id, 3600.0) == 0.05  # never spins

@@ -136,3 +136,50 @@ async def test_on_postgresql_it_runs_outside_a_transaction(store: Store) -> None
         raw = await driver_connection(session)
         assert raw.autocommit is False
         assert raw.info.transaction_status is psycopg.pq.TransactionStatus.INTRANS
+
+
+async def test_leaving_a_unit_of_work_does_not_pass_the_event_loop(store: Store) -> None:
+    """Closing the session after a commit (or a read) happens in the task itself: another task
+    that is ready meanwhile does not run first (SQLAlchemy's own exit would close it in a task
+    of its own, and let every ready task run before the caller goes on). On SQLite nothing in
+    a unit of work waits (``store/inline_sqlite.py``), so the whole of it runs at once."""
+    if store.backend != "sqlite":
+        pytest.skip("PostgreSQL's statements wait for the network: other tasks run meanwhile")
+    await add_pool(store)
+    ran: list[str] = []
+    other = asyncio.get_running_loop().call_soon(ran.append, "other")
+    async with store.unit_of_work() as uow:
+        await uow.pools.update(POOL, by="test", now=NOW, description="changed")
+    async with store.reading() as reading:
+        await reading.pools.read(POOL)
+    assert ran == [], "nothing else ran in between"
+    other.cancel()
+
+
+async def test_a_failed_unit_of_work_gives_its_connection_back(store: Store) -> None:
+    await add_pool(store)
+    pool = store._engine.pool
+
+    class Refused(Exception):
+        pass
+
+    async def write_then_fail() -> None:
+        async with store.unit_of_work() as uow:
+            await uow.pools.update(POOL, by="test", now=NOW, description="lost")
+            raise Refused
+
+    async def read_then_fail() -> None:
+        async with store.reading() as reading:
+            await reading.pools.read(POOL)
+            raise Refused
+
+    for _ in range(3):
+        with pytest.raises(Refused):
+            await write_then_fail()
+        with pytest.raises(Refused):
+            await read_then_fail()
+    assert pool.checkedout() == 0  # type: ignore[attr-defined]
+    async with store.reading() as reading:
+        kept = await reading.pools.read(POOL)
+    assert kept is not None
+    assert kept.description == ""

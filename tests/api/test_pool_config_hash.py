@@ -7,14 +7,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from slotpool.api.app import create_app
-from slotpool.api.routes.pools import POOL_LIST
 from slotpool.api.schemas import PoolList
 from slotpool.store.uow import Store
 from tests.api.conftest import ADMIN_TOKEN, Api, settings_for
 from tests.api.test_pools_api import POOLS, SEED_RIGHT, create_pool
 from tests.support.clock import Clock
 from tests.support.server import asgi_client
+
+POOL_LIST = TypeAdapter(PoolList)
 
 
 async def shown_hashes(api: Api, pool_id: str) -> set[str]:

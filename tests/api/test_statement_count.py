@@ -185,3 +185,29 @@ async def test_a_result_that_brings_the_next_task_costs_what_is_pinned(
 
     assert answer["then"]["task_id"] == second["id"]
     assert len(seen) == PINNED_RESULT_THEN[dialect(api)], seen
+
+
+async def test_the_pool_list_costs_four_statements_however_many_pools(
+    api: Api, statements: None
+) -> None:
+    """A page of pools: the pools, their windows, how many there are, their counts (Pods, slots,
+    queued tasks); the same for 1 pool and for 6, with windows or without."""
+    costs = []
+    for n in range(6):
+        config: dict[str, Any] = {"image": "busybox:1"}
+        if n % 2:
+            config["freeze_schedules"] = [
+                {"from_time": "01:00", "to_time": "02:00", "weekdays": [1]}
+            ]
+        created = await api.client.post(
+            "/api/v1/agent-pools", json={"name": f"p{n}", "k8s_config": config}
+        )
+        assert created.status_code == 201, created.text
+        if n in (0, 5):
+            listed, seen = await counted(
+                lambda: api.client.get("/api/v1/agent-pools", params={"limit": 1000})
+            )
+            assert listed.status_code == 200
+            assert len(listed.json()["items"]) == n + 1
+            costs.append(len(seen))
+    assert costs == [4, 4], f"statements per pool list changed: {costs}"

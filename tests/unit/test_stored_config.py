@@ -27,7 +27,7 @@ from slotpool.domain.config import (
 )
 from slotpool.domain.freeze import FreezePolicy, FreezeSchedule
 from slotpool.domain.pools import Pool, StoredConfig, stored_pod_fields
-from slotpool.domain.trusted import trusted
+from slotpool.domain.trusted import dumped, trusted
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -139,6 +139,38 @@ def test_windows_inside_a_config_are_rebuilt_as_models(raw: dict[str, Any]) -> N
     validated = PoolConfig.model_validate(raw)
     data = validated.model_dump(mode="json", exclude_unset=True)
     assert_same(trusted(PoolConfig, data), PoolConfig.model_validate(data))
+
+
+def jsonb_order(value: Any) -> Any:
+    """``value`` with every mapping's keys in PostgreSQL's JSONB order (shorter keys first)."""
+    if isinstance(value, dict):
+        keys = sorted(value, key=lambda key: (len(key.encode()), key.encode()))
+        return {key: jsonb_order(value[key]) for key in keys}
+    if isinstance(value, list):
+        return [jsonb_order(item) for item in value]
+    return value
+
+
+@given(payloads)
+def test_a_stored_config_is_shown_as_its_rebuilt_model_dumps_it(raw: dict[str, Any]) -> None:
+    """``dumped`` (the pool list's view of a stored configuration) is the stored form of the
+    configuration rebuilt, byte for byte, whatever order the database keeps its keys in."""
+    stored = json.loads(json.dumps(stored_form(PoolConfig.model_validate(raw))))
+    for kept in (stored, jsonb_order(stored)):
+        shown = dumped(PoolConfig, kept)
+        assert json.dumps(shown) == json.dumps(stored_form(trusted(PoolConfig, kept)))
+    window = raw.get("freeze_schedules") or [
+        {"from_time": "01:00", "to_time": "02:00", "weekdays": [1]}
+    ]
+    schedule = FreezeSchedule.model_validate(window[0]).model_dump(mode="json")
+    assert dumped(FreezeSchedule, schedule) == trusted(FreezeSchedule, schedule).model_dump(
+        mode="json", exclude_none=True
+    )
+
+
+def test_dumped_refuses_what_is_not_a_field() -> None:
+    with pytest.raises(ValueError, match="cpu_limit"):
+        dumped(PoolConfig, {"image": "x", "cpu_limit": "1"})
 
 
 def test_nested_models_and_enums_become_what_validation_makes() -> None:

@@ -85,21 +85,23 @@ class FreezeStateOut(BaseModel):
 
     @classmethod
     def of(cls, state: FreezeState) -> FreezeStateOut:
-        windows = [
-            {"schedule_id": w.schedule_id, "start": w.start, "end": w.end, "policy": w.policy}
-            for w in state.windows
-        ]
-        return trusted(
-            cls,
-            {
-                "active": state.active,
-                "policy": state.policy,
-                "until": state.until,
-                "lifted_until": state.lifted_until,
-                "windows": windows,
-                "reason": state.reason(),
-            },
-        )
+        return trusted(cls, freeze_view(state))
+
+
+def freeze_view(state: FreezeState) -> dict[str, Any]:
+    """``FreezeStateOut``'s values (its enums as members: they serialise as their values)."""
+    windows = [
+        {"schedule_id": w.schedule_id, "start": w.start, "end": w.end, "policy": w.policy}
+        for w in state.windows
+    ]
+    return {
+        "active": state.active,
+        "policy": state.policy,
+        "until": state.until,
+        "lifted_until": state.lifted_until,
+        "windows": windows,
+        "reason": state.reason(),
+    }
 
 
 class UnfreezeOut(BaseModel):

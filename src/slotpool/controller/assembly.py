@@ -10,6 +10,7 @@ from __future__ import annotations
 from slotpool.clock import Clock
 from slotpool.controller.orchestration import Orchestration
 from slotpool.controller.reconciler import Reconciler
+from slotpool.domain.config import PoolType
 from slotpool.domain.pools import Pool
 from slotpool.services.freeze import FreezeService
 from slotpool.services.locks import PoolLocks
@@ -85,6 +86,12 @@ class PoolController:
         """Why this server gives the pool no Pods now: no runtime for its type, no
         configuration, or its runtime failing the passes; None when nothing stands in the way."""
         return self._no_pods.why(pool) or self.reconciler.failing(pool.pool_id)
+
+    def why_no_pods_of(self, pool_id: str, pool_type: PoolType, *, configured: bool) -> str | None:
+        """``why_no_pods`` of the pool ``pool_id`` of ``pool_type``, configured or not
+        (``Pool.effective_config``): for a listing that does not rebuild its pools."""
+        why = self._no_pods.why_of(pool_id, pool_type, configured=configured)
+        return why or self.reconciler.failing(pool_id)
 
     async def sweep_orphans(self) -> list[str]:
         """Delete now the Pods labelled for a pool that no longer exists (the background loop

@@ -69,11 +69,16 @@ class PodContext:
         return config.namespace or self.default_namespace
 
     def hash_inputs(self, config: PoolConfig) -> dict[str, str]:
+        return self.hash_inputs_for(config.namespace)
+
+    def hash_inputs_for(self, namespace: str | None) -> dict[str, str]:
+        """``hash_inputs`` of a configuration whose ``namespace`` is this (None: not set),
+        known without the configuration itself (the pool list reads it from the stored one)."""
         inputs = {
             "builder": BUILDER_VERSION,
             "pool_id": self.pool_id,
             "control_plane_url": self.control_plane_url,
-            "namespace": self.namespace_for(config),
+            "namespace": namespace or self.default_namespace,
         }
         if self.token_generation:  # (absent before the first rotation: hashes stay as they were)
             inputs["token_generation"] = str(self.token_generation)

@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
+from functools import lru_cache
 from typing import Annotated, Any
 
 from pydantic import (
@@ -408,5 +409,13 @@ def config_hash_of(fields: str, *, context: Mapping[str, str]) -> str:
     """``config_hash`` of the configuration whose ``pod_fields`` are ``fields``: the SHA-256 of
     ``canonical_json({"config": <the Pod fields>, "context": context})``, spelled out so that
     the stored fields are hashed as they are ("config" sorts before "context")."""
-    payload = f'{{"config":{fields},"context":{canonical_json(dict(context))}}}'
+    payload = f'{{"config":{fields},"context":{_canonical_context(tuple(context.items()))}}}'
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@lru_cache(maxsize=4096)
+def _canonical_context(items: tuple[tuple[str, str], ...]) -> str:
+    """``canonical_json`` of a hash's context, remembered: a pool's is the same on every read
+    (its id, the control-plane URL, its namespace, ...), and encoding it cost more than the
+    hash itself. A few hundred bytes each, for the last 4,096 contexts."""
+    return canonical_json(dict(items))

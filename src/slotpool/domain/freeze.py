@@ -144,36 +144,38 @@ def _utc_at(day: date, wall: time, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, wall, tzinfo=zone).astimezone(UTC)
 
 
-def _occurrence_on(schedule: FreezeSchedule, *, day: date, zone: ZoneInfo) -> Occurrence:
-    end_day = day + _ONE_DAY if schedule.overnight else day
+def _occurrence(
+    schedule: FreezeSchedule, *, day: date, zone: ZoneInfo, start: datetime, end: datetime
+) -> Occurrence:
     label = f"{WEEKDAY_NAMES[day.weekday()]} {schedule.from_time}-{schedule.to_time} {zone.key}"
     return Occurrence(
-        schedule_id=schedule.id,
-        start=_utc_at(day, _parse_hhmm(schedule.from_time), zone),
-        end=_utc_at(end_day, _parse_hhmm(schedule.to_time), zone),
-        policy=schedule.policy,
-        label=label,
+        schedule_id=schedule.id, start=start, end=end, policy=schedule.policy, label=label
     )
 
 
 def occurrences(
     schedule: FreezeSchedule, *, start: datetime, end: datetime, default_tz: str
 ) -> list[Occurrence]:
-    """All occurrences of ``schedule`` overlapping ``[start, end)``, sorted by start."""
+    """All occurrences of ``schedule`` overlapping ``[start, end)``, sorted by start. (A day's
+    end, and its occurrence, are made only for a day that starts before ``end``.)"""
     _require_aware(start, "start")
     _require_aware(end, "end")
     if end <= start:
         return []
     zone = schedule.zone(default_tz)
+    from_wall, to_wall = _parse_hhmm(schedule.from_time), _parse_hhmm(schedule.to_time)
+    end_offset = _ONE_DAY if schedule.overnight else timedelta(0)
     # Two days of margin: an overnight window, shifted by a DST gap, still reaches ``start``.
     day = start.astimezone(zone).date() - 2 * _ONE_DAY
     last = end.astimezone(zone).date() + _ONE_DAY
     found: list[Occurrence] = []
     while day <= last:
         if day.isoweekday() in schedule.weekdays:
-            occ = _occurrence_on(schedule, day=day, zone=zone)
-            if occ.start < occ.end and occ.start < end and occ.end > start:
-                found.append(occ)
+            begins = _utc_at(day, from_wall, zone)
+            if begins < end:
+                ends = _utc_at(day + end_offset, to_wall, zone)
+                if begins < ends and ends > start:
+                    found.append(_occurrence(schedule, day=day, zone=zone, start=begins, end=ends))
         day += _ONE_DAY
     return found
 

@@ -80,6 +80,12 @@ def effective_config(pool_type: PoolType, config: PoolConfig | None) -> PoolConf
     return None if pool_type is PoolType.static else config
 
 
+def has_effective_config(pool_type: PoolType, *, saved: bool) -> bool:
+    """Whether ``effective_config`` is one for a pool of ``pool_type`` that has a configuration
+    saved (``saved``) or not, known without building it."""
+    return pool_type is PoolType.local or (pool_type is PoolType.k8s and saved)
+
+
 def stored_pod_fields(pool_type: PoolType, config: PoolConfig | None) -> str | None:
     """What a pool of ``pool_type`` with ``config`` keeps as its ``pod_fields``."""
     effective = effective_config(pool_type, config)

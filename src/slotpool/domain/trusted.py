@@ -123,3 +123,53 @@ def _refuse_hidden(args: tuple[Any, ...], where: str) -> None:
     for arg in args:
         if _converter(arg, where) is not None:
             raise TypeError(f"{where}: cannot rebuild a model or enum inside {args!r}")
+
+
+# -- the stored form, shown ------------------------------------------------------------------
+
+View = Callable[[Any], Any]
+
+
+def dumped(model: type[BaseModel], data: Mapping[str, Any]) -> dict[str, Any]:
+    """``trusted(model, data).model_dump(mode="json", exclude_unset=True, exclude_none=True)``
+    for JSON ``data`` of the kind slotpool stores (``domain.config.stored_form``), without
+    building the model: the keys given, in the model's field order (in nested models too), None
+    values left out, everything else as it is (an enum's value is what is stored). Read from a
+    database that keeps JSON keys in an order of its own (PostgreSQL's JSONB), it comes out as
+    the dump does: the model's fields in their order, a mapping's keys as stored."""
+    out = {}
+    for name, view in _view_plan(model):
+        value = data.get(name)
+        if value is not None:
+            out[name] = value if view is None else view(value)
+    if len(out) < len(data) and (unknown := data.keys() - dict(_view_plan(model)).keys()):
+        raise ValueError(f"{', '.join(sorted(unknown))} not a field of {model.__name__}")
+    return out
+
+
+@cache
+def _view_plan(model: type[BaseModel]) -> tuple[tuple[str, View | None], ...]:
+    _plan(model)  # refuses what ``trusted`` cannot rebuild
+    return tuple(
+        (name, _view(info.annotation, f"{model.__name__}.{name}"))
+        for name, info in model.model_fields.items()
+    )
+
+
+def _view(annotation: Any, where: str) -> View | None:
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _view(args[0], where)
+    if origin in (Union, types.UnionType):
+        present = [arg for arg in args if arg is not type(None)]
+        if len(present) == 1:
+            inner = _view(present[0], where)
+            return None if inner is None else _optional(inner)
+        return None  # (``_plan`` refused a union hiding a model)
+    if origin is list:
+        item = _view(args[0], where)
+        return None if item is None else _each(item)
+    if origin is None and isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        nested: type[BaseModel] = annotation
+        return lambda value: dumped(nested, value)
+    return None  # enums: their value as stored; anything else: as it is

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,11 +33,22 @@ class FreezeService:
         self._clock = clock
 
     def state(self, pool: Pool, now: datetime | None = None) -> FreezeState:
-        return freeze_state(
+        return self.state_of(
             pool.freeze_schedules,
-            now=now or self._clock(),
-            default_tz=self._default_tz,
             unfreeze_until=pool.unfreeze.until if pool.unfreeze else None,
+            now=now or self._clock(),
+        )
+
+    def state_of(
+        self,
+        schedules: Sequence[FreezeSchedule],
+        *,
+        unfreeze_until: datetime | None,
+        now: datetime,
+    ) -> FreezeState:
+        """``state`` of a pool with these windows and this one-time unfreeze's end."""
+        return freeze_state(
+            schedules, now=now, default_tz=self._default_tz, unfreeze_until=unfreeze_until
         )
 
     def next_boundary(self, pool: Pool, now: datetime) -> datetime | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import structlog
 
 from slotpool.clock import Clock
+from slotpool.domain.config import PoolType
 from slotpool.domain.events import NewEvent, Outcome
 from slotpool.domain.pools import Pool
 from slotpool.domain.scaling import HOLD
@@ -39,6 +40,11 @@ class NoPods:
     def why(self, pool: Pool) -> str | None:
         """Why this server gives the pool no Pods; None when it does (or for static pools)."""
         return self._runtimes.why_no_pods(pool)
+
+    def why_of(self, pool_id: str, pool_type: PoolType, *, configured: bool) -> str | None:
+        """``why`` of the pool ``pool_id`` of ``pool_type``, configured or not (its
+        ``effective_config``)."""
+        return self._runtimes.why_no_pods_of(pool_id, pool_type, configured=configured)
 
     def queue_reason(self, pool_id: str) -> str | None:
         """The reason a task queued now in the pool gets, if the pool was noted as getting no

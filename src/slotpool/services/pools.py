@@ -10,19 +10,19 @@ from typing import Any
 from slotpool.clock import Clock
 from slotpool.domain.agent_spec import AgentSpec, PodContext, agent_spec
 from slotpool.domain.audit import AuditEntry
-from slotpool.domain.config import PoolConfig, PoolType, check_config
+from slotpool.domain.config import PoolConfig, PoolType, check_config, config_hash_of
 from slotpool.domain.errors import ConfigInvalid
 from slotpool.domain.freeze import FreezeSchedule
 from slotpool.domain.leadership import PodSettings
 from slotpool.domain.manifest import pod_manifest
-from slotpool.domain.pools import Pool, StoredConfig
+from slotpool.domain.pools import Pool, StoredConfig, has_effective_config
 from slotpool.domain.signals import Signal
 from slotpool.services.errors import Conflict, Invalid, NotFound, PreconditionFailed
 from slotpool.services.ids import new_pool_id, new_schedule_id
 from slotpool.settings import Settings
 from slotpool.store.errors import Conflict as StoreConflict
 from slotpool.store.errors import StaleRevision
-from slotpool.store.pools import NewPool
+from slotpool.store.pools import NewPool, PoolPage, StoredPool
 from slotpool.store.uow import Store, UnitOfWork
 
 
@@ -170,9 +170,31 @@ class PoolService:
         no dump of its configuration."""
         return pool.config_hash(self.pod_context(pool))
 
+    def stored_config_hash(self, pool: StoredPool) -> str | None:
+        """``config_hash`` of a pool as stored, without rebuilding it: its Pod fields, and the
+        namespace its stored configuration names, in this server's context."""
+        row = pool.columns
+        saved = row["k8s_config"]
+        pool_type = PoolType(row["pool_type"])
+        if pool.pod_fields is None or not has_effective_config(pool_type, saved=bool(saved)):
+            return None
+        context = PodContext(
+            pool_id=row["pool_id"],
+            control_plane_url=self._pod_settings.public_url,
+            default_namespace=self._pod_settings.default_namespace,
+            token_generation=row["token_generation"] or 0,
+        )
+        namespace = None if saved is None else saved.get("namespace")
+        return config_hash_of(pool.pod_fields, context=context.hash_inputs_for(namespace))
+
     async def list(self, *, limit: int, offset: int, name: str | None) -> tuple[list[Pool], int]:
         async with self._store.unit_of_work() as uow:
             return await uow.pools.list(limit=limit, offset=offset, name=name)
+
+    async def page(self, *, limit: int, offset: int, name: str | None) -> PoolPage:
+        """The same page as ``list``, as stored (the pool list shows it without rebuilding)."""
+        async with self._store.unit_of_work() as uow:
+            return await uow.pools.page(limit=limit, offset=offset, name=name)
 
     async def get(self, pool_id: str) -> Pool:
         async with self._store.reading() as uow:

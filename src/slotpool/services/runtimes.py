@@ -54,16 +54,23 @@ class PoolRuntimes:
     def why_no_pods(self, pool: Pool) -> str | None:
         """Why this server creates no Pods for the pool, in words that say what to do; None
         when it does, and for static pools (their agents are started by hand)."""
-        if pool.pool_type is PoolType.static:
+        return self.why_no_pods_of(
+            pool.pool_id, pool.pool_type, configured=pool.effective_config() is not None
+        )
+
+    def why_no_pods_of(self, pool_id: str, pool_type: PoolType, *, configured: bool) -> str | None:
+        """``why_no_pods`` of the pool ``pool_id`` of ``pool_type``, which has an effective
+        configuration (``configured``) or not."""
+        if pool_type is PoolType.static:
             return None
         try:
-            self._registry.get(pool.pool_type, pool.pool_id)
+            self._registry.get(pool_type, pool_id)
         except NoRuntime as exc:
             return str(exc)
-        if pool.effective_config() is None:
+        if not configured:
             return (
                 "the pool has no configuration yet: save one (PUT "
-                f"/api/v1/agent-pools/{pool.pool_id}/k8s-config, `slotpool pools apply -f`, or "
+                f"/api/v1/agent-pools/{pool_id}/k8s-config, `slotpool pools apply -f`, or "
                 "the web UI's Configuration tab)"
             )
         return None

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, case, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -32,7 +32,10 @@ _WINDOWS_OF = (
     .order_by(SCHEDULES.c.position)
 )
 SCHEDULE_FIELDS = ("id", "from_time", "to_time", "weekdays", "timezone", "policy", "note")
+# What a page of pools reads of their windows: the fields, and whose they are (no timestamps).
+_PAGE_WINDOWS = select(SCHEDULES.c.pool_id, *(SCHEDULES.c[name] for name in SCHEDULE_FIELDS))
 Columns = Mapping[Any, Any]  # a row's values by column name (a RowMapping, or a dict)
+Page = tuple[list[Columns], dict[str, list[Columns]], int]  # rows, their windows, the total
 
 
 # Rows are turned into domain objects without validating them again (``domain.trusted``): what
@@ -57,14 +60,13 @@ def _pool(row: Columns, schedules: Iterable[Columns]) -> Pool:
     pool_type = PoolType(row["pool_type"])
     stored = row["k8s_config"]
     config = None if stored is None else trusted(PoolConfig, stored)
-    current = row["pod_fields_revision"] == row["revision"]  # else an edit left them behind
     return Pool(
         pool_id=row["pool_id"],
         name=row["name"],
         description=row["description"],
         pool_type=pool_type,
         config=config,
-        pod_fields=row["pod_fields"] if current else stored_pod_fields(pool_type, config),
+        pod_fields=_pod_fields(row, pool_type, config),
         freeze_schedules=tuple(_schedule(s) for s in schedules),
         unfreeze=unfreeze,
         revision=row["revision"],
@@ -80,12 +82,47 @@ def _pool(row: Columns, schedules: Iterable[Columns]) -> Pool:
     )
 
 
+def _pod_fields(row: Columns, pool_type: PoolType, config: PoolConfig | None) -> str | None:
+    """The pool's Pod fields: as stored while they are current (written at the pool's revision),
+    else computed again from its configuration (an edit by code that does not know them left
+    them behind)."""
+    if row["pod_fields_revision"] == row["revision"]:
+        stored: str | None = row["pod_fields"]
+        return stored
+    return stored_pod_fields(pool_type, config)
+
+
+def _stored_pool(row: Columns, windows: list[Columns]) -> StoredPool:
+    schedules = tuple(_schedule(s) for s in windows)
+    if row["pod_fields_revision"] == row["revision"]:
+        return StoredPool(row, row["pod_fields"], schedules)
+    stored = row["k8s_config"]
+    config = None if stored is None else trusted(PoolConfig, stored)
+    return StoredPool(row, _pod_fields(row, PoolType(row["pool_type"]), config), schedules)
+
+
 def _pool_of(row: AgentPoolRow) -> Pool:
     return _pool(_columns(row), [_columns(s) for s in row.freeze_schedules])
 
 
 def _columns(row: AgentPoolRow | FreezeScheduleRow) -> Columns:
     return {column.key: getattr(row, column.key) for column in row.__table__.columns}
+
+
+class StoredPool(NamedTuple):
+    """A pool as stored, for a listing to show without rebuilding it: its row (``columns``,
+    by column name; its configuration as the stored JSON), its current Pod fields
+    (``_pod_fields``) and its windows in order."""
+
+    columns: Columns
+    pod_fields: str | None
+    windows: tuple[FreezeSchedule, ...]
+
+
+@dataclass(frozen=True)
+class PoolPage:
+    pools: list[StoredPool]
+    total: int  # how many pools there are (with the name asked for, if one was)
 
 
 @dataclass(frozen=True)
@@ -107,26 +144,38 @@ class PoolRepository:
     async def list(
         self, *, limit: int, offset: int, name: str | None = None
     ) -> tuple[list[Pool], int]:
-        """A page of pools by name, and how many there are. Read as plain rows (no ORM
-        objects: a listing changes nothing), their windows with one more statement."""
+        """A page of pools by name, and how many there are, as domain pools."""
+        rows, windows, total = await self._page(limit=limit, offset=offset, name=name)
+        return [_pool(row, windows[row["pool_id"]]) for row in rows], total
+
+    async def page(self, *, limit: int, offset: int, name: str | None = None) -> PoolPage:
+        """The same page as ``list``, as stored (``StoredPool``): for a listing that shows the
+        pools as they are, nothing is rebuilt."""
+        rows, windows, total = await self._page(limit=limit, offset=offset, name=name)
+        return PoolPage([_stored_pool(row, windows[row["pool_id"]]) for row in rows], total)
+
+    async def _page(self, *, limit: int, offset: int, name: str | None) -> Page:
+        """A page of pools by name, their windows and how many pools there are: read as plain
+        rows (no ORM objects: a listing changes nothing), in three statements."""
         query = select(POOLS)
         count = select(func.count()).select_from(POOLS)
         if name is not None:
             query, count = query.where(POOLS.c.name == name), count.where(POOLS.c.name == name)
-        rows = (
-            await self._session.execute(query.order_by(POOLS.c.name).limit(limit).offset(offset))
-        ).all()
-        windows: dict[str, list[Columns]] = {row.pool_id: [] for row in rows}
+        found = await self._session.execute(
+            query.order_by(POOLS.c.name).limit(limit).offset(offset)
+        )
+        rows: list[Columns] = list(found.mappings())
+        windows: dict[str, list[Columns]] = {row["pool_id"]: [] for row in rows}
         if windows:
             found = await self._session.execute(
-                select(SCHEDULES)
-                .where(SCHEDULES.c.pool_id.in_(list(windows)))
-                .order_by(SCHEDULES.c.pool_id, SCHEDULES.c.position)
+                _PAGE_WINDOWS.where(SCHEDULES.c.pool_id.in_(list(windows))).order_by(
+                    SCHEDULES.c.pool_id, SCHEDULES.c.position
+                )
             )
             for window in found.mappings():
                 windows[window["pool_id"]].append(window)
         total = await self._session.scalar(count)
-        return [_pool(row._mapping, windows[row.pool_id]) for row in rows], int(total or 0)
+        return rows, windows, int(total or 0)
 
     async def get(self, pool_id: str) -> Pool | None:
         """The pool, read to be changed in this unit of work (its row is kept for the write)."""

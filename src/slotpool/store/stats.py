@@ -11,14 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
-from sqlalchemy import bindparam, func, literal, select, union_all
+from sqlalchemy import ColumnElement, Select, func, literal, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.expression import BindParameter
+from sqlalchemy.orm import QueryableAttribute
 
 from slotpool.domain.pods import PodState, SlotState
 from slotpool.domain.tasks import OPEN, TaskStatus
+from slotpool.store.dialect import one_of, values_bound, values_parameter
 from slotpool.store.models import AgentPoolRow, PodRow, SlotRow, TaskRow
+
+POOLS = AgentPoolRow.__table__
 
 ENDED = (PodState.failed.value, PodState.deleted.value, PodState.terminating.value)
 
@@ -48,11 +53,13 @@ class PoolCensus:
 
 
 class PoolStatsRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, backend: str) -> None:
         self._session = session
+        self._backend = backend
 
     async def counts(self, pool_ids: Sequence[str]) -> dict[str, PoolCounts]:
-        """Counts for these pools; a pool that does not exist is left out.
+        """Counts for these pools; a pool that does not exist, or has nothing to count (no
+        Pod, no queued task: all zeros), is left out.
 
         One statement: the page's pools joined to three grouped counts (their Pods, the slots
         of those that have not ended, their queued tasks), each over the page's pools only. (A
@@ -60,53 +67,9 @@ class PoolStatsRepository:
         for 1,000 pools of 10 Pods, JIT compilation included.)"""
         if not pool_ids:
             return {}
-        ids: BindParameter[list[str]] = bindparam("pool_ids", list(pool_ids), expanding=True)
-        pods = (
-            select(
-                PodRow.pool_id,
-                func.count().filter(PodRow.state == PodState.ready.value).label("ready"),
-                func.count().label("total"),
-            )
-            .where(PodRow.pool_id.in_(ids))
-            .group_by(PodRow.pool_id)
-            .subquery()
+        rows = await self._session.execute(
+            _counts(self._backend), {"pool_ids": values_bound(pool_ids, self._backend)}
         )
-        slots = (
-            select(
-                PodRow.pool_id,
-                func.count().filter(SlotRow.state == SlotState.busy.value).label("busy"),
-                func.count().filter(SlotRow.state == SlotState.reserved.value).label("reserved"),
-                func.count().label("total"),  # capacity: the slots of Pods that can still run
-            )
-            .select_from(SlotRow)
-            .join(PodRow, PodRow.id == SlotRow.pod_id)
-            .where(PodRow.pool_id.in_(ids), PodRow.state.not_in(ENDED))
-            .group_by(PodRow.pool_id)
-            .subquery()
-        )
-        queued = (
-            select(TaskRow.pool_id, func.count().label("queued"))
-            .where(TaskRow.pool_id.in_(ids), TaskRow.status == TaskStatus.queued.value)
-            .group_by(TaskRow.pool_id)
-            .subquery()
-        )
-        pool = AgentPoolRow.pool_id
-        query = (
-            select(
-                pool,
-                pods.c.ready,
-                pods.c.total,
-                slots.c.busy,
-                slots.c.reserved,
-                slots.c.total,
-                queued.c.queued,
-            )
-            .outerjoin(pods, pods.c.pool_id == pool)
-            .outerjoin(slots, slots.c.pool_id == pool)
-            .outerjoin(queued, queued.c.pool_id == pool)
-            .where(pool.in_(ids))
-        )
-        rows = await self._session.execute(query)
         return {row[0]: PoolCounts(*(int(value or 0) for value in row[1:])) for row in rows.all()}
 
     async def census(self) -> dict[str, PoolCensus]:
@@ -156,3 +119,66 @@ class PoolStatsRepository:
             else:
                 census.slots[SlotState(state)] = int(count)
         return found
+
+
+@cache
+def _counts(backend: str) -> Select[Any]:
+    """``PoolStatsRepository.counts``' statement on ``backend``, built once; the pools are the
+    parameter ``pool_ids``."""
+    bound = values_parameter("pool_ids", backend)
+
+    def ids(column: ColumnElement[str] | QueryableAttribute[str]) -> ColumnElement[bool]:
+        return one_of(column, bound, backend)
+
+    pods = (
+        select(
+            PodRow.pool_id,
+            func.count().filter(PodRow.state == PodState.ready.value).label("ready"),
+            func.count().label("total"),
+        )
+        .where(ids(PodRow.pool_id))
+        .group_by(PodRow.pool_id)
+        .subquery()
+    )
+    slots = (
+        select(
+            PodRow.pool_id,
+            func.count().filter(SlotRow.state == SlotState.busy.value).label("busy"),
+            func.count().filter(SlotRow.state == SlotState.reserved.value).label("reserved"),
+            func.count().label("total"),  # capacity: the slots of Pods that can still run
+        )
+        .select_from(SlotRow)
+        .join(PodRow, PodRow.id == SlotRow.pod_id)
+        .where(ids(PodRow.pool_id), PodRow.state.not_in(ENDED))
+        .group_by(PodRow.pool_id)
+        .subquery()
+    )
+    queued = (
+        select(TaskRow.pool_id, func.count().label("queued"))
+        .where(ids(TaskRow.pool_id), TaskRow.status == TaskStatus.queued.value)
+        .group_by(TaskRow.pool_id)
+        .subquery()
+    )
+    pool = POOLS.c.pool_id  # (the table's: the rows are read without the ORM)
+    return (
+        select(
+            pool,
+            pods.c.ready,
+            pods.c.total,
+            slots.c.busy,
+            slots.c.reserved,
+            slots.c.total,
+            queued.c.queued,
+        )
+        .outerjoin(pods, pods.c.pool_id == pool)
+        .outerjoin(slots, slots.c.pool_id == pool)
+        .outerjoin(queued, queued.c.pool_id == pool)
+        .where(
+            ids(pool),
+            or_(
+                pods.c.total.is_not(None),
+                slots.c.total.is_not(None),
+                queued.c.queued.is_not(None),
+            ),
+        )
+    )

@@ -116,7 +116,7 @@ class UnitOfWork:
         self.pool_tokens = PoolTokenRepository(session)
         self.pods = PodRepository(session, backend)
         self.tasks = TaskRepository(session, backend)
-        self.stats = PoolStatsRepository(session)
+        self.stats = PoolStatsRepository(session, backend)
         self.events = PoolEventRepository(session)
         self.history = PoolHistoryRepository(session, backend)
         self.retention = RetentionRepository(session)

@@ -5,16 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
-from pydantic import TypeAdapter
 
 from slotpool.api.deps import Admin, ExpectedRevision, Services, ServicesDep
+from slotpool.api.pool_page import page_json
 from slotpool.api.schemas import PoolCreate, PoolList, PoolOut, PoolPatch
 from slotpool.domain.pools import POOL_ID_PATTERN, POOL_NAME_PATTERN, Pool
-from slotpool.domain.trusted import trusted
 from slotpool.services.stats import PoolCounts
 
 router = APIRouter(prefix="/api/v1/agent-pools", tags=["pools"])
-POOL_LIST = TypeAdapter(PoolList)
 PoolId = Annotated[str, Path(pattern=POOL_ID_PATTERN, description="pool- and 16 of [a-z0-9]")]
 
 
@@ -52,12 +50,11 @@ async def list_pools(
         str | None, Query(pattern=POOL_NAME_PATTERN, max_length=63, description="Exact name")
     ] = None,
 ) -> Response:
-    """A page of pools by name. Serialised here, once, from the page as built (up to 1,000
-    pools: FastAPI would pass it through the response model once more first)."""
-    pools, total = await services.pools.list(limit=limit, offset=offset, name=name)
-    items = await pools_out(services, pools)
-    page = trusted(PoolList, {"items": items, "total": total, "limit": limit, "offset": offset})
-    return Response(POOL_LIST.dump_json(page), media_type="application/json")
+    """A page of pools by name: up to 1,000 pools, shown as stored and serialised once
+    (``api/pool_page.py``), as ``PoolList`` of the single pool's answers would be."""
+    page = await services.pools.page(limit=limit, offset=offset, name=name)
+    body = await page_json(services, page, limit=limit, offset=offset)
+    return Response(body, media_type="application/json")
 
 
 @router.post("", response_model=PoolOut, status_code=status.HTTP_201_CREATED)

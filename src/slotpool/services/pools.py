@@ -188,12 +188,12 @@ class PoolService:
         return config_hash_of(pool.pod_fields, context=context.hash_inputs_for(namespace))
 
     async def list(self, *, limit: int, offset: int, name: str | None) -> tuple[list[Pool], int]:
-        async with self._store.unit_of_work() as uow:
+        async with self._store.reading() as uow:
             return await uow.pools.list(limit=limit, offset=offset, name=name)
 
     async def page(self, *, limit: int, offset: int, name: str | None) -> PoolPage:
         """The same page as ``list``, as stored (the pool list shows it without rebuilding)."""
-        async with self._store.unit_of_work() as uow:
+        async with self._store.reading() as uow:
             return await uow.pools.page(limit=limit, offset=offset, name=name)
 
     async def get(self, pool_id: str) -> Pool:

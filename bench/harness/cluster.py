@@ -124,8 +124,9 @@ class PodWatch:
     def of_pool(self, pool_id: str) -> tuple[list[float], list[float]]:
         """When the pool's Pods were first seen, and first seen Running: sorted."""
         prefix = f"slotpool-{pool_id}-"
-        added = [t for name, t in self.added.items() if name.startswith(prefix)]
-        running = [t for name, t in self.running.items() if name.startswith(prefix)]
+        # Copied first, in one step: the watch's thread adds to them meanwhile.
+        added = [t for name, t in list(self.added.items()) if name.startswith(prefix)]
+        running = [t for name, t in list(self.running.items()) if name.startswith(prefix)]
         return sorted(added), sorted(running)
 
     def wait_running(

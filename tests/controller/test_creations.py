@@ -10,11 +10,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
+from slotpool.controller.orchestration import Coalesce, Orchestration
 from slotpool.domain.agent_spec import AgentSpec
+from slotpool.domain.config import PoolType
 from slotpool.domain.pods import PodState
 from slotpool.domain.tasks import TaskSubmit
-from slotpool.runtime.base import RuntimePod
+from slotpool.runtime.base import RuntimePod, RuntimeRegistry
+from slotpool.services.notify import Notifier
+from slotpool.services.runtimes import PoolRuntimes
 from tests.controller.conftest import World, world_of
 from tests.support.fake_runtime import WatchingFakeRuntime
 
@@ -206,3 +211,48 @@ async def test_a_pod_created_after_its_pool_was_deleted_elsewhere_is_deleted(
     assert world.runtime.calls["create_agent"] == 2
     assert gated.of(pool.pool_id) == []
     assert len(world.runtime.deleted) == 2
+
+
+def passes_so_far() -> float:
+    return REGISTRY.get_sample_value("slotpool_controller_pass_seconds_count") or 0.0
+
+
+async def test_a_worker_waits_with_its_next_pass_while_its_creations_keep_the_runtime_busy(
+    world: World, gated: GatedRuntime
+) -> None:
+    pool = await world.pool(min_replicas=0, max_replicas=40, slots_per_pod=1)
+    orchestration = Orchestration(
+        reconciler=world.services.controller.reconciler,
+        pools=world.services.pools,
+        runtimes=PoolRuntimes(RuntimeRegistry({PoolType.k8s: gated}), world.services.pools),
+        notifier=Notifier(),
+        clock=world.clock,
+        coalesce=Coalesce(pending=2, creating=30.0),  # no pass while more than 2 are unanswered
+    )
+    try:
+        await queue(world, pool.pool_id, 10)
+        before = passes_so_far() + 1
+        await orchestration.run_once(5.0)  # its worker starts: a first pass hands over 10
+        await until(lambda: gated.waiting == 10 and passes_so_far() == before)
+
+        # A burst of wake-ups (submissions, watch events) while the 10 wait for the runtime.
+        for _ in range(100):
+            orchestration.poke(pool.pool_id)
+            await asyncio.sleep(0.003)
+        await asyncio.sleep(Coalesce().most * 3)
+        assert passes_so_far() == before  # the runtime has work for as long as it has 3+
+
+        gated.let(7)  # 3 left unanswered: still busy
+        await until(lambda: len(gated.of(pool.pool_id)) == 7)
+        await asyncio.sleep(Coalesce().most * 3)
+        assert passes_so_far() == before
+
+        gated.let(1)  # 2 left: the next pass comes (one, for all the wake-ups)
+        await until(lambda: passes_so_far() == before + 1)
+        await asyncio.sleep(Coalesce().most * 3)
+        assert passes_so_far() == before + 1
+        gated.let(2)
+        await world.services.controller.reconciler.settle(pool.pool_id)
+        assert world.runtime.calls["create_agent"] == 10  # nothing created twice
+    finally:
+        await orchestration.stop()

@@ -55,6 +55,7 @@ class Flight:
     pending: int = 0
     landed: set[str] = field(default_factory=set)
     batches: set[asyncio.Task[None]] = field(default_factory=set)
+    answered: asyncio.Event = field(default_factory=asyncio.Event)  # set as ``pending`` drops
 
     def creating(self, booked: Collection[str]) -> int:
         """How many creations the books do not show yet; forgets the landed Pods they show."""
@@ -111,6 +112,14 @@ class Creations:
             running.add(task)
             task.add_done_callback(running.discard)
 
+    async def at_most(self, pool_id: str, pending: int) -> None:
+        """Returns once at most ``pending`` of the pool's creations wait for their answer."""
+        flight = self._flights.get(pool_id)
+        while flight is not None and flight.pending > pending:
+            flight.answered.clear()
+            await flight.answered.wait()
+            flight = self._flights.get(pool_id)  # (forgotten meanwhile: nothing to wait for)
+
     async def settle(self, pool_id: str) -> None:
         """Returns once the pool's batches have ended."""
         flight = self._flights.get(pool_id)
@@ -139,6 +148,7 @@ class Creations:
                     pod = await self._create(batch.target)
                 finally:
                     flight.pending -= 1
+                    flight.answered.set()
                 flight.landed.add(pod.name)
                 return pod
 

@@ -54,6 +54,13 @@ class Coalesce:
 
     quiet: float = 0.02
     most: float = 0.1
+    # While more than ``pending`` of the creations the pool's passes handed over still wait for
+    # the runtime (its rate limit paces them), the next pass waits too, at most ``creating``
+    # seconds: the runtime has work until then, and a pass made when they are nearly answered
+    # creates what an earlier one would have (it sees the same queue, and more of it). During
+    # a burst, a pass per batch of creations rather than one every ``most`` seconds.
+    pending: int = 8
+    creating: float = 1.0
 
 
 def _wait(event: asyncio.Event, seconds: float) -> Awaitable[bool]:
@@ -320,6 +327,7 @@ class Orchestration:
             with contextlib.suppress(TimeoutError):
                 await _wait(poked, timeout)
             await self._gathered(poked)
+            await self._creations_answered(pool_id)
 
     async def _gathered(self, poked: asyncio.Event) -> None:
         """After a wake-up, the ones that follow it closely (``Coalesce``); at once after a
@@ -330,6 +338,14 @@ class Orchestration:
             poked.clear()
             with contextlib.suppress(TimeoutError):
                 await _wait(poked, min(self._coalesce.quiet, left))
+
+    async def _creations_answered(self, pool_id: str) -> None:
+        """While the pool's creations in flight keep the runtime busy, no pass (``Coalesce``)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                self._reconciler.creations_at_most(pool_id, self._coalesce.pending),
+                self._coalesce.creating,
+            )
 
     async def pass_once(self, pool_id: str, resync_seconds: float) -> float | None:
         """One pass of the pool's worker; the seconds until its next pass is due (at the latest

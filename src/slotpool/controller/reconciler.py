@@ -94,6 +94,11 @@ class Reconciler:
         """Returns once the creations the pool's passes handed over have ended."""
         await self._executor.creations.settle(pool_id)
 
+    async def creations_at_most(self, pool_id: str, pending: int) -> None:
+        """Returns once at most ``pending`` of the creations the pool's passes handed over are
+        still waiting for the runtime's answer."""
+        await self._executor.creations.at_most(pool_id, pending)
+
     async def stop(self, *, wait: float = STOP_WAIT_SECONDS) -> None:
         """The creations handed over awaited (those not done after ``wait`` seconds
         cancelled), and forgotten."""

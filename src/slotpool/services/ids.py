@@ -6,9 +6,19 @@ import secrets
 
 from slotpool.domain.pools import POOL_ID_ALPHABET
 
+_SIZE = len(POOL_ID_ALPHABET)
+_BELOW = 256 - 256 % _SIZE  # bytes from here up are dropped: every character equally likely
+
 
 def _random(length: int) -> str:
-    return "".join(secrets.choice(POOL_ID_ALPHABET) for _ in range(length))
+    """``length`` characters of the alphabet, uniformly: from one read of the system's random
+    source, not one per character (a task's id is made on every submission)."""
+    chars: list[str] = []
+    while len(chars) < length:
+        chars += [
+            POOL_ID_ALPHABET[b % _SIZE] for b in secrets.token_bytes(2 * length) if b < _BELOW
+        ]
+    return "".join(chars[:length])
 
 
 def new_pool_id() -> str:

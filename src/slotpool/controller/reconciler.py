@@ -121,12 +121,12 @@ class Reconciler:
         Without ``settle`` its creations are handed over, not awaited: the report does not
         name them, and their batch reports a failure (the pool's events, the queue's reason)."""
         async with self._locks.local(pool_id):
-            looked = None
             if self._locks.spans_processes and not check_secret:
-                with metrics.CONTROLLER_PASS.time():
-                    looked = await self._look(pool_id)
-            if looked is not None:
-                return looked
+                began = time.perf_counter()
+                looked = await self._look(pool_id)
+                if looked is not None:  # a pass (one that went on under the lock counts once)
+                    metrics.CONTROLLER_PASS.observe(time.perf_counter() - began)
+                    return looked
             async with self._locks.shared(pool_id):
                 pool = await self._pools.get(pool_id)  # the latest config, read under the lock
                 metrics.pool_names.note(pool.pool_id, pool.name)

@@ -28,6 +28,7 @@ from lightkube.resources.core_v1 import Secret
 
 from slotpool import metrics
 from slotpool.domain.config import PoolType, parse_config
+from slotpool.domain.leadership import CURRENT, Lease, NotLeader
 from slotpool.domain.manifest import PodContext, build_pod_manifest, pod_config_hash
 from slotpool.runtime.base import RuntimePod
 from slotpool.runtime.errors import (
@@ -594,3 +595,35 @@ async def test_the_watch_lists_again_every_relist_interval(
                     syncs += 1
                     if syncs == 3:
                         break
+
+
+async def test_a_write_of_a_leader_whose_lease_ran_out_while_it_waited_its_turn_is_not_sent(
+    k8s: K8sTestEnv, runtime: KubernetesRuntime, pool_id: str
+) -> None:
+    """The lease is checked again once the rate limit lets a write go: a leader paused (or
+    slow) while its creations waited their turn sends none of them after its lease ran out."""
+    slow = KubernetesRuntime.from_kubeconfig(k8s.kubeconfig, requests_per_second=2.0)
+    now = [0.0]
+    lease = Lease("replica-a", term=1, deadline=10.0, monotonic=lambda: now[0])
+
+    async def as_leader() -> list[RuntimePod | BaseException]:
+        token = CURRENT.set(lease)
+        try:
+            creations = [asyncio.create_task(slow.create_pod(manifest(pool_id))) for _ in range(4)]
+            await asyncio.sleep(0.2)  # the first went; the others wait for the rate limit
+            now[0] = 11.0  # the lease runs out meanwhile
+            return await asyncio.gather(*creations, return_exceptions=True)
+        finally:
+            CURRENT.reset(token)
+
+    try:
+        results = await as_leader()
+    finally:
+        await slow.close()
+    created = [r for r in results if isinstance(r, RuntimePod)]
+    refused = [r for r in results if isinstance(r, NotLeader)]
+    assert len(created) >= 1, results
+    assert len(created) + len(refused) == 4, results
+    assert refused, "the creations still waiting were not sent"
+    pods, _ = await runtime.list_pods(NAMESPACE, pool_id)
+    assert sorted(p.name for p in pods) == sorted(p.name for p in created)

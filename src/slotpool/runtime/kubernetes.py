@@ -40,6 +40,7 @@ from lightkube.resources.core_v1 import Namespace, Pod, Secret
 
 from slotpool import metrics
 from slotpool.domain.agent_spec import AgentSpec
+from slotpool.domain.leadership import fence
 from slotpool.domain.manifest import (
     CONFIG_HASH_ANNOTATION,
     MANAGED_BY,
@@ -201,17 +202,25 @@ class KubernetesRuntime:
 
     # -- the one way out -----------------------------------------------------------------------
 
-    async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
+    async def _call(self, call: Callable[[], Awaitable[T]], *, write: bool = False) -> T:
+        """``call()`` once the rate limit lets it go. A ``write`` of the leader's work checks
+        the leader's lease again then (``domain.leadership.fence``): ``FencedRuntime`` checked
+        it before the wait, and a leader paused while it waited its turn (at 1 request/s, a
+        batch of creations waits seconds) must not write once resumed past its lease."""
         await self._bucket.acquire()
+        if write:
+            fence()
         try:
             return await call()
         except httpx2.HTTPError as exc:
             raise runtime_error_from(exc) from exc
 
-    async def _call_unless(self, status: int, call: Callable[[], Awaitable[T]]) -> T | None:
+    async def _call_unless(
+        self, status: int, call: Callable[[], Awaitable[T]], *, write: bool = False
+    ) -> T | None:
         """Like ``_call``, but an answer of ``status`` (404 on delete, 409 on create) is None."""
         try:
-            return await self._call(call)
+            return await self._call(call, write=write)
         except RuntimeApiError as exc:
             if exc.status == status:
                 return None
@@ -226,7 +235,7 @@ class KubernetesRuntime:
         it does not exist, the Secret or the Pod created in it next is refused (404), naming it."""
         namespace = Namespace(metadata=ObjectMeta(name=name, labels=dict(labels) or None))
         try:
-            await self._call_unless(409, lambda: self._client.create(namespace))
+            await self._call_unless(409, lambda: self._client.create(namespace), write=True)
         except RuntimeApiError as exc:
             if exc.status != 403:
                 raise
@@ -236,7 +245,7 @@ class KubernetesRuntime:
         it with the one Pod builder; this is the request alone)."""
         pod = _pod_from_manifest(manifest)
         try:
-            created = await self._call(lambda: self._client.create(pod))
+            created = await self._call(lambda: self._client.create(pod), write=True)
         except RuntimeApiError as exc:
             if exc.status == 404:  # the namespace was deleted behind our back
                 self._prepared.discard(str(manifest.get("metadata", {}).get("namespace")))
@@ -259,6 +268,7 @@ class KubernetesRuntime:
         await self._call_unless(
             404,
             lambda: self._client.delete(Pod, name, namespace=namespace, grace_period=grace_seconds),
+            write=True,
         )
         self.cache(namespace).deleting(name)
 
@@ -408,14 +418,14 @@ class KubernetesRuntime:
         existing = await self._get_token_secret(namespace, pool_id)
         if existing is None:
             secret = _token_secret(namespace, pool_id, token, resource_version=None)
-            await self._call(lambda: self._client.create(secret))
+            await self._call(lambda: self._client.create(secret), write=True)
             return "created"
         if _holds(existing, pool_id, token):
             return "unchanged"
         # The read's version makes the write conditional: a concurrent change answers 409.
         version = existing.metadata.resourceVersion if existing.metadata else None
         secret = _token_secret(namespace, pool_id, token, resource_version=version)
-        await self._call(lambda: self._client.replace(secret))
+        await self._call(lambda: self._client.replace(secret), write=True)
         return "updated"
 
     async def read_token_secret(self, namespace: str, pool_id: str) -> str | None:
@@ -425,7 +435,9 @@ class KubernetesRuntime:
 
     async def delete_token_secret(self, namespace: str, pool_id: str) -> None:
         name = token_secret_name(pool_id)
-        await self._call_unless(404, lambda: self._client.delete(Secret, name, namespace=namespace))
+        await self._call_unless(
+            404, lambda: self._client.delete(Secret, name, namespace=namespace), write=True
+        )
 
     async def _get_token_secret(self, namespace: str, pool_id: str) -> Secret | None:
         name = token_secret_name(pool_id)

@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import event
+from sqlalchemy import Engine, event
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from slotpool.hardening import narrow_if_exists, private_directory, private_file
-from slotpool.store.inline_sqlite import inline_creator
+from slotpool.store.inline_sqlite import connect
 
 BUSY_SECONDS = 10  # how long a statement waits for another connection's write lock
 # The server's connections wait for a lock in ``inline_sqlite``, the event loop running
@@ -113,23 +114,38 @@ def _apply(dbapi_connection: Any, pragmas: tuple[str, ...]) -> None:
     cursor.close()
 
 
+def create_sqlite_engine(url: str) -> Engine:
+    """The server's SQLite engine: sync, its sessions' calls made in the event loop's thread
+    (``inline_sqlite.InlineSession``)."""
+    ensure_sqlite_file(url)
+    args, kwargs = SQLiteDialect_pysqlite().create_connect_args(make_url(sync_url(url)))
+    # Statements are logged when debugging (``logs``), never their values. A checkout never
+    # waits (unbounded overflow): a wait here would block the event loop, whose tasks are the
+    # ones holding the connections. Few are out at once anyway, since a statement does not
+    # suspend its unit of work.
+    engine = sa_create_engine(
+        sync_url(url),
+        hide_parameters=True,
+        creator=connect(args, kwargs),
+        pool_size=5,
+        max_overflow=-1,
+    )
+    event.listen(engine, "connect", _apply_server_pragmas)
+    return engine
+
+
 def create_engine(
     url: str, *, pool_size: int = 10, idle_in_transaction_seconds: float | None = None
 ) -> AsyncEngine:
-    """``idle_in_transaction_seconds`` (PostgreSQL): the server ends a session whose transaction
-    waits that long for its client, so that a paused process (SIGSTOP, a frozen VM) does not
-    keep its row locks for good: a paused leader's fenced unit of work holds the lease row
-    ``FOR SHARE``, which would keep every other replica from being elected."""
-    ensure_sqlite_file(url)
+    """The server's PostgreSQL engine. ``idle_in_transaction_seconds``: the server ends a
+    session whose transaction waits that long for its client, so that a paused process
+    (SIGSTOP, a frozen VM) does not keep its row locks for good: a paused leader's fenced unit
+    of work holds the lease row ``FOR SHARE``, which would keep every other replica from being
+    elected."""
+    if backend(url) != "postgresql":
+        raise UnsupportedDatabase("the async engine is PostgreSQL's (SQLite: create_sqlite_engine)")
     # Statements are logged when debugging (``logs``), never their values: a task's
     # environment and token digests are among them.
-    if backend(url) == "sqlite":
-        # The statements run in the event loop's thread, not aiosqlite's (``inline_sqlite``).
-        args, kwargs = SQLiteDialect_pysqlite().create_connect_args(make_url(sync_url(url)))
-        creator = inline_creator(args, kwargs, busy_seconds=BUSY_SECONDS)
-        engine = create_async_engine(async_url(url), hide_parameters=True, async_creator=creator)
-        event.listen(engine.sync_engine, "connect", _apply_server_pragmas)
-        return engine
     # No ``pool_pre_ping``: it costs a round trip before every unit of work. A connection that
     # PostgreSQL cut (a restart, a failover) is found out when next used: SQLAlchemy then drops
     # every connection of the pool, so that one unit of work fails and the next connect afresh.

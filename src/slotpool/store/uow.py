@@ -26,9 +26,9 @@ from contextvars import ContextVar
 from functools import partial
 
 import structlog
-from sqlalchemy import event, text
+from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from slotpool import metrics
@@ -38,7 +38,7 @@ from slotpool.domain.signals import Signal
 from slotpool.domain.tasks import FINAL
 from slotpool.domain.transitions import TaskChange
 from slotpool.store.cluster import ClusterRepository
-from slotpool.store.db import backend, create_engine
+from slotpool.store.db import BUSY_SECONDS, backend, create_engine, create_sqlite_engine
 from slotpool.store.errors import (
     ABORTED_STATES,
     DatabaseUnavailable,
@@ -47,6 +47,7 @@ from slotpool.store.errors import (
 )
 from slotpool.store.events import PoolEventRepository
 from slotpool.store.history import PoolHistoryRepository
+from slotpool.store.inline_sqlite import InlineSession, busy
 from slotpool.store.pods import PodRepository
 from slotpool.store.pools import PoolRepository
 from slotpool.store.retention import RetentionRepository
@@ -169,10 +170,25 @@ class Store:
         """``idle_in_transaction_seconds``: see ``db.create_engine`` (the server's lease)."""
         self.url = url
         self.backend = backend(url)
-        self._engine = create_engine(url, idle_in_transaction_seconds=idle_in_transaction_seconds)
-        self._sessions = async_sessionmaker(
-            self._engine, expire_on_commit=False, sync_session_class=_Session
-        )
+        self._engine: Engine | AsyncEngine
+        self._sessions: Callable[[], AsyncSession]
+        if self.backend == "sqlite":
+            # Its sessions' calls are made at once, in the event loop's thread (inline_sqlite).
+            inline = self._engine = create_sqlite_engine(url)
+            self._sessions = partial(
+                InlineSession,
+                inline,
+                busy_seconds=BUSY_SECONDS,
+                sync_session_class=_Session,
+                expire_on_commit=False,
+            )
+        else:
+            self._engine = create_engine(
+                url, idle_in_transaction_seconds=idle_in_transaction_seconds
+            )
+            self._sessions = async_sessionmaker(
+                self._engine, expire_on_commit=False, sync_session_class=_Session
+            )
         # SQLite has one writer at a time, and a writer that finds the database locked sleeps
         # in SQLite's busy handler (up to 100 ms a try). Units of work of this process take
         # turns here instead, in arrival order: under load that is the difference between
@@ -253,17 +269,20 @@ class Store:
         names its term. Requests are not: they pay nothing for it."""
         lease = fence()
         try:
-            async with self._session() as session, session.begin():
-                uow = UnitOfWork(session, self.backend)
-                postgresql = self.backend == "postgresql"
-                if (
-                    lease is not None
-                    and postgresql
-                    and not await uow.cluster.hold(lease.replica_id, lease.term)
-                ):
-                    lease.lose("a newer term exists, or the lease ran out")
-                    lease.check()
-                yield uow
+            async with self._session() as session:
+                if isinstance(session, InlineSession):  # SQLite: no lease row to hold
+                    await session.begin_immediate()
+                    yield UnitOfWork(session, self.backend)
+                    await session.commit()
+                    return
+                async with session.begin():
+                    uow = UnitOfWork(session, self.backend)
+                    if lease is not None and not await uow.cluster.hold(
+                        lease.replica_id, lease.term
+                    ):
+                        lease.lose("a newer term exists, or the lease ran out")
+                        lease.check()
+                    yield uow
         except DBAPIError as exc:
             translated = _translated(exc)
             if translated is None:
@@ -271,11 +290,18 @@ class Store:
             raise translated from exc
 
     async def ping(self) -> None:
-        async with self._engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
+        if isinstance(self._engine, AsyncEngine):
+            async with self._engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        else:
+            with self._engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
 
     async def close(self) -> None:
-        await self._engine.dispose()
+        if isinstance(self._engine, AsyncEngine):
+            await self._engine.dispose()
+        else:
+            self._engine.dispose()
 
 
 _AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
@@ -287,4 +313,6 @@ def _translated(exc: DBAPIError) -> Exception | None:
         return DatabaseUnavailable("the connection to the database was lost")
     if getattr(exc.orig, "sqlstate", None) in ABORTED_STATES:
         return TransactionAborted(str(exc.orig))
+    if busy(exc):  # SQLite, locked by another connection for longer than BUSY_SECONDS
+        return TransactionAborted(f"the database stayed locked by another connection: {exc.orig}")
     return None

@@ -1,5 +1,6 @@
-"""``logs.configure_logging``: one handler for slotpool's lines and every library's, an exception
-inside its line, and no local variable of a failing frame in any format."""
+"""``logs.configure_logging``: one stream and one format for slotpool's lines and every
+library's, an exception inside its line, and no local variable of a failing frame in any
+format."""
 
 from __future__ import annotations
 

@@ -51,7 +51,7 @@ def report(
 ) -> str:  # fmt: skip
     info = machine(
         ("fastapi", "starlette", "pydantic", "sqlalchemy", "uvicorn", "httpx", "psycopg",
-         "aiosqlite", "uvloop", "httptools", "orjson"),
+         "uvloop", "httptools", "orjson"),
         sqlite=True,
     )  # fmt: skip
     info["CPU check"] = conditions.check_row(
@@ -131,8 +131,9 @@ WHERE_THE_TIME_GOES = [
     "* SQLite versus PostgreSQL: SQLite's bare commit is tens of microseconds (WAL, "
     "synchronous=NORMAL: no fsync per commit), yet `config_put` is no faster on SQLite: the "
     "time is the server's Python (SQLAlchemy's ORM, the request stack), not the database. "
-    "(Until 2026-12-02 every statement also crossed aiosqlite's worker thread four times; "
-    "the server now makes them in the event loop's thread, `store/inline_sqlite.py`.) So "
+    "(Until 2026-12-02 every statement also crossed aiosqlite's worker thread four times, "
+    "and until 2026-12-03 a greenlet of SQLAlchemy's asyncio extension; the sessions now "
+    "make their calls at once in the event loop's thread, `store/inline_sqlite.py`.) So "
     "`config_put / raw_update` is very large on SQLite: it says mostly how cheap that floor is; "
     "`config_put / healthz` is the better number to compare. With the test server's "
     "fsync=off (see the PostgreSQL notes above) PostgreSQL's write numbers are optimistic; on "

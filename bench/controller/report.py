@@ -25,7 +25,7 @@ from bench.harness.stats import ms_cells, quantile
 FINDINGS_MARKER = "<!-- findings: kept from the previous report when it is rewritten -->"
 LIBRARIES = (
     "lightkube", "lightkube-models", "httpx2", "anyio", "pydantic", "uvloop", "sqlalchemy",
-    "aiosqlite", "psycopg", "fastapi", "uvicorn",
+    "psycopg", "fastapi", "uvicorn",
 )  # fmt: skip
 
 

@@ -279,7 +279,7 @@ def report(
 ) -> str:
     info = machine(
         ("fastapi", "starlette", "pydantic", "sqlalchemy", "uvicorn", "httpx", "psycopg",
-         "aiosqlite", "uvloop", "httptools", "orjson"),
+         "uvloop", "httptools", "orjson"),
         sqlite=True,
     )  # fmt: skip
     info["Load before the run"] = conditions.load_row()
@@ -543,38 +543,27 @@ STALL_MECHANISM = [
 CPU_MECHANISMS = [
     "### Where the server's CPU goes",
     "",
-    "Not re-measured by each run: a one-off look (2026-11-23) at the statements the server "
-    "sends and at a profile of the server process; check it against the code before relying "
-    "on it.",
+    "Not re-measured by each run: a look on 2026-12-03 at a py-spy profile of the server "
+    "under the throughput phase (`--profile`) and at timings of its parts in one process; "
+    "check it against the code before relying on it.",
     "",
-    "* Statements (PostgreSQL's statement log, 20 to 200 tasks per phase): one task under load "
-    "(throughput) costs about 46 statements (BEGIN, COMMIT and the probe below included) in "
-    "about 7 units of work (BEGIN ... COMMIT); one task of the plain phase about 120 "
-    "statements in 21.5 units of work, about 5 of which are the benchmark's own reads (the "
-    "log stream and the status read); one task of the one idle slot phase about 130, because "
-    "every claim answer reads the whole task row (steps, results, env as JSON) of every busy "
-    "slot of the pod, here the 7 held ones: 25 such reads per task against 13 in the plain "
-    "phase and 3.3 under load. Every unit of work is preceded by an extra round trip, the "
-    "`pool_pre_ping` probe (`store/db.py`), which PostgreSQL counts as a transaction of its "
-    "own (hence about twice as many `xact_commit` as units of work in the tables above). The "
-    "pool row and its freeze windows are loaded 2 to 3 times per task (the submission's "
-    "existence check and the configuration hash of every dispatch pass), and every agent "
-    "request looks its token up and then runs `UPDATE pool_tokens SET last_used_at ...`, "
-    "which almost never matches a row (`TOUCH_INTERVAL` is 60 s) but costs a statement and a "
-    "commit each time.",
-    "* Python: sampled with the interpreter lock held, SQLAlchemy's ORM execution (statement "
-    "cache keys, compiling, loading rows into objects) is the largest share, then the "
-    "FastAPI/Starlette request stack and the asyncio loop itself; on SQLite each statement "
-    "also crossed to aiosqlite's worker thread and back (until 2026-12-02: the statements now "
-    "run in the event loop's thread, `store/inline_sqlite.py`). The dispatcher, the claim handler, "
-    "the agent authentication and the result handler each take a few percent; no single "
-    "slotpool function dominates: the cost is the number of units of work and statements per "
-    "task. For 300 completions per second one process would need about 3 ms of CPU per task, "
-    "over ten times less than now, or several server processes sharing the database.",
-    "* The dispatch latency's server part (30 to 45 ms at the median here) is mostly the POST "
-    "itself: a unit of "
-    "work to insert the task, a dispatch pass in a second one, a third to read the task back; "
-    "the delivery then needs the woken claim's own units of work (pod id, dispatch pass, "
-    "answer). SQLite and PostgreSQL differ little: the time is the server's Python, not the "
-    "database (PostgreSQL here does not wait for the disk, fsync=off).",
+    "* Statements: a task under load costs two requests (the submission, and the result that "
+    "brings the slot's next task, `?then=1`) and 21 statements on SQLite, 23 on PostgreSQL, in "
+    "about six units of work; `tests/api/test_statement_count.py` pins the counts. BEGIN and "
+    "COMMIT come on top: on PostgreSQL each is a round trip, and each round trip costs the "
+    "server a pass of its event loop.",
+    "* Python, SQLite: SQLAlchemy's Core and ORM execution is about a third of the server's "
+    "samples (the session, the execution context, the result's type processing), the request "
+    "stack (uvicorn, FastAPI's routing and dependencies, pydantic) about a quarter, and "
+    "uvicorn's socket write, whose kernel time on loopback includes the receiving side, "
+    "another 13%. A unit of work of three statements costs about 170 us since the sessions "
+    "make their calls inline (`store/inline_sqlite.py`, 400 us through the async engine); raw "
+    "`sqlite3` does the same in about 10 us. No single slotpool function dominates: the cost "
+    "is the number of units of work and requests per task.",
+    "* Python, PostgreSQL: the same, plus every statement's round trip through psycopg's async "
+    "connection and SQLAlchemy's greenlet bridge: about twice SQLite's CPU per task.",
+    "* For 300 completions per second one process would need about 3 ms of CPU per task; the "
+    "agents' own CPU (8-9 ms per task in the table above: httpx, and forking the step) shares "
+    "the same 2 "
+    "CPUs here.",
 ]

@@ -24,8 +24,6 @@ CHATTY = ("alembic", "httpx", "httpcore", "lightkube")
 # SQLAlchemy logs statements at INFO once its logger allows it: only when debugging (without
 # their parameters: ``store.db`` hides them, they may hold a task's environment).
 STATEMENTS = "sqlalchemy.engine"
-# Two lines per database call even then: kept at INFO.
-NEVER_DEBUG = ("aiosqlite",)
 
 
 class _Stream:
@@ -118,8 +116,6 @@ def configure_logging(*, level: str, log_format: str, to_stderr: bool = False) -
     for name in CHATTY:
         logging.getLogger(name).setLevel(number if debugging else max(number, logging.WARNING))
     logging.getLogger(STATEMENTS).setLevel(logging.INFO if debugging else logging.WARNING)
-    for name in NEVER_DEBUG:
-        logging.getLogger(name).setLevel(max(number, logging.INFO))
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         # uvicorn's own handlers, where something installed them, would write plain text.
         uvicorn_logger = logging.getLogger(name)

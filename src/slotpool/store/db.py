@@ -56,9 +56,8 @@ def sync_url(url: str) -> str:
 
 
 def async_url(url: str) -> str:
-    kind = backend(url)
-    driver = "postgresql+psycopg" if kind == "postgresql" else "sqlite+aiosqlite"
-    return make_url(url).set(drivername=driver).render_as_string(hide_password=False)
+    """PostgreSQL's URL for the async engine (SQLite's server engine is sync: ``inline_sqlite``)."""
+    return make_url(url).set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 
 
 def libpq_url(url: str) -> str:

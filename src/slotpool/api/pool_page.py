@@ -104,12 +104,7 @@ def pool_item(
         "created_at": row["created_at"],
         "updated_by": row["updated_by"],
         "updated_at": row["updated_at"],
-        "pods_ready": counts.pods_ready,
-        "pods_total": counts.pods_total,
-        "slots_busy": counts.slots_busy,
-        "slots_reserved": counts.slots_reserved,
-        "slots_total": counts.slots_total,
-        "queued_tasks": counts.queued_tasks,
+        **counts.fields(),
         "agent_token": row["agent_token"],
         "token_generation": row["token_generation"] or 0,
         "no_pods_reason": services.controller.why_no_pods_of(

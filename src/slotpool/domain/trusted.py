@@ -86,27 +86,39 @@ def _plan(model: type[BaseModel]) -> _Plan:
     return _Plan(defaults, tuple(factories), converters, required)  # type: ignore[arg-type]
 
 
-def _converter(annotation: Any, where: str) -> Convert | None:
+def _walk(annotation: Any, where: str, leaf: Callable[[type], Convert | None]) -> Convert | None:
+    """What turns a stored value of type ``annotation`` into ``leaf``'s form: through
+    ``Annotated``, an optional and a list, ``leaf`` for a plain type (None: taken as it is). A
+    model or an enum hidden in any other type (a dict of models, a union of two) is refused."""
     origin, args = get_origin(annotation), get_args(annotation)
     if origin is Annotated:
-        return _converter(args[0], where)
+        return _walk(args[0], where, leaf)
     if origin in (Union, types.UnionType):
         present = [arg for arg in args if arg is not type(None)]
         if len(present) == 1:
-            inner = _converter(present[0], where)
+            inner = _walk(present[0], where, leaf)
             return None if inner is None else _optional(inner)
         _refuse_hidden(args, where)
         return None
     if origin is list:
-        item = _converter(args[0], where)
+        item = _walk(args[0], where, leaf)
         return None if item is None else _each(item)
     if origin is not None:
         _refuse_hidden(args, where)
         return None
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+    return leaf(annotation) if isinstance(annotation, type) else None
+
+
+def _converter(annotation: Any, where: str) -> Convert | None:
+    return _walk(annotation, where, _rebuilt)
+
+
+def _rebuilt(annotation: type) -> Convert | None:
+    """A model built with ``trusted`` (one given as itself is kept), an enum's member."""
+    if issubclass(annotation, BaseModel):
         nested: type[BaseModel] = annotation
         return lambda value: value if isinstance(value, nested) else trusted(nested, value)
-    if isinstance(annotation, type) and issubclass(annotation, Enum):
+    if issubclass(annotation, Enum):
         return annotation
     return None
 
@@ -157,19 +169,13 @@ def _view_plan(model: type[BaseModel]) -> tuple[tuple[str, View | None], ...]:
 
 
 def _view(annotation: Any, where: str) -> View | None:
-    origin, args = get_origin(annotation), get_args(annotation)
-    if origin is Annotated:
-        return _view(args[0], where)
-    if origin in (Union, types.UnionType):
-        present = [arg for arg in args if arg is not type(None)]
-        if len(present) == 1:
-            inner = _view(present[0], where)
-            return None if inner is None else _optional(inner)
-        return None  # (``_plan`` refused a union hiding a model)
-    if origin is list:
-        item = _view(args[0], where)
-        return None if item is None else _each(item)
-    if origin is None and isinstance(annotation, type) and issubclass(annotation, BaseModel):
+    return _walk(annotation, where, _shown)
+
+
+def _shown(annotation: type) -> View | None:
+    """A nested model's stored form, dumped; an enum's value as stored, anything else as it
+    is."""
+    if issubclass(annotation, BaseModel):
         nested: type[BaseModel] = annotation
         return lambda value: dumped(nested, value)
-    return None  # enums: their value as stored; anything else: as it is
+    return None

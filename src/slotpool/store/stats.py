@@ -37,6 +37,10 @@ class PoolCounts:
     slots_total: int = 0
     queued_tasks: int = 0
 
+    def fields(self) -> dict[str, int]:
+        """The counts by name, as a pool's API form shows them."""
+        return dict(vars(self))
+
 
 @dataclass(frozen=True)
 class PoolCensus:

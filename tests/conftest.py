@@ -13,7 +13,9 @@ Databases:
 
 Nothing outlives the run: the pytest process adopts every orphaned descendant (a child
 subreaper), and once the session is over every process the suite started and did not end is
-reported with its command line, killed, and the run fails (``tests/support/leaks.py``).
+reported with its command line, killed, and the run fails (``tests/support/leaks.py``). A test
+still running after 10 minutes is a hang: every thread's and asyncio task's stack is written out
+and the run is interrupted (``tests/support/watchdog.py``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from tests.support.postgres import PostgresServer, PostgresUnavailableError
 
 PG_REQUIRED_ENV = "SLOTPOOL_TEST_PG_REQUIRED"
 K8S_REQUIRED_ENV = "SLOTPOOL_TEST_K8S_REQUIRED"
-pytest_plugins = ["tests.support.leaks"]  # nothing the run starts outlives it
+# nothing the run starts outlives it; a test that hangs says where, and ends the run
+pytest_plugins = ["tests.support.leaks", "tests.support.watchdog"]
 
 
 # -- a real Kubernetes control plane -------------------------------------------------------------
